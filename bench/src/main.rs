@@ -1,0 +1,2 @@
+//! tandem-bench (in progress)
+fn main() {}
