@@ -1,1 +1,215 @@
-//! (in progress)
+//! `tandemd`: wires the configuration, the journal, the engine, the UDP backend, the worker thread
+//! and the admin endpoint together, and handles signals (SIGHUP reloads scopes and policies,
+//! SIGTERM/SIGINT stop cleanly after a final journal commit).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tandem_dataplane::authority::Standalone;
+use tandem_dataplane::engine::{Engine, Stats};
+use tandem_dataplane::journal::{Journal, JournalConfig};
+use tandem_dataplane::time::Time;
+use tandem_dataplane::udp::UdpBackend;
+use tandem_dataplane::worker::{Control, Worker, WorkerStats};
+
+use crate::admin::{Admin, AdminState};
+use crate::config::{self, Config, LogFormat};
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The configuration is invalid (every error is listed).
+    #[error("{0}")]
+    Config(#[from] config::ConfigErrors),
+    /// The state directory cannot be used.
+    #[error("state directory {}: {message}", path.display())]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The journal could not be opened or recovered.
+    #[error("{0}")]
+    Journal(#[from] tandem_dataplane::journal::JournalError),
+    /// The UDP sockets could not be opened.
+    #[error("{0}")]
+    Udp(#[from] tandem_dataplane::udp::UdpError),
+    /// The admin endpoint could not start.
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
+    /// Another start-up failure.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Which scopes serve directly attached clients on each interface, by interface index.
+pub fn iface_scopes(cfg: &Config) -> Vec<Vec<usize>> {
+    cfg.daemon
+        .interfaces
+        .iter()
+        .map(|ifname| {
+            cfg.scope_interfaces
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.as_deref() == Some(ifname.as_str()))
+                .map(|(k, _)| k)
+                .collect()
+        })
+        .collect()
+}
+
+/// Set up logging to stderr in the configured format (`RUST_LOG` overrides the level).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}
+
+/// Lock the state directory so that two daemons never write the same journal.
+fn lock_state_dir(dir: &Path) -> Result<File, DaemonError> {
+    let err = |message: String| DaemonError::StateDir {
+        path: dir.to_path_buf(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create: {e}")))?;
+    let lock = File::create(dir.join("tandemd.lock"))
+        .map_err(|e| err(format!("cannot create lock file: {e}")))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(err("another tandemd is using it".into())),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(format!("cannot lock: {e}"))),
+    }
+}
+
+/// Run the daemon with the configuration file at `path` until SIGTERM/SIGINT.
+pub fn run(path: &Path) -> Result<(), DaemonError> {
+    let cfg = config::load(path)?;
+    init_logging(cfg.daemon.log_format);
+    let d = &cfg.daemon;
+    if d.workers > 1 {
+        tracing::warn!(
+            workers = d.workers,
+            "the UDP backend runs one worker in this version; using 1 (multi-core needs the XDP data plane)"
+        );
+    }
+    let _lock = lock_state_dir(&d.state_dir)?;
+    let mut jcfg = JournalConfig::new(&d.state_dir, 0);
+    jcfg.durability = d.durability;
+    jcfg.compact_after_records = d.compact_after_records;
+    let t = Instant::now();
+    let (journal, rec) = Journal::open(jcfg)?;
+    tracing::info!(
+        bindings = rec.bindings.len(),
+        snapshot_records = rec.snapshot_records,
+        records_replayed = rec.records_replayed,
+        torn_bytes_truncated = rec.torn_bytes_truncated,
+        corrupt_records = rec.corrupt_records,
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "lease journal recovered"
+    );
+    if rec.corrupt_records > 0 {
+        tracing::warn!(
+            corrupt_records = rec.corrupt_records,
+            "the journal had unreadable records; they were skipped"
+        );
+    }
+    let stats = Arc::new(Stats::default());
+    let wstats = Arc::new(WorkerStats::default());
+    let settings = Arc::new(cfg.settings.clone());
+    let mut engine = Engine::new(settings, iface_scopes(&cfg), 0, 1, stats.clone());
+    engine.load(rec.bindings, Time::now());
+    let backend = UdpBackend::open(&d.interfaces, d.server_port)?;
+    let sockets = backend.sockets.into_iter().map(|(_, s)| s).collect();
+    let (worker, handle) = Worker::new(
+        engine,
+        journal,
+        Standalone,
+        sockets,
+        d.batch_size,
+        wstats.clone(),
+    )
+    .map_err(|e| DaemonError::Other(format!("worker set-up: {e}")))?;
+    let worker_thread = std::thread::Builder::new()
+        .name("tandem-worker-0".into())
+        .spawn(move || worker.run())
+        .map_err(|e| DaemonError::Other(format!("cannot start worker thread: {e}")))?;
+    let shared = Arc::new(RwLock::new(cfg.clone()));
+    let admin = Admin::start(
+        d.admin_listen,
+        AdminState {
+            config: shared.clone(),
+            worker: handle.clone(),
+            stats,
+            worker_stats: wstats,
+            started: Instant::now(),
+        },
+    )?;
+    tracing::info!(
+        server_id = %cfg.settings.server_id,
+        interfaces = ?d.interfaces,
+        scopes = cfg.settings.scopes.len(),
+        durability = ?d.durability,
+        admin = %d.admin_listen,
+        backend = "udp",
+        "tandemd serving"
+    );
+    let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])
+        .map_err(|e| DaemonError::Other(format!("signal set-up: {e}")))?;
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP => reload(path, &shared, &handle),
+            _ => {
+                tracing::info!(signal = sig, "stopping");
+                break;
+            }
+        }
+    }
+    handle.send(Control::Shutdown);
+    admin.stop();
+    match worker_thread.join() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(DaemonError::Other(format!("worker failed: {e}"))),
+        Err(_) => Err(DaemonError::Other("worker thread panicked".into())),
+    }
+}
+
+fn reload(
+    path: &Path,
+    shared: &Arc<RwLock<Config>>,
+    handle: &tandem_dataplane::worker::WorkerHandle,
+) {
+    match config::load(path) {
+        Err(errs) => {
+            for e in &errs.0 {
+                tracing::error!(error = %e, "reload refused: configuration error");
+            }
+            tracing::error!("reload refused; still serving the previous configuration");
+        }
+        Ok(mut new) => {
+            let mut cur = shared.write().unwrap_or_else(|e| e.into_inner());
+            if new.daemon != cur.daemon {
+                tracing::warn!("changes to [server] settings (interfaces, ports, state_dir, admin_listen, durability, workers) take effect at restart only; scopes and policies are reloaded now");
+            }
+            new.daemon = cur.daemon.clone();
+            handle.send(Control::Reload {
+                settings: Arc::new(new.settings.clone()),
+                iface_scopes: iface_scopes(&new),
+            });
+            tracing::info!(scopes = new.settings.scopes.len(), "configuration reloaded");
+            *cur = new;
+        }
+    }
+}

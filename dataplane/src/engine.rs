@@ -1,1 +1,1155 @@
-//! (in progress)
+//! The per-core DHCP logic (RFC 2131/2132, relays per RFC 3046/3527).
+//!
+//! One [`Engine`] per worker. It owns the bindings of the clients whose RFC 3074 bucket the worker
+//! owns, and allocates from its own [`Pool`] shard of every scope, so it needs no lock. It is pure:
+//! [`Engine::handle`] takes `now`, the request bytes, a reply buffer and an [`Authority`]
+//! (failover's verdict), and returns what to do; the binding changes that must be durable before
+//! the reply leaves are queued and drained with [`Engine::take_updates`] by the worker, which
+//! journals and commits them before sending the batch's replies.
+//!
+//! Protocol decisions, in brief:
+//! - Client identity is option 61 if present, else htype + chaddr.
+//! - An OFFERed address is held for that client for `offer_hold_secs` (not journaled).
+//! - REQUEST in SELECTING naming another server releases our hold silently.
+//! - INIT-REBOOT, RENEWING and REBINDING are ACKed when the address is the client's (or free and
+//!   allowed for it); NAKed when it is wrong and the scope is `authoritative`; otherwise silent.
+//! - DECLINE quarantines the address until `decline_probation_secs` have passed.
+//! - The same request (client, xid, type) arriving again within `duplicate_window_ms` (two relays,
+//!   or a retransmission) gets the first decision again: no second allocation, no second journal
+//!   record, an identical answer.
+//! - Replies go to giaddr:67 when relayed, to ciaddr:68 when the client has an address, else are
+//!   broadcast on the receiving interface.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::authority::{AllocFrom, Authority};
+use crate::binding::{Binding, BindingState, ClientKey};
+use crate::hash;
+use crate::pool::Pool;
+use crate::scope::{AddrRange, Combine, Criterion, Policy, Reservation, Scope, ServerSettings};
+use crate::time::Time;
+use crate::wire::{opt, MessageType, ReplyHeader, ReplyWriter, Request, WireError};
+
+/// Port DHCP servers and relays listen on.
+pub const SERVER_PORT: u16 = 67;
+/// Port DHCP clients listen on.
+pub const CLIENT_PORT: u16 = 68;
+
+/// Where a request came from.
+#[derive(Copy, Clone, Debug)]
+pub struct RxMeta {
+    /// Index of the receiving interface in the daemon's interface list.
+    pub iface: usize,
+    /// Source address and port of the datagram.
+    pub src: SocketAddrV4,
+}
+
+/// Where to send a reply.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// To the relay agent (giaddr, port 67).
+    Relay(SocketAddrV4),
+    /// To the client's own address (ciaddr, port 68).
+    Unicast(SocketAddrV4),
+    /// Broadcast (255.255.255.255:68) on the receiving interface.
+    Broadcast {
+        /// Interface index, as in [`RxMeta::iface`].
+        iface: usize,
+    },
+}
+
+/// What the worker should do with a request.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send the first `len` bytes of the reply buffer to `dest`.
+    Reply {
+        /// Reply length.
+        len: usize,
+        /// Where to send it.
+        dest: Destination,
+        /// Reply message type.
+        msg: MessageType,
+    },
+    /// No answer is due (the reason is counted).
+    Silent(Counter),
+    /// The frame was malformed or unusable (the reason is counted).
+    Drop(Counter),
+    /// The client's bucket belongs to another worker: hand the frame to it.
+    Handoff(usize),
+}
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident = $s:literal,)*) => {
+        /// Everything the engine counts. Names are stable: they appear in `tandemctl stats`.
+        #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+        #[repr(usize)]
+        #[non_exhaustive]
+        pub enum Counter { $($(#[$doc])* $name,)* }
+        impl Counter {
+            /// Every counter, in order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$name,)*];
+            /// The counter's stable name.
+            pub fn name(self) -> &'static str {
+                match self { $(Counter::$name => $s,)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames received.
+    Received = "received",
+    /// DHCPDISCOVER received.
+    Discover = "discover",
+    /// DHCPREQUEST received.
+    Request = "request",
+    /// DHCPRELEASE received.
+    Release = "release",
+    /// DHCPDECLINE received.
+    Decline = "decline",
+    /// DHCPINFORM received.
+    Inform = "inform",
+    /// DHCPOFFER sent.
+    Offer = "offer",
+    /// DHCPACK sent.
+    Ack = "ack",
+    /// DHCPNAK sent.
+    Nak = "nak",
+    /// Requests answered again from the duplicate cache (redundant relays, retransmissions).
+    Duplicate = "duplicate",
+    /// Duplicates that arrived through a different relay than the first copy.
+    DuplicateOtherRelay = "duplicate_other_relay",
+    /// Dropped: shorter than the fixed header.
+    DropTruncated = "drop_truncated",
+    /// Dropped: bad magic cookie.
+    DropBadMagic = "drop_bad_magic",
+    /// Dropped: not a BOOTREQUEST.
+    DropNotRequest = "drop_not_request",
+    /// Dropped: hlen over 16.
+    DropBadHlen = "drop_bad_hlen",
+    /// Dropped: option length past the end.
+    DropOptionOverrun = "drop_option_overrun",
+    /// Dropped: no message type.
+    DropMissingMessageType = "drop_missing_message_type",
+    /// Dropped: bad message type.
+    DropBadMessageType = "drop_bad_message_type",
+    /// Dropped: bad option overload.
+    DropBadOverload = "drop_bad_overload",
+    /// Dropped: split options too long.
+    DropConcatTooLong = "drop_concat_too_long",
+    /// Dropped: REQUEST with neither requested address nor ciaddr.
+    DropBadRequest = "drop_bad_request",
+    /// Dropped: no scope serves the client's link.
+    DropNoScope = "drop_no_scope",
+    /// Dropped: reply buffer too small (internal).
+    DropNoRoom = "drop_no_room",
+    /// Silent: the failover partner answers this client.
+    SilentPartner = "silent_partner",
+    /// Silent: the client chose another server.
+    SilentOtherServer = "silent_other_server",
+    /// Silent: no free address for the client.
+    SilentNoAddress = "silent_no_address",
+    /// Silent: no record of the client and the scope is not authoritative.
+    SilentNotAuthoritative = "silent_not_authoritative",
+    /// Silent: RELEASE/DECLINE processed (no reply is due).
+    SilentNoReply = "silent_no_reply",
+    /// Silent: RELEASE/DECLINE for an address the client does not hold.
+    SilentUnknownLease = "silent_unknown_lease",
+    /// Leases that ran out.
+    Expired = "expired",
+    /// Offer holds that ran out.
+    OfferExpired = "offer_expired",
+    /// Declined addresses back in the pool after probation.
+    ProbationEnded = "probation_ended",
+}
+
+/// The engine's counters, shared read-only with the admin endpoint.
+#[derive(Debug)]
+pub struct Stats {
+    values: Vec<AtomicU64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            values: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl Stats {
+    /// Add one to `c`.
+    pub fn bump(&self, c: Counter) {
+        self.values[c as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Current value of `c`.
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values[c as usize].load(Ordering::Relaxed)
+    }
+}
+
+fn wire_counter(e: WireError) -> Counter {
+    match e {
+        WireError::Truncated => Counter::DropTruncated,
+        WireError::BadMagic => Counter::DropBadMagic,
+        WireError::NotRequest => Counter::DropNotRequest,
+        WireError::BadHlen => Counter::DropBadHlen,
+        WireError::OptionOverrun => Counter::DropOptionOverrun,
+        WireError::MissingMessageType => Counter::DropMissingMessageType,
+        WireError::BadMessageType => Counter::DropBadMessageType,
+        WireError::BadOverload => Counter::DropBadOverload,
+        WireError::ConcatTooLong => Counter::DropConcatTooLong,
+    }
+}
+
+/// The RFC 3074 bucket of a request's client: option 61 if present, else chaddr.
+pub fn client_bucket(req: &Request<'_>) -> u8 {
+    hash::bucket(req.client_id().unwrap_or(req.chaddr()))
+}
+
+/// Client identity of a request (option 61, else htype + chaddr).
+pub fn client_key(req: &Request<'_>) -> ClientKey {
+    match req.client_id() {
+        Some(id) => ClientKey::new(id),
+        None => ClientKey::from_hw(req.htype(), req.chaddr()),
+    }
+}
+
+/// The decision for one request, kept so duplicates get the identical answer.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Decision {
+    Offer {
+        scope: usize,
+        addr: Ipv4Addr,
+        lease: u32,
+    },
+    Ack {
+        scope: usize,
+        addr: Ipv4Addr,
+        lease: u32,
+    },
+    InformAck {
+        scope: usize,
+    },
+    Nak {
+        scope: usize,
+    },
+    Silent(Counter),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+struct DedupKey {
+    client: ClientKey,
+    xid: u32,
+    msg: u8,
+}
+
+#[derive(Copy, Clone, Debug)]
+struct DedupEntry {
+    at: Time,
+    giaddr: Ipv4Addr,
+    decision: Decision,
+}
+
+/// State of one scope inside one worker.
+#[derive(Debug)]
+struct ScopeState {
+    pool: Pool,
+    bindings: HashMap<Ipv4Addr, Binding>,
+    by_client: HashMap<ClientKey, Ipv4Addr>,
+    /// Union of the policies' ranges: clients matching no policy are kept out of them.
+    policy_ranges: Vec<AddrRange>,
+}
+
+/// Per-worker DHCP engine. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    settings: Arc<ServerSettings>,
+    iface_scopes: Vec<Vec<usize>>,
+    scopes: Vec<ScopeState>,
+    orphans: HashMap<Ipv4Addr, Binding>,
+    expiry: BinaryHeap<Reverse<(u64, u32)>>,
+    dedup: HashMap<DedupKey, DedupEntry>,
+    dedup_order: VecDeque<(Time, DedupKey)>,
+    updates: Vec<Binding>,
+    stats: Arc<Stats>,
+    worker: usize,
+    workers: usize,
+    bucket_owner: [u16; 256],
+}
+
+impl Engine {
+    /// An engine for worker `worker` of `workers`, serving `settings`. `iface_scopes[i]` lists the
+    /// scopes that serve directly attached clients on interface `i`.
+    pub fn new(
+        settings: Arc<ServerSettings>,
+        iface_scopes: Vec<Vec<usize>>,
+        worker: usize,
+        workers: usize,
+        stats: Arc<Stats>,
+    ) -> Engine {
+        let workers = workers.max(1);
+        let mut bucket_owner = [0u16; 256];
+        for (b, o) in bucket_owner.iter_mut().enumerate() {
+            *o = (b % workers) as u16;
+        }
+        let scopes = build_scopes(&settings, worker, workers);
+        Engine {
+            settings,
+            iface_scopes,
+            scopes,
+            orphans: HashMap::new(),
+            expiry: BinaryHeap::new(),
+            dedup: HashMap::new(),
+            dedup_order: VecDeque::new(),
+            updates: Vec::new(),
+            stats,
+            worker,
+            workers,
+            bucket_owner,
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Arc<ServerSettings> {
+        &self.settings
+    }
+
+    /// The worker that owns RFC 3074 `bucket`.
+    pub fn bucket_owner(&self, bucket: u8) -> usize {
+        usize::from(self.bucket_owner[usize::from(bucket)])
+    }
+
+    /// Load recovered bindings (from the journal) at start-up. Active leases that ran out while
+    /// the server was down become Expired (queued as updates); Offered holds are dropped.
+    pub fn load(&mut self, bindings: impl IntoIterator<Item = Binding>, now: Time) {
+        let now_s = now.secs() as u32;
+        for mut b in bindings {
+            match b.state {
+                BindingState::Offered => continue,
+                BindingState::Active if b.expires <= now_s => {
+                    b.state = BindingState::Expired;
+                    self.updates.push(b);
+                    self.stats.bump(Counter::Expired);
+                }
+                _ => {}
+            }
+            self.insert_binding(b);
+        }
+    }
+
+    /// Replace the settings (SIGHUP reload) without losing a binding: every binding is carried
+    /// into the scope that now contains its address (or kept aside if none does, still listed).
+    pub fn reconfigure(&mut self, settings: Arc<ServerSettings>, iface_scopes: Vec<Vec<usize>>) {
+        let mut all: Vec<Binding> = self.orphans.drain().map(|(_, b)| b).collect();
+        for s in self.scopes.drain(..) {
+            all.extend(s.bindings.into_values());
+        }
+        self.scopes = build_scopes(&settings, self.worker, self.workers);
+        self.settings = settings;
+        self.iface_scopes = iface_scopes;
+        self.dedup.clear();
+        self.dedup_order.clear();
+        for b in all {
+            self.insert_binding(b);
+        }
+    }
+
+    fn insert_binding(&mut self, b: Binding) {
+        let Some(si) = self.scope_of(b.addr) else {
+            self.orphans.insert(b.addr, b);
+            return;
+        };
+        let s = &mut self.scopes[si];
+        if b.state.is_held() {
+            s.pool.take(b.addr);
+        }
+        if !b.client.is_empty() && b.state != BindingState::Abandoned {
+            s.by_client.insert(b.client, b.addr);
+        }
+        if matches!(
+            b.state,
+            BindingState::Active | BindingState::Abandoned | BindingState::Offered
+        ) {
+            self.expiry
+                .push(Reverse((u64::from(b.expires) * 1000, u32::from(b.addr))));
+        }
+        s.bindings.insert(b.addr, b);
+    }
+
+    fn scope_of(&self, addr: Ipv4Addr) -> Option<usize> {
+        self.settings
+            .scopes
+            .iter()
+            .position(|s| s.subnet.contains(addr))
+    }
+
+    /// Drain the binding changes queued since the last call (to journal before replying).
+    pub fn take_updates(&mut self) -> std::vec::Drain<'_, Binding> {
+        self.updates.drain(..)
+    }
+
+    /// Number of binding changes queued.
+    pub fn pending_updates(&self) -> usize {
+        self.updates.len()
+    }
+
+    /// Every binding this engine holds, with its scope name ("" for addresses no scope covers).
+    pub fn bindings(&self) -> impl Iterator<Item = (&str, &Binding)> {
+        self.scopes
+            .iter()
+            .zip(self.settings.scopes.iter())
+            .flat_map(|(st, sc)| st.bindings.values().map(move |b| (sc.name.as_str(), b)))
+            .chain(self.orphans.values().map(|b| ("", b)))
+    }
+
+    /// Free and total addresses of this worker's shard of scope `i`.
+    pub fn pool_usage(&self, i: usize) -> Option<(u64, u64)> {
+        self.scopes.get(i).map(|s| (s.pool.free(), s.pool.size()))
+    }
+
+    /// The earliest time at which [`Engine::tick`] has work.
+    pub fn next_timer(&self) -> Option<Time> {
+        self.expiry.peek().map(|Reverse((t, _))| Time(*t))
+    }
+
+    /// Run timers due at `now`: expire leases, end offer holds and probations, prune the
+    /// duplicate cache.
+    pub fn tick(&mut self, now: Time) {
+        while let Some(Reverse((t, a))) = self.expiry.peek().copied() {
+            if t > now.0 {
+                break;
+            }
+            self.expiry.pop();
+            let addr = Ipv4Addr::from(a);
+            let Some(si) = self.scope_of(addr) else {
+                continue;
+            };
+            let when = (t / 1000) as u32;
+            let s = &mut self.scopes[si];
+            let Some(b) = s.bindings.get_mut(&addr) else {
+                continue;
+            };
+            if b.expires != when {
+                continue; // superseded (renewed, released...)
+            }
+            match b.state {
+                BindingState::Active => {
+                    b.state = BindingState::Expired;
+                    b.cltt = now.secs() as u32;
+                    let b = *b;
+                    s.pool.put(addr);
+                    self.updates.push(b);
+                    self.stats.bump(Counter::Expired);
+                }
+                BindingState::Offered => {
+                    let client = b.client;
+                    s.bindings.remove(&addr);
+                    if s.by_client.get(&client) == Some(&addr) {
+                        s.by_client.remove(&client);
+                    }
+                    s.pool.put(addr);
+                    self.stats.bump(Counter::OfferExpired);
+                }
+                BindingState::Abandoned => {
+                    let mut nb = Binding::empty(addr, BindingState::Free);
+                    nb.cltt = now.secs() as u32;
+                    *b = nb;
+                    s.pool.put(addr);
+                    self.updates.push(nb);
+                    self.stats.bump(Counter::ProbationEnded);
+                }
+                _ => {}
+            }
+        }
+        let window = self.settings.duplicate_window_ms;
+        while let Some((at, k)) = self.dedup_order.front().copied() {
+            if now.millis_since(at) <= window {
+                break;
+            }
+            self.dedup_order.pop_front();
+            if self.dedup.get(&k).is_some_and(|e| e.at == at) {
+                self.dedup.remove(&k);
+            }
+        }
+    }
+
+    /// Handle one request frame (the UDP payload). The reply, if any, is written into `out`.
+    pub fn handle(
+        &mut self,
+        now: Time,
+        meta: &RxMeta,
+        frame: &[u8],
+        out: &mut [u8],
+        authority: &impl Authority,
+    ) -> Outcome {
+        self.stats.bump(Counter::Received);
+        let req = match Request::parse(frame) {
+            Ok(r) => r,
+            Err(e) => {
+                let c = wire_counter(e);
+                self.stats.bump(c);
+                return Outcome::Drop(c);
+            }
+        };
+        self.stats.bump(match req.message_type() {
+            MessageType::Discover => Counter::Discover,
+            MessageType::Request => Counter::Request,
+            MessageType::Release => Counter::Release,
+            MessageType::Decline => Counter::Decline,
+            _ => Counter::Inform,
+        });
+        let bucket = client_bucket(&req);
+        let owner = self.bucket_owner(bucket);
+        if owner != self.worker {
+            return Outcome::Handoff(owner);
+        }
+        let client = client_key(&req);
+        let Some(si) = self.select_scope(&req, meta, &client) else {
+            self.stats.bump(Counter::DropNoScope);
+            return Outcome::Drop(Counter::DropNoScope);
+        };
+        let mt = req.message_type();
+        let dkey = DedupKey {
+            client,
+            xid: req.xid(),
+            msg: mt as u8,
+        };
+        let dedup = matches!(mt, MessageType::Discover | MessageType::Request);
+        let decision = match self.dedup.get(&dkey) {
+            Some(e) if dedup && now.millis_since(e.at) <= self.settings.duplicate_window_ms => {
+                self.stats.bump(Counter::Duplicate);
+                if e.giaddr != req.giaddr() {
+                    self.stats.bump(Counter::DuplicateOtherRelay);
+                }
+                e.decision
+            }
+            _ => {
+                let has_binding = self.scopes[si].by_client.contains_key(&client);
+                let verdict = authority.verdict(si, bucket, has_binding, now);
+                let d = if !verdict.answer
+                    && matches!(
+                        mt,
+                        MessageType::Discover | MessageType::Request | MessageType::Inform
+                    ) {
+                    Decision::Silent(Counter::SilentPartner)
+                } else {
+                    let cap = verdict.lease_cap_secs;
+                    let may_alloc = verdict.alloc != AllocFrom::Nothing;
+                    match mt {
+                        MessageType::Discover => {
+                            self.discover(now, &req, si, client, cap, may_alloc)
+                        }
+                        MessageType::Request => self.request(now, &req, si, client, cap, may_alloc),
+                        MessageType::Release => self.release(now, &req, si, client),
+                        MessageType::Decline => self.decline(now, &req, si, client),
+                        _ => Decision::InformAck { scope: si },
+                    }
+                };
+                if dedup {
+                    let e = DedupEntry {
+                        at: now,
+                        giaddr: req.giaddr(),
+                        decision: d,
+                    };
+                    self.dedup.insert(dkey, e);
+                    self.dedup_order.push_back((now, dkey));
+                }
+                d
+            }
+        };
+        self.answer(&req, meta, decision, out)
+    }
+
+    fn select_scope(&self, req: &Request<'_>, meta: &RxMeta, client: &ClientKey) -> Option<usize> {
+        let scopes = &self.settings.scopes;
+        let gi = req.giaddr();
+        if !gi.is_unspecified() {
+            let link = req.link_selection().unwrap_or(gi);
+            return scopes.iter().position(|s| s.subnet.contains(link));
+        }
+        if let Some(link) = req.link_selection() {
+            return scopes.iter().position(|s| s.subnet.contains(link));
+        }
+        let ci = req.ciaddr();
+        if !ci.is_unspecified() {
+            if let Some(i) = scopes.iter().position(|s| s.subnet.contains(ci)) {
+                return Some(i);
+            }
+        }
+        let local = self.iface_scopes.get(meta.iface)?;
+        local
+            .iter()
+            .copied()
+            .find(|&i| {
+                self.scopes
+                    .get(i)
+                    .is_some_and(|s| s.by_client.contains_key(client))
+            })
+            .or_else(|| {
+                local
+                    .iter()
+                    .copied()
+                    .find(|&i| self.scopes.get(i).is_some_and(|s| s.pool.free() > 0))
+            })
+            .or_else(|| local.first().copied())
+    }
+
+    fn policy_for(&self, si: usize, req: &Request<'_>) -> Option<usize> {
+        self.settings.scopes[si]
+            .policies
+            .iter()
+            .position(|p| policy_matches(p, req))
+    }
+
+    /// True if `addr` may be given to a client of policy `pi` (or of no policy) in scope `si`.
+    fn allowed(&self, si: usize, pi: Option<usize>, addr: Ipv4Addr) -> bool {
+        let sc = &self.settings.scopes[si];
+        if !sc.in_pool(addr) || !self.scopes[si].pool.contains(addr) {
+            return false;
+        }
+        match pi {
+            Some(p) if !sc.policies[p].ranges.is_empty() => {
+                sc.policies[p].ranges.iter().any(|r| r.contains(addr))
+            }
+            _ => !self.scopes[si]
+                .policy_ranges
+                .iter()
+                .any(|r| r.contains(addr)),
+        }
+    }
+
+    fn lease_time(&self, si: usize, pi: Option<usize>, req: &Request<'_>, cap: Option<u32>) -> u32 {
+        let sc = &self.settings.scopes[si];
+        let mut t = pi
+            .and_then(|p| sc.policies[p].lease_time)
+            .unwrap_or(sc.lease_time);
+        if let Some(asked) = req.lease_time() {
+            t = t.min(asked.max(1));
+        }
+        if let Some(c) = cap {
+            t = t.min(c.max(1));
+        }
+        t
+    }
+
+    fn reservation(&self, si: usize, req: &Request<'_>) -> Option<&Reservation> {
+        self.settings.scopes[si].reservation_for(req.client_id(), req.mac())
+    }
+
+    fn discover(
+        &mut self,
+        now: Time,
+        req: &Request<'_>,
+        si: usize,
+        client: ClientKey,
+        cap: Option<u32>,
+        may_alloc: bool,
+    ) -> Decision {
+        let pi = self.policy_for(si, req);
+        let lease = self.lease_time(si, pi, req, cap);
+        if let Some(r) = self.reservation(si, req) {
+            let addr = r.addr;
+            match self.scopes[si].bindings.get(&addr) {
+                Some(b) if b.state.is_held() && b.client != client => {
+                    tracing::warn!(%addr, "reserved address is held by another client; not offering it");
+                    return Decision::Silent(Counter::SilentNoAddress);
+                }
+                _ => {
+                    return Decision::Offer {
+                        scope: si,
+                        addr,
+                        lease,
+                    }
+                }
+            }
+        }
+        let st = &self.scopes[si];
+        let mut pick = None;
+        if let Some(&prev) = st.by_client.get(&client) {
+            if let Some(b) = st.bindings.get(&prev) {
+                let usable = match b.state {
+                    BindingState::Active | BindingState::Offered => b.client == client,
+                    BindingState::Expired | BindingState::Released => {
+                        st.pool.is_free(prev) && may_alloc
+                    }
+                    _ => false,
+                };
+                if usable && self.allowed(si, pi, prev) {
+                    pick = Some(prev);
+                }
+            }
+        }
+        if pick.is_none() && may_alloc {
+            if let Some(r) = req.requested_ip() {
+                if self.scopes[si].pool.is_free(r) && self.allowed(si, pi, r) {
+                    pick = Some(r);
+                }
+            }
+        }
+        if pick.is_none() && may_alloc {
+            let sc = &self.settings.scopes[si];
+            let st = &mut self.scopes[si];
+            pick = match pi {
+                Some(p) if !sc.policies[p].ranges.is_empty() => {
+                    st.pool.allocate(&sc.policies[p].ranges, &[])
+                }
+                _ => st.pool.allocate(&[], &st.policy_ranges),
+            };
+        }
+        let Some(addr) = pick else {
+            tracing::debug!(scope = %self.settings.scopes[si].name, client = %client, "no free address to offer");
+            return Decision::Silent(Counter::SilentNoAddress);
+        };
+        self.hold(now, si, addr, client, req);
+        Decision::Offer {
+            scope: si,
+            addr,
+            lease,
+        }
+    }
+
+    /// Hold `addr` for `client` as an offer (unless the client already has it Active).
+    fn hold(&mut self, now: Time, si: usize, addr: Ipv4Addr, client: ClientKey, req: &Request<'_>) {
+        let hold_until = (now.secs() + u64::from(self.settings.offer_hold_secs)) as u32;
+        let st = &mut self.scopes[si];
+        st.pool.take(addr);
+        if let Some(b) = st.bindings.get(&addr) {
+            if b.state == BindingState::Active && b.client == client {
+                return;
+            }
+            if b.client != client && st.by_client.get(&b.client) == Some(&addr) {
+                let old = b.client;
+                st.by_client.remove(&old);
+            }
+        }
+        if let Some(prev) = st.by_client.insert(client, addr) {
+            if prev != addr {
+                release_hold(st, prev, client);
+            }
+        }
+        let mut b = Binding::empty(addr, BindingState::Offered);
+        fill_client(&mut b, client, req);
+        b.expires = hold_until;
+        b.cltt = now.secs() as u32;
+        st.bindings.insert(addr, b);
+        self.expiry
+            .push(Reverse((u64::from(hold_until) * 1000, u32::from(addr))));
+    }
+
+    fn request(
+        &mut self,
+        now: Time,
+        req: &Request<'_>,
+        si: usize,
+        client: ClientKey,
+        cap: Option<u32>,
+        may_alloc: bool,
+    ) -> Decision {
+        let ci = req.ciaddr();
+        if let Some(sid) = req.server_id() {
+            // SELECTING
+            if sid != self.settings.server_id {
+                let st = &mut self.scopes[si];
+                if let Some(&a) = st.by_client.get(&client) {
+                    release_hold(st, a, client);
+                }
+                return Decision::Silent(Counter::SilentOtherServer);
+            }
+            let addr = match req.requested_ip() {
+                Some(a) => a,
+                None if !ci.is_unspecified() => ci,
+                None => return Decision::Nak { scope: si },
+            };
+            return self.confirm(now, req, si, client, addr, cap, may_alloc, true);
+        }
+        let addr = match req.requested_ip() {
+            Some(a) if ci.is_unspecified() => a, // INIT-REBOOT
+            _ if !ci.is_unspecified() => ci,     // RENEWING / REBINDING
+            _ => {
+                self.stats.bump(Counter::DropBadRequest);
+                return Decision::Silent(Counter::DropBadRequest);
+            }
+        };
+        if !self.settings.scopes[si].subnet.contains(addr) {
+            return self.wrong(si);
+        }
+        self.confirm(now, req, si, client, addr, cap, may_alloc, false)
+    }
+
+    /// Not ours to confirm: NAK when authoritative, else stay silent.
+    fn wrong(&self, si: usize) -> Decision {
+        if self.settings.scopes[si].authoritative {
+            Decision::Nak { scope: si }
+        } else {
+            Decision::Silent(Counter::SilentNotAuthoritative)
+        }
+    }
+
+    /// ACK `addr` to `client` if it is theirs (or free and allowed for them), else NAK/silent.
+    #[allow(clippy::too_many_arguments)]
+    fn confirm(
+        &mut self,
+        now: Time,
+        req: &Request<'_>,
+        si: usize,
+        client: ClientKey,
+        addr: Ipv4Addr,
+        cap: Option<u32>,
+        may_alloc: bool,
+        selecting: bool,
+    ) -> Decision {
+        let pi = self.policy_for(si, req);
+        let lease = self.lease_time(si, pi, req, cap);
+        if let Some(r) = self.reservation(si, req) {
+            if r.addr != addr {
+                return if selecting {
+                    Decision::Nak { scope: si }
+                } else {
+                    self.wrong(si)
+                };
+            }
+            if let Some(b) = self.scopes[si].bindings.get(&addr) {
+                if b.state.is_held() && b.client != client {
+                    return Decision::Nak { scope: si };
+                }
+            }
+            self.bind(now, si, addr, client, req, lease);
+            return Decision::Ack {
+                scope: si,
+                addr,
+                lease,
+            };
+        }
+        let reserved_for_other = self.settings.scopes[si].reservation_of(addr).is_some();
+        let st = &self.scopes[si];
+        let ok = match st.bindings.get(&addr) {
+            Some(b)
+                if b.client == client
+                    && b.state.is_held()
+                    && b.state != BindingState::Abandoned =>
+            {
+                self.allowed(si, pi, addr)
+            }
+            Some(b) if b.state.is_held() => false,
+            _ => {
+                !reserved_for_other
+                    && may_alloc
+                    && st.pool.is_free(addr)
+                    && self.allowed(si, pi, addr)
+            }
+        };
+        if ok {
+            self.bind(now, si, addr, client, req, lease);
+            return Decision::Ack {
+                scope: si,
+                addr,
+                lease,
+            };
+        }
+        let known = st.bindings.get(&addr).is_some_and(|b| b.state.is_held())
+            || self.settings.scopes[si].in_pool(addr)
+            || reserved_for_other;
+        if selecting || known {
+            // The address is someone else's, not allowed, or ours but unusable: refuse it.
+            if selecting {
+                Decision::Nak { scope: si }
+            } else {
+                self.wrong(si)
+            }
+        } else {
+            self.wrong(si)
+        }
+    }
+
+    fn bind(
+        &mut self,
+        now: Time,
+        si: usize,
+        addr: Ipv4Addr,
+        client: ClientKey,
+        req: &Request<'_>,
+        lease: u32,
+    ) {
+        let now_s = now.secs() as u32;
+        let st = &mut self.scopes[si];
+        st.pool.take(addr);
+        if let Some(prev) = st.by_client.insert(client, addr) {
+            if prev != addr {
+                release_hold(st, prev, client);
+            }
+        }
+        if let Some(old) = st.bindings.get(&addr) {
+            if old.client != client && st.by_client.get(&old.client) == Some(&addr) {
+                let oc = old.client;
+                st.by_client.remove(&oc);
+            }
+        }
+        let mut b = Binding::empty(addr, BindingState::Active);
+        fill_client(&mut b, client, req);
+        b.start = now_s;
+        b.cltt = now_s;
+        b.expires = now_s.saturating_add(lease);
+        st.bindings.insert(addr, b);
+        self.updates.push(b);
+        self.expiry
+            .push(Reverse((u64::from(b.expires) * 1000, u32::from(addr))));
+    }
+
+    fn release(&mut self, now: Time, req: &Request<'_>, si: usize, client: ClientKey) -> Decision {
+        if req
+            .server_id()
+            .is_some_and(|s| s != self.settings.server_id)
+        {
+            return Decision::Silent(Counter::SilentOtherServer);
+        }
+        let addr = req.ciaddr();
+        let st = &mut self.scopes[si];
+        match st.bindings.get_mut(&addr) {
+            Some(b) if b.client == client && b.state == BindingState::Active => {
+                let now_s = now.secs() as u32;
+                b.state = BindingState::Released;
+                b.cltt = now_s;
+                b.expires = now_s;
+                let b = *b;
+                st.pool.put(addr);
+                self.updates.push(b);
+                tracing::debug!(%addr, client = %client, "lease released");
+                Decision::Silent(Counter::SilentNoReply)
+            }
+            _ => Decision::Silent(Counter::SilentUnknownLease),
+        }
+    }
+
+    fn decline(&mut self, now: Time, req: &Request<'_>, si: usize, client: ClientKey) -> Decision {
+        if req
+            .server_id()
+            .is_some_and(|s| s != self.settings.server_id)
+        {
+            return Decision::Silent(Counter::SilentOtherServer);
+        }
+        let Some(addr) = req.requested_ip() else {
+            return Decision::Silent(Counter::SilentUnknownLease);
+        };
+        let until = (now.secs() + u64::from(self.settings.decline_probation_secs)) as u32;
+        let st = &mut self.scopes[si];
+        match st.bindings.get_mut(&addr) {
+            Some(b) if b.client == client && b.state.is_held() => {
+                b.state = BindingState::Abandoned;
+                b.cltt = now.secs() as u32;
+                b.expires = until;
+                let b = *b;
+                st.pool.take(addr);
+                if st.by_client.get(&client) == Some(&addr) {
+                    st.by_client.remove(&client);
+                }
+                self.updates.push(b);
+                self.expiry
+                    .push(Reverse((u64::from(until) * 1000, u32::from(addr))));
+                tracing::warn!(%addr, client = %client, probation_secs = self.settings.decline_probation_secs,
+                    "address declined by client (in use on the link?); quarantined");
+                Decision::Silent(Counter::SilentNoReply)
+            }
+            _ => Decision::Silent(Counter::SilentUnknownLease),
+        }
+    }
+
+    /// Turn a decision into a reply (or a silent outcome).
+    fn answer(&self, req: &Request<'_>, meta: &RxMeta, d: Decision, out: &mut [u8]) -> Outcome {
+        let (mt, si, yiaddr, lease) = match d {
+            Decision::Silent(c) => {
+                self.stats.bump(c);
+                return Outcome::Silent(c);
+            }
+            Decision::Offer { scope, addr, lease } => {
+                (MessageType::Offer, scope, addr, Some(lease))
+            }
+            Decision::Ack { scope, addr, lease } => (MessageType::Ack, scope, addr, Some(lease)),
+            Decision::InformAck { scope } => (MessageType::Ack, scope, Ipv4Addr::UNSPECIFIED, None),
+            Decision::Nak { scope } => (MessageType::Nak, scope, Ipv4Addr::UNSPECIFIED, None),
+        };
+        let gi = req.giaddr();
+        let nak = mt == MessageType::Nak;
+        let ciaddr = if nak || mt == MessageType::Offer {
+            Ipv4Addr::UNSPECIFIED
+        } else {
+            req.ciaddr()
+        };
+        let mut flags = req.flags();
+        if nak && !gi.is_unspecified() {
+            flags |= 0x8000; // RFC 2131 §4.3.2: relays broadcast NAKs
+        }
+        let hdr = ReplyHeader {
+            xid: req.xid(),
+            flags,
+            ciaddr,
+            yiaddr,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: gi,
+            htype: req.htype(),
+            hlen: req.hlen(),
+        };
+        let relay_info = req.option(opt::RELAY_AGENT_INFO);
+        let reserve = relay_info.map_or(0, |v| v.len() + 2 * v.len().div_ceil(255).max(1));
+        let limit = req.max_message_size().unwrap_or(576).max(576);
+        let chaddr = &req.bytes()[28..44];
+        let Some(mut w) = ReplyWriter::new(out, limit, reserve, &hdr, chaddr, mt) else {
+            self.stats.bump(Counter::DropNoRoom);
+            return Outcome::Drop(Counter::DropNoRoom);
+        };
+        let settings = &self.settings;
+        let sc = &settings.scopes[si];
+        w.option_addr(opt::SERVER_ID, settings.server_id);
+        if !nak {
+            if let Some(lease) = lease {
+                let t1 = sc.renew_time.unwrap_or(lease / 2).min(lease);
+                let t2 = sc.rebind_time.unwrap_or(lease / 8 * 7).min(lease);
+                let (t1, t2) = if lease < sc.lease_time {
+                    (lease / 2, lease / 8 * 7)
+                } else {
+                    (t1, t2)
+                };
+                w.option_u32(opt::LEASE_TIME, lease);
+                w.option_u32(opt::RENEWAL_TIME, t1);
+                w.option_u32(opt::REBINDING_TIME, t2);
+            }
+            w.option_addr(opt::SUBNET_MASK, sc.subnet.mask());
+            let pi = self.policy_for(si, req);
+            let policy: Option<&Policy> = pi.map(|p| &sc.policies[p]);
+            let resv = sc.reservation_for(req.client_id(), req.mac());
+            let lookup = |code: u8| -> Option<&[u8]> {
+                if code == opt::HOSTNAME {
+                    if let Some(h) = resv.and_then(|r| r.hostname.as_deref()) {
+                        return Some(h.as_bytes());
+                    }
+                }
+                resv.and_then(|r| r.options.get(code))
+                    .or_else(|| policy.and_then(|p| p.options.get(code)))
+                    .or_else(|| sc.options.get(code))
+                    .or_else(|| settings.global_options.get(code))
+            };
+            let owned = |code: u8| matches!(code, 0 | 1 | 50..=59 | 61 | 82 | 255);
+            match req.parameter_request_list() {
+                Some(prl) => {
+                    for (i, &code) in prl.iter().enumerate() {
+                        if owned(code) || prl[..i].contains(&code) {
+                            continue;
+                        }
+                        if let Some(v) = lookup(code) {
+                            w.option(code, v);
+                        }
+                    }
+                }
+                None => {
+                    for code in 1..=254u8 {
+                        if owned(code) {
+                            continue;
+                        }
+                        if let Some(v) = lookup(code) {
+                            w.option(code, v);
+                        }
+                    }
+                }
+            }
+        } else {
+            w.option(opt::MESSAGE, b"requested address not available");
+        }
+        if let Some(ri) = relay_info {
+            w.option_reserved(opt::RELAY_AGENT_INFO, ri);
+        }
+        let len = w.finish();
+        self.stats.bump(match mt {
+            MessageType::Offer => Counter::Offer,
+            MessageType::Nak => Counter::Nak,
+            _ => Counter::Ack,
+        });
+        let dest = if !gi.is_unspecified() {
+            Destination::Relay(SocketAddrV4::new(gi, SERVER_PORT))
+        } else if !nak && !req.ciaddr().is_unspecified() {
+            Destination::Unicast(SocketAddrV4::new(req.ciaddr(), CLIENT_PORT))
+        } else {
+            Destination::Broadcast { iface: meta.iface }
+        };
+        Outcome::Reply { len, dest, msg: mt }
+    }
+}
+
+fn build_scopes(settings: &ServerSettings, worker: usize, workers: usize) -> Vec<ScopeState> {
+    settings
+        .scopes
+        .iter()
+        .map(|s: &Scope| ScopeState {
+            pool: Pool::new(s, worker, workers),
+            bindings: HashMap::new(),
+            by_client: HashMap::new(),
+            policy_ranges: s
+                .policies
+                .iter()
+                .flat_map(|p| p.ranges.iter().copied())
+                .collect(),
+        })
+        .collect()
+}
+
+/// Drop an offer hold of `client` on `addr` (no journal record: holds are never durable).
+fn release_hold(st: &mut ScopeState, addr: Ipv4Addr, client: ClientKey) {
+    if let Some(b) = st.bindings.get(&addr) {
+        if b.state == BindingState::Offered && b.client == client {
+            st.bindings.remove(&addr);
+            st.pool.put(addr);
+            if st.by_client.get(&client) == Some(&addr) {
+                st.by_client.remove(&client);
+            }
+        }
+    }
+}
+
+fn fill_client(b: &mut Binding, client: ClientKey, req: &Request<'_>) {
+    b.client = client;
+    b.htype = req.htype();
+    b.hlen = req.hlen();
+    let hw = req.chaddr();
+    b.chaddr = [0; 16];
+    b.chaddr[..hw.len()].copy_from_slice(hw);
+}
+
+fn criterion_value<'r>(c: Criterion, req: &'r Request<'_>) -> Option<&'r [u8]> {
+    match c {
+        Criterion::VendorClass => req.option(opt::VENDOR_CLASS),
+        Criterion::UserClass => req.option(opt::USER_CLASS),
+        Criterion::ClientId => req.option(opt::CLIENT_ID),
+        Criterion::Mac => Some(req.chaddr()),
+        Criterion::CircuitId => req.relay_sub_option(crate::wire::relay_sub::CIRCUIT_ID),
+        Criterion::RemoteId => req.relay_sub_option(crate::wire::relay_sub::REMOTE_ID),
+        Criterion::RelayAgent => req.option(opt::RELAY_AGENT_INFO),
+    }
+}
+
+/// True if the request matches the policy's conditions.
+pub fn policy_matches(p: &Policy, req: &Request<'_>) -> bool {
+    if p.conditions.is_empty() {
+        return false;
+    }
+    let eval = |c: &crate::scope::Condition| {
+        let hit = criterion_value(c.criterion, req)
+            .is_some_and(|v| c.matchers.iter().any(|m| m.matches(v)));
+        hit != c.negate
+    };
+    match p.combine {
+        Combine::All => p.conditions.iter().all(eval),
+        Combine::Any => p.conditions.iter().any(eval),
+    }
+}
+
+#[cfg(test)]
+mod tests;

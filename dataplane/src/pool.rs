@@ -1,1 +1,393 @@
-//! (in progress)
+//! Address shards: the slice of each scope's ranges one worker allocates from.
+//!
+//! Each scope range is cut into `shards` contiguous slices; worker `k` owns slice `k` of every
+//! range, so no two workers ever allocate the same address and allocation needs no lock. A shard
+//! keeps one bit per address (1 = free), which meets the memory budget of ARCHITECTURE §3
+//! (≤ 1 bit per free address) and lets a /8 load in 2 MiB.
+//!
+//! Allocation searches from a rotating cursor, so a just-freed address is not handed to the next
+//! new client at once (clients coming back find their previous address still free more often).
+
+use std::net::Ipv4Addr;
+
+use crate::scope::{AddrRange, Scope};
+
+/// One contiguous slice of a range, as a bitmap.
+#[derive(Clone, Debug)]
+struct Slice {
+    start: u32,
+    end: u32,
+    words: Vec<u64>,
+    free: u64,
+    cursor: u32,
+}
+
+impl Slice {
+    fn new(start: u32, end: u32) -> Slice {
+        let n = u64::from(end - start) + 1;
+        let nwords = n.div_ceil(64) as usize;
+        let mut words = vec![u64::MAX; nwords];
+        let tail = (n % 64) as u32;
+        if tail != 0 {
+            if let Some(last) = words.last_mut() {
+                *last = (1u64 << tail) - 1;
+            }
+        }
+        Slice {
+            start,
+            end,
+            words,
+            free: n,
+            cursor: 0,
+        }
+    }
+
+    fn contains(&self, a: u32) -> bool {
+        a >= self.start && a <= self.end
+    }
+
+    fn bit(&self, a: u32) -> (usize, u64) {
+        let i = a - self.start;
+        ((i / 64) as usize, 1u64 << (i % 64))
+    }
+
+    fn is_free(&self, a: u32) -> bool {
+        let (w, m) = self.bit(a);
+        self.words[w] & m != 0
+    }
+
+    fn take(&mut self, a: u32) -> bool {
+        let (w, m) = self.bit(a);
+        if self.words[w] & m != 0 {
+            self.words[w] &= !m;
+            self.free -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn put(&mut self, a: u32) -> bool {
+        let (w, m) = self.bit(a);
+        if self.words[w] & m == 0 {
+            self.words[w] |= m;
+            self.free += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// First free address in `[lo, hi]` (absolute addresses, clamped to the slice).
+    fn first_free(&self, lo: u32, hi: u32) -> Option<u32> {
+        let lo = lo.max(self.start);
+        let hi = hi.min(self.end);
+        if lo > hi {
+            return None;
+        }
+        let (mut i, last) = (lo - self.start, hi - self.start);
+        while i <= last {
+            let w = (i / 64) as usize;
+            let bits = self.words[w] >> (i % 64);
+            if bits != 0 {
+                let found = i + bits.trailing_zeros();
+                return (found <= last).then_some(self.start + found);
+            }
+            i = (i / 64 + 1) * 64;
+        }
+        None
+    }
+}
+
+/// A worker's shard of one scope's ranges.
+#[derive(Clone, Debug, Default)]
+pub struct Pool {
+    slices: Vec<Slice>,
+}
+
+impl Pool {
+    /// The shard `shard` of `shards` of the scope's ranges, all free except exclusions and
+    /// reserved addresses.
+    pub fn new(scope: &Scope, shard: usize, shards: usize) -> Pool {
+        let shards = shards.max(1) as u64;
+        let shard = shard as u64;
+        let mut slices = Vec::new();
+        for r in &scope.ranges {
+            let (s, e) = (u32::from(r.start), u32::from(r.end));
+            if e < s {
+                continue;
+            }
+            let n = u64::from(e - s) + 1;
+            let lo = u64::from(s) + n * shard / shards;
+            let hi = u64::from(s) + n * (shard + 1) / shards;
+            if hi <= lo {
+                continue;
+            }
+            slices.push(Slice::new(lo as u32, (hi - 1) as u32));
+        }
+        let mut pool = Pool { slices };
+        for x in &scope.exclusions {
+            let (s, e) = (u32::from(x.start), u32::from(x.end));
+            for a in s..=e {
+                pool.take(Ipv4Addr::from(a));
+            }
+        }
+        for r in &scope.reservations {
+            pool.take(r.addr);
+        }
+        pool
+    }
+
+    fn slice_of(&self, a: u32) -> Option<usize> {
+        self.slices.iter().position(|s| s.contains(a))
+    }
+
+    /// True if `addr` belongs to this shard.
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        self.slice_of(u32::from(addr)).is_some()
+    }
+
+    /// True if `addr` belongs to this shard and is free.
+    pub fn is_free(&self, addr: Ipv4Addr) -> bool {
+        let a = u32::from(addr);
+        self.slice_of(a).is_some_and(|i| self.slices[i].is_free(a))
+    }
+
+    /// Mark `addr` as in use; false if it was not free (or not in this shard).
+    pub fn take(&mut self, addr: Ipv4Addr) -> bool {
+        let a = u32::from(addr);
+        match self.slice_of(a) {
+            Some(i) => self.slices[i].take(a),
+            None => false,
+        }
+    }
+
+    /// Mark `addr` as free again; false if it was already free (or not in this shard).
+    pub fn put(&mut self, addr: Ipv4Addr) -> bool {
+        let a = u32::from(addr);
+        match self.slice_of(a) {
+            Some(i) => self.slices[i].put(a),
+            None => false,
+        }
+    }
+
+    /// Number of free addresses in the shard.
+    pub fn free(&self) -> u64 {
+        self.slices.iter().map(|s| s.free).sum()
+    }
+
+    /// Number of addresses in the shard.
+    pub fn size(&self) -> u64 {
+        self.slices
+            .iter()
+            .map(|s| u64::from(s.end - s.start) + 1)
+            .sum()
+    }
+
+    /// Take a free address inside `allowed` (every range if empty) and outside every range of
+    /// `denied`, searching from each slice's rotating cursor. `None` if there is none.
+    pub fn allocate(&mut self, allowed: &[AddrRange], denied: &[AddrRange]) -> Option<Ipv4Addr> {
+        for i in 0..self.slices.len() {
+            let s = &self.slices[i];
+            if s.free == 0 {
+                continue;
+            }
+            let cur = s.start + s.cursor.min(s.end - s.start);
+            let found = self.search(i, cur, s.end, allowed, denied).or_else(|| {
+                self.search(
+                    i,
+                    s.start,
+                    cur.saturating_sub(1).max(s.start),
+                    allowed,
+                    denied,
+                )
+            });
+            if let Some(a) = found {
+                let s = &mut self.slices[i];
+                s.take(a);
+                s.cursor = if a >= s.end { 0 } else { a + 1 - s.start };
+                return Some(Ipv4Addr::from(a));
+            }
+        }
+        None
+    }
+
+    fn search(
+        &self,
+        i: usize,
+        lo: u32,
+        hi: u32,
+        allowed: &[AddrRange],
+        denied: &[AddrRange],
+    ) -> Option<u32> {
+        if allowed.is_empty() {
+            return self.search_denied(i, lo, hi, denied);
+        }
+        allowed.iter().find_map(|r| {
+            let (l, h) = (lo.max(u32::from(r.start)), hi.min(u32::from(r.end)));
+            if l > h {
+                None
+            } else {
+                self.search_denied(i, l, h, denied)
+            }
+        })
+    }
+
+    fn search_denied(&self, i: usize, mut lo: u32, hi: u32, denied: &[AddrRange]) -> Option<u32> {
+        let s = &self.slices[i];
+        while lo <= hi {
+            let a = s.first_free(lo, hi)?;
+            match denied.iter().find(|d| d.contains(Ipv4Addr::from(a))) {
+                None => return Some(a),
+                Some(d) => {
+                    let next = u32::from(d.end).checked_add(1)?;
+                    lo = next;
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::{OptionSet, Reservation, ReservationKey, Subnet};
+    use proptest::prelude::*;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn scope(ranges: &[(&str, &str)]) -> Scope {
+        Scope {
+            name: "t".into(),
+            subnet: Subnet {
+                network: ip("10.0.0.0"),
+                prefix: 16,
+            },
+            ranges: ranges
+                .iter()
+                .map(|(a, b)| AddrRange::new(ip(a), ip(b)))
+                .collect(),
+            exclusions: vec![],
+            reservations: vec![],
+            lease_time: 3600,
+            renew_time: None,
+            rebind_time: None,
+            options: OptionSet::new(),
+            policies: vec![],
+            authoritative: true,
+        }
+    }
+
+    #[test]
+    fn exclusions_and_reservations_are_never_allocated() {
+        let mut s = scope(&[("10.0.0.10", "10.0.0.20")]);
+        s.exclusions
+            .push(AddrRange::new(ip("10.0.0.12"), ip("10.0.0.14")));
+        s.reservations.push(Reservation {
+            key: ReservationKey::Mac([1, 2, 3, 4, 5, 6]),
+            addr: ip("10.0.0.16"),
+            hostname: None,
+            options: OptionSet::new(),
+        });
+        let mut p = Pool::new(&s, 0, 1);
+        assert_eq!(p.size(), 11);
+        assert_eq!(p.free(), 7);
+        let mut got = vec![];
+        while let Some(a) = p.allocate(&[], &[]) {
+            got.push(a);
+        }
+        got.sort();
+        let want: Vec<_> = [
+            "10.0.0.10",
+            "10.0.0.11",
+            "10.0.0.15",
+            "10.0.0.17",
+            "10.0.0.18",
+            "10.0.0.19",
+            "10.0.0.20",
+        ]
+        .iter()
+        .map(|s| ip(s))
+        .collect();
+        assert_eq!(got, want);
+        assert_eq!(p.free(), 0);
+    }
+
+    #[test]
+    fn allowed_and_denied_ranges() {
+        let s = scope(&[("10.0.0.1", "10.0.0.100")]);
+        let mut p = Pool::new(&s, 0, 1);
+        let policy = AddrRange::new(ip("10.0.0.50"), ip("10.0.0.59"));
+        for _ in 0..10 {
+            let a = p.allocate(&[policy], &[]).unwrap();
+            assert!(policy.contains(a));
+        }
+        assert_eq!(p.allocate(&[policy], &[]), None);
+        for _ in 0..90 {
+            let a = p.allocate(&[], &[policy]).unwrap();
+            assert!(!policy.contains(a));
+        }
+        assert_eq!(p.allocate(&[], &[]), None);
+        assert!(p.put(ip("10.0.0.55")));
+        assert!(!p.put(ip("10.0.0.55")));
+        assert_eq!(p.allocate(&[], &[policy]), None);
+        assert_eq!(p.allocate(&[], &[]), Some(ip("10.0.0.55")));
+    }
+
+    #[test]
+    fn cursor_rotates_before_reusing() {
+        let s = scope(&[("10.0.0.1", "10.0.0.4")]);
+        let mut p = Pool::new(&s, 0, 1);
+        let a = p.allocate(&[], &[]).unwrap();
+        p.put(a);
+        let b = p.allocate(&[], &[]).unwrap();
+        assert_ne!(a, b, "a released address is not the next one handed out");
+    }
+
+    proptest! {
+        #[test]
+        fn shards_partition_the_ranges(
+            start in 0u32..1000, len in 1u32..300, len2 in 1u32..50, shards in 1usize..8,
+        ) {
+            let a = u32::from(ip("10.0.0.0")) + start;
+            let b = a + 400;
+            let s = scope(&[
+                (&Ipv4Addr::from(a).to_string(), &Ipv4Addr::from(a + len - 1).to_string()),
+                (&Ipv4Addr::from(b).to_string(), &Ipv4Addr::from(b + len2 - 1).to_string()),
+            ]);
+            let mut pools: Vec<Pool> = (0..shards).map(|k| Pool::new(&s, k, shards)).collect();
+            let total: u64 = pools.iter().map(|p| p.size()).sum();
+            prop_assert_eq!(total, u64::from(len + len2));
+            let mut seen = std::collections::HashSet::new();
+            for p in pools.iter_mut() {
+                let size = p.size();
+                let mut n = 0;
+                while let Some(x) = p.allocate(&[], &[]) {
+                    prop_assert!(seen.insert(x), "address in two shards");
+                    n += 1;
+                    prop_assert_eq!(p.free() + n, size);
+                }
+            }
+            prop_assert_eq!(seen.len() as u64, total);
+        }
+
+        #[test]
+        fn free_plus_taken_is_size(ops in proptest::collection::vec((0u32..64, proptest::bool::ANY), 0..200)) {
+            let s = scope(&[("10.0.0.0", "10.0.0.63")]);
+            let mut p = Pool::new(&s, 0, 1);
+            let mut taken = std::collections::HashSet::new();
+            for (off, take) in ops {
+                let a = Ipv4Addr::from(u32::from(ip("10.0.0.0")) + off);
+                if take {
+                    prop_assert_eq!(p.take(a), taken.insert(a));
+                } else {
+                    prop_assert_eq!(p.put(a), taken.remove(&a));
+                }
+                prop_assert_eq!(p.free() + taken.len() as u64, p.size());
+            }
+        }
+    }
+}

@@ -1,1 +1,387 @@
-//! (in progress)
+//! The worker loop over the UDP backend: receive a batch, answer it with the engine, journal and
+//! commit the batch's binding changes, and only then send the batch's replies.
+//!
+//! The worker owns its [`Engine`], its [`Journal`] and its sockets; nothing is shared with other
+//! threads but the counters (atomics) and a control channel ([`Control`]) through which the daemon
+//! reloads the configuration, asks for the lease list, or stops the worker. A `mio` waker makes
+//! the worker notice control messages at once.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::authority::Authority;
+use crate::binding::{Binding, BindingState};
+use crate::engine::{Destination, Engine, Outcome, RxMeta, CLIENT_PORT};
+use crate::journal::{Journal, JournalError};
+use crate::scope::ServerSettings;
+use crate::time::Time;
+
+/// Largest DHCP datagram we read or write.
+pub const FRAME_LEN: usize = 1500;
+const WAKE: Token = Token(usize::MAX);
+
+/// A lease as the admin endpoint lists it.
+#[derive(Clone, Debug)]
+pub struct LeaseRow {
+    /// Scope name ("" if no scope covers the address any more).
+    pub scope: String,
+    /// The binding.
+    pub binding: Binding,
+}
+
+/// Per-scope pool usage as the admin endpoint shows it.
+#[derive(Clone, Debug)]
+pub struct PoolRow {
+    /// Scope name.
+    pub scope: String,
+    /// Free addresses in this worker's shard.
+    pub free: u64,
+    /// Addresses in this worker's shard.
+    pub size: u64,
+    /// Active leases.
+    pub active: u64,
+}
+
+/// Messages from the daemon to a worker.
+#[derive(Debug)]
+pub enum Control {
+    /// Serve new settings (SIGHUP); every binding is kept.
+    Reload {
+        /// The new settings.
+        settings: Arc<ServerSettings>,
+        /// Scopes serving directly attached clients, per interface.
+        iface_scopes: Vec<Vec<usize>>,
+    },
+    /// Send back every binding.
+    Leases(Sender<Vec<LeaseRow>>),
+    /// Send back pool usage per scope.
+    Pools(Sender<Vec<PoolRow>>),
+    /// Commit and stop.
+    Shutdown,
+}
+
+/// Worker-level counters (the engine's are in [`crate::engine::Stats`]).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Batches processed.
+    pub batches: AtomicU64,
+    /// Journal commits.
+    pub commits: AtomicU64,
+    /// Records journaled.
+    pub records: AtomicU64,
+    /// Sum of commit durations, in nanoseconds.
+    pub commit_nanos: AtomicU64,
+    /// Longest commit, in nanoseconds.
+    pub commit_nanos_max: AtomicU64,
+    /// Replies withheld because the journal commit failed.
+    pub withheld_replies: AtomicU64,
+    /// Send errors.
+    pub send_errors: AtomicU64,
+    /// Receive errors.
+    pub recv_errors: AtomicU64,
+    /// Compactions started.
+    pub compactions: AtomicU64,
+}
+
+/// The daemon's side of a worker: send control messages and wake it.
+#[derive(Clone, Debug)]
+pub struct WorkerHandle {
+    tx: Sender<Control>,
+    waker: Arc<Waker>,
+}
+
+impl WorkerHandle {
+    /// Send `c` and wake the worker. False if the worker is gone.
+    pub fn send(&self, c: Control) -> bool {
+        let ok = self.tx.send(c).is_ok();
+        let _ = self.waker.wake();
+        ok
+    }
+}
+
+/// Why a worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// Poll/registration failure.
+    #[error("worker I/O: {0}")]
+    Io(#[from] io::Error),
+    /// The journal failed at shutdown.
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+}
+
+/// One worker: engine + journal + sockets.
+pub struct Worker<A: Authority> {
+    engine: Engine,
+    journal: Journal,
+    authority: A,
+    sockets: Vec<mio::net::UdpSocket>,
+    poll: Poll,
+    rx: Receiver<Control>,
+    stats: Arc<WorkerStats>,
+    batch: usize,
+}
+
+struct Pending {
+    iface: usize,
+    len: usize,
+    dest: Destination,
+}
+
+impl<A: Authority> Worker<A> {
+    /// A worker over `sockets` (index = interface index in the engine's `RxMeta`), with at most
+    /// `batch` frames per batch. Returns the worker and the daemon's handle to it.
+    pub fn new(
+        engine: Engine,
+        journal: Journal,
+        authority: A,
+        sockets: Vec<UdpSocket>,
+        batch: usize,
+        stats: Arc<WorkerStats>,
+    ) -> io::Result<(Worker<A>, WorkerHandle)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+        let mut socks = Vec::with_capacity(sockets.len());
+        for (i, s) in sockets.into_iter().enumerate() {
+            let mut m = mio::net::UdpSocket::from_std(s);
+            poll.registry()
+                .register(&mut m, Token(i), Interest::READABLE)?;
+            socks.push(m);
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Ok((
+            Worker {
+                engine,
+                journal,
+                authority,
+                sockets: socks,
+                poll,
+                rx,
+                stats,
+                batch: batch.clamp(1, 4096),
+            },
+            WorkerHandle { tx, waker },
+        ))
+    }
+
+    /// Run until [`Control::Shutdown`] (or the handle is dropped).
+    pub fn run(mut self) -> Result<(), WorkerError> {
+        let mut events = Events::with_capacity(64);
+        let mut rx_buf = [0u8; FRAME_LEN];
+        let mut tx_bufs = vec![[0u8; FRAME_LEN]; self.batch];
+        let mut pending: Vec<Pending> = Vec::with_capacity(self.batch);
+        let mut ready = vec![true; self.sockets.len()];
+        // Start-up: journal whatever the engine queued while loading (leases that expired while down).
+        self.commit();
+        loop {
+            let timeout = self
+                .engine
+                .next_timer()
+                .map(|t| Duration::from_millis(t.millis_since(Time::now()).clamp(1, 1000)))
+                .unwrap_or(Duration::from_secs(1));
+            let any_ready = ready.iter().any(|r| *r);
+            let wait = if any_ready {
+                Some(Duration::ZERO)
+            } else {
+                Some(timeout)
+            };
+            if let Err(e) = self.poll.poll(&mut events, wait) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e.into());
+                }
+            }
+            for ev in events.iter() {
+                if ev.token() != WAKE {
+                    if let Some(r) = ready.get_mut(ev.token().0) {
+                        *r = true;
+                    }
+                }
+            }
+            loop {
+                match self.rx.try_recv() {
+                    Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
+                        self.commit();
+                        tracing::info!("worker stopped");
+                        return Ok(());
+                    }
+                    Ok(c) => self.control(c),
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
+            let now = Time::now();
+            // Receive one batch (at most `batch` frames), round-robin over the ready sockets.
+            // Replies are written into `tx_bufs[k]` for the k-th pending reply.
+            let mut received = 0;
+            while received < self.batch && ready.iter().any(|r| *r) {
+                for i in 0..self.sockets.len() {
+                    if !ready[i] || received >= self.batch {
+                        continue;
+                    }
+                    match self.sockets[i].recv_from(&mut rx_buf) {
+                        Ok((len, SocketAddr::V4(src))) => {
+                            received += 1;
+                            let meta = RxMeta { iface: i, src };
+                            let k = pending.len();
+                            let out = self.engine.handle(
+                                now,
+                                &meta,
+                                &rx_buf[..len],
+                                &mut tx_bufs[k],
+                                &self.authority,
+                            );
+                            // One worker per backend in this version, so Handoff cannot occur.
+                            if let Outcome::Reply { len, dest, .. } = out {
+                                pending.push(Pending {
+                                    iface: i,
+                                    len,
+                                    dest,
+                                });
+                            }
+                        }
+                        Ok((_, SocketAddr::V6(_))) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready[i] = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            self.stats.recv_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(error = %e, "recv failed");
+                            ready[i] = false;
+                        }
+                    }
+                }
+            }
+            self.engine.tick(now);
+            let durable = self.commit();
+            if durable {
+                for (k, p) in pending.iter().enumerate() {
+                    self.send(p, &tx_bufs[k][..p.len]);
+                }
+            } else {
+                self.stats
+                    .withheld_replies
+                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
+            }
+            pending.clear();
+            if received > 0 {
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            }
+            self.maybe_compact();
+        }
+    }
+
+    /// Journal and commit the engine's queued updates. False if that failed (replies withheld).
+    fn commit(&mut self) -> bool {
+        let mut n = 0u64;
+        let mut failed = None;
+        for b in self.engine.take_updates() {
+            n += 1;
+            if let Err(e) = self.journal.append(&b) {
+                failed = Some(e);
+            }
+        }
+        if n == 0 && self.journal.pending() == 0 {
+            return failed.is_none();
+        }
+        let t = Instant::now();
+        let res = self.journal.commit();
+        let ns = t.elapsed().as_nanos() as u64;
+        match (failed, res) {
+            (None, Ok(_)) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats.records.fetch_add(n, Ordering::Relaxed);
+                self.stats.commit_nanos.fetch_add(ns, Ordering::Relaxed);
+                self.stats.commit_nanos_max.fetch_max(ns, Ordering::Relaxed);
+                true
+            }
+            (Some(e), _) | (None, Err(e)) => {
+                tracing::error!(error = %e, records = n,
+                    "journal commit failed: withholding this batch's replies (clients will retry)");
+                false
+            }
+        }
+    }
+
+    fn send(&self, p: &Pending, frame: &[u8]) {
+        let sock = &self.sockets[p.iface];
+        let to = match p.dest {
+            Destination::Relay(a) | Destination::Unicast(a) => a,
+            Destination::Broadcast { .. } => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
+        };
+        if let Err(e) = sock.send_to(frame, SocketAddr::V4(to)) {
+            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, %to, "send failed");
+        }
+    }
+
+    fn control(&mut self, c: Control) {
+        match c {
+            Control::Reload {
+                settings,
+                iface_scopes,
+            } => {
+                self.engine.reconfigure(settings, iface_scopes);
+                tracing::info!("worker now serves the reloaded configuration");
+            }
+            Control::Leases(tx) => {
+                let rows = self
+                    .engine
+                    .bindings()
+                    .filter(|(_, b)| b.state != BindingState::Free || !b.client.is_empty())
+                    .map(|(s, b)| LeaseRow {
+                        scope: s.to_string(),
+                        binding: *b,
+                    })
+                    .collect();
+                let _ = tx.send(rows);
+            }
+            Control::Pools(tx) => {
+                let settings = self.engine.settings().clone();
+                let rows = settings
+                    .scopes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let (free, size) = self.engine.pool_usage(i).unwrap_or((0, 0));
+                        let active = self
+                            .engine
+                            .bindings()
+                            .filter(|(n, b)| *n == s.name && b.state == BindingState::Active)
+                            .count() as u64;
+                        PoolRow {
+                            scope: s.name.clone(),
+                            free,
+                            size,
+                            active,
+                        }
+                    })
+                    .collect();
+                let _ = tx.send(rows);
+            }
+            Control::Shutdown => {}
+        }
+    }
+
+    fn maybe_compact(&mut self) {
+        if !self.journal.needs_compaction() || self.journal.compaction_running() {
+            return;
+        }
+        let live: Vec<Binding> = self
+            .engine
+            .bindings()
+            .map(|(_, b)| *b)
+            .filter(|b| b.state != BindingState::Offered)
+            .collect();
+        match self.journal.compact(live) {
+            Ok(()) => {
+                self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(error = %e, "journal compaction failed to start"),
+        }
+    }
+}
