@@ -254,7 +254,7 @@ fn stats(state: &AdminState) -> Value {
         json!({
             "commits": commits,
             "records": ws.records.load(Ordering::Relaxed),
-            "commit_avg_us": if commits > 0 { nanos / commits / 1000 } else { 0 },
+            "commit_avg_us": nanos.checked_div(commits).unwrap_or(0) / 1000,
             "commit_max_us": ws.commit_nanos_max.load(Ordering::Relaxed) / 1000,
             "compactions": ws.compactions.load(Ordering::Relaxed),
         }),

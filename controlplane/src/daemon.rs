@@ -110,7 +110,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     jcfg.durability = d.durability;
     jcfg.compact_after_records = d.compact_after_records;
     let t = Instant::now();
-    let (journal, rec) = Journal::open(jcfg)?;
+    let (journal, rec) = Journal::open(jcfg.clone())?;
     tracing::info!(
         bindings = rec.bindings.len(),
         snapshot_records = rec.snapshot_records,
@@ -136,9 +136,11 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let (worker, handle) = Worker::new(
         engine,
         journal,
+        jcfg,
         Standalone,
         sockets,
         d.batch_size,
+        d.client_port,
         wstats.clone(),
     )
     .map_err(|e| DaemonError::Other(format!("worker set-up: {e}")))?;

@@ -17,8 +17,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::authority::Authority;
 use crate::binding::{Binding, BindingState};
-use crate::engine::{Destination, Engine, Outcome, RxMeta, CLIENT_PORT};
-use crate::journal::{Journal, JournalError};
+use crate::engine::{Destination, Engine, Outcome, RxMeta};
+use crate::journal::{Journal, JournalConfig, JournalError};
 use crate::scope::ServerSettings;
 use crate::time::Time;
 
@@ -121,6 +121,8 @@ pub enum WorkerError {
 pub struct Worker<A: Authority> {
     engine: Engine,
     journal: Journal,
+    journal_cfg: JournalConfig,
+    client_port: u16,
     authority: A,
     sockets: Vec<mio::net::UdpSocket>,
     poll: Poll,
@@ -137,13 +139,18 @@ struct Pending {
 
 impl<A: Authority> Worker<A> {
     /// A worker over `sockets` (index = interface index in the engine's `RxMeta`), with at most
-    /// `batch` frames per batch. Returns the worker and the daemon's handle to it.
+    /// `batch` frames per batch. `journal_cfg` is the configuration `journal` was opened with (to
+    /// reopen it after a failure). Replies to clients go to `client_port` (68 unless testing).
+    /// Returns the worker and the daemon's handle to it.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         engine: Engine,
         journal: Journal,
+        journal_cfg: JournalConfig,
         authority: A,
         sockets: Vec<UdpSocket>,
         batch: usize,
+        client_port: u16,
         stats: Arc<WorkerStats>,
     ) -> io::Result<(Worker<A>, WorkerHandle)> {
         let poll = Poll::new()?;
@@ -160,6 +167,8 @@ impl<A: Authority> Worker<A> {
             Worker {
                 engine,
                 journal,
+                journal_cfg,
+                client_port,
                 authority,
                 sockets: socks,
                 poll,
@@ -220,6 +229,8 @@ impl<A: Authority> Worker<A> {
             // Replies are written into `tx_bufs[k]` for the k-th pending reply.
             let mut received = 0;
             while received < self.batch && ready.iter().any(|r| *r) {
+                #[allow(clippy::needless_range_loop)]
+                // `i` indexes sockets, `ready` and RxMeta alike
                 for i in 0..self.sockets.len() {
                     if !ready[i] || received >= self.batch {
                         continue;
@@ -302,7 +313,40 @@ impl<A: Authority> Worker<A> {
             (Some(e), _) | (None, Err(e)) => {
                 tracing::error!(error = %e, records = n,
                     "journal commit failed: withholding this batch's replies (clients will retry)");
+                self.reopen_journal();
                 false
+            }
+        }
+    }
+
+    /// After a failed write or sync the journal refuses further use: reopen it and write a full
+    /// snapshot of the in-memory bindings, which also covers the batch whose commit failed.
+    fn reopen_journal(&mut self) {
+        match Journal::open(self.journal_cfg.clone()) {
+            Ok((j, _)) => {
+                // The old journal's Drop waits for its compaction thread, if any.
+                self.journal = j;
+                let live: Vec<Binding> = self
+                    .engine
+                    .bindings()
+                    .map(|(_, b)| *b)
+                    .filter(|b| b.state != BindingState::Offered)
+                    .collect();
+                match self
+                    .journal
+                    .compact(live)
+                    .and_then(|_| self.journal.wait_compaction())
+                {
+                    Ok(_) => {
+                        tracing::warn!("journal reopened and rewritten from memory after a failure")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "journal reopened but the snapshot failed; will retry")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal cannot be reopened; replies stay withheld until it can")
             }
         }
     }
@@ -310,8 +354,11 @@ impl<A: Authority> Worker<A> {
     fn send(&self, p: &Pending, frame: &[u8]) {
         let sock = &self.sockets[p.iface];
         let to = match p.dest {
-            Destination::Relay(a) | Destination::Unicast(a) => a,
-            Destination::Broadcast { .. } => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
+            Destination::Relay(a) => a,
+            Destination::Unicast(a) => SocketAddrV4::new(*a.ip(), self.client_port),
+            Destination::Broadcast { .. } => {
+                SocketAddrV4::new(Ipv4Addr::BROADCAST, self.client_port)
+            }
         };
         if let Err(e) = sock.send_to(frame, SocketAddr::V4(to)) {
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);

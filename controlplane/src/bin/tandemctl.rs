@@ -141,8 +141,8 @@ fn main() -> ExitCode {
     match kind {
         "leases" => {
             println!(
-                "{:<16} {:<10} {:<18} {:<12} {:<12} {}",
-                "ADDRESS", "STATE", "MAC", "EXPIRES", "SCOPE", "CLIENT-ID"
+                "{:<16} {:<10} {:<18} {:<12} {:<12} CLIENT-ID",
+                "ADDRESS", "STATE", "MAC", "EXPIRES", "SCOPE"
             );
             for l in v.as_array().into_iter().flatten() {
                 println!(
