@@ -207,9 +207,10 @@ fn wire_counter(e: WireError) -> Counter {
     }
 }
 
-/// The RFC 3074 bucket of a request's client: option 61 if present, else chaddr.
+/// The RFC 3074 bucket of a request's client: option 61 if present (even empty, as ISC dhcpd
+/// does, so both partners agree), else chaddr.
 pub fn client_bucket(req: &Request<'_>) -> u8 {
-    hash::bucket(req.client_id().unwrap_or(req.chaddr()))
+    hash::client_bucket(req.option(opt::CLIENT_ID), req.chaddr(), req.hlen())
 }
 
 /// Client identity of a request (option 61, else htype + chaddr).
