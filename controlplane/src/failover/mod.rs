@@ -7,3 +7,13 @@
 pub mod codec;
 pub mod message;
 pub mod peer;
+
+pub use codec::{Codec, CodecError, Decoded, Dialect, DigestStatus, FrameDecoder};
+pub use message::{
+    BindingAck, BindingStatus, BindingUpdate, Body, BucketMap, Message, MessageType, RejectReason,
+    ServerFlags, ServerState,
+};
+pub use peer::{
+    Event, Judgement, OwnershipSnapshot, Peer, PeerConfig, PeerState, PersistedState, Start,
+    StateStore,
+};
