@@ -11,11 +11,12 @@
 //! binding updates the engine emits.
 //!
 //! Entry type: [`engine::Engine`].
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod authority;
 pub mod binding;
 pub mod engine;
+pub mod frame;
 pub mod hash;
 pub mod journal;
 pub mod pool;
@@ -24,3 +25,5 @@ pub mod time;
 pub mod udp;
 pub mod wire;
 pub mod worker;
+#[allow(unsafe_code)]
+pub mod xsk;

@@ -279,7 +279,11 @@ impl Scope {
     }
 
     /// Find the reservation for a client, by client id first, then by MAC.
-    pub fn reservation_for(&self, client_id: Option<&[u8]>, mac: Option<[u8; 6]>) -> Option<&Reservation> {
+    pub fn reservation_for(
+        &self,
+        client_id: Option<&[u8]>,
+        mac: Option<[u8; 6]>,
+    ) -> Option<&Reservation> {
         if let Some(id) = client_id {
             if let Some(r) = self
                 .reservations

@@ -33,10 +33,10 @@
 mod netlink;
 
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use aya::maps::{Array, MapData, PerCpuArray};
+use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{loaded_programs, ProgramError, TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
@@ -54,6 +54,7 @@ pub const DHCP_SERVER_PORT: u16 = 67;
 const PORT_GLOBAL: &str = "dhcp_port";
 const COUNTERS_MAP: &str = "counters";
 const PARTNER_MAP: &str = "partner_buckets";
+const XSK_MAP: &str = "xsks";
 
 /// How to attach the program to an interface.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -503,6 +504,42 @@ impl Steering {
     pub fn partner_buckets(&self) -> Result<[u8; 32], SteerError> {
         self.partner.get(&0, 0).map_err(|source| SteerError::Map {
             map: PARTNER_MAP,
+            source,
+        })
+    }
+
+    /// Registers the AF_XDP socket `fd` for receive queue `queue`: from now on the program
+    /// redirects DHCP frames received on that queue to it. The socket must be bound to that
+    /// queue of the interface the frames arrive on (a socket only receives from its own
+    /// (interface, queue); a mismatch drops the frames while the program counts them as
+    /// redirected). Replaces a previous entry; closing the socket removes the entry.
+    pub fn set_xsk(&mut self, queue: u32, fd: BorrowedFd<'_>) -> Result<(), SteerError> {
+        self.xsk_map()?
+            .set(queue, fd, 0)
+            .map_err(|source| SteerError::Map {
+                map: XSK_MAP,
+                source,
+            })
+    }
+
+    /// Removes the AF_XDP socket of receive queue `queue`: its DHCP frames go to the kernel
+    /// again (counted as `redirect_failed`). Removing an empty entry is an error (`ENOENT`).
+    pub fn clear_xsk(&mut self, queue: u32) -> Result<(), SteerError> {
+        self.xsk_map()?
+            .unset(queue)
+            .map_err(|source| SteerError::Map {
+                map: XSK_MAP,
+                source,
+            })
+    }
+
+    fn xsk_map(&mut self) -> Result<XskMap<&mut MapData>, SteerError> {
+        let map = self
+            .ebpf
+            .map_mut(XSK_MAP)
+            .ok_or(SteerError::Object("map xsks"))?;
+        XskMap::try_from(map).map_err(|source| SteerError::Map {
+            map: XSK_MAP,
             source,
         })
     }
