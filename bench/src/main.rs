@@ -1,2 +1,188 @@
-//! tandem-bench (in progress)
-fn main() {}
+//! `tandem-bench`: DHCPv4 load generator. See `tandem-bench dora --help`.
+//!
+//! Exit codes: 0 the run completed (whatever its loss), 1 the run could not start or its
+//! results could not be written, 2 usage error.
+
+use std::fs;
+use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand};
+use tandem_bench::dora::{Config, Mix};
+use tandem_bench::run::{run, RunOptions};
+
+/// Tandem's DHCPv4 load generator.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Relay-style DORA load: many simulated clients through one relay address (giaddr), at a
+    /// target rate or flat out, for a bounded time and count.
+    Dora(DoraArgs),
+}
+
+#[derive(Args, Debug)]
+struct DoraArgs {
+    /// The DHCP server's address.
+    #[arg(long, value_name = "IP")]
+    server: Ipv4Addr,
+    /// UDP port of the server.
+    #[arg(long, default_value_t = 67, value_name = "PORT")]
+    server_port: u16,
+    /// Relay address: bound locally (it must exist on this host or namespace) and written into
+    /// giaddr; the server sends its replies there. Default: the local address the route to the
+    /// server uses.
+    #[arg(long, value_name = "IP")]
+    relay: Option<Ipv4Addr>,
+    /// UDP port to bind on the relay address. Servers answer relays on 67; change it only for
+    /// a test double of a server.
+    #[arg(long, default_value_t = 67, value_name = "PORT")]
+    relay_port: u16,
+    /// Simulated clients (distinct MACs), at most 16777216.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    clients: u32,
+    /// New exchanges started per second [default: 1000].
+    #[arg(long, value_name = "R", conflicts_with = "flat_out")]
+    rate: Option<u64>,
+    /// Start exchanges as fast as the outstanding window allows.
+    #[arg(long)]
+    flat_out: bool,
+    /// Most exchanges outstanding at once.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    window: u32,
+    /// Seconds during which exchanges start (then outstanding ones finish or time out).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    duration: f64,
+    /// Start at most this many exchanges (the run ends sooner if they are done).
+    #[arg(long, value_name = "N")]
+    max_leases: Option<u64>,
+    /// What each exchange does after its DORA: dora, dora+release, dora+renew.
+    #[arg(long, default_value = "dora", value_name = "MIX")]
+    mix: Mix,
+    /// How long each request waits for its reply before a retransmission, in ms.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    timeout_ms: u64,
+    /// Retransmissions of a request before its exchange counts as lost.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    retries: u8,
+    /// Also send a client identifier (option 61 = 1 + MAC).
+    #[arg(long)]
+    client_id: bool,
+    /// Second byte of every MAC (02:SEED:..): runs with different seeds are different clients.
+    #[arg(long, default_value_t = 0, value_name = "BYTE")]
+    seed: u8,
+    /// The server's pid: report its CPU time per lease and its CPU use (from /proc/PID/stat).
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+    /// Also write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the leases the clients hold at the end to FILE, one "MAC ADDRESS" per line.
+    #[arg(long, value_name = "FILE")]
+    leases_file: Option<PathBuf>,
+    /// No progress line on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// The local address the kernel would use to reach `server` (no packet is sent).
+fn route_source(server: SocketAddrV4) -> Option<Ipv4Addr> {
+    let s = UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect(server).ok()?;
+    match s.local_addr().ok()? {
+        SocketAddr::V4(a) if !a.ip().is_unspecified() => Some(*a.ip()),
+        _ => None,
+    }
+}
+
+fn dora(a: DoraArgs) -> ExitCode {
+    let server = SocketAddrV4::new(a.server, a.server_port);
+    let Some(relay_ip) = a.relay.or_else(|| route_source(server)) else {
+        eprintln!("tandem-bench: no route to {server}; give --relay IP");
+        return ExitCode::from(2);
+    };
+    if !(a.duration.is_finite() && a.duration > 0.0 && a.duration <= 86_400.0) {
+        eprintln!("tandem-bench: --duration must be more than 0 and at most 86400 seconds");
+        return ExitCode::from(2);
+    }
+    let salt = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16))
+        .unwrap_or(0)
+        ^ std::process::id();
+    let cfg = Config {
+        clients: a.clients,
+        seed: a.seed,
+        client_id: a.client_id,
+        giaddr: relay_ip,
+        mix: a.mix,
+        rate: if a.flat_out {
+            None
+        } else {
+            Some(a.rate.unwrap_or(1000))
+        },
+        window: a.window,
+        duration: (a.duration * 1e9) as u64,
+        max_exchanges: a.max_leases,
+        timeout: a.timeout_ms.saturating_mul(1_000_000),
+        retries: a.retries,
+        xid_salt: salt,
+    };
+    let opts = RunOptions {
+        server,
+        relay: SocketAddrV4::new(relay_ip, a.relay_port),
+        server_pid: a.server_pid,
+        progress: !a.quiet,
+    };
+    let out = match run(cfg, &opts) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("tandem-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", out.report.table());
+    let mut ok = true;
+    if let Some(p) = &a.json {
+        let text = serde_json::to_string_pretty(&out.report).unwrap_or_default();
+        if let Err(e) = fs::write(p, text + "\n") {
+            eprintln!("tandem-bench: cannot write {}: {e}", p.display());
+            ok = false;
+        }
+    }
+    if let Some(p) = &a.leases_file {
+        let mut text = String::new();
+        for h in &out.held {
+            let m = h.mac;
+            text.push_str(&format!(
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} {}\n",
+                m[0], m[1], m[2], m[3], m[4], m[5], h.addr
+            ));
+        }
+        if let Err(e) = fs::write(p, text) {
+            eprintln!("tandem-bench: cannot write {}: {e}", p.display());
+            ok = false;
+        }
+    }
+    let _ = std::io::stdout().flush();
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Dora(a) => dora(a),
+    }
+}

@@ -21,6 +21,7 @@ use crate::engine::{Destination, Engine, Outcome, RxMeta};
 use crate::journal::{Journal, JournalConfig, JournalError};
 use crate::scope::ServerSettings;
 use crate::time::Time;
+use crate::wire::MessageType;
 
 /// Largest DHCP datagram we read or write.
 pub const FRAME_LEN: usize = 1500;
@@ -135,6 +136,9 @@ struct Pending {
     iface: usize,
     len: usize,
     dest: Destination,
+    /// True for ACKs: they confirm a binding, so they leave only after the journal commit.
+    /// OFFERs and NAKs promise nothing durable and leave before it.
+    durable: bool,
 }
 
 impl<A: Authority> Worker<A> {
@@ -248,11 +252,12 @@ impl<A: Authority> Worker<A> {
                                 &self.authority,
                             );
                             // One worker per backend in this version, so Handoff cannot occur.
-                            if let Outcome::Reply { len, dest, .. } = out {
+                            if let Outcome::Reply { len, dest, msg } = out {
                                 pending.push(Pending {
                                     iface: i,
                                     len,
                                     dest,
+                                    durable: msg == MessageType::Ack,
                                 });
                             }
                         }
@@ -268,15 +273,24 @@ impl<A: Authority> Worker<A> {
                 }
             }
             self.engine.tick(now);
+            // Replies that promise nothing durable (OFFER, NAK) need not wait for the flush.
+            for (k, p) in pending.iter().enumerate() {
+                if !p.durable {
+                    self.send(p, &tx_bufs[k][..p.len]);
+                }
+            }
             let durable = self.commit();
+            let acks = pending.iter().filter(|p| p.durable);
             if durable {
                 for (k, p) in pending.iter().enumerate() {
-                    self.send(p, &tx_bufs[k][..p.len]);
+                    if p.durable {
+                        self.send(p, &tx_bufs[k][..p.len]);
+                    }
                 }
             } else {
                 self.stats
                     .withheld_replies
-                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                    .fetch_add(acks.count() as u64, Ordering::Relaxed);
             }
             pending.clear();
             if received > 0 {

@@ -1,0 +1,35 @@
+//! `tandem-bench`: Tandem's DHCPv4 load generator.
+//!
+//! This first slice runs relay-style DORA load over UDP (`tandem-bench dora`): many simulated
+//! clients, each a distinct MAC, go through DISCOVER → OFFER → REQUEST → ACK (optionally followed
+//! by a RELEASE or a RENEWING REQUEST) through one relay address, at a target rate or flat out,
+//! bounded in time and count. It reports leases/s, loss, NAKs, latency percentiles per step and
+//! the server's CPU time per lease.
+//!
+//! ```text
+//! # in the relay's namespace (10.77.0.2 must be a local address), tandemd at 10.77.0.1:
+//! tandem-bench dora --server 10.77.0.1 --relay 10.77.0.2 --clients 50000 --rate 20000 \
+//!     --duration 5 --server-pid "$(pidof tandemd)" --json result.json
+//! ```
+//!
+//! The relay socket is bound to RELAY:67 (servers answer relays on port 67), so the bench needs
+//! root or `CAP_NET_BIND_SERVICE`, and must not share a network namespace with a server bound to
+//! `0.0.0.0:67` on the same link. The table goes to stdout, a progress line to stderr once a
+//! second, and `--json` writes the same [`report::Report`] as JSON.
+//!
+//! - [`packet`]: request builders and the reply parser.
+//! - [`dora`]: the sans-IO generator (clients, matching, retransmission, accounting).
+//! - [`pace`]: the rate pacer, in virtual time.
+//! - [`latency`]: HdrHistogram latencies and percentile summaries.
+//! - [`cpu`]: process CPU time from `/proc`.
+//! - [`run`]: the UDP event loop around the generator.
+//! - [`report`]: the result as a table and as JSON.
+#![forbid(unsafe_code)]
+
+pub mod cpu;
+pub mod dora;
+pub mod latency;
+pub mod pace;
+pub mod packet;
+pub mod report;
+pub mod run;

@@ -1,0 +1,483 @@
+//! The I/O shell around [`Generator`]: one UDP socket bound to the relay address (port 67 by
+//! default, where servers send relayed replies), a `mio` poll as the sleeper, a monotonic clock,
+//! the progress line, and CPU sampling.
+//!
+//! The loop: receive everything waiting (each reply stamped with the clock as it is read), fire
+//! the timeouts, start the exchanges that are due, print progress once a second, and sleep until
+//! the next thing is due or a reply arrives. The poll sleeps with millisecond granularity, so at
+//! high rates exchanges start in bursts of up to a millisecond's worth (the pacer's backlog
+//! absorbs that).
+
+use std::io::{self, Write as _};
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::cpu;
+use crate::dora::{Config, ConfigError, Generator, HeldLease, Tx};
+use crate::report::{malformed_map, Params, Report, ServerCpu};
+
+const SOCK: Token = Token(0);
+const NANOS: u64 = 1_000_000_000;
+/// Most datagrams read before the timers and the pacer get a turn.
+const RECV_BATCH: usize = 1024;
+
+/// Where to send and listen, and what to measure besides.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The server (port 67 normally).
+    pub server: SocketAddrV4,
+    /// The relay address to bind and write into giaddr (port 67 normally: servers answer
+    /// relays on 67).
+    pub relay: SocketAddrV4,
+    /// Server process to charge CPU time to.
+    pub server_pid: Option<u32>,
+    /// Print a progress line on stderr once a second.
+    pub progress: bool,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The generator's settings are unusable.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The relay socket could not be set up.
+    #[error("cannot bind the relay socket to {addr}: {source} (the address must exist on this host or namespace; port 67 needs root or CAP_NET_BIND_SERVICE, and must be free)")]
+    Bind {
+        /// The address.
+        addr: SocketAddrV4,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Another socket or poll failure.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The server pid cannot be read.
+    #[error("cannot read the CPU time of server pid {pid} from /proc: {source}")]
+    ServerPid {
+        /// The pid.
+        pid: u32,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// The outcome of a run: the report and the leases the clients hold at the end.
+pub struct Outcome {
+    /// The report.
+    pub report: Report,
+    /// Each client's address at the end (ACKed, not released).
+    pub held: Vec<HeldLease>,
+}
+
+/// The relay socket: bound, non-blocking, with large buffers.
+fn bind_relay(addr: SocketAddrV4) -> Result<UdpSocket, RunError> {
+    let err = |source| RunError::Bind { addr, source };
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    // Large buffers absorb the server's batches and our bursts; the kernel caps them at
+    // net.core.[rw]mem_max.
+    let _ = s.set_recv_buffer_size(8 << 20);
+    let _ = s.set_send_buffer_size(8 << 20);
+    s.bind(&SocketAddr::V4(addr).into()).map_err(err)?;
+    s.set_nonblocking(true).map_err(err)?;
+    Ok(s.into())
+}
+
+struct SockTx<'a> {
+    sock: &'a mio::net::UdpSocket,
+    to: SocketAddr,
+}
+
+impl Tx for SockTx<'_> {
+    fn send(&mut self, frame: &[u8]) -> bool {
+        loop {
+            match self.sock.send_to(frame, self.to) {
+                Ok(_) => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+struct CpuStart {
+    at: Instant,
+    server: Option<(u32, u64)>,
+    me: Option<u64>,
+    host: Option<(u64, u64)>,
+}
+
+/// Run the generator against the server until it stops by itself (sending period over and
+/// every exchange finished, or the hard stop).
+pub fn run(cfg: Config, opts: &RunOptions) -> Result<Outcome, RunError> {
+    let mut gen = Generator::new(cfg)?;
+    let std_sock = bind_relay(opts.relay)?;
+    let mut sock = mio::net::UdpSocket::from_std(std_sock);
+    let mut poll = Poll::new().map_err(|source| RunError::Io {
+        what: "creating the poll",
+        source,
+    })?;
+    poll.registry()
+        .register(&mut sock, SOCK, Interest::READABLE)
+        .map_err(|source| RunError::Io {
+            what: "registering the socket",
+            source,
+        })?;
+    let clk = cpu::clock_ticks_per_sec();
+    let server = match opts.server_pid {
+        Some(pid) => Some((
+            pid,
+            cpu::process_ticks(pid).map_err(|source| RunError::ServerPid { pid, source })?,
+        )),
+        None => None,
+    };
+    let start = CpuStart {
+        at: Instant::now(),
+        server,
+        me: cpu::self_ticks().ok(),
+        host: cpu::host_ticks().ok(),
+    };
+    let t0 = Instant::now();
+    let now = || u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let mut events = Events::with_capacity(16);
+    let mut buf = [0u8; 2048];
+    let mut other_source = 0u64;
+    let mut recv_errors = 0u64;
+    let mut next_progress = NANOS;
+    let mut last = Snapshot::default();
+    let end = loop {
+        let mut more = false;
+        {
+            let mut tx = SockTx {
+                sock: &sock,
+                to: SocketAddr::V4(opts.server),
+            };
+            let mut n = 0;
+            loop {
+                match sock.recv_from(&mut buf) {
+                    Ok((len, src)) => {
+                        let t = now();
+                        if src.ip() != std::net::IpAddr::V4(*opts.server.ip()) {
+                            other_source += 1;
+                        }
+                        gen.on_reply(t, &buf[..len], &mut tx);
+                        n += 1;
+                        if n >= RECV_BATCH {
+                            more = true;
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        recv_errors += 1;
+                        break;
+                    }
+                }
+            }
+            let t = now();
+            gen.on_timers(t, &mut tx);
+            gen.start_due(t, &mut tx);
+        }
+        let t = now();
+        if opts.progress && t >= next_progress {
+            last = progress(&gen, t, &last);
+            next_progress += NANOS;
+        }
+        if gen.done(t) {
+            gen.finish(t);
+            break t;
+        }
+        if more {
+            continue;
+        }
+        let mut wake = gen.next_wakeup(t);
+        if opts.progress {
+            wake = wake.min(next_progress);
+        }
+        if wake > t {
+            match poll.poll(&mut events, Some(Duration::from_nanos(wake - t))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(RunError::Io {
+                        what: "waiting for replies",
+                        source,
+                    })
+                }
+            }
+        }
+    };
+    let report = build_report(&gen, opts, end, &start, clk, other_source, recv_errors);
+    Ok(Outcome {
+        held: gen.held_leases().collect(),
+        report,
+    })
+}
+
+#[derive(Default)]
+struct Snapshot {
+    started: u64,
+    leases: u64,
+}
+
+/// One progress line on stderr; returns the counts it was computed from.
+fn progress(gen: &Generator, t: u64, last: &Snapshot) -> Snapshot {
+    let c = gen.counters();
+    let p99 = gen.latencies().dora.quantile(0.99) as f64 / 1000.0;
+    let line = format!(
+        "[{:>5.1}s] offered {:>7}/s  leases {:>7}/s  in flight {:>6}  lost {}  NAK {}  unexpected {}  p99 DORA so far {:.0} µs",
+        t as f64 / NANOS as f64,
+        c.started - last.started,
+        c.leases - last.leases,
+        gen.outstanding(),
+        c.lost,
+        c.naks,
+        c.unexpected(),
+        p99
+    );
+    let mut e = io::stderr().lock();
+    let _ = writeln!(e, "{line}");
+    Snapshot {
+        started: c.started,
+        leases: c.leases,
+    }
+}
+
+fn build_report(
+    gen: &Generator,
+    opts: &RunOptions,
+    end: u64,
+    start: &CpuStart,
+    clk: u64,
+    other_source: u64,
+    recv_errors: u64,
+) -> Report {
+    let cfg = gen.config();
+    let c = gen.counters().clone();
+    let secs = |ns: u64| ns as f64 / NANOS as f64;
+    let sending = gen.sending_closed_at().unwrap_or(end).max(1);
+    let lease_span = gen.last_lease_at().max(sending);
+    let wall = start.at.elapsed().as_secs_f64().max(1e-9);
+    let tick_s = |ticks: u64| ticks as f64 / clk as f64;
+    let server_cpu = start.server.and_then(|(pid, t0)| match cpu::process_ticks(pid) {
+        Ok(t1) => {
+            let cpu_s = tick_s(t1.saturating_sub(t0));
+            Some(ServerCpu {
+                pid,
+                cpu_s,
+                cpu_us_per_lease: (c.leases > 0).then(|| cpu_s * 1e6 / c.leases as f64),
+                cpu_pct: 100.0 * cpu_s / wall,
+            })
+        }
+        Err(e) => {
+            eprintln!("tandem-bench: server pid {pid} could not be read at the end ({e}); no server CPU figures");
+            None
+        }
+    });
+    let generator_cpu_pct = match (start.me, cpu::self_ticks()) {
+        (Some(a), Ok(b)) => 100.0 * tick_s(b.saturating_sub(a)) / wall,
+        _ => 0.0,
+    };
+    let host_cpus = cpu::cpus();
+    let host_busy_pct = match (start.host, cpu::host_ticks()) {
+        (Some((b0, t0)), Ok((b1, t1))) if t1 > t0 => {
+            Some(100.0 * host_cpus as f64 * (b1 - b0) as f64 / (t1 - t0) as f64)
+        }
+        _ => None,
+    };
+    Report {
+        tool: "tandem-bench",
+        version: env!("CARGO_PKG_VERSION"),
+        command: "dora",
+        params: Params {
+            server: opts.server.to_string(),
+            relay: opts.relay.to_string(),
+            clients: cfg.clients,
+            rate: cfg.rate,
+            window: cfg.window,
+            duration_s: secs(cfg.duration),
+            max_exchanges: cfg.max_exchanges,
+            mix: cfg.mix.to_string(),
+            timeout_ms: cfg.timeout / 1_000_000,
+            retries: cfg.retries,
+            client_id: cfg.client_id,
+            seed: cfg.seed,
+        },
+        elapsed_s: secs(end),
+        sending_s: secs(sending),
+        offered_per_s: c.started as f64 / secs(sending),
+        leases_per_s: c.leases as f64 / secs(lease_span),
+        loss_pct: Report::loss_pct_of(&c),
+        malformed_by_reason: malformed_map(&c.malformed_by_reason),
+        counts: c,
+        missed_slots: gen.missed_slots(),
+        other_source,
+        recv_errors,
+        latency_us: gen.latencies().summaries(),
+        server_cpu,
+        generator_cpu_pct,
+        host_busy_pct,
+        host_cpus,
+        leases_timeline: gen.timeline().to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dora::Mix;
+    use std::net::Ipv4Addr;
+    use tandem_dataplane::wire::{opt, MessageType, ReplyHeader, ReplyWriter, Request};
+
+    /// A loopback test double of a server: answers DISCOVER with an OFFER and REQUEST with an
+    /// ACK (addresses 10.0.x.y by client), sends one garbage datagram first, and replies to the
+    /// relay address in giaddr on `relay_port`.
+    fn fake_server(sock: UdpSocket, relay_port: u16, stop: std::sync::mpsc::Receiver<()>) {
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        let mut out = [0u8; 1500];
+        let mut garbage_sent = false;
+        while stop.try_recv().is_err() {
+            let Ok((n, _)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok(r) = Request::parse(&buf[..n]) else {
+                continue;
+            };
+            let to = SocketAddr::V4(SocketAddrV4::new(r.giaddr(), relay_port));
+            if !garbage_sent {
+                garbage_sent = true;
+                sock.send_to(b"not dhcp", to).unwrap();
+            }
+            let mt = match r.message_type() {
+                MessageType::Discover => MessageType::Offer,
+                MessageType::Request => MessageType::Ack,
+                _ => continue,
+            };
+            let mac = r.mac().unwrap();
+            let hdr = ReplyHeader {
+                xid: r.xid(),
+                flags: 0,
+                ciaddr: Ipv4Addr::UNSPECIFIED,
+                yiaddr: Ipv4Addr::new(10, 0, mac[4], mac[5]),
+                siaddr: Ipv4Addr::UNSPECIFIED,
+                giaddr: r.giaddr(),
+                htype: 1,
+                hlen: 6,
+            };
+            let mut w = ReplyWriter::new(&mut out, 1500, 0, &hdr, &r.bytes()[28..44], mt).unwrap();
+            w.option_addr(opt::SERVER_ID, Ipv4Addr::new(127, 0, 0, 1));
+            let len = w.finish();
+            sock.send_to(&out[..len], to).unwrap();
+        }
+    }
+
+    #[test]
+    fn runs_over_loopback_and_stops_by_itself() {
+        let srv = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = match srv.local_addr().unwrap() {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(_) => unreachable!("bound to an IPv4 address"),
+        };
+        // an unprivileged relay port: find a free one
+        let relay = {
+            let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+            match probe.local_addr().unwrap() {
+                SocketAddr::V4(a) => a,
+                SocketAddr::V6(_) => unreachable!("bound to an IPv4 address"),
+            }
+        };
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+        let th = std::thread::spawn(move || fake_server(srv, relay.port(), stop_rx));
+        let cfg = Config {
+            clients: 300,
+            seed: 1,
+            client_id: true,
+            giaddr: *relay.ip(),
+            mix: Mix::Dora,
+            rate: Some(1000),
+            window: 500,
+            duration: 300_000_000,
+            max_exchanges: Some(250),
+            timeout: 200_000_000,
+            retries: 2,
+            xid_salt: 77,
+        };
+        let opts = RunOptions {
+            server,
+            relay,
+            server_pid: Some(std::process::id()),
+            progress: false,
+        };
+        let t = Instant::now();
+        let out = run(cfg, &opts).unwrap();
+        stop_tx.send(()).unwrap();
+        th.join().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            t.elapsed()
+        );
+        let r = &out.report;
+        assert_eq!(r.counts.started, 250, "{r:?}");
+        assert_eq!(r.counts.leases, 250, "{r:?}");
+        assert_eq!(r.counts.lost, 0);
+        assert_eq!(r.counts.malformed, 1);
+        assert_eq!(r.malformed_by_reason.get("truncated"), Some(&1));
+        assert_eq!(r.latency_us.dora.count, 250);
+        assert!(r.latency_us.dora.p50_us <= r.latency_us.dora.p99_us);
+        assert!(r.latency_us.dora.p99_us <= r.latency_us.dora.max_us);
+        assert!(r.latency_us.dora.max_us > 0.0);
+        assert!(r.server_cpu.is_some());
+        assert_eq!(out.held.len(), 250);
+        for h in &out.held {
+            assert_eq!(h.addr, Ipv4Addr::new(10, 0, h.mac[4], h.mac[5]));
+        }
+        // 250 exchanges at 1000/s: sending closed after ~250 ms
+        assert!(r.sending_s > 0.2 && r.sending_s < 0.3, "{}", r.sending_s);
+        assert!(
+            r.offered_per_s > 800.0 && r.offered_per_s < 1300.0,
+            "{}",
+            r.offered_per_s
+        );
+    }
+
+    #[test]
+    fn bind_failure_is_an_error_not_a_panic() {
+        // 192.0.2.1 (TEST-NET-1) is not configured on this host
+        let cfg = Config {
+            clients: 1,
+            seed: 0,
+            client_id: false,
+            giaddr: Ipv4Addr::new(192, 0, 2, 1),
+            mix: Mix::Dora,
+            rate: Some(1),
+            window: 1,
+            duration: 1,
+            max_exchanges: None,
+            timeout: 1,
+            retries: 0,
+            xid_salt: 0,
+        };
+        let opts = RunOptions {
+            server: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 67),
+            relay: SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 6767),
+            server_pid: None,
+            progress: false,
+        };
+        let e = run(cfg, &opts).err().expect("bind fails");
+        assert!(matches!(e, RunError::Bind { .. }), "{e}");
+        assert!(e.to_string().contains("192.0.2.1:6767"), "{e}");
+    }
+}
