@@ -56,7 +56,9 @@ if [[ -f fuzz/Cargo.toml ]]; then
     step fmt-fuzz cargo fmt --manifest-path fuzz/Cargo.toml --check -- --color "$FMT_COLOR" || true
 fi
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings || true
-step test cargo test --workspace --locked || true
+TEST_LOG=$(mktemp /tmp/tandem-test.XXXXXX)
+run_tests() { set -o pipefail; cargo test --workspace --locked 2>&1 | tee "$TEST_LOG"; }
+step test run_tests || true
 
 if [[ -f fuzz/Cargo.toml && $FUZZ_SECS != 0 ]]; then
     FUZZ_TMP=$(mktemp -d /tmp/tandem-fuzz.XXXXXX)
@@ -82,4 +84,8 @@ if [[ -f fuzz/Cargo.toml && $FUZZ_SECS != 0 ]]; then
     fi
 fi
 report
+# One closing line for the whole test run (every cargo test binary's counts added up), so a
+# reader of the log sees the total rather than the last binary's (often a doc-test run of 0).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$TEST_LOG"
+rm -f "$TEST_LOG"
 (( FAILED == 0 ))
