@@ -5,7 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     match tandem_controlplane::config::parse(text, "fuzz.toml") {
         Ok(cfg) => assert!(!cfg.daemon.interfaces.is_empty()),
         Err(errs) => {

@@ -21,7 +21,10 @@ fn settings() -> Arc<ServerSettings> {
         opts.set(150, vec![0x41; 600]);
         let scope = |name: &str, net: [u8; 4], lo: [u8; 4], hi: [u8; 4]| Scope {
             name: name.into(),
-            subnet: Subnet { network: Ipv4Addr::from(net), prefix: 24 },
+            subnet: Subnet {
+                network: Ipv4Addr::from(net),
+                prefix: 24,
+            },
             ranges: vec![AddrRange::new(Ipv4Addr::from(lo), Ipv4Addr::from(hi))],
             exclusions: vec![AddrRange::new(Ipv4Addr::from(lo), Ipv4Addr::from(lo))],
             reservations: vec![Reservation {
@@ -43,7 +46,10 @@ fn settings() -> Arc<ServerSettings> {
                     negate: false,
                 }],
                 combine: Combine::All,
-                ranges: vec![AddrRange::new(Ipv4Addr::from([net[0], net[1], net[2], 200]), Ipv4Addr::from(hi))],
+                ranges: vec![AddrRange::new(
+                    Ipv4Addr::from([net[0], net[1], net[2], 200]),
+                    Ipv4Addr::from(hi),
+                )],
                 options: OptionSet::new(),
                 lease_time: Some(60),
             }],
@@ -69,12 +75,26 @@ fuzz_target!(|data: &[u8]| {
         for c in 0..=255u8 {
             let _ = r.option(c);
         }
-        let _ = (r.link_selection(), r.relay_sub_option(1), r.max_message_size(), r.lease_time());
+        let _ = (
+            r.link_selection(),
+            r.relay_sub_option(1),
+            r.max_message_size(),
+            r.lease_time(),
+        );
     }
     // A fresh engine per input keeps runs reproducible; feed the input twice (and once more later)
     // so the duplicate cache, holds and expiry paths run too.
-    let mut e = Engine::new(settings(), vec![vec![0, 1]], 0, 1, Arc::new(Stats::default()));
-    let meta = RxMeta { iface: 0, src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68) };
+    let mut e = Engine::new(
+        settings(),
+        vec![vec![0, 1]],
+        0,
+        1,
+        Arc::new(Stats::default()),
+    );
+    let meta = RxMeta {
+        iface: 0,
+        src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
+    };
     let mut out = [0u8; 1500];
     let t0 = Time::from_secs(1_800_000_000);
     for now in [t0, t0, t0.plus_secs(3)] {
