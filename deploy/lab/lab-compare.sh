@@ -28,6 +28,14 @@ STATE=$(awk -F'"' '/^state_dir/ { print $2 }' "$CFG")
 
 export LAB_RUN=${LAB_RUN:-/tmp/tandem-lab/run} LAB_RESULTS=${LAB_RESULTS:-/tmp/tandem-lab/results}
 mkdir -p "$LAB_RUN" "$LAB_RESULTS"
+# The lab's peer configs carry absolute paths of the machine they were written on (lease files and
+# logs under .../anchors/run). Run a private copy whose configs point at this run's directory.
+LAB_COPY=${LAB_COPY:-/tmp/tandem-lab/lab}
+rm -rf "$LAB_COPY"; mkdir -p "$LAB_COPY"; cp -r "$LAB"/. "$LAB_COPY"/; chmod -R u+w "$LAB_COPY"
+for f in "$LAB_COPY"/configs/*; do
+    sed -i -E "s#/[^\" ]*/anchors/run/#$LAB_RUN/#g; s#/[^\" ]*/anchors/configs/#$LAB_COPY/configs/#g" "$f"
+done
+LAB=$LAB_COPY
 export CUSTOM_NAME=tandem
 export CUSTOM_CMD="$TARGET/release/tandemd --config $CFG"
 export CUSTOM_PRE="rm -rf '$STATE'"
