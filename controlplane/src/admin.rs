@@ -1,26 +1,45 @@
-//! The local admin endpoint: HTTP/JSON on the configured `admin_listen` address (loopback by
-//! default), read by `tandemctl`.
+//! The admin endpoint: HTTP/JSON on the configured `admin_listen` address, read by `tandemctl`
+//! and by Prometheus.
 //!
-//! Routes (all `GET`, versioned under `/v1`):
-//! - `/v1/status`: server identity, uptime, durability, per-scope pool usage.
-//! - `/v1/leases[?state=S&scope=N]`: every binding (see [`lease_json`] for the shape).
-//! - `/v1/stats`: engine counters by name, drops by reason, journal commit figures.
+//! Routes (versioned under `/v1`, except the conventional `/metrics`):
+//! - `GET /v1/status`: server identity, uptime, durability, per-scope pool usage.
+//! - `GET /v1/leases[?state=S&scope=N&limit=L&offset=O]`: bindings sorted by address (see
+//!   [`lease_json`] for the shape), filtered, then paged; the `X-Total-Count` header gives the
+//!   number that matched the filters before paging.
+//! - `GET /v1/leases/{address}`: one lease (404 if the server has no record of the address).
+//! - `GET /v1/stats`: engine counters by name, drops by reason, journal commit figures.
+//! - `POST /v1/reload`: reload the configuration file, as `SIGHUP` does; 200 with the number of
+//!   scopes, or 422 with every configuration error (the running configuration stays in force).
+//! - `GET /metrics`: Prometheus text format (see [`crate::metrics`]).
 //!
-//! Errors are JSON objects `{"error": "..."}` with a matching status code. The full operator
-//! surface (authentication, write verbs, metrics) is a later issue; this endpoint is read-only and
-//! should stay bound to loopback.
+//! Authentication: when `admin_token_file` is configured, every request (metrics included) must
+//! carry `Authorization: Bearer <token>`; the token is compared in constant time. Without a token
+//! file the configuration loader only accepts a loopback `admin_listen`.
+//!
+//! Errors are JSON objects `{"error": "..."}` with the matching status: 400 bad parameter, 401
+//! missing or wrong token, 404 unknown resource, 405 wrong method (with `Allow`), 422 invalid
+//! configuration on reload, 503 the worker did not answer.
 
-use std::net::SocketAddr;
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 use tandem_dataplane::binding::{Binding, BindingState};
 use tandem_dataplane::engine::{Counter, Stats};
 use tandem_dataplane::worker::{Control, LeaseRow, WorkerHandle, WorkerStats};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigErrors};
+use crate::metrics;
+
+/// Reloads the configuration file as `SIGHUP` does: the number of scopes now served, or every
+/// error found (the running configuration then stays in force).
+pub type ReloadFn = Arc<dyn Fn() -> Result<usize, ConfigErrors> + Send + Sync>;
 
 /// What the admin endpoint reads.
 pub struct AdminState {
@@ -34,14 +53,128 @@ pub struct AdminState {
     pub worker_stats: Arc<WorkerStats>,
     /// When the daemon started.
     pub started: Instant,
+    /// What `POST /v1/reload` runs.
+    pub reload: ReloadFn,
+    /// The XDP programs and AF_XDP counters when the AF_XDP backend runs (`xdp` in `/v1/stats`).
+    pub xdp: Option<Arc<crate::xdp_backend::XdpShared>>,
 }
 
 /// Why the admin endpoint could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("admin endpoint on {addr}: {message}")]
-pub struct AdminError {
-    addr: SocketAddr,
-    message: String,
+#[non_exhaustive]
+pub enum AdminError {
+    /// The listening socket or the serving thread could not be set up.
+    #[error("admin endpoint on {addr}: {message}")]
+    Listen {
+        /// The configured `admin_listen`.
+        addr: SocketAddr,
+        /// What went wrong.
+        message: String,
+    },
+    /// The token file cannot be used.
+    #[error("admin_token_file {}: {message}", path.display())]
+    TokenFile {
+        /// The configured `admin_token_file`.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// Largest token file accepted, in bytes.
+pub const MAX_TOKEN_FILE: u64 = 4096;
+/// Shortest token accepted, in characters.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The admin API's bearer token. Only its SHA-256 digest is kept, so comparing two tokens takes
+/// the same time whatever their lengths and contents.
+#[derive(Clone)]
+pub struct Token {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+fn digest(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+/// True if `a == b`, in time that depends only on their lengths (no early exit).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+impl Token {
+    /// A token from its text: surrounding whitespace (a trailing newline) is ignored; it must be
+    /// at least [`MIN_TOKEN_LEN`] visible ASCII characters.
+    pub fn new(text: &str) -> Result<Token, String> {
+        let t = text.trim();
+        if t.len() < MIN_TOKEN_LEN {
+            return Err(format!(
+                "the token is {} characters long; use at least {MIN_TOKEN_LEN} \
+                 (for example `openssl rand -hex 32`)",
+                t.len()
+            ));
+        }
+        if !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the token must be visible ASCII characters without spaces".into());
+        }
+        Ok(Token {
+            digest: digest(t.as_bytes()),
+        })
+    }
+
+    /// Read the token from `path`, refusing a file that its owner does not keep private (any
+    /// permission for group or others) or that is not a regular file.
+    pub fn load(path: &Path) -> Result<Token, AdminError> {
+        let err = |message: String| AdminError::TokenFile {
+            path: path.to_path_buf(),
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        if !meta.is_file() {
+            return Err(err("not a regular file".into()));
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(err(format!(
+                "mode {mode:04o} lets users other than its owner access it; \
+                 run `chmod 600 {}`",
+                path.display()
+            )));
+        }
+        if meta.len() > MAX_TOKEN_FILE {
+            return Err(err(format!(
+                "{} bytes; a token file holds one token (at most {MAX_TOKEN_FILE} bytes)",
+                meta.len()
+            )));
+        }
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_TOKEN_FILE).read_to_string(&mut text))
+            .map_err(|e| err(format!("cannot read: {e}")))?;
+        Token::new(&text).map_err(err)
+    }
+
+    /// True if the `Authorization` header value `header` is `Bearer <this token>`.
+    pub fn accepts(&self, header: Option<&str>) -> bool {
+        let Some(h) = header else { return false };
+        let Some((scheme, given)) = h.trim().split_once(' ') else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return false;
+        }
+        constant_time_eq(&self.digest, &digest(given.trim().as_bytes()))
+    }
 }
 
 /// A running admin endpoint.
@@ -50,36 +183,106 @@ pub struct Admin {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A request as the router sees it.
+#[derive(Clone, Debug)]
+pub struct Req {
+    /// HTTP method.
+    pub method: tiny_http::Method,
+    /// Path and query, as sent.
+    pub url: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+}
+
+/// An answer: status, body, content type and extra headers.
+#[derive(Clone, Debug)]
+pub struct Resp {
+    /// HTTP status code.
+    pub code: u16,
+    /// Body.
+    pub body: String,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Resp {
+    fn json(code: u16, v: &Value) -> Resp {
+        Resp {
+            code,
+            body: v.to_string(),
+            content_type: "application/json",
+            headers: Vec::new(),
+        }
+    }
+}
+
+fn error(code: u16, msg: &str) -> Resp {
+    Resp::json(code, &json!({ "error": msg }))
+}
+
+fn header(name: &str, value: &str) -> Option<tiny_http::Header> {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+}
+
 impl Admin {
-    /// Bind `addr` and serve in a background thread.
+    /// Bind `addr` and serve in a background thread. If the configuration names an
+    /// `admin_token_file`, the token is read first (and start-up fails if it cannot be used).
     pub fn start(addr: SocketAddr, state: AdminState) -> Result<Admin, AdminError> {
-        let server = tiny_http::Server::http(addr).map_err(|e| AdminError {
-            addr,
-            message: e.to_string(),
-        })?;
+        let token_file = state
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .daemon
+            .admin_token_file
+            .clone();
+        let token = token_file.as_deref().map(Token::load).transpose()?;
+        let authentication = if token.is_some() {
+            "bearer token"
+        } else {
+            "none (loopback only)"
+        };
+        let listen_err = |message: String| AdminError::Listen { addr, message };
+        let server = tiny_http::Server::http(addr).map_err(|e| listen_err(e.to_string()))?;
         let server = Arc::new(server);
         let srv = server.clone();
         let thread = std::thread::Builder::new()
             .name("tandem-admin".into())
             .spawn(move || {
-                for req in srv.incoming_requests() {
-                    let (code, body) = route(&state, req.method(), req.url());
-                    let resp = tiny_http::Response::from_string(body)
-                        .with_status_code(code)
-                        .with_header(
-                            tiny_http::Header::from_bytes(
-                                &b"Content-Type"[..],
-                                &b"application/json"[..],
-                            )
-                            .expect("static header is valid"),
-                        );
+                for mut req in srv.incoming_requests() {
+                    // Bodies are not used; drain a little so keep-alive clients stay in sync.
+                    let mut sink = [0u8; 4096];
+                    let _ = req.as_reader().read(&mut sink);
+                    let r = Req {
+                        method: req.method().clone(),
+                        url: req.url().to_string(),
+                        authorization: req
+                            .headers()
+                            .iter()
+                            .find(|h| h.field.equiv("Authorization"))
+                            .map(|h| h.value.as_str().to_string()),
+                    };
+                    let out = handle(&state, token.as_ref(), &r);
+                    tracing::debug!(method = %r.method, url = %r.url, status = out.code, "admin request");
+                    let mut resp =
+                        tiny_http::Response::from_string(out.body).with_status_code(out.code);
+                    for h in std::iter::once(("Content-Type", out.content_type.to_string()))
+                        .chain(out.headers)
+                    {
+                        if let Some(h) = header(h.0, &h.1) {
+                            resp.add_header(h);
+                        }
+                    }
                     let _ = req.respond(resp);
                 }
             })
-            .map_err(|e| AdminError {
-                addr,
-                message: e.to_string(),
-            })?;
+            .map_err(|e| listen_err(e.to_string()))?;
+        tracing::info!(
+            %addr,
+            authentication,
+            "admin endpoint listening"
+        );
         Ok(Admin {
             server,
             thread: Some(thread),
@@ -95,25 +298,108 @@ impl Admin {
     }
 }
 
-fn error(code: u16, msg: &str) -> (u16, String) {
-    (code, json!({ "error": msg }).to_string())
+/// Authenticate, then route.
+fn handle(state: &AdminState, token: Option<&Token>, r: &Req) -> Resp {
+    if let Some(t) = token {
+        if !t.accepts(r.authorization.as_deref()) {
+            let msg = if r.authorization.is_some() {
+                "wrong bearer token"
+            } else {
+                "authentication required: send `Authorization: Bearer <token>` \
+                 (the token is in the server's admin_token_file)"
+            };
+            let mut resp = error(401, msg);
+            resp.headers
+                .push(("WWW-Authenticate", "Bearer realm=\"tandem\"".into()));
+            return resp;
+        }
+    }
+    route(state, r)
 }
 
-fn route(state: &AdminState, method: &tiny_http::Method, url: &str) -> (u16, String) {
-    if *method != tiny_http::Method::Get {
-        return error(405, "only GET is supported on this endpoint");
+/// Decode `%XX` escapes and `+` (space) in a query component.
+pub fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("bad percent escape in {s:?}"))?;
+                out.push(hex);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
     }
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let params: Vec<(&str, &str)> = query
-        .split('&')
-        .filter(|s| !s.is_empty())
-        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
-        .collect();
+    String::from_utf8(out).map_err(|_| format!("{s:?} does not decode to UTF-8"))
+}
+
+/// Split a query string into decoded `(key, value)` pairs; a key given twice is an error.
+pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let (k, v) = (percent_decode(k)?, percent_decode(v)?);
+        if out.iter().any(|(seen, _)| *seen == k) {
+            return Err(format!("query parameter {k:?} is given twice"));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn method_not_allowed(allow: &str) -> Resp {
+    let mut r = error(405, &format!("method not allowed here (allowed: {allow})"));
+    r.headers.push(("Allow", allow.to_string()));
+    r
+}
+
+fn route(state: &AdminState, r: &Req) -> Resp {
+    use tiny_http::Method::{Get, Post};
+    let (path, query) = r.url.split_once('?').unwrap_or((&r.url, ""));
+    let params = match parse_query(query) {
+        Ok(p) => p,
+        Err(e) => return error(400, &e),
+    };
+    let get_only = |f: &dyn Fn() -> Resp| {
+        if r.method == Get {
+            f()
+        } else {
+            method_not_allowed("GET")
+        }
+    };
+    let no_params = |f: &dyn Fn() -> Resp| match params.first() {
+        Some((k, _)) => error(
+            400,
+            &format!("unknown query parameter {k:?} (this resource takes none)"),
+        ),
+        None => f(),
+    };
     match path {
-        "/v1/status" => status(state),
-        "/v1/leases" => leases(state, &params),
-        "/v1/stats" => (200, stats(state).to_string()),
-        _ => error(404, &format!("no such resource: {path}")),
+        "/v1/status" => get_only(&|| no_params(&|| status(state))),
+        "/v1/stats" => get_only(&|| no_params(&|| Resp::json(200, &stats(state)))),
+        "/v1/leases" => get_only(&|| leases(state, &params)),
+        "/metrics" => get_only(&|| no_params(&|| metrics_page(state))),
+        "/v1/reload" => {
+            if r.method == Post {
+                no_params(&|| reload(state))
+            } else {
+                method_not_allowed("POST")
+            }
+        }
+        _ => match path.strip_prefix("/v1/leases/") {
+            Some(addr) if !addr.is_empty() && !addr.contains('/') => {
+                get_only(&|| no_params(&|| lease_show(state, addr)))
+            }
+            _ => error(404, &format!("no such resource: {path}")),
+        },
     }
 }
 
@@ -128,7 +414,7 @@ fn ask<T>(
     rx.recv_timeout(Duration::from_secs(5)).ok()
 }
 
-fn status(state: &AdminState) -> (u16, String) {
+fn status(state: &AdminState) -> Resp {
     let Some(pools) = ask(state, Control::Pools) else {
         return error(503, "the worker did not answer");
     };
@@ -155,10 +441,10 @@ fn status(state: &AdminState) -> (u16, String) {
         "durability": format!("{:?}", cfg.daemon.durability).to_lowercase(),
         "state_dir": cfg.daemon.state_dir.display().to_string(),
         "interfaces": cfg.daemon.interfaces,
-        "backend": "udp",
+        "backend": if state.xdp.is_some() { "xdp" } else { "udp" },
         "scopes": scopes,
     });
-    (200, body.to_string())
+    Resp::json(200, &body)
 }
 
 /// Lower-case name of a binding state, as the API shows it.
@@ -174,6 +460,18 @@ pub fn state_name(s: BindingState) -> &'static str {
         BindingState::Offered => "offered",
     }
 }
+
+/// Every state name [`state_name`] can return (the values `?state=` accepts).
+pub const STATE_NAMES: &[&str] = &[
+    "free",
+    "active",
+    "expired",
+    "released",
+    "abandoned",
+    "reset",
+    "backup",
+    "offered",
+];
 
 fn hex(b: &[u8]) -> String {
     b.iter()
@@ -199,32 +497,162 @@ pub fn lease_json(scope: &str, b: &Binding) -> Value {
     })
 }
 
-fn leases(state: &AdminState, params: &[(&str, &str)]) -> (u16, String) {
-    let mut want_state = None;
-    let mut want_scope = None;
-    for (k, v) in params {
-        match *k {
-            "state" => want_state = Some(*v),
-            "scope" => want_scope = Some(*v),
-            _ => {
-                return error(
-                    400,
-                    &format!("unknown query parameter {k:?} (known: state, scope)"),
-                )
+/// Largest `limit` of one page of leases.
+pub const MAX_PAGE: usize = 100_000;
+
+/// Filters and paging of `GET /v1/leases`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseQuery {
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only this scope.
+    pub scope: Option<String>,
+    /// At most this many (1..=[`MAX_PAGE`]); all if `None`.
+    pub limit: Option<usize>,
+    /// Skip this many first.
+    pub offset: usize,
+}
+
+impl LeaseQuery {
+    /// Parse and check the query parameters; the error names the bad parameter.
+    pub fn parse(params: &[(String, String)]) -> Result<LeaseQuery, String> {
+        let mut q = LeaseQuery::default();
+        let number = |k: &str, v: &str, lo: usize, hi: usize| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| (lo..=hi).contains(n))
+                .ok_or_else(|| format!("{k}={v:?}: expected an integer from {lo} to {hi}"))
+        };
+        for (k, v) in params {
+            match k.as_str() {
+                "state" => {
+                    if !STATE_NAMES.contains(&v.as_str()) {
+                        return Err(format!(
+                            "state={v:?}: expected one of {}",
+                            STATE_NAMES.join(", ")
+                        ));
+                    }
+                    q.state = Some(v.clone());
+                }
+                "scope" => q.scope = Some(v.clone()),
+                "limit" => q.limit = Some(number(k, v, 1, MAX_PAGE)?),
+                "offset" => q.offset = number(k, v, 0, usize::MAX)?,
+                _ => {
+                    return Err(format!(
+                        "unknown query parameter {k:?} (known: state, scope, limit, offset)"
+                    ))
+                }
             }
         }
+        Ok(q)
     }
-    let Some(mut rows) = ask(state, Control::Leases) else {
+
+    /// Filter `rows` (sorted by address first), then page them: the page and the number of rows
+    /// that matched before paging.
+    pub fn apply(&self, mut rows: Vec<LeaseRow>) -> (Vec<LeaseRow>, usize) {
+        rows.sort_by_key(|r| r.binding.addr);
+        rows.retain(|r| {
+            self.state
+                .as_deref()
+                .is_none_or(|s| s == state_name(r.binding.state))
+                && self.scope.as_deref().is_none_or(|s| s == r.scope)
+        });
+        let total = rows.len();
+        let page = rows
+            .into_iter()
+            .skip(self.offset)
+            .take(self.limit.unwrap_or(usize::MAX))
+            .collect();
+        (page, total)
+    }
+}
+
+fn leases(state: &AdminState, params: &[(String, String)]) -> Resp {
+    let q = match LeaseQuery::parse(params) {
+        Ok(q) => q,
+        Err(e) => return error(400, &e),
+    };
+    if let Some(scope) = &q.scope {
+        let cfg = state.config.read().unwrap_or_else(|e| e.into_inner());
+        if !cfg.settings.scopes.iter().any(|s| s.name == *scope) {
+            return error(400, &format!("scope={scope:?}: no such scope"));
+        }
+    }
+    let Some(rows) = ask(state, Control::Leases) else {
         return error(503, "the worker did not answer");
     };
-    rows.sort_by_key(|r: &LeaseRow| r.binding.addr);
-    let list: Vec<Value> = rows
+    let (page, total) = q.apply(rows);
+    let list: Vec<Value> = page
         .iter()
-        .filter(|r| want_state.is_none_or(|s| s == state_name(r.binding.state)))
-        .filter(|r| want_scope.is_none_or(|s| s == r.scope))
         .map(|r| lease_json(&r.scope, &r.binding))
         .collect();
-    (200, Value::Array(list).to_string())
+    let mut resp = Resp::json(200, &Value::Array(list));
+    resp.headers.push(("X-Total-Count", total.to_string()));
+    resp
+}
+
+fn lease_show(state: &AdminState, addr: &str) -> Resp {
+    let Ok(a) = percent_decode(addr).and_then(|s| s.parse::<Ipv4Addr>().map_err(|e| e.to_string()))
+    else {
+        return error(400, &format!("{addr:?} is not an IPv4 address"));
+    };
+    let Some(rows) = ask(state, Control::Leases) else {
+        return error(503, "the worker did not answer");
+    };
+    match rows.iter().find(|r| r.binding.addr == a) {
+        Some(r) => Resp::json(200, &lease_json(&r.scope, &r.binding)),
+        None => error(404, &format!("no lease for {a}")),
+    }
+}
+
+fn reload(state: &AdminState) -> Resp {
+    match (state.reload)() {
+        Ok(scopes) => Resp::json(200, &json!({ "reloaded": true, "scopes": scopes })),
+        Err(errs) => {
+            let list: Vec<Value> = errs
+                .0
+                .iter()
+                .map(|e| {
+                    json!({
+                        "file": e.origin,
+                        "line": e.line,
+                        "column": e.column,
+                        "key": e.key,
+                        "message": e.message,
+                        "text": e.to_string(),
+                    })
+                })
+                .collect();
+            Resp::json(
+                422,
+                &json!({
+                    "error": format!(
+                        "the configuration has {} error(s); still serving the previous configuration",
+                        errs.0.len()
+                    ),
+                    "errors": list,
+                }),
+            )
+        }
+    }
+}
+
+fn metrics_page(state: &AdminState) -> Resp {
+    let snap = metrics::Snapshot::take(
+        &state.stats,
+        &state.worker_stats,
+        ask(state, Control::Pools),
+        state.started.elapsed(),
+    );
+    match metrics::render(snap) {
+        Ok(body) => Resp {
+            code: 200,
+            body,
+            content_type: metrics::CONTENT_TYPE,
+            headers: Vec::new(),
+        },
+        Err(_) => error(500, "encoding the metrics failed"),
+    }
 }
 
 fn stats(state: &AdminState) -> Value {
@@ -272,5 +700,143 @@ fn stats(state: &AdminState) -> Value {
         "recv_errors".into(),
         json!(ws.recv_errors.load(Ordering::Relaxed)),
     );
+    if let Some(x) = &state.xdp {
+        m.insert("xdp".into(), x.stats_json());
+    }
     Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn constant_time_eq_compares_whole_slices() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"xbc"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn token_accepts_only_its_bearer_header() {
+        let t = Token::new(&format!("{SECRET}\n")).expect("valid token");
+        assert!(t.accepts(Some(&format!("Bearer {SECRET}"))));
+        assert!(t.accepts(Some(&format!("bearer {SECRET}"))));
+        assert!(!t.accepts(None));
+        assert!(!t.accepts(Some(SECRET)));
+        assert!(!t.accepts(Some(&format!("Basic {SECRET}"))));
+        assert!(!t.accepts(Some(&format!("Bearer {SECRET}x"))));
+        assert!(!t.accepts(Some(&format!("Bearer {}", &SECRET[1..]))));
+        assert!(!t.accepts(Some("Bearer ")));
+    }
+
+    #[test]
+    fn token_text_is_checked() {
+        assert!(Token::new("short").is_err());
+        assert!(Token::new("has a space in the middle of it").is_err());
+        assert!(Token::new(SECRET).is_ok());
+    }
+
+    #[test]
+    fn token_file_must_be_private() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("admin.token");
+        std::fs::write(&path, SECRET).expect("write token");
+        for mode in [0o644, 0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let err = Token::load(&path).expect_err("a shared token file is refused");
+            let msg = err.to_string();
+            assert!(msg.contains("chmod 600"), "{msg}");
+            assert!(msg.contains(&format!("{mode:04o}")), "{msg}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let t = Token::load(&path).expect("a private token file is accepted");
+        assert!(t.accepts(Some(&format!("Bearer {SECRET}"))));
+        let missing = Token::load(&dir.path().join("none")).expect_err("missing file");
+        assert!(missing.to_string().contains("cannot read"), "{missing}");
+    }
+
+    #[test]
+    fn query_strings_are_decoded_and_checked() {
+        assert_eq!(
+            parse_query("scope=my%20lan&state=active").expect("valid"),
+            vec![
+                ("scope".to_string(), "my lan".to_string()),
+                ("state".to_string(), "active".to_string())
+            ]
+        );
+        assert_eq!(
+            parse_query("scope=a+b").expect("valid")[0].1,
+            "a b".to_string()
+        );
+        assert!(parse_query("scope=%zz").is_err());
+        assert!(parse_query("scope=%4").is_err());
+        assert!(parse_query("limit=1&limit=2").is_err());
+    }
+
+    fn params(q: &str) -> Vec<(String, String)> {
+        parse_query(q).expect("valid query")
+    }
+
+    #[test]
+    fn lease_query_checks_each_parameter() {
+        let q = LeaseQuery::parse(&params("state=active&limit=10&offset=5")).expect("valid");
+        assert_eq!(q.state.as_deref(), Some("active"));
+        assert_eq!(q.limit, Some(10));
+        assert_eq!(q.offset, 5);
+        for bad in [
+            "limit=0",
+            "limit=-1",
+            "limit=100001",
+            "offset=x",
+            "state=bogus",
+            "colour=red",
+        ] {
+            let e = LeaseQuery::parse(&params(bad)).expect_err(bad);
+            let key = bad.split('=').next().unwrap_or_default();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+
+    fn row(scope: &str, last: u8, state: BindingState) -> LeaseRow {
+        LeaseRow {
+            scope: scope.into(),
+            binding: Binding::empty(Ipv4Addr::new(10, 0, 0, last), state),
+        }
+    }
+
+    #[test]
+    fn lease_query_filters_sorts_then_pages() {
+        let rows = vec![
+            row("lan", 9, BindingState::Active),
+            row("lan", 3, BindingState::Active),
+            row("lan", 5, BindingState::Released),
+            row("dmz", 7, BindingState::Active),
+            row("lan", 1, BindingState::Active),
+        ];
+        let q = LeaseQuery {
+            state: Some("active".into()),
+            scope: Some("lan".into()),
+            limit: Some(2),
+            offset: 1,
+        };
+        let (page, total) = q.apply(rows.clone());
+        assert_eq!(total, 3);
+        let got: Vec<Ipv4Addr> = page.iter().map(|r| r.binding.addr).collect();
+        assert_eq!(
+            got,
+            [Ipv4Addr::new(10, 0, 0, 3), Ipv4Addr::new(10, 0, 0, 9)]
+        );
+        let past_end = LeaseQuery {
+            offset: 10,
+            ..LeaseQuery::default()
+        };
+        let (page, total) = past_end.apply(rows);
+        assert!(page.is_empty());
+        assert_eq!(total, 5);
+    }
 }

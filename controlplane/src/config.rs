@@ -15,6 +15,7 @@
 //! The file format is documented key by key in `docs/config.md`; `deploy/tandem.example.toml` is a
 //! commented example.
 
+mod dataplane;
 mod options;
 mod reader;
 mod schema;
@@ -28,6 +29,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use dataplane::{Backend, DataplaneSettings, XdpModeSetting};
 pub use tandem_dataplane::scope::Durability;
 use tandem_dataplane::scope::ServerSettings;
 
@@ -44,6 +46,8 @@ pub struct Config {
     /// Per scope, in the order of `settings.scopes`: the interface whose directly attached clients
     /// the scope serves, if the scope names one.
     pub scope_interfaces: Vec<Option<String>>,
+    /// The packet backend and its sizes, from the optional `[dataplane]` table.
+    pub dataplane: DataplaneSettings,
 }
 
 /// How the daemon formats its log lines.
@@ -65,6 +69,9 @@ pub struct DaemonSettings {
     pub durability: Durability,
     /// Address of the local admin HTTP endpoint (default `127.0.0.1:9167`).
     pub admin_listen: SocketAddr,
+    /// File holding the admin API's bearer token (`admin_token_file`); `None` leaves the API
+    /// unauthenticated, which the loader allows only on a loopback `admin_listen`.
+    pub admin_token_file: Option<PathBuf>,
     /// Interfaces to serve on (the UDP backend binds one socket per interface); never empty.
     pub interfaces: Vec<String>,
     /// UDP port the server listens on (default 67).

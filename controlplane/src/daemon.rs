@@ -18,6 +18,7 @@ use tandem_dataplane::worker::{Control, Worker, WorkerStats};
 
 use crate::admin::{Admin, AdminState};
 use crate::config::{self, Config, LogFormat};
+use crate::notify::{self, Notice};
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -131,24 +132,49 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let settings = Arc::new(cfg.settings.clone());
     let mut engine = Engine::new(settings, iface_scopes(&cfg), 0, 1, stats.clone());
     engine.load(rec.bindings, Time::now());
-    let backend = UdpBackend::open(&d.interfaces, d.server_port)?;
-    let sockets = backend.sockets.into_iter().map(|(_, s)| s).collect();
-    let (worker, handle) = Worker::new(
-        engine,
-        journal,
-        jcfg,
-        Standalone,
-        sockets,
-        d.batch_size,
-        d.client_port,
-        wstats.clone(),
-    )
-    .map_err(|e| DaemonError::Other(format!("worker set-up: {e}")))?;
-    let worker_thread = std::thread::Builder::new()
-        .name("tandem-worker-0".into())
-        .spawn(move || worker.run())
+    // `[dataplane] backend`: AF_XDP (`xdp`, or `auto` when it can run here) or kernel UDP.
+    let xdp = crate::xdp_backend::select(&cfg)
+        .map_err(|e| DaemonError::Other(format!("backend = \"xdp\": {e}")))?;
+    let backend_name = if xdp.is_some() { "xdp" } else { "udp" };
+    let spawn = std::thread::Builder::new().name("tandem-worker-0".into());
+    let (worker_thread, handle, xdp_shared) = if let Some(x) = xdp {
+        let (worker, handle) = tandem_dataplane::xdp_worker::XdpWorker::new(
+            engine,
+            journal,
+            jcfg,
+            Standalone,
+            x.ports,
+            d.batch_size,
+            d.client_port,
+            wstats.clone(),
+            x.shared.stats.clone(),
+        )
+        .map_err(|e| DaemonError::Other(format!("worker set-up: {e}")))?;
+        let t = spawn.spawn(move || worker.run());
+        (t, handle, Some(x.shared))
+    } else {
+        let backend = UdpBackend::open(&d.interfaces, d.server_port)?;
+        let sockets = backend.sockets.into_iter().map(|(_, s)| s).collect();
+        let (worker, handle) = Worker::new(
+            engine,
+            journal,
+            jcfg,
+            Standalone,
+            sockets,
+            d.batch_size,
+            d.client_port,
+            wstats.clone(),
+        )
+        .map_err(|e| DaemonError::Other(format!("worker set-up: {e}")))?;
+        (spawn.spawn(move || worker.run()), handle, None)
+    };
+    let worker_thread = worker_thread
         .map_err(|e| DaemonError::Other(format!("cannot start worker thread: {e}")))?;
     let shared = Arc::new(RwLock::new(cfg.clone()));
+    let reload_fn: crate::admin::ReloadFn = {
+        let (path, shared, handle) = (path.to_path_buf(), shared.clone(), handle.clone());
+        Arc::new(move || reload(&path, &shared, &handle))
+    };
     let admin = Admin::start(
         d.admin_listen,
         AdminState {
@@ -157,6 +183,8 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             stats,
             worker_stats: wstats,
             started: Instant::now(),
+            reload: reload_fn,
+            xdp: xdp_shared.clone(),
         },
     )?;
     tracing::info!(
@@ -165,40 +193,74 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         scopes = cfg.settings.scopes.len(),
         durability = ?d.durability,
         admin = %d.admin_listen,
-        backend = "udp",
+        backend = backend_name,
+        xdp_mode = ?xdp_shared.as_ref().map(|x| x.modes().to_vec()),
         "tandemd serving"
     );
+    let ready = format!("serving {} scope(s)", cfg.settings.scopes.len());
+    notify::notify(&[Notice::Ready, Notice::Status(&ready)]);
     let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])
         .map_err(|e| DaemonError::Other(format!("signal set-up: {e}")))?;
     for sig in signals.forever() {
         match sig {
-            SIGHUP => reload(path, &shared, &handle),
+            SIGHUP => {
+                let _ = reload(path, &shared, &handle);
+            }
             _ => {
                 tracing::info!(signal = sig, "stopping");
+                notify::notify(&[Notice::Stopping, Notice::Status("stopping")]);
                 break;
             }
         }
     }
     handle.send(Control::Shutdown);
     admin.stop();
-    match worker_thread.join() {
+    let joined = worker_thread.join();
+    if let Some(x) = xdp_shared {
+        x.detach();
+    }
+    match joined {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(DaemonError::Other(format!("worker failed: {e}"))),
         Err(_) => Err(DaemonError::Other("worker thread panicked".into())),
     }
 }
 
+/// Reload the configuration at `path` (SIGHUP, `POST /v1/reload`): the number of scopes now
+/// served, or every error (the running configuration stays). Tells systemd while it runs.
 fn reload(
     path: &Path,
     shared: &Arc<RwLock<Config>>,
     handle: &tandem_dataplane::worker::WorkerHandle,
-) {
+) -> Result<usize, config::ConfigErrors> {
+    notify::notify(&[
+        Notice::Reloading,
+        Notice::Status("reloading the configuration"),
+    ]);
+    let result = reload_config(path, shared, handle);
+    let status = match &result {
+        Ok(n) => format!("serving {n} scope(s)"),
+        Err(e) => format!(
+            "reload refused ({} configuration error(s)); serving the previous configuration",
+            e.0.len()
+        ),
+    };
+    notify::notify(&[Notice::Ready, Notice::Status(&status)]);
+    result
+}
+
+fn reload_config(
+    path: &Path,
+    shared: &Arc<RwLock<Config>>,
+    handle: &tandem_dataplane::worker::WorkerHandle,
+) -> Result<usize, config::ConfigErrors> {
     match config::load(path) {
         Err(errs) => {
             for e in &errs.0 {
                 tracing::error!(error = %e, "reload refused: configuration error");
             }
             tracing::error!("reload refused; still serving the previous configuration");
+            Err(errs)
         }
         Ok(mut new) => {
             let mut cur = shared.write().unwrap_or_else(|e| e.into_inner());
@@ -210,8 +272,10 @@ fn reload(
                 settings: Arc::new(new.settings.clone()),
                 iface_scopes: iface_scopes(&new),
             });
-            tracing::info!(scopes = new.settings.scopes.len(), "configuration reloaded");
+            let scopes = new.settings.scopes.len();
+            tracing::info!(scopes, "configuration reloaded");
             *cur = new;
+            Ok(scopes)
         }
     }
 }

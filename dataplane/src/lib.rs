@@ -25,5 +25,6 @@ pub mod time;
 pub mod udp;
 pub mod wire;
 pub mod worker;
+pub mod xdp_worker;
 #[allow(unsafe_code)]
 pub mod xsk;

@@ -88,6 +88,30 @@ pub struct WorkerStats {
     pub recv_errors: AtomicU64,
     /// Compactions started.
     pub compactions: AtomicU64,
+    /// Commits per duration bucket: slot `i` counts the commits that took more than bucket
+    /// `i - 1`'s bound and at most [`COMMIT_BUCKETS_US`]`[i]` microseconds; the last slot counts
+    /// the longer ones. Not cumulative (the metrics endpoint sums them up).
+    pub commit_buckets: [AtomicU64; COMMIT_BUCKETS_US.len() + 1],
+}
+
+/// Upper bounds, in microseconds, of the journal commit duration buckets of
+/// [`WorkerStats::commit_buckets`] (increasing).
+pub const COMMIT_BUCKETS_US: [u64; 14] = [
+    25, 50, 100, 200, 300, 500, 750, 1_000, 2_000, 5_000, 10_000, 25_000, 100_000, 1_000_000,
+];
+
+impl WorkerStats {
+    /// Count one successful journal commit of `records` records that took `nanos` nanoseconds.
+    /// Lock-free and allocation-free (atomic adds only).
+    pub fn record_commit(&self, nanos: u64, records: u64) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.records.fetch_add(records, Ordering::Relaxed);
+        self.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.commit_nanos_max.fetch_max(nanos, Ordering::Relaxed);
+        let us = nanos.div_ceil(1000);
+        let slot = COMMIT_BUCKETS_US.partition_point(|&bound| bound < us);
+        self.commit_buckets[slot].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The daemon's side of a worker: send control messages and wake it.
@@ -98,6 +122,12 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// A handle over a worker's control channel and the waker of its poll, for worker loops
+    /// outside this module (the AF_XDP worker, `crate::xdp_worker`).
+    pub fn from_parts(tx: Sender<Control>, waker: Arc<Waker>) -> WorkerHandle {
+        WorkerHandle { tx, waker }
+    }
+
     /// Send `c` and wake the worker. False if the worker is gone.
     pub fn send(&self, c: Control) -> bool {
         let ok = self.tx.send(c).is_ok();
@@ -318,10 +348,7 @@ impl<A: Authority> Worker<A> {
         let ns = t.elapsed().as_nanos() as u64;
         match (failed, res) {
             (None, Ok(_)) => {
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                self.stats.records.fetch_add(n, Ordering::Relaxed);
-                self.stats.commit_nanos.fetch_add(ns, Ordering::Relaxed);
-                self.stats.commit_nanos_max.fetch_max(ns, Ordering::Relaxed);
+                self.stats.record_commit(ns, n);
                 true
             }
             (Some(e), _) | (None, Err(e)) => {

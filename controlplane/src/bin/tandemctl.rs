@@ -1,14 +1,38 @@
 //! `tandemctl`: command-line client of a running `tandemd`'s admin endpoint.
 //!
-//! Exit codes: 0 success, 1 the server answered with an error, 2 usage error, 3 the server could
-//! not be reached.
+//! Exit codes, for scripts:
+//! - 0: success;
+//! - 1: the server answered with an error (bad parameter, unknown lease, invalid configuration
+//!   on reload, worker not answering) or with something unreadable;
+//! - 2: usage error (bad arguments, unreadable `--token-file`);
+//! - 3: the server could not be reached;
+//! - 4: the server refused the request as unauthenticated (missing or wrong token).
+//!
+//! The bearer token is read from `--token-file` (or `TANDEM_TOKEN_FILE`), else from
+//! `/etc/tandem/admin.token` if that file exists and is readable.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+/// Exit code: the server answered with an error.
+const EXIT_SERVER: u8 = 1;
+/// Exit code: usage error.
+const EXIT_USAGE: u8 = 2;
+/// Exit code: the server could not be reached.
+const EXIT_UNREACHABLE: u8 = 3;
+/// Exit code: not authenticated.
+const EXIT_UNAUTHORIZED: u8 = 4;
+
+/// Token file used when neither `--token-file` nor `TANDEM_TOKEN_FILE` is given.
+const DEFAULT_TOKEN_FILE: &str = "/etc/tandem/admin.token";
+
 /// Talk to a running tandemd.
+///
+/// Exit codes: 0 ok, 1 server error, 2 usage, 3 unreachable, 4 unauthorized.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -20,6 +44,9 @@ struct Args {
         env = "TANDEM_ADMIN"
     )]
     admin: String,
+    /// File holding the admin API's bearer token [default: /etc/tandem/admin.token if it exists].
+    #[arg(long, global = true, env = "TANDEM_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -38,45 +65,160 @@ enum Cmd {
     Stats,
     /// Server status and pool usage per scope.
     Status,
+    /// Reload the configuration file (as SIGHUP does); prints every error if it is invalid.
+    Reload,
+    /// Print the Prometheus metrics.
+    Metrics,
 }
 
 #[derive(Subcommand, Debug)]
 enum LeaseCmd {
-    /// List leases.
+    /// List leases, sorted by address.
     List {
-        /// Only leases in this state (active, offered, released, expired, abandoned, free).
+        /// Only leases in this state (active, offered, released, expired, abandoned, free, ...).
         #[arg(long)]
         state: Option<String>,
         /// Only leases of this scope.
         #[arg(long)]
         scope: Option<String>,
+        /// At most this many leases.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Skip this many leases first.
+        #[arg(long)]
+        offset: Option<usize>,
+    },
+    /// Show the lease of one address.
+    Show {
+        /// The leased IPv4 address.
+        address: std::net::Ipv4Addr,
     },
 }
 
-fn get(admin: &str, path: &str) -> Result<Value, (u8, String)> {
-    let url = format!("http://{admin}{path}");
-    let mut resp = ureq::get(&url)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .map_err(|e| (3, format!("cannot reach tandemd at {admin}: {e}")))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| (3, format!("reading the answer from {admin}: {e}")))?;
-    let v: Value =
-        serde_json::from_str(&body).map_err(|e| (1, format!("bad JSON from {admin}: {e}")))?;
-    if status >= 400 {
-        let msg = v
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("error")
-            .to_string();
-        return Err((1, format!("tandemd: {msg} (HTTP {status})")));
+/// A failed command: exit code and message.
+struct Fail(u8, String);
+
+/// Where the token comes from, and the token if it could be read.
+enum Auth {
+    None,
+    Token(String),
+    /// The default file exists but cannot be read (the reason is shown if the server says 401).
+    Unreadable(String),
+}
+
+fn read_token(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| format!("cannot read token file {}: {e}", path.display()))
+}
+
+fn auth(args: &Args) -> Result<Auth, Fail> {
+    match &args.token_file {
+        Some(p) => read_token(p)
+            .map(Auth::Token)
+            .map_err(|e| Fail(EXIT_USAGE, e)),
+        None => {
+            let p = Path::new(DEFAULT_TOKEN_FILE);
+            if !p.exists() {
+                return Ok(Auth::None);
+            }
+            Ok(match read_token(p) {
+                Ok(t) => Auth::Token(t),
+                Err(e) => Auth::Unreadable(e),
+            })
+        }
     }
-    Ok(v)
+}
+
+/// An answer of the server: body and the `X-Total-Count` header, if any.
+struct Answer {
+    body: String,
+    total: Option<String>,
+}
+
+fn call(
+    args: &Args,
+    auth: &Auth,
+    post: bool,
+    path: &str,
+    query: &[(&str, String)],
+) -> Result<Answer, Fail> {
+    let admin = &args.admin;
+    let url = format!("http://{admin}{path}");
+    let unreachable = |e: ureq::Error| {
+        Fail(
+            EXIT_UNREACHABLE,
+            format!("cannot reach tandemd at {admin}: {e}"),
+        )
+    };
+    fn prepare<B>(
+        mut req: ureq::RequestBuilder<B>,
+        auth: &Auth,
+        query: &[(&str, String)],
+    ) -> ureq::RequestBuilder<B> {
+        if let Auth::Token(t) = auth {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in query {
+            req = req.query(*k, v);
+        }
+        req.config()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+    }
+    let sent = if post {
+        prepare(ureq::post(&url), auth, query).send_empty()
+    } else {
+        prepare(ureq::get(&url), auth, query).call()
+    };
+    let mut resp = sent.map_err(unreachable)?;
+    let status = resp.status().as_u16();
+    let total = resp
+        .headers()
+        .get("x-total-count")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = resp.body_mut().read_to_string().map_err(|e| {
+        Fail(
+            EXIT_UNREACHABLE,
+            format!("reading the answer from {admin}: {e}"),
+        )
+    })?;
+    if status < 400 {
+        return Ok(Answer { body, total });
+    }
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let mut msg = format!(
+        "tandemd: {} (HTTP {status})",
+        v.get("error").and_then(Value::as_str).unwrap_or("error")
+    );
+    for e in v
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        msg.push_str("\n  ");
+        msg.push_str(e.get("text").and_then(Value::as_str).unwrap_or("?"));
+    }
+    if status == 401 {
+        match auth {
+            Auth::None => msg.push_str(&format!(
+                "\n(no token sent: give --token-file FILE or set TANDEM_TOKEN_FILE; \
+                 {DEFAULT_TOKEN_FILE} does not exist)"
+            )),
+            Auth::Unreadable(why) => msg.push_str(&format!("\n({why})")),
+            Auth::Token(_) => {}
+        }
+        return Err(Fail(EXIT_UNAUTHORIZED, msg));
+    }
+    Err(Fail(EXIT_SERVER, msg))
+}
+
+fn json_of(a: &Answer, admin: &str) -> Result<Value, Fail> {
+    serde_json::from_str(&a.body)
+        .map_err(|e| Fail(EXIT_SERVER, format!("bad JSON from {admin}: {e}")))
 }
 
 fn s(v: &Value, k: &str) -> String {
@@ -104,99 +246,171 @@ fn when(v: &Value, k: &str) -> String {
     }
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    let (path, kind) = match &args.cmd {
-        Cmd::Lease {
-            cmd: LeaseCmd::List { state, scope },
-        } => {
-            let mut q = vec![];
-            if let Some(st) = state {
-                q.push(format!("state={st}"));
-            }
-            if let Some(sc) = scope {
-                q.push(format!("scope={sc}"));
-            }
-            let qs = if q.is_empty() {
-                String::new()
-            } else {
-                format!("?{}", q.join("&"))
-            };
-            (format!("/v1/leases{qs}"), "leases")
-        }
-        Cmd::Stats => ("/v1/stats".to_string(), "stats"),
-        Cmd::Status => ("/v1/status".to_string(), "status"),
-    };
-    let v = match get(&args.admin, &path) {
-        Ok(v) => v,
-        Err((code, msg)) => {
-            eprintln!("tandemctl: {msg}");
-            return ExitCode::from(code);
-        }
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return ExitCode::SUCCESS;
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn print_leases(leases: &[Value]) {
+    println!(
+        "{:<16} {:<10} {:<18} {:<12} {:<12} CLIENT-ID",
+        "ADDRESS", "STATE", "MAC", "EXPIRES", "SCOPE"
+    );
+    for l in leases {
+        println!(
+            "{:<16} {:<10} {:<18} {:<12} {:<12} {}",
+            s(l, "address"),
+            s(l, "state"),
+            s(l, "mac"),
+            when(l, "expires"),
+            s(l, "scope"),
+            s(l, "client_id")
+        );
     }
-    match kind {
-        "leases" => {
-            println!(
-                "{:<16} {:<10} {:<18} {:<12} {:<12} CLIENT-ID",
-                "ADDRESS", "STATE", "MAC", "EXPIRES", "SCOPE"
-            );
-            for l in v.as_array().into_iter().flatten() {
-                println!(
-                    "{:<16} {:<10} {:<18} {:<12} {:<12} {}",
-                    s(l, "address"),
-                    s(l, "state"),
-                    s(l, "mac"),
-                    when(l, "expires"),
-                    s(l, "scope"),
-                    s(l, "client_id")
-                );
+}
+
+fn print_stats(v: &Value) {
+    if let Value::Object(m) = v {
+        for (k, x) in m {
+            match x {
+                Value::Object(inner) => {
+                    for (k2, y) in inner {
+                        println!("{:<32} {}", format!("{k}.{k2}"), y);
+                    }
+                }
+                _ => println!("{k:<32} {x}"),
             }
         }
-        "stats" => {
-            if let Value::Object(m) = &v {
-                for (k, x) in m {
-                    match x {
-                        Value::Object(inner) => {
-                            for (k2, y) in inner {
-                                println!("{:<32} {}", format!("{k}.{k2}"), y);
-                            }
-                        }
-                        _ => println!("{k:<32} {x}"),
+    }
+}
+
+fn print_status(v: &Value) {
+    println!("server_id   {}", s(v, "server_id"));
+    println!("version     {}", s(v, "version"));
+    println!("uptime      {}s", s(v, "uptime_secs"));
+    println!("backend     {}", s(v, "backend"));
+    println!("durability  {}", s(v, "durability"));
+    println!();
+    println!(
+        "{:<16} {:<20} {:>10} {:>10} {:>10}",
+        "SCOPE", "SUBNET", "SIZE", "FREE", "ACTIVE"
+    );
+    for sc in v
+        .get("scopes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "{:<16} {:<20} {:>10} {:>10} {:>10}",
+            s(sc, "name"),
+            s(sc, "subnet"),
+            s(sc, "size"),
+            s(sc, "free"),
+            s(sc, "active")
+        );
+    }
+}
+
+fn run(args: &Args) -> Result<(), Fail> {
+    let auth = auth(args)?;
+    let admin = args.admin.as_str();
+    match &args.cmd {
+        Cmd::Lease {
+            cmd:
+                LeaseCmd::List {
+                    state,
+                    scope,
+                    limit,
+                    offset,
+                },
+        } => {
+            let mut q: Vec<(&str, String)> = Vec::new();
+            if let Some(x) = state {
+                q.push(("state", x.clone()));
+            }
+            if let Some(x) = scope {
+                q.push(("scope", x.clone()));
+            }
+            if let Some(x) = limit {
+                q.push(("limit", x.to_string()));
+            }
+            if let Some(x) = offset {
+                q.push(("offset", x.to_string()));
+            }
+            let a = call(args, &auth, false, "/v1/leases", &q)?;
+            let v = json_of(&a, admin)?;
+            if args.json {
+                print_json(&v);
+            } else {
+                let list = v.as_array().cloned().unwrap_or_default();
+                print_leases(&list);
+                if let Some(total) = &a.total {
+                    if limit.is_some() || offset.is_some() {
+                        let from = offset.unwrap_or(0);
+                        println!(
+                            "({} shown from offset {from}, {total} matching)",
+                            list.len()
+                        );
                     }
                 }
             }
         }
-        _ => {
-            println!("server_id   {}", s(&v, "server_id"));
-            println!("version     {}", s(&v, "version"));
-            println!("uptime      {}s", s(&v, "uptime_secs"));
-            println!("backend     {}", s(&v, "backend"));
-            println!("durability  {}", s(&v, "durability"));
-            println!();
-            println!(
-                "{:<16} {:<20} {:>10} {:>10} {:>10}",
-                "SCOPE", "SUBNET", "SIZE", "FREE", "ACTIVE"
-            );
-            for sc in v
-                .get("scopes")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                println!(
-                    "{:<16} {:<20} {:>10} {:>10} {:>10}",
-                    s(sc, "name"),
-                    s(sc, "subnet"),
-                    s(sc, "size"),
-                    s(sc, "free"),
-                    s(sc, "active")
-                );
+        Cmd::Lease {
+            cmd: LeaseCmd::Show { address },
+        } => {
+            let a = call(args, &auth, false, &format!("/v1/leases/{address}"), &[])?;
+            let v = json_of(&a, admin)?;
+            if args.json {
+                print_json(&v);
+            } else {
+                for k in ["address", "state", "scope", "mac", "client_id", "hostname"] {
+                    println!("{k:<10} {}", s(&v, k));
+                }
+                for k in ["start", "cltt"] {
+                    println!("{k:<10} {}", when(&v, k));
+                }
+                println!("{:<10} {}", "expires", when(&v, "expires"));
             }
         }
+        Cmd::Stats => {
+            let v = json_of(&call(args, &auth, false, "/v1/stats", &[])?, admin)?;
+            if args.json {
+                print_json(&v);
+            } else {
+                print_stats(&v);
+            }
+        }
+        Cmd::Status => {
+            let v = json_of(&call(args, &auth, false, "/v1/status", &[])?, admin)?;
+            if args.json {
+                print_json(&v);
+            } else {
+                print_status(&v);
+            }
+        }
+        Cmd::Reload => {
+            let v = json_of(&call(args, &auth, true, "/v1/reload", &[])?, admin)?;
+            if args.json {
+                print_json(&v);
+            } else {
+                println!("configuration reloaded: {} scope(s)", s(&v, "scopes"));
+            }
+        }
+        Cmd::Metrics => {
+            let a = call(args, &auth, false, "/metrics", &[])?;
+            print!("{}", a.body);
+        }
     }
-    ExitCode::SUCCESS
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(code, msg)) => {
+            eprintln!("tandemctl: {msg}");
+            ExitCode::from(code)
+        }
+    }
 }

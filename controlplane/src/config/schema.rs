@@ -18,7 +18,7 @@ use super::values;
 use super::LogFormat;
 
 /// Keys of the top level.
-pub(crate) const TOP_KEYS: &[&str] = &["server", "options", "option", "scope"];
+pub(crate) const TOP_KEYS: &[&str] = &["server", "dataplane", "options", "option", "scope"];
 /// Keys of `[server]`.
 pub(crate) const SERVER_KEYS: &[&str] = &[
     "server_id",
@@ -26,6 +26,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "state_dir",
     "durability",
     "admin_listen",
+    "admin_token_file",
     "server_port",
     "client_port",
     "workers",
@@ -106,6 +107,7 @@ pub(crate) struct Draft {
     pub server: Option<ServerDraft>,
     pub global_options: OptionSet,
     pub scopes: Vec<ScopeDraft>,
+    pub dataplane: super::DataplaneSettings,
 }
 
 /// `[server]`, read. Fields left at their default when absent or wrong (the error is recorded).
@@ -115,6 +117,7 @@ pub(crate) struct ServerDraft {
     pub state_dir: PathBuf,
     pub durability: Durability,
     pub admin_listen: SocketAddr,
+    pub admin_token_file: Option<PathBuf>,
     pub server_port: u16,
     pub client_port: u16,
     pub workers: usize,
@@ -202,6 +205,12 @@ pub(crate) fn read_document(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Draft {
             None
         }
     };
+    let dataplane = match reader::get(root, "dataplane") {
+        Some(v) => reader::table(ctx, v, "dataplane")
+            .map(|t| super::dataplane::read(ctx, v.span(), t))
+            .unwrap_or_default(),
+        None => super::DataplaneSettings::default(),
+    };
     let global_options = options::read_level(ctx, root, "", "option");
     let mut scopes = Vec::new();
     match reader::get(root, "scope") {
@@ -223,6 +232,7 @@ pub(crate) fn read_document(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Draft {
         server,
         global_options,
         scopes,
+        dataplane,
     }
 }
 
@@ -342,6 +352,7 @@ fn read_server(ctx: &mut Ctx<'_>, span: Range<usize>, t: &DeTable<'_>) -> Server
         state_dir: PathBuf::from("/var/lib/tandem"),
         durability: Durability::Sync,
         admin_listen: SocketAddr::from(([127, 0, 0, 1], 9167)),
+        admin_token_file: None,
         server_port: 67,
         client_port: 68,
         workers: 1,
@@ -435,6 +446,33 @@ fn read_server(ctx: &mut Ctx<'_>, span: Range<usize>, t: &DeTable<'_>) -> Server
         });
         if let Some(a) = parsed {
             d.admin_listen = a;
+        }
+    }
+    if let Some(v) = reader::get(t, "admin_token_file") {
+        if let Some(s) = reader::string(ctx, v, &p("admin_token_file")) {
+            if s.is_empty() || !s.starts_with('/') {
+                ctx.error(
+                    v.span(),
+                    p("admin_token_file"),
+                    format!("`{s}` is not an absolute path (like /etc/tandem/admin.token)"),
+                );
+            } else {
+                d.admin_token_file = Some(PathBuf::from(s));
+            }
+        }
+    }
+    // Without a token the admin API is unauthenticated: only loopback may reach it.
+    if d.admin_token_file.is_none() && !d.admin_listen.ip().is_loopback() {
+        if let Some(v) = reader::get(t, "admin_listen") {
+            ctx.error(
+                v.span(),
+                p("admin_listen"),
+                format!(
+                    "{} is not a loopback address: an admin endpoint reachable from the network \
+                     needs authentication; set `admin_token_file` or listen on 127.0.0.1",
+                    d.admin_listen
+                ),
+            );
         }
     }
     if let Some(v) = reader::get(t, "server_port") {

@@ -101,6 +101,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
         server,
         global_options,
         scopes,
+        dataplane,
     } = draft;
     for s in &scopes {
         check_scope(ctx, s, server.as_ref());
@@ -126,6 +127,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
         state_dir,
         durability,
         admin_listen,
+        admin_token_file,
         server_port,
         client_port,
         workers,
@@ -150,6 +152,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
             state_dir,
             durability,
             admin_listen,
+            admin_token_file,
             interfaces: interfaces.into_iter().map(|i| i.v).collect(),
             server_port,
             client_port,
@@ -159,6 +162,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
             compact_after_records,
         },
         scope_interfaces,
+        dataplane,
     })
 }
 

@@ -1,0 +1,529 @@
+//! `tandemd` with the AF_XDP backend (`[dataplane] backend = "xdp"`) in network namespaces on
+//! veth (native XDP): real clients (ISC dhclient, busybox udhcpc, and dhclient behind ISC
+//! dhcrelay) get leases while the kernel's UDP stack in the server's namespace sees none of
+//! their frames; `backend = "auto"` falls back to UDP where native XDP cannot attach; and
+//! `backend = "xdp"` refuses an interface with two receive queues.
+//!
+//! The tests need root and the tools of `deploy/install-deps.sh`; without them they fail with a
+//! message saying so (they never skip). Namespaces are `tdm-<pid>-<test>-<role>` and are
+//! removed on drop, also on failure.
+
+#[allow(dead_code)]
+#[path = "netns/clients.rs"]
+mod clients;
+#[allow(dead_code)]
+#[path = "netns/harness.rs"]
+mod harness;
+#[allow(dead_code)]
+#[path = "netns/pcap.rs"]
+mod pcap;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use clients::{dhcrelay, Client, Kind, Opts};
+use harness::{
+    bridge, cpu_shared, in_range, poll, run, veth, Lab, Netns, Proc, Tandemd, ADMIN, TANDEMCTL,
+    TANDEMD,
+};
+use serde_json::Value;
+
+const BIND_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// A `[[scope]]` table (lease 20 s).
+fn scope(name: &str, subnet: &str, iface: Option<&str>, range: &str, router: &str) -> String {
+    let iface = iface
+        .map(|i| format!("interface = \"{i}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "\n[[scope]]\nname = \"{name}\"\nsubnet = \"{subnet}\"\n{iface}ranges = [\"{range}\"]\n\
+         lease_time = \"20s\"\nauthoritative = true\n[scope.options]\nrouters = [\"{router}\"]\n"
+    )
+}
+
+/// `[dataplane]` with `backend` and native XDP.
+fn dataplane(backend: &str) -> String {
+    format!("\n[dataplane]\nbackend = \"{backend}\"\nxdp_mode = \"native\"\n")
+}
+
+/// A `tandemd` run by this test (no UDP socket to wait for in XDP mode: ready when it logged
+/// "tandemd serving" and answers `tandemctl stats`).
+struct Daemon {
+    ns: String,
+    proc: Proc,
+}
+
+impl Daemon {
+    fn start(lab: &Lab, ns: &Netns, config: &str) -> Daemon {
+        let path = write_config(lab, ns, config);
+        let mut proc = ns.spawn(lab, "tandemd", &[TANDEMD, "--config", &path]);
+        let d_ns = ns.name.clone();
+        let ready = poll(Duration::from_secs(20), || {
+            if let Some(st) = proc.try_wait() {
+                panic!("tandemd exited during startup ({st}):\n{}", proc.log_text());
+            }
+            (proc.log_text().contains("tandemd serving")
+                && ctl(&d_ns, &["stats", "--json"]).status.success())
+            .then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "tandemd not serving after 20 s:\n{}",
+            proc.log_text()
+        );
+        Daemon { ns: d_ns, proc }
+    }
+
+    fn stats(&self) -> Value {
+        json(&ctl(&self.ns, &["stats", "--json"]))
+    }
+
+    fn leases(&self) -> Value {
+        json(&ctl(&self.ns, &["lease", "list", "--json"]))
+    }
+
+    /// The lease of `ip` once it is active.
+    fn wait_active(&self, ip: Ipv4Addr) -> Value {
+        poll(Duration::from_secs(10), || {
+            self.leases().as_array().and_then(|a| {
+                a.iter()
+                    .find(|l| {
+                        l["address"].as_str() == Some(&ip.to_string())
+                            && l["state"].as_str() == Some("active")
+                    })
+                    .cloned()
+            })
+        })
+        .unwrap_or_else(|| panic!("no active lease of {ip}: {}", self.leases()))
+    }
+
+    /// SIGTERM; must exit 0 within 10 s.
+    fn stop(&mut self) {
+        self.proc.signal("TERM");
+        let st = self.proc.wait_exit(Duration::from_secs(10));
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "tandemd did not stop cleanly ({st:?}):\n{}",
+            self.proc.log_text()
+        );
+    }
+}
+
+fn write_config(lab: &Lab, ns: &Netns, config: &str) -> String {
+    let path: PathBuf = lab.write("tandem.toml", config);
+    std::fs::create_dir_all(lab.path("state")).expect("state dir");
+    let p = path.to_string_lossy().into_owned();
+    let out = ns.exec(&[TANDEMD, "--check-config", &p]);
+    assert!(
+        out.status.success(),
+        "tandemd --check-config rejected the test config:\n{}{}\n--- config:\n{config}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p
+}
+
+fn ctl(ns: &str, args: &[&str]) -> Output {
+    let mut argv = vec!["ip", "netns", "exec", ns, TANDEMCTL, "--admin", ADMIN];
+    argv.extend_from_slice(args);
+    run(&argv)
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "tandemctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "tandemctl printed invalid JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Counter `name` of the `xdp` object of the stats.
+fn xdp(stats: &Value, name: &str) -> u64 {
+    stats["xdp"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("stats have no xdp.{name}: {stats}"))
+}
+
+/// Datagrams the kernel UDP stack of `ns` received (delivered, to no port, or in error).
+fn udp_seen(ns: &Netns) -> u64 {
+    let snmp = String::from_utf8_lossy(&ns.exec(&["cat", "/proc/net/snmp"]).stdout).into_owned();
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (
+        lines.next().expect("Udp header"),
+        lines.next().expect("Udp values"),
+    );
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .filter(|(n, _)| matches!(*n, "InDatagrams" | "NoPorts" | "InErrors" | "IgnoredMulti"))
+        .map(|(_, v)| v.parse::<u64>().expect("counter"))
+        .sum()
+}
+
+/// Frames of a pcap file (Ethernet link type): `(destination MAC, IPv4 source)` of each
+/// IPv4/UDP frame.
+fn pcap_udp_frames(path: &std::path::Path) -> Vec<([u8; 6], Ipv4Addr)> {
+    let data = std::fs::read(path).unwrap_or_default();
+    let mut out = Vec::new();
+    if data.len() < 24 {
+        return out;
+    }
+    let le = data[0..4] == [0xd4, 0xc3, 0xb2, 0xa1];
+    let u32_at = |b: &[u8]| {
+        let a = [b[0], b[1], b[2], b[3]];
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let caplen = u32_at(&data[at + 8..at + 12]) as usize;
+        let Some(f) = data.get(at + 16..at + 16 + caplen) else {
+            break;
+        };
+        at += 16 + caplen;
+        if f.len() < 42 || f[12..14] != [0x08, 0x00] || f[23] != 17 {
+            continue;
+        }
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&f[0..6]);
+        out.push((mac, Ipv4Addr::new(f[26], f[27], f[28], f[29])));
+    }
+    out
+}
+
+fn mac_bytes(s: &str) -> [u8; 6] {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).expect("hex"))
+        .collect();
+    v.try_into().expect("six bytes")
+}
+
+/// The client's kernel resolves `server_ip` by ARP (the XDP program passes ARP, so the server's
+/// kernel answers it): a datagram to the discard port makes the client's kernel ask.
+fn assert_arp_resolves(client: &Netns, server_ip: &str, server_mac: &str) {
+    let script = format!("echo arp > /dev/udp/{server_ip}/9");
+    let out = client.exec(&["bash", "-c", &script]);
+    assert!(out.status.success(), "{out:?}");
+    let neigh = poll(Duration::from_secs(5), || {
+        let n = client.ip(&format!("neigh show {server_ip}"));
+        n.to_ascii_lowercase().contains(server_mac).then_some(n)
+    });
+    assert!(
+        neigh.is_some(),
+        "{} did not learn {server_ip} at {server_mac} by ARP: {:?}",
+        client.name,
+        client.ip(&format!("neigh show {server_ip}"))
+    );
+}
+
+/// No XDP program left on `iface` of `ns`.
+fn assert_detached(ns: &Netns, iface: &str) {
+    let link = ns.ip(&format!("-d link show dev {iface}"));
+    assert!(
+        !link.contains("prog/xdp"),
+        "an XDP program is still attached to {iface} after shutdown:\n{link}"
+    );
+}
+
+/// dhclient and udhcpc, each on its own veth to the server (two interfaces, two AF_XDP sockets),
+/// obtain leases through XDP; the redirect counter covers every DHCP frame they sent, and the
+/// kernel UDP stack of the server saw none (no UDP socket on port 67 exists).
+#[test]
+fn real_clients_get_leases_through_af_xdp() {
+    let _cpu = cpu_shared();
+    let lab = Lab::new("xdp-direct");
+    let s = lab.netns("s");
+    let c1 = lab.netns("c1");
+    let c2 = lab.netns("c2");
+    veth(&s, "tdm0", &c1, "tdm0");
+    veth(&s, "tdm1", &c2, "tdm0");
+    s.addr("tdm0", "10.210.0.1/24");
+    s.addr("tdm1", "10.210.1.1/24");
+    let cfg = Tandemd::server_section(&lab, "10.210.0.1", &["tdm0", "tdm1"])
+        + &dataplane("xdp")
+        + &scope(
+            "a",
+            "10.210.0.0/24",
+            Some("tdm0"),
+            "10.210.0.100-10.210.0.150",
+            "10.210.0.1",
+        )
+        + &scope(
+            "b",
+            "10.210.1.0/24",
+            Some("tdm1"),
+            "10.210.1.100-10.210.1.150",
+            "10.210.1.1",
+        );
+    let mut srv = Daemon::start(&lab, &s, &cfg);
+    let log = srv.proc.log_text();
+    assert!(
+        log.contains("backend=\"xdp\"") || log.contains("backend=xdp"),
+        "{log}"
+    );
+    assert!(log.contains("xdp_mode=native"), "{log}");
+    assert!(
+        !s.udp_listening(67),
+        "a UDP socket is open on port 67 in XDP mode"
+    );
+    let s0 = srv.stats();
+    assert_eq!(s0["xdp"]["mode"], "tdm0=native,tdm1=native", "{s0}");
+    let udp0 = udp_seen(&s);
+
+    let cap1 = pcap::Capture::start(&lab, &c1, "tdm0", "c1-out", "udp and dst port 67");
+    let cap2 = pcap::Capture::start(&lab, &c2, "tdm0", "c2-out", "udp and dst port 67");
+    let mut dh = Client::start(
+        &lab,
+        &c1,
+        "tdm0",
+        Kind::Dhclient,
+        "dhclient",
+        &Opts::default(),
+    );
+    let mut ud = Client::start(&lab, &c2, "tdm0", Kind::Udhcpc, "udhcpc", &Opts::default());
+    let ip1 = dh.wait_bound(BIND_TIMEOUT);
+    let ip2 = ud.wait_bound(BIND_TIMEOUT);
+    assert!(
+        in_range(ip1, "10.210.0.100", "10.210.0.150"),
+        "dhclient got {ip1}"
+    );
+    assert!(
+        in_range(ip2, "10.210.1.100", "10.210.1.150"),
+        "udhcpc got {ip2}"
+    );
+    let l1 = srv.wait_active(ip1);
+    let l2 = srv.wait_active(ip2);
+    assert_eq!(l1["mac"].as_str(), Some(dh.mac.as_str()), "{l1}");
+    assert_eq!(l2["mac"].as_str(), Some(ud.mac.as_str()), "{l2}");
+    std::thread::sleep(Duration::from_millis(500));
+    let sent1 = pcap_udp_frames(&cap1.file).len() as u64;
+    let sent2 = pcap_udp_frames(&cap2.file).len() as u64;
+    let s1 = srv.stats();
+    let redirected = xdp(&s1, "redirect") - xdp(&s0, "redirect");
+    eprintln!(
+        "dhclient sent {sent1}, udhcpc sent {sent2} DHCP frames; XDP redirected {redirected}; \
+         stats: {s1}"
+    );
+    assert!(
+        sent1 >= 2 && sent2 >= 2,
+        "captures: {sent1} and {sent2} frames"
+    );
+    assert!(
+        redirected >= sent1 + sent2,
+        "XDP redirected {redirected} frames, the clients sent {}: {s1}",
+        sent1 + sent2
+    );
+    assert_eq!(xdp(&s1, "redirect_failed"), 0, "{s1}");
+    assert!(xdp(&s1, "tx_frames") >= 4, "{s1}");
+    assert_eq!(
+        udp_seen(&s) - udp0,
+        0,
+        "the server's kernel UDP stack saw datagrams during the XDP run"
+    );
+    // ARP and ICMP still reach the kernel, which answers them.
+    let not_ipv4 = xdp(&s1, "not_ipv4");
+    assert_arp_resolves(&c1, "10.210.0.1", &s.mac("tdm0"));
+    assert_arp_resolves(&c2, "10.210.1.1", &s.mac("tdm1"));
+    assert!(
+        xdp(&srv.stats(), "not_ipv4") > not_ipv4,
+        "no ARP frame passed the XDP program"
+    );
+    drop(dh);
+    drop(ud);
+    srv.stop();
+    assert!(
+        srv.proc.log_text().contains("XDP steering detached"),
+        "{}",
+        srv.proc.log_text()
+    );
+    assert_detached(&s, "tdm0");
+    assert_detached(&s, "tdm1");
+}
+
+/// dhclient behind ISC dhcrelay: the relay unicasts to the server's address, the XDP program
+/// redirects it, and the reply frame goes to the relay's MAC address.
+#[test]
+fn relayed_client_gets_a_lease_through_af_xdp() {
+    let _cpu = cpu_shared();
+    let lab = Lab::new("xdp-relay");
+    let s = lab.netns("s");
+    let r = lab.netns("r");
+    let c = lab.netns("c");
+    veth(&s, "tdm0", &r, "up0");
+    veth(&r, "down0", &c, "tdm0");
+    s.addr("tdm0", "10.211.1.1/30");
+    s.ip("route add 10.211.2.0/24 via 10.211.1.2");
+    r.addr("up0", "10.211.1.2/30");
+    r.addr("down0", "10.211.2.1/24");
+    r.forwarding();
+    let cfg = Tandemd::server_section(&lab, "10.211.1.1", &["tdm0"])
+        + &dataplane("xdp")
+        + &scope(
+            "relayed",
+            "10.211.2.0/24",
+            None,
+            "10.211.2.100-10.211.2.150",
+            "10.211.2.1",
+        );
+    let mut srv = Daemon::start(&lab, &s, &cfg);
+    let s0 = srv.stats();
+    let udp0 = udp_seen(&s);
+    let relay = dhcrelay(&lab, &r, "dhcrelay", "down0", "up0", "10.211.1.1");
+    let cap = pcap::Capture::start(&lab, &r, "up0", "relay-in", "udp and src port 67");
+    let mut cli = Client::start(
+        &lab,
+        &c,
+        "tdm0",
+        Kind::Dhclient,
+        "relayed",
+        &Opts::default(),
+    );
+    let ip = cli.wait_bound(BIND_TIMEOUT);
+    assert!(
+        in_range(ip, "10.211.2.100", "10.211.2.150"),
+        "client got {ip}"
+    );
+    let l = srv.wait_active(ip);
+    assert_eq!(l["mac"].as_str(), Some(cli.mac.as_str()), "{l}");
+    let log = relay.log_text();
+    assert!(
+        log.contains(&format!("Forwarded BOOTREPLY for {}", cli.mac)),
+        "relay log:\n{log}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let relay_mac = mac_bytes(&r.mac("up0"));
+    // The capture also holds the relay's own requests to the server (source port 67 as well).
+    let server = Ipv4Addr::new(10, 211, 1, 1);
+    let replies: Vec<([u8; 6], Ipv4Addr)> = pcap_udp_frames(&cap.file)
+        .into_iter()
+        .filter(|(_, src)| *src == server)
+        .collect();
+    assert!(replies.len() >= 2, "replies seen at the relay: {replies:?}");
+    assert!(
+        replies.iter().all(|(mac, _)| *mac == relay_mac),
+        "reply frames not addressed to the relay's MAC {relay_mac:02x?}: {replies:02x?}"
+    );
+    let s1 = srv.stats();
+    assert!(
+        xdp(&s1, "redirect") - xdp(&s0, "redirect") >= 2,
+        "relayed requests were not redirected: {s1}"
+    );
+    assert_eq!(udp_seen(&s) - udp0, 0, "the kernel UDP stack saw DHCP");
+    // The relay found the server's MAC by ARP, answered by the server's kernel.
+    let neigh = r.ip("neigh show 10.211.1.1");
+    assert!(
+        neigh.to_ascii_lowercase().contains(&s.mac("tdm0")),
+        "{neigh}"
+    );
+    drop(cli);
+    srv.stop();
+    assert_detached(&s, "tdm0");
+}
+
+/// `backend = "auto"` with native XDP on a bridge (no native XDP support): the daemon says why
+/// and serves over UDP, and a client gets a lease.
+#[test]
+fn auto_backend_falls_back_to_udp_when_xdp_cannot_attach() {
+    let _cpu = cpu_shared();
+    let lab = Lab::new("xdp-auto");
+    let s = lab.netns("s");
+    let c = lab.netns("c");
+    veth(&s, "tdm0", &c, "tdm0");
+    bridge(&s, "tdmbr0", &["tdm0"]);
+    s.addr("tdmbr0", "10.212.0.1/24");
+    let cfg = Tandemd::server_section(&lab, "10.212.0.1", &["tdmbr0"])
+        + &dataplane("auto")
+        + &scope(
+            "lan",
+            "10.212.0.0/24",
+            Some("tdmbr0"),
+            "10.212.0.100-10.212.0.150",
+            "10.212.0.1",
+        );
+    let mut srv = Daemon::start(&lab, &s, &cfg);
+    let log = srv.proc.log_text();
+    assert!(
+        log.contains("falling back to the UDP backend"),
+        "no fallback message:\n{log}"
+    );
+    assert!(
+        log.contains("tdmbr0"),
+        "the reason names no interface:\n{log}"
+    );
+    assert!(s.udp_listening(67), "no UDP socket after the fallback");
+    let st = srv.stats();
+    assert!(st.get("xdp").is_none(), "xdp stats in UDP mode: {st}");
+    let status = json(&ctl(&srv.ns, &["status", "--json"]));
+    assert_eq!(status["backend"], "udp", "{status}");
+    assert_detached(&s, "tdmbr0");
+    let mut cli = Client::start(&lab, &c, "tdm0", Kind::Udhcpc, "udhcpc", &Opts::default());
+    let ip = cli.wait_bound(BIND_TIMEOUT);
+    srv.wait_active(ip);
+    drop(cli);
+    srv.stop();
+}
+
+/// `backend = "xdp"` on an interface with two receive queues fails at start-up and says how to
+/// fix it.
+#[test]
+fn xdp_backend_refuses_an_interface_with_two_queues() {
+    let _cpu = cpu_shared();
+    let lab = Lab::new("xdp-queues");
+    let s = lab.netns("s");
+    let c = lab.netns("c");
+    let out = run(&[
+        "ip",
+        "link",
+        "add",
+        "tdm0",
+        "netns",
+        &s.name,
+        "numrxqueues",
+        "2",
+        "numtxqueues",
+        "2",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "tdm0",
+        "netns",
+        &c.name,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    s.addr("tdm0", "10.213.0.1/24");
+    c.up("tdm0");
+    let cfg = Tandemd::server_section(&lab, "10.213.0.1", &["tdm0"])
+        + &dataplane("xdp")
+        + &scope(
+            "lan",
+            "10.213.0.0/24",
+            Some("tdm0"),
+            "10.213.0.100-10.213.0.150",
+            "10.213.0.1",
+        );
+    let path = write_config(&lab, &s, &cfg);
+    let mut p = s.spawn(&lab, "tandemd", &[TANDEMD, "--config", &path]);
+    let st = p
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("tandemd kept running:\n{}", p.log_text()));
+    let log = p.log_text();
+    assert!(!st.success(), "tandemd exited 0:\n{log}");
+    assert!(
+        log.contains("tdm0 has 2 receive queues") && log.contains("ethtool -L tdm0 combined 1"),
+        "{log}"
+    );
+    assert_detached(&s, "tdm0");
+}
