@@ -1,10 +1,13 @@
 //! The DHCP failover protocol (draft-ietf-dhc-failover-12 as ISC dhcpd 4.4 implements it).
 //!
-//! Pure library: no sockets, no threads, no clock. [`message`] holds the typed messages,
-//! [`codec`] turns them into bytes and back (with TCP stream framing and the message digest),
-//! and [`peer`] is the per-relationship state machine, driven with `now` passed in.
+//! [`message`] holds the typed messages, [`codec`] turns them into bytes and back (with TCP stream
+//! framing and the message digest), and [`peer`] is the per-relationship state machine, driven
+//! with `now` passed in: those three are pure (no sockets, no threads, no clock). [`link`] is the
+//! I/O layer: one TCP connection per relationship (port 647), reconnection, framing and timers
+//! around a `Peer`, with the clock read there and nowhere else.
 
 pub mod codec;
+pub mod link;
 pub mod message;
 pub mod peer;
 

@@ -1,0 +1,743 @@
+//! The TCP link of one failover relationship: sockets, framing and timers around a [`Peer`].
+//!
+//! [`Link`] owns one `mio` poll, an optional listening socket, at most one connection to the
+//! partner and the relationship's [`Peer`]. The caller drives it with [`Link::run_once`], which
+//! waits at most the given time for socket readiness or the next deadline, then:
+//! - accepts one inbound connection (a second one, or one from an address other than the
+//!   configured partner's, is refused and logged);
+//! - as primary with a partner address, connects out and reconnects after a drop with capped
+//!   exponential backoff (the secondary only listens; only the primary sends CONNECT);
+//! - feeds received bytes to a [`FrameDecoder`] (built with the shared secret, if any) and every
+//!   message to [`Peer::handle_message`];
+//! - encodes everything [`Peer::poll_transmit`] yields with the codec for [`Peer::dialect`] into
+//!   a write buffer flushed without blocking; while the buffer is above a high-water mark the
+//!   peer's messages stay queued in the peer (backpressure);
+//! - calls [`Peer::handle_timeout`] at [`Peer::poll_timeout`];
+//! - closes the connection on [`Event::CloseLink`], on end of stream, on I/O errors and on codec
+//!   errors (after a best-effort DISCONNECT carrying the codec error's reject reason), and
+//!   calls [`Peer::connected`] / [`Peer::disconnected`].
+//!
+//! Everything that happened is returned as [`LinkEvent`]s, including every [`Event`] of the
+//! peer, for the daemon to act on (journal partner bindings, acknowledge them through
+//! [`Link::peer_mut`]). Messages and state changes made through `peer_mut` are sent on the next
+//! `run_once`.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use tandem_dataplane::time::Time;
+
+use super::codec::{Codec, CodecError, FrameDecoder};
+use super::message::{Body, Disconnect, Message, RejectReason};
+use super::peer::{Event, Peer, Role, StateStore};
+
+/// The IANA port for DHCP failover ("dhcp-failover").
+pub const DEFAULT_PORT: u16 = 647;
+
+/// Above this many unsent bytes, no more messages are taken from the peer until the socket
+/// drains.
+const HIGH_WATER: usize = 256 * 1024;
+/// Bytes read from the socket per `read` call.
+const READ_CHUNK: usize = 16 * 1024;
+const LISTENER: Token = Token(0);
+
+/// Socket settings of one relationship's link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// Address to listen on for the partner's connections (`None`: do not listen).
+    pub listen: Option<SocketAddr>,
+    /// The partner's address. The primary connects to it; inbound connections from any other
+    /// IP address are refused.
+    pub partner: Option<SocketAddr>,
+    /// Shared secret: every message is signed and every received one must carry a valid
+    /// digest.
+    pub secret: Option<Vec<u8>>,
+    /// Delay before reconnecting after a link that completed its handshake went down, and
+    /// the first delay after a failed attempt.
+    pub backoff_initial: Duration,
+    /// Largest delay between connection attempts (the delay doubles after each failure).
+    pub backoff_max: Duration,
+    /// How long an outbound TCP connect may take.
+    pub connect_timeout: Duration,
+    /// Report every message sent and received as [`LinkEvent::Sent`] / [`LinkEvent::Received`]
+    /// (for diagnostics and interop tests).
+    pub trace_messages: bool,
+}
+
+impl LinkConfig {
+    /// A configuration with ISC's retry timing (5 s after a drop, up to 90 s between failed
+    /// attempts), no listener, no partner and no secret.
+    pub fn new() -> LinkConfig {
+        LinkConfig {
+            listen: None,
+            partner: None,
+            secret: None,
+            backoff_initial: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(90),
+            connect_timeout: Duration::from_secs(10),
+            trace_messages: false,
+        }
+    }
+}
+
+impl Default for LinkConfig {
+    fn default() -> LinkConfig {
+        LinkConfig::new()
+    }
+}
+
+/// Why a connection was closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseCause {
+    /// The partner closed the stream.
+    EndOfStream,
+    /// A socket error.
+    Io(String),
+    /// A received message could not be decoded.
+    Codec(CodecError),
+    /// The peer asked for it ([`Event::CloseLink`]).
+    Requested,
+    /// The caller dropped it ([`Link::drop_connection`]).
+    Dropped,
+}
+
+/// Something that happened on the link, from [`Link::run_once`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkEvent {
+    /// An event of the peer, in order.
+    Peer(Event),
+    /// A TCP connection to the partner is up and was handed to the peer.
+    Connected {
+        /// The partner's socket address.
+        remote: SocketAddr,
+        /// True if we opened it.
+        outbound: bool,
+    },
+    /// The connection is gone (the peer was told).
+    Disconnected {
+        /// The partner's socket address.
+        remote: SocketAddr,
+        /// Why.
+        cause: CloseCause,
+    },
+    /// An inbound connection was refused.
+    Refused {
+        /// Who tried.
+        remote: SocketAddr,
+        /// Why.
+        why: &'static str,
+    },
+    /// An outbound connection attempt failed.
+    ConnectFailed {
+        /// The partner's address.
+        remote: SocketAddr,
+        /// The error.
+        error: String,
+        /// When the next attempt is made.
+        retry_in: Duration,
+    },
+    /// A received message could not be decoded; the link is closed after a DISCONNECT with
+    /// `reject_reason`, if there is one.
+    DecodeFailed {
+        /// The codec's error.
+        error: CodecError,
+        /// The draft's reason for it.
+        reject_reason: Option<RejectReason>,
+    },
+    /// A message from the peer could not be encoded and was dropped (a bug, not an input
+    /// problem).
+    EncodeFailed {
+        /// The codec's error.
+        error: CodecError,
+    },
+    /// A message was received (only with [`LinkConfig::trace_messages`]).
+    Received(Message),
+    /// A message was queued for sending (only with [`LinkConfig::trace_messages`]).
+    Sent(Message),
+}
+
+/// Errors setting a link up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The poll could not be created or a socket registered.
+    #[error("failover link poll: {0}")]
+    Poll(#[source] io::Error),
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One TCP connection.
+struct Conn {
+    stream: TcpStream,
+    token: Token,
+    remote: SocketAddr,
+    /// False while an outbound connect is in progress.
+    established: bool,
+    connect_deadline: Time,
+    decoder: FrameDecoder,
+    wbuf: Vec<u8>,
+    wpos: usize,
+}
+
+impl Conn {
+    fn pending(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Writes buffered bytes until done or the socket would block.
+    fn flush(&mut self) -> io::Result<()> {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        } else if self.wpos > HIGH_WATER {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+        Ok(())
+    }
+}
+
+/// The TCP link of one failover relationship. See the module documentation.
+pub struct Link<S> {
+    cfg: LinkConfig,
+    poll: Poll,
+    events: Events,
+    listener: Option<TcpListener>,
+    local: Option<SocketAddr>,
+    peer: Peer<S>,
+    conn: Option<Conn>,
+    next_token: usize,
+    next_connect: Option<Time>,
+    backoff: Duration,
+}
+
+impl<S: StateStore> Link<S> {
+    /// A link driving `peer` with `cfg`. Binds the listener now; the first outbound connect
+    /// happens on the first [`Link::run_once`].
+    pub fn new(cfg: LinkConfig, peer: Peer<S>) -> Result<Link<S>, LinkError> {
+        let poll = Poll::new().map_err(LinkError::Poll)?;
+        let mut listener = None;
+        let mut local = None;
+        if let Some(addr) = cfg.listen {
+            let mut l =
+                TcpListener::bind(addr).map_err(|source| LinkError::Listen { addr, source })?;
+            poll.registry()
+                .register(&mut l, LISTENER, Interest::READABLE)
+                .map_err(LinkError::Poll)?;
+            local = Some(l.local_addr().map_err(LinkError::Poll)?);
+            listener = Some(l);
+        }
+        let next_connect =
+            (peer.config().role == Role::Primary && cfg.partner.is_some()).then_some(Time(0));
+        Ok(Link {
+            backoff: cfg.backoff_initial,
+            cfg,
+            poll,
+            events: Events::with_capacity(64),
+            listener,
+            local,
+            peer,
+            conn: None,
+            next_token: 1,
+            next_connect,
+        })
+    }
+
+    /// The address the listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    /// The state machine.
+    pub fn peer(&self) -> &Peer<S> {
+        &self.peer
+    }
+
+    /// The state machine, mutably (to acknowledge partner bindings, queue local updates,
+    /// administrative moves). What it queues is sent on the next [`Link::run_once`].
+    pub fn peer_mut(&mut self) -> &mut Peer<S> {
+        &mut self.peer
+    }
+
+    /// True while a TCP connection to the partner is established.
+    pub fn has_connection(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.established)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LinkConfig {
+        &self.cfg
+    }
+
+    /// Drop the connection at once, without a DISCONNECT (as a crash or a cut cable would);
+    /// the peer is told and the primary reconnects after its backoff.
+    pub fn drop_connection(&mut self) -> Vec<LinkEvent> {
+        let mut out = Vec::new();
+        let now = Time::now();
+        if self.conn.is_some() {
+            self.close(now, CloseCause::Dropped, &mut out);
+        }
+        self.pump(now, &mut out);
+        out
+    }
+
+    /// Wait at most `max_wait` (or until the next deadline) for the sockets, handle what is
+    /// ready and every due deadline, and return what happened.
+    ///
+    /// Errors only if the poll itself fails; socket errors close the connection and are
+    /// reported as events.
+    pub fn run_once(&mut self, max_wait: Duration) -> Result<Vec<LinkEvent>, LinkError> {
+        let mut out = Vec::new();
+        let now = Time::now();
+        self.pump(now, &mut out);
+        self.maybe_connect(now, &mut out);
+        let wait = self.wait(now, max_wait);
+        match self.poll.poll(&mut self.events, Some(wait)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.events.clear(),
+            Err(e) => return Err(LinkError::Poll(e)),
+        }
+        let ready: Vec<(Token, bool, bool)> = self
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.token(),
+                    e.is_readable() || e.is_read_closed() || e.is_error(),
+                    e.is_writable() || e.is_write_closed() || e.is_error(),
+                )
+            })
+            .collect();
+        let now = Time::now();
+        for (token, readable, writable) in ready {
+            if token == LISTENER {
+                self.accept(now, &mut out);
+                continue;
+            }
+            if self.conn.as_ref().is_none_or(|c| c.token != token) {
+                continue; // a connection closed earlier in this batch
+            }
+            if writable {
+                self.on_writable(now, &mut out);
+            }
+            if readable {
+                self.on_readable(now, &mut out);
+            }
+        }
+        if let Some(c) = &self.conn {
+            if !c.established && now >= c.connect_deadline {
+                let remote = c.remote;
+                self.connect_failed(now, remote, "connect timed out".into(), &mut out);
+            }
+        }
+        if self.peer.poll_timeout().is_some_and(|t| now >= t) {
+            self.peer.handle_timeout(now);
+        }
+        self.maybe_connect(now, &mut out);
+        self.pump(now, &mut out);
+        Ok(out)
+    }
+
+    /// How long the poll may sleep.
+    fn wait(&self, now: Time, max_wait: Duration) -> Duration {
+        let mut wait = max_wait;
+        let mut until = |t: Time| {
+            wait = wait.min(Duration::from_millis(t.0.saturating_sub(now.0)));
+        };
+        if let Some(t) = self.peer.poll_timeout() {
+            until(t);
+        }
+        if self.conn.is_none() {
+            if let Some(t) = self.next_connect {
+                until(t);
+            }
+        }
+        if let Some(c) = &self.conn {
+            if !c.established {
+                until(c.connect_deadline);
+            }
+        }
+        wait
+    }
+
+    fn token(&mut self) -> Token {
+        self.next_token += 1;
+        Token(self.next_token)
+    }
+
+    fn maybe_connect(&mut self, now: Time, out: &mut Vec<LinkEvent>) {
+        if self.conn.is_some() || self.next_connect.is_none_or(|t| now < t) {
+            return;
+        }
+        let Some(remote) = self.cfg.partner else {
+            return;
+        };
+        match TcpStream::connect(remote) {
+            Ok(mut stream) => {
+                let token = self.token();
+                if let Err(e) = self.poll.registry().register(
+                    &mut stream,
+                    token,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    self.connect_failed(now, remote, e.to_string(), out);
+                    return;
+                }
+                tracing::debug!(%remote, "failover: connecting to partner");
+                self.next_connect = None;
+                self.conn = Some(self.new_conn(stream, token, remote, false, now));
+            }
+            Err(e) => self.connect_failed(now, remote, e.to_string(), out),
+        }
+    }
+
+    fn new_conn(
+        &self,
+        stream: TcpStream,
+        token: Token,
+        remote: SocketAddr,
+        established: bool,
+        now: Time,
+    ) -> Conn {
+        let connect_ms = u64::try_from(self.cfg.connect_timeout.as_millis()).unwrap_or(u64::MAX);
+        Conn {
+            stream,
+            token,
+            remote,
+            established,
+            connect_deadline: now.plus_millis(connect_ms),
+            decoder: FrameDecoder::new(self.codec()),
+            wbuf: Vec::new(),
+            wpos: 0,
+        }
+    }
+
+    fn codec(&self) -> Codec {
+        let c = Codec::new(self.peer.dialect());
+        match &self.cfg.secret {
+            Some(s) => c.with_secret(s),
+            None => c,
+        }
+    }
+
+    /// An outbound attempt failed: forget it and schedule the next one.
+    fn connect_failed(
+        &mut self,
+        now: Time,
+        remote: SocketAddr,
+        error: String,
+        out: &mut Vec<LinkEvent>,
+    ) {
+        if let Some(mut c) = self.conn.take() {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+        let retry_in = self.backoff;
+        self.backoff = (self.backoff * 2).min(self.cfg.backoff_max);
+        self.schedule(now, retry_in);
+        tracing::info!(%remote, %error, ?retry_in, "failover: cannot connect to partner");
+        out.push(LinkEvent::ConnectFailed {
+            remote,
+            error,
+            retry_in,
+        });
+    }
+
+    fn schedule(&mut self, now: Time, after: Duration) {
+        if self.peer.config().role == Role::Primary && self.cfg.partner.is_some() {
+            let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+            self.next_connect = Some(now.plus_millis(ms));
+        }
+    }
+
+    fn accept(&mut self, now: Time, out: &mut Vec<LinkEvent>) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let (mut stream, remote) = match listener.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "failover: accept failed");
+                    return;
+                }
+            };
+            let why = if self.conn.is_some() {
+                Some("a connection for this relationship already exists")
+            } else if self
+                .cfg
+                .partner
+                .is_some_and(|p| !same_ip(p.ip(), remote.ip()))
+            {
+                Some("not the configured partner address")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                tracing::warn!(%remote, why, "failover: refusing connection");
+                let _ = stream.shutdown(Shutdown::Both);
+                out.push(LinkEvent::Refused { remote, why });
+                continue;
+            }
+            let token = self.token();
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                tracing::warn!(%remote, error = %e, "failover: cannot register connection");
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            tracing::info!(%remote, "failover: partner connected");
+            self.conn = Some(self.new_conn(stream, token, remote, true, now));
+            out.push(LinkEvent::Connected {
+                remote,
+                outbound: false,
+            });
+            self.peer.connected(now);
+        }
+    }
+
+    fn on_writable(&mut self, now: Time, out: &mut Vec<LinkEvent>) {
+        let Some(c) = &mut self.conn else {
+            return;
+        };
+        if !c.established {
+            let remote = c.remote;
+            match c.stream.take_error() {
+                Ok(Some(e)) | Err(e) => {
+                    self.connect_failed(now, remote, e.to_string(), out);
+                    return;
+                }
+                Ok(None) => {}
+            }
+            match c.stream.peer_addr() {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => {
+                    self.connect_failed(now, remote, e.to_string(), out);
+                    return;
+                }
+            }
+            c.established = true;
+            let _ = c.stream.set_nodelay(true);
+            tracing::info!(%remote, "failover: connected to partner");
+            out.push(LinkEvent::Connected {
+                remote,
+                outbound: true,
+            });
+            self.peer.connected(now);
+            return;
+        }
+        if let Err(e) = c.flush() {
+            self.close(now, CloseCause::Io(e.to_string()), out);
+        }
+    }
+
+    fn on_readable(&mut self, now: Time, out: &mut Vec<LinkEvent>) {
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            let Some(c) = &mut self.conn else {
+                return;
+            };
+            if !c.established {
+                return;
+            }
+            match c.stream.read(&mut buf) {
+                Ok(0) => {
+                    self.close(now, CloseCause::EndOfStream, out);
+                    return;
+                }
+                Ok(n) => {
+                    c.decoder.push(&buf[..n]);
+                    if !self.drain_decoder(now, out) {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.close(now, CloseCause::Io(e.to_string()), out);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hands every complete message to the peer. False if the link was closed.
+    fn drain_decoder(&mut self, now: Time, out: &mut Vec<LinkEvent>) -> bool {
+        loop {
+            let Some(c) = &mut self.conn else {
+                return false;
+            };
+            match c.decoder.next_message() {
+                Ok(Some(msg)) => {
+                    if self.cfg.trace_messages {
+                        out.push(LinkEvent::Received(msg.clone()));
+                    }
+                    self.peer.handle_message(now, msg);
+                    // Send replies and act on CloseLink before the next message.
+                    self.pump(now, out);
+                }
+                Ok(None) => return true,
+                Err(error) => {
+                    let reject_reason = error.reject_reason();
+                    tracing::warn!(
+                        remote = %c.remote,
+                        %error,
+                        ?reject_reason,
+                        "failover: undecodable message from partner; closing the link"
+                    );
+                    out.push(LinkEvent::DecodeFailed {
+                        error: error.clone(),
+                        reject_reason,
+                    });
+                    if let Some(reason) = reject_reason {
+                        self.send_disconnect(now, reason, &error);
+                    }
+                    self.close(now, CloseCause::Codec(error), out);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Best effort: a DISCONNECT written straight to the socket before closing it.
+    fn send_disconnect(&mut self, now: Time, reason: RejectReason, error: &CodecError) {
+        let msg = Message {
+            time: u32::try_from(now.0 / 1000).unwrap_or(u32::MAX),
+            xid: 0,
+            body: Body::Disconnect(Disconnect {
+                reject_reason: Some(reason),
+                message: Some(error.to_string().into_bytes()),
+            }),
+        };
+        let codec = self.codec();
+        if let Some(c) = &mut self.conn {
+            if codec.encode(&msg, &mut c.wbuf).is_ok() {
+                let _ = c.flush();
+            }
+        }
+    }
+
+    /// Moves the peer's messages into the write buffer and its events out, until neither has
+    /// anything more (closing the link on [`Event::CloseLink`]).
+    fn pump(&mut self, now: Time, out: &mut Vec<LinkEvent>) {
+        loop {
+            let mut progressed = false;
+            let codec = Codec::new(self.peer.dialect());
+            let codec = match &self.cfg.secret {
+                Some(s) => codec.with_secret(s),
+                None => codec,
+            };
+            match &mut self.conn {
+                Some(c) if c.established => {
+                    while c.pending() < HIGH_WATER {
+                        let Some(msg) = self.peer.poll_transmit() else {
+                            break;
+                        };
+                        progressed = true;
+                        match codec.encode(&msg, &mut c.wbuf) {
+                            Ok(_) => {
+                                if self.cfg.trace_messages {
+                                    out.push(LinkEvent::Sent(msg));
+                                }
+                            }
+                            Err(error) => {
+                                tracing::error!(%error, ?msg, "failover: cannot encode message");
+                                out.push(LinkEvent::EncodeFailed { error });
+                            }
+                        }
+                    }
+                    if c.pending() > 0 {
+                        if let Err(e) = c.flush() {
+                            self.close(now, CloseCause::Io(e.to_string()), out);
+                            continue;
+                        }
+                    }
+                }
+                _ => {
+                    // No link: the peer only sends on a link, so this is stale output.
+                    while let Some(msg) = self.peer.poll_transmit() {
+                        tracing::debug!(?msg, "failover: dropping message without a link");
+                        progressed = true;
+                    }
+                }
+            }
+            let mut close = false;
+            while let Some(ev) = self.peer.poll_event() {
+                progressed = true;
+                if ev == Event::CloseLink {
+                    close = true;
+                }
+                out.push(LinkEvent::Peer(ev));
+            }
+            if close && self.conn.is_some() {
+                self.close(now, CloseCause::Requested, out);
+                progressed = true;
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// Closes the connection (after one last non-blocking flush) and tells the peer.
+    fn close(&mut self, now: Time, cause: CloseCause, out: &mut Vec<LinkEvent>) {
+        let Some(mut c) = self.conn.take() else {
+            return;
+        };
+        if c.established && cause != CloseCause::Dropped {
+            let _ = c.flush();
+        }
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        let _ = c.stream.shutdown(Shutdown::Both);
+        let remote = c.remote;
+        let handshake = self.peer.is_connected();
+        drop(c);
+        tracing::info!(%remote, ?cause, "failover: link closed");
+        out.push(LinkEvent::Disconnected { remote, cause });
+        self.peer.disconnected(now);
+        if handshake {
+            self.backoff = self.cfg.backoff_initial;
+            self.schedule(now, self.backoff);
+        } else {
+            let delay = self.backoff;
+            self.backoff = (self.backoff * 2).min(self.cfg.backoff_max);
+            self.schedule(now, delay);
+        }
+    }
+}
+
+/// IPv4 and IPv4-mapped IPv6 forms of the same address are the same partner.
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    let canon = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    canon(a) == canon(b)
+}
