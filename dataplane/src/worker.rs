@@ -151,8 +151,7 @@ pub enum WorkerError {
 /// One worker: engine + journal + sockets.
 pub struct Worker<A: Authority> {
     engine: Engine,
-    journal: Journal,
-    journal_cfg: JournalConfig,
+    durable: Durable,
     client_port: u16,
     authority: A,
     sockets: Vec<mio::net::UdpSocket>,
@@ -200,8 +199,7 @@ impl<A: Authority> Worker<A> {
         Ok((
             Worker {
                 engine,
-                journal,
-                journal_cfg,
+                durable: Durable::new(journal, journal_cfg),
                 client_port,
                 authority,
                 sockets: socks,
@@ -222,7 +220,7 @@ impl<A: Authority> Worker<A> {
         let mut pending: Vec<Pending> = Vec::with_capacity(self.batch);
         let mut ready = vec![true; self.sockets.len()];
         // Start-up: journal whatever the engine queued while loading (leases that expired while down).
-        self.commit();
+        self.durable.commit(&mut self.engine, &self.stats);
         loop {
             let timeout = self
                 .engine
@@ -250,11 +248,11 @@ impl<A: Authority> Worker<A> {
             loop {
                 match self.rx.try_recv() {
                     Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
-                        self.commit();
+                        self.durable.commit(&mut self.engine, &self.stats);
                         tracing::info!("worker stopped");
                         return Ok(());
                     }
-                    Ok(c) => self.control(c),
+                    Ok(c) => apply_control(&mut self.engine, c),
                     Err(TryRecvError::Empty) => break,
                 }
             }
@@ -309,7 +307,7 @@ impl<A: Authority> Worker<A> {
                     self.send(p, &tx_bufs[k][..p.len]);
                 }
             }
-            let durable = self.commit();
+            let durable = self.durable.commit(&mut self.engine, &self.stats);
             let acks = pending.iter().filter(|p| p.durable);
             if durable {
                 for (k, p) in pending.iter().enumerate() {
@@ -326,69 +324,7 @@ impl<A: Authority> Worker<A> {
             if received > 0 {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
             }
-            self.maybe_compact();
-        }
-    }
-
-    /// Journal and commit the engine's queued updates. False if that failed (replies withheld).
-    fn commit(&mut self) -> bool {
-        let mut n = 0u64;
-        let mut failed = None;
-        for b in self.engine.take_updates() {
-            n += 1;
-            if let Err(e) = self.journal.append(&b) {
-                failed = Some(e);
-            }
-        }
-        if n == 0 && self.journal.pending() == 0 {
-            return failed.is_none();
-        }
-        let t = Instant::now();
-        let res = self.journal.commit();
-        let ns = t.elapsed().as_nanos() as u64;
-        match (failed, res) {
-            (None, Ok(_)) => {
-                self.stats.record_commit(ns, n);
-                true
-            }
-            (Some(e), _) | (None, Err(e)) => {
-                tracing::error!(error = %e, records = n,
-                    "journal commit failed: withholding this batch's replies (clients will retry)");
-                self.reopen_journal();
-                false
-            }
-        }
-    }
-
-    /// After a failed write or sync the journal refuses further use: reopen it and write a full
-    /// snapshot of the in-memory bindings, which also covers the batch whose commit failed.
-    fn reopen_journal(&mut self) {
-        match Journal::open(self.journal_cfg.clone()) {
-            Ok((j, _)) => {
-                // The old journal's Drop waits for its compaction thread, if any.
-                self.journal = j;
-                let live: Vec<Binding> = self
-                    .engine
-                    .bindings()
-                    .map(|(_, b)| *b)
-                    .filter(|b| b.state != BindingState::Offered)
-                    .collect();
-                match self
-                    .journal
-                    .compact(live)
-                    .and_then(|_| self.journal.wait_compaction())
-                {
-                    Ok(_) => {
-                        tracing::warn!("journal reopened and rewritten from memory after a failure")
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "journal reopened but the snapshot failed; will retry")
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "journal cannot be reopened; replies stay withheld until it can")
-            }
+            self.durable.maybe_compact(&self.engine, &self.stats);
         }
     }
 
@@ -406,70 +342,145 @@ impl<A: Authority> Worker<A> {
             tracing::debug!(error = %e, %to, "send failed");
         }
     }
+}
 
-    fn control(&mut self, c: Control) {
-        match c {
-            Control::Reload {
-                settings,
-                iface_scopes,
-            } => {
-                self.engine.reconfigure(settings, iface_scopes);
-                tracing::info!("worker now serves the reloaded configuration");
+/// The durable side of a worker: its journal and how to reopen it. Shared by the UDP and the
+/// AF_XDP workers so that both commit, recover from a failed flush and compact the same way.
+pub(crate) struct Durable {
+    journal: Journal,
+    cfg: JournalConfig,
+}
+
+impl Durable {
+    /// `journal` as opened with `cfg` (kept to reopen it after a failure).
+    pub(crate) fn new(journal: Journal, cfg: JournalConfig) -> Durable {
+        Durable { journal, cfg }
+    }
+
+    /// Journal and commit the engine's queued updates. False if that failed: the caller withholds
+    /// the batch's ACKs (clients will retry).
+    pub(crate) fn commit(&mut self, engine: &mut Engine, stats: &WorkerStats) -> bool {
+        let mut n = 0u64;
+        let mut failed = None;
+        for b in engine.take_updates() {
+            n += 1;
+            if let Err(e) = self.journal.append(&b) {
+                failed = Some(e);
             }
-            Control::Leases(tx) => {
-                let rows = self
-                    .engine
-                    .bindings()
-                    .filter(|(_, b)| b.state != BindingState::Free || !b.client.is_empty())
-                    .map(|(s, b)| LeaseRow {
-                        scope: s.to_string(),
-                        binding: *b,
-                    })
-                    .collect();
-                let _ = tx.send(rows);
+        }
+        if n == 0 && self.journal.pending() == 0 {
+            return failed.is_none();
+        }
+        let t = Instant::now();
+        let res = self.journal.commit();
+        let ns = t.elapsed().as_nanos() as u64;
+        match (failed, res) {
+            (None, Ok(_)) => {
+                stats.record_commit(ns, n);
+                true
             }
-            Control::Pools(tx) => {
-                let settings = self.engine.settings().clone();
-                let rows = settings
-                    .scopes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| {
-                        let (free, size) = self.engine.pool_usage(i).unwrap_or((0, 0));
-                        let active = self
-                            .engine
-                            .bindings()
-                            .filter(|(n, b)| *n == s.name && b.state == BindingState::Active)
-                            .count() as u64;
-                        PoolRow {
-                            scope: s.name.clone(),
-                            free,
-                            size,
-                            active,
-                        }
-                    })
-                    .collect();
-                let _ = tx.send(rows);
+            (Some(e), _) | (None, Err(e)) => {
+                tracing::error!(error = %e, records = n,
+                    "journal commit failed: withholding this batch's ACKs (clients will retry)");
+                self.reopen(engine);
+                false
             }
-            Control::Shutdown => {}
         }
     }
 
-    fn maybe_compact(&mut self) {
+    /// After a failed write or sync the journal refuses further use: reopen it and write a full
+    /// snapshot of the in-memory bindings, which also covers the batch whose commit failed.
+    fn reopen(&mut self, engine: &Engine) {
+        match Journal::open(self.cfg.clone()) {
+            Ok((j, _)) => {
+                // The old journal's Drop waits for its compaction thread, if any.
+                self.journal = j;
+                match self
+                    .journal
+                    .compact(live_bindings(engine))
+                    .and_then(|_| self.journal.wait_compaction())
+                {
+                    Ok(_) => {
+                        tracing::warn!("journal reopened and rewritten from memory after a failure")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "journal reopened but the snapshot failed; will retry")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal cannot be reopened; ACKs stay withheld until it can")
+            }
+        }
+    }
+
+    /// Start a background compaction if the journal has grown enough and none is running.
+    pub(crate) fn maybe_compact(&mut self, engine: &Engine, stats: &WorkerStats) {
         if !self.journal.needs_compaction() || self.journal.compaction_running() {
             return;
         }
-        let live: Vec<Binding> = self
-            .engine
-            .bindings()
-            .map(|(_, b)| *b)
-            .filter(|b| b.state != BindingState::Offered)
-            .collect();
-        match self.journal.compact(live) {
+        match self.journal.compact(live_bindings(engine)) {
             Ok(()) => {
-                self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+                stats.compactions.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => tracing::error!(error = %e, "journal compaction failed to start"),
         }
+    }
+}
+
+/// Every binding worth keeping in a snapshot (offer holds are never durable).
+pub(crate) fn live_bindings(engine: &Engine) -> Vec<Binding> {
+    engine
+        .bindings()
+        .map(|(_, b)| *b)
+        .filter(|b| b.state != BindingState::Offered)
+        .collect()
+}
+
+/// Apply a control message that reads or reconfigures the engine (both workers share this;
+/// `Shutdown` is handled by the worker loop itself).
+pub(crate) fn apply_control(engine: &mut Engine, c: Control) {
+    match c {
+        Control::Reload {
+            settings,
+            iface_scopes,
+        } => {
+            engine.reconfigure(settings, iface_scopes);
+            tracing::info!("worker now serves the reloaded configuration");
+        }
+        Control::Leases(tx) => {
+            let rows = engine
+                .bindings()
+                .filter(|(_, b)| b.state != BindingState::Free || !b.client.is_empty())
+                .map(|(s, b)| LeaseRow {
+                    scope: s.to_string(),
+                    binding: *b,
+                })
+                .collect();
+            let _ = tx.send(rows);
+        }
+        Control::Pools(tx) => {
+            let settings = engine.settings().clone();
+            let rows = settings
+                .scopes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let (free, size) = engine.pool_usage(i).unwrap_or((0, 0));
+                    let active = engine
+                        .bindings()
+                        .filter(|(n, b)| *n == s.name && b.state == BindingState::Active)
+                        .count() as u64;
+                    PoolRow {
+                        scope: s.name.clone(),
+                        free,
+                        size,
+                        active,
+                    }
+                })
+                .collect();
+            let _ = tx.send(rows);
+        }
+        Control::Shutdown => {}
     }
 }

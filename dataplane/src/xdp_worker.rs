@@ -35,7 +35,6 @@ use nix::net::if_::InterfaceFlags;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::authority::Authority;
-use crate::binding::{Binding, BindingState};
 use crate::engine::{Engine, Outcome, RxMeta};
 use crate::frame::{
     ReplyHeaders, UdpFrame, ETH_HEADER_LEN, IPV4_HEADER_LEN, UDP_HEADER_LEN, VLAN_TAG_LEN,
@@ -43,7 +42,7 @@ use crate::frame::{
 use crate::journal::{Journal, JournalConfig};
 use crate::time::Time;
 use crate::wire::MessageType;
-use crate::worker::{Control, LeaseRow, PoolRow, WorkerError, WorkerHandle, WorkerStats};
+use crate::worker::{apply_control, Control, Durable, WorkerError, WorkerHandle, WorkerStats};
 use crate::xsk::{
     interface_index, BindMode, Frame, SocketConfig, Umem, UmemConfig, XskError, XskSocket,
 };
@@ -501,8 +500,7 @@ impl XdpPort {
 /// The AF_XDP worker: engine + journal + one [`XdpPort`] per interface.
 pub struct XdpWorker<A: Authority> {
     engine: Engine,
-    journal: Journal,
-    journal_cfg: JournalConfig,
+    durable: Durable,
     client_port: u16,
     authority: A,
     ports: Vec<XdpPort>,
@@ -537,8 +535,7 @@ impl<A: Authority> XdpWorker<A> {
         Ok((
             XdpWorker {
                 engine,
-                journal,
-                journal_cfg,
+                durable: Durable::new(journal, journal_cfg),
                 client_port,
                 authority,
                 ports,
@@ -554,7 +551,7 @@ impl<A: Authority> XdpWorker<A> {
 
     /// Run until [`Control::Shutdown`] (or the handle is dropped).
     pub fn run(mut self) -> Result<(), WorkerError> {
-        self.commit();
+        self.durable.commit(&mut self.engine, &self.stats);
         let mut idle = false;
         let mut last_stats = Instant::now();
         loop {
@@ -573,12 +570,12 @@ impl<A: Authority> XdpWorker<A> {
             loop {
                 match self.rx.try_recv() {
                     Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
-                        self.commit();
+                        self.durable.commit(&mut self.engine, &self.stats);
                         self.drain_tx();
                         tracing::info!("AF_XDP worker stopped");
                         return Ok(());
                     }
-                    Ok(c) => self.control(c),
+                    Ok(c) => apply_control(&mut self.engine, c),
                     Err(TryRecvError::Empty) => break,
                 }
             }
@@ -606,7 +603,7 @@ impl<A: Authority> XdpWorker<A> {
             for p in &mut self.ports {
                 p.transmit(false, &self.xstats, &self.stats);
             }
-            let durable = self.commit();
+            let durable = self.durable.commit(&mut self.engine, &self.stats);
             for p in &mut self.ports {
                 if durable {
                     p.transmit(true, &self.xstats, &self.stats);
@@ -629,7 +626,7 @@ impl<A: Authority> XdpWorker<A> {
                 last_stats = Instant::now();
                 self.sample_socket_stats();
             }
-            self.maybe_compact();
+            self.durable.maybe_compact(&self.engine, &self.stats);
         }
     }
 
@@ -678,131 +675,6 @@ impl<A: Authority> XdpWorker<A> {
             .store(fill_empty, Ordering::Relaxed);
         x.xsk_rx_ring_full.store(ring_full, Ordering::Relaxed);
         x.xsk_tx_invalid.store(tx_invalid, Ordering::Relaxed);
-    }
-
-    /// Journal and commit the engine's queued updates. False if that failed (ACKs withheld).
-    fn commit(&mut self) -> bool {
-        let mut n = 0u64;
-        let mut failed = None;
-        for b in self.engine.take_updates() {
-            n += 1;
-            if let Err(e) = self.journal.append(&b) {
-                failed = Some(e);
-            }
-        }
-        if n == 0 && self.journal.pending() == 0 {
-            return failed.is_none();
-        }
-        let t = Instant::now();
-        let res = self.journal.commit();
-        let ns = t.elapsed().as_nanos() as u64;
-        match (failed, res) {
-            (None, Ok(_)) => {
-                self.stats.record_commit(ns, n);
-                true
-            }
-            (Some(e), _) | (None, Err(e)) => {
-                tracing::error!(error = %e, records = n,
-                    "journal commit failed: withholding this batch's ACKs (clients will retry)");
-                self.reopen_journal();
-                false
-            }
-        }
-    }
-
-    /// After a failed write or sync: reopen the journal and snapshot the in-memory bindings
-    /// (which covers the batch whose commit failed).
-    fn reopen_journal(&mut self) {
-        match Journal::open(self.journal_cfg.clone()) {
-            Ok((j, _)) => {
-                self.journal = j;
-                let live = self.live_bindings();
-                match self
-                    .journal
-                    .compact(live)
-                    .and_then(|_| self.journal.wait_compaction())
-                {
-                    Ok(_) => {
-                        tracing::warn!("journal reopened and rewritten from memory after a failure")
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "journal reopened but the snapshot failed; will retry")
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "journal cannot be reopened; ACKs stay withheld until it can")
-            }
-        }
-    }
-
-    fn live_bindings(&self) -> Vec<Binding> {
-        self.engine
-            .bindings()
-            .map(|(_, b)| *b)
-            .filter(|b| b.state != BindingState::Offered)
-            .collect()
-    }
-
-    fn control(&mut self, c: Control) {
-        match c {
-            Control::Reload {
-                settings,
-                iface_scopes,
-            } => {
-                self.engine.reconfigure(settings, iface_scopes);
-                tracing::info!("AF_XDP worker now serves the reloaded configuration");
-            }
-            Control::Leases(tx) => {
-                let rows = self
-                    .engine
-                    .bindings()
-                    .filter(|(_, b)| b.state != BindingState::Free || !b.client.is_empty())
-                    .map(|(s, b)| LeaseRow {
-                        scope: s.to_string(),
-                        binding: *b,
-                    })
-                    .collect();
-                let _ = tx.send(rows);
-            }
-            Control::Pools(tx) => {
-                let settings = self.engine.settings().clone();
-                let rows = settings
-                    .scopes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| {
-                        let (free, size) = self.engine.pool_usage(i).unwrap_or((0, 0));
-                        let active = self
-                            .engine
-                            .bindings()
-                            .filter(|(n, b)| *n == s.name && b.state == BindingState::Active)
-                            .count() as u64;
-                        PoolRow {
-                            scope: s.name.clone(),
-                            free,
-                            size,
-                            active,
-                        }
-                    })
-                    .collect();
-                let _ = tx.send(rows);
-            }
-            Control::Shutdown => {}
-        }
-    }
-
-    fn maybe_compact(&mut self) {
-        if !self.journal.needs_compaction() || self.journal.compaction_running() {
-            return;
-        }
-        let live = self.live_bindings();
-        match self.journal.compact(live) {
-            Ok(()) => {
-                self.stats.compactions.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => tracing::error!(error = %e, "journal compaction failed to start"),
-        }
     }
 }
 
