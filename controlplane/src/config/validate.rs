@@ -167,16 +167,30 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
 }
 
 fn unique_scope_names(ctx: &mut Ctx<'_>, scopes: &[ScopeDraft]) {
+    report_duplicate_names(
+        ctx,
+        scopes.iter().filter_map(|s| s.name.as_ref()),
+        "scope name",
+        "",
+    );
+}
+
+/// Report every name that an earlier one already used, pointing at the first use's line.
+fn report_duplicate_names<'n>(
+    ctx: &mut Ctx<'_>,
+    names: impl Iterator<Item = &'n At<String>>,
+    what: &str,
+    scope_note: &str,
+) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    for s in scopes {
-        let Some(n) = &s.name else { continue };
+    for n in names {
         if let Some(&first) = seen.get(n.v.as_str()) {
             let line = ctx.line_of(first);
             ctx.error(
                 n.span.clone(),
                 n.key.clone(),
                 format!(
-                    "scope name {} is already used (line {line})",
+                    "{what} {} is already used{scope_note} (line {line})",
                     reader::quoted(&n.v)
                 ),
             );
@@ -483,23 +497,12 @@ fn check_times(ctx: &mut Ctx<'_>, s: &ScopeDraft, lease: u32) {
 fn check_policies(ctx: &mut Ctx<'_>, s: &ScopeDraft, pool: &[AddrRange]) {
     let ps = &s.policies;
     // Names unique within the scope.
-    let mut names: HashMap<&str, usize> = HashMap::new();
-    for p in ps {
-        let Some(n) = &p.name else { continue };
-        if let Some(&first) = names.get(n.v.as_str()) {
-            let line = ctx.line_of(first);
-            ctx.error(
-                n.span.clone(),
-                n.key.clone(),
-                format!(
-                    "policy name {} is already used in this scope (line {line})",
-                    reader::quoted(&n.v)
-                ),
-            );
-        } else {
-            names.insert(&n.v, n.span.start);
-        }
-    }
+    report_duplicate_names(
+        ctx,
+        ps.iter().filter_map(|p| p.name.as_ref()),
+        "policy name",
+        " in this scope",
+    );
     // Orders: every policy has one, or none has; no two alike.
     let with_order = ps.iter().filter(|p| p.order.is_some()).count();
     if with_order > 0 && with_order < ps.len() {

@@ -486,44 +486,11 @@ impl Codec {
     }
 
     fn encode_inner(&self, msg: &Message, out: &mut Vec<u8>) -> Result<usize, CodecError> {
-        let split = self.dialect == Dialect::Isc;
         match &msg.body {
             Body::BndUpd(upd) => {
-                if upd.bindings.is_empty() {
-                    return Err(CodecError::NoBindings(MessageType::BndUpd));
-                }
-                if split {
-                    for b in &upd.bindings {
-                        self.put_message(out, msg, |o| put_binding(o, b, self.dialect))?;
-                    }
-                    Ok(upd.bindings.len())
-                } else {
-                    self.put_message(out, msg, |o| {
-                        upd.bindings
-                            .iter()
-                            .try_for_each(|b| put_binding(o, b, self.dialect))
-                    })?;
-                    Ok(1)
-                }
+                self.put_batch(out, msg, &upd.bindings, MessageType::BndUpd, put_binding)
             }
-            Body::BndAck(ack) => {
-                if ack.acks.is_empty() {
-                    return Err(CodecError::NoBindings(MessageType::BndAck));
-                }
-                if split {
-                    for a in &ack.acks {
-                        self.put_message(out, msg, |o| put_ack(o, a, self.dialect))?;
-                    }
-                    Ok(ack.acks.len())
-                } else {
-                    self.put_message(out, msg, |o| {
-                        ack.acks
-                            .iter()
-                            .try_for_each(|a| put_ack(o, a, self.dialect))
-                    })?;
-                    Ok(1)
-                }
-            }
+            Body::BndAck(ack) => self.put_batch(out, msg, &ack.acks, MessageType::BndAck, put_ack),
             body => {
                 self.put_message(out, msg, |o| put_body_options(o, body))?;
                 Ok(1)
@@ -533,6 +500,32 @@ impl Codec {
 
     /// Writes one message: header, the options `fill` writes, the digest; then patches the
     /// length.
+    /// Encode a BNDUPD/BNDACK body: one message per item towards ISC, one message carrying them
+    /// all between Tandem peers. Returns how many messages were written.
+    fn put_batch<T>(
+        &self,
+        out: &mut Vec<u8>,
+        msg: &Message,
+        items: &[T],
+        kind: MessageType,
+        put: fn(&mut Vec<u8>, &T, Dialect) -> Result<(), CodecError>,
+    ) -> Result<usize, CodecError> {
+        if items.is_empty() {
+            return Err(CodecError::NoBindings(kind));
+        }
+        if self.dialect == Dialect::Isc {
+            for item in items {
+                self.put_message(out, msg, |o| put(o, item, self.dialect))?;
+            }
+            Ok(items.len())
+        } else {
+            self.put_message(out, msg, |o| {
+                items.iter().try_for_each(|item| put(o, item, self.dialect))
+            })?;
+            Ok(1)
+        }
+    }
+
     fn put_message(
         &self,
         out: &mut Vec<u8>,
