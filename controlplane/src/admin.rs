@@ -57,6 +57,8 @@ pub struct AdminState {
     pub reload: ReloadFn,
     /// The XDP programs and AF_XDP counters when the AF_XDP backend runs (`xdp` in `/v1/stats`).
     pub xdp: Option<Arc<crate::xdp_backend::XdpShared>>,
+    /// The failover relationships, when `[[failover]]` is configured.
+    pub failover: Option<Arc<crate::failover::service::FailoverHandle>>,
 }
 
 /// Why the admin endpoint could not start.
@@ -394,12 +396,63 @@ fn route(state: &AdminState, r: &Req) -> Resp {
                 method_not_allowed("POST")
             }
         }
-        _ => match path.strip_prefix("/v1/leases/") {
-            Some(addr) if !addr.is_empty() && !addr.contains('/') => {
-                get_only(&|| no_params(&|| lease_show(state, addr)))
+        "/v1/failover" => get_only(&|| no_params(&|| failover_list(state))),
+        _ => {
+            if let Some(addr) = path.strip_prefix("/v1/leases/") {
+                if !addr.is_empty() && !addr.contains('/') {
+                    return get_only(&|| no_params(&|| lease_show(state, addr)));
+                }
             }
-            _ => error(404, &format!("no such resource: {path}")),
-        },
+            if let Some(rest) = path.strip_prefix("/v1/failover/") {
+                match rest.split_once('/') {
+                    None if !rest.is_empty() => {
+                        return get_only(&|| no_params(&|| failover_show(state, rest)));
+                    }
+                    Some((name, "partner-down")) if !name.is_empty() => {
+                        return if r.method == Post {
+                            no_params(&|| failover_partner_down(state, name))
+                        } else {
+                            method_not_allowed("POST")
+                        };
+                    }
+                    _ => {}
+                }
+            }
+            error(404, &format!("no such resource: {path}"))
+        }
+    }
+}
+
+fn failover_list(state: &AdminState) -> Resp {
+    let rels: Vec<Value> = state
+        .failover
+        .as_ref()
+        .map(|f| f.statuses().iter().map(|s| s.to_json()).collect())
+        .unwrap_or_default();
+    Resp::json(200, &json!({ "relationships": rels }))
+}
+
+fn failover_show(state: &AdminState, name: &str) -> Resp {
+    match state.failover.as_ref().and_then(|f| f.status(name)) {
+        Some(s) => Resp::json(200, &s.to_json()),
+        None => error(404, &format!("no failover relationship named {name:?}")),
+    }
+}
+
+fn failover_partner_down(state: &AdminState, name: &str) -> Resp {
+    let Some(f) = state.failover.as_ref() else {
+        return error(404, &format!("no failover relationship named {name:?}"));
+    };
+    match f.partner_down(name) {
+        Ok(msg) => {
+            tracing::warn!(
+                relationship = name,
+                "partner-down requested through the admin API"
+            );
+            Resp::json(200, &json!({ "relationship": name, "message": msg }))
+        }
+        Err(None) => error(404, &format!("no failover relationship named {name:?}")),
+        Err(Some(msg)) => error(409, &msg),
     }
 }
 

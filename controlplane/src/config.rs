@@ -1,4 +1,5 @@
-//! Configuration: one TOML file to validated [`ServerSettings`] plus the daemon's own settings.
+//! Configuration: one TOML file to validated [`ServerSettings`], the failover relationships, and
+//! the daemon's own settings.
 //!
 //! [`parse`] reads the text into a spanned TOML tree (keeping every key's and value's byte
 //! position), walks it table by table, and collects *every* mistake it finds as a
@@ -6,8 +7,11 @@
 //! keys (with a "did you mean" suggestion), wrong types, bad addresses, subnets with host bits set,
 //! ranges outside their subnet or overlapping (within or across scopes), exclusions outside the
 //! ranges, duplicate reservations, bad option values, bad durations, T1/T2 ordering, policy ranges
-//! outside the scope, and so on. TOML syntax errors stop the walk (the tree is not trustworthy
-//! after them), but all of them are reported together.
+//! outside the scope, failover relationships naming unknown or shared scopes, and so on. TOML
+//! syntax errors stop the walk (the tree is not trustworthy after them), but all of them are
+//! reported together.
+//!
+//! Parsing reads one other file: a relationship's `shared_secret_file`.
 //!
 //! Option values are encoded into wire form here (RFC 2132 and friends), so the engine only ever
 //! sees [`tandem_dataplane::scope::OptionSet`]s of ready bytes.
@@ -16,6 +20,7 @@
 //! commented example.
 
 mod dataplane;
+mod failover;
 mod options;
 mod reader;
 mod schema;
@@ -30,6 +35,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use dataplane::{Backend, DataplaneSettings, XdpModeSetting};
+pub use failover::{FailoverSettings, DEFAULT_FAILOVER_PORT};
 pub use tandem_dataplane::scope::Durability;
 use tandem_dataplane::scope::ServerSettings;
 
@@ -48,6 +54,8 @@ pub struct Config {
     pub scope_interfaces: Vec<Option<String>>,
     /// The packet backend and its sizes, from the optional `[dataplane]` table.
     pub dataplane: DataplaneSettings,
+    /// The failover relationships, from `[[failover]]` in file order (empty: a server on its own).
+    pub failover: Vec<FailoverSettings>,
 }
 
 /// How the daemon formats its log lines.

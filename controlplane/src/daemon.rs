@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tandem_dataplane::authority::Standalone;
 use tandem_dataplane::engine::{Engine, Stats};
 use tandem_dataplane::journal::{Journal, JournalConfig};
 use tandem_dataplane::time::Time;
@@ -18,6 +17,7 @@ use tandem_dataplane::worker::{Control, Worker, WorkerStats};
 
 use crate::admin::{Admin, AdminState};
 use crate::config::{self, Config, LogFormat};
+use crate::failover::service::{self as failover, FailoverAuthority};
 use crate::notify::{self, Notice};
 
 /// Why the daemon could not start or stopped with an error.
@@ -131,18 +131,35 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let wstats = Arc::new(WorkerStats::default());
     let settings = Arc::new(cfg.settings.clone());
     let mut engine = Engine::new(settings, iface_scopes(&cfg), 0, 1, stats.clone());
+    let replicated: Vec<String> = cfg
+        .failover
+        .iter()
+        .flat_map(|f| f.scope_names.iter().cloned())
+        .collect();
+    engine.set_replicated(replicated);
     engine.load(rec.bindings, Time::now());
+    // Failover relationships: saved state read back and listeners bound before serving.
+    let (authority, hook, starter) = match failover::prepare(&cfg, Time::now())
+        .map_err(|e| DaemonError::Other(e.to_string()))?
+    {
+        Some((a, h, s)) => (a, Some(h), Some(s)),
+        None => (
+            FailoverAuthority::standalone(cfg.settings.scopes.len()),
+            None,
+            None,
+        ),
+    };
     // `[dataplane] backend`: AF_XDP (`xdp`, or `auto` when it can run here) or kernel UDP.
     let xdp = crate::xdp_backend::select(&cfg)
         .map_err(|e| DaemonError::Other(format!("backend = \"xdp\": {e}")))?;
     let backend_name = if xdp.is_some() { "xdp" } else { "udp" };
     let spawn = std::thread::Builder::new().name("tandem-worker-0".into());
     let (worker_thread, handle, xdp_shared) = if let Some(x) = xdp {
-        let (worker, handle) = tandem_dataplane::xdp_worker::XdpWorker::new(
+        let (mut worker, handle) = tandem_dataplane::xdp_worker::XdpWorker::new(
             engine,
             journal,
             jcfg,
-            Standalone,
+            authority,
             x.ports,
             d.batch_size,
             d.client_port,
@@ -150,26 +167,40 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             x.shared.stats.clone(),
         )
         .map_err(|e| DaemonError::Other(format!("worker set-up: {e}")))?;
+        if let Some(h) = hook {
+            worker.set_commit_hook(h);
+        }
         let t = spawn.spawn(move || worker.run());
         (t, handle, Some(x.shared))
     } else {
         let backend = UdpBackend::open(&d.interfaces, d.server_port)?;
         let sockets = backend.sockets.into_iter().map(|(_, s)| s).collect();
-        let (worker, handle) = Worker::new(
+        let (mut worker, handle) = Worker::new(
             engine,
             journal,
             jcfg,
-            Standalone,
+            authority,
             sockets,
             d.batch_size,
             d.client_port,
             wstats.clone(),
         )
         .map_err(|e| DaemonError::Other(format!("worker set-up: {e}")))?;
+        if let Some(h) = hook {
+            worker.set_commit_hook(h);
+        }
         (spawn.spawn(move || worker.run()), handle, None)
     };
     let worker_thread = worker_thread
         .map_err(|e| DaemonError::Other(format!("cannot start worker thread: {e}")))?;
+    let fo_handle = match starter {
+        Some(s) => Some(Arc::new(
+            s.start(handle.clone(), xdp_shared.clone()).map_err(|e| {
+                DaemonError::Other(format!("cannot start the failover threads: {e}"))
+            })?,
+        )),
+        None => None,
+    };
     let shared = Arc::new(RwLock::new(cfg.clone()));
     let reload_fn: crate::admin::ReloadFn = {
         let (path, shared, handle) = (path.to_path_buf(), shared.clone(), handle.clone());
@@ -185,6 +216,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             started: Instant::now(),
             reload: reload_fn,
             xdp: xdp_shared.clone(),
+            failover: fo_handle.clone(),
         },
     )?;
     tracing::info!(
@@ -194,6 +226,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         durability = ?d.durability,
         admin = %d.admin_listen,
         backend = backend_name,
+        failover_relationships = cfg.failover.len(),
         xdp_mode = ?xdp_shared.as_ref().map(|x| x.modes().to_vec()),
         "tandemd serving"
     );
@@ -213,8 +246,11 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             }
         }
     }
-    handle.send(Control::Shutdown);
     admin.stop();
+    if let Some(f) = &fo_handle {
+        f.stop();
+    }
+    handle.send(Control::Shutdown);
     let joined = worker_thread.join();
     if let Some(x) = xdp_shared {
         x.detach();
@@ -264,6 +300,17 @@ fn reload_config(
         }
         Ok(mut new) => {
             let mut cur = shared.write().unwrap_or_else(|e| e.into_inner());
+            if new.failover != cur.failover || replicated_scopes(&new) != replicated_scopes(&cur) {
+                let e = config::ConfigError {
+                    origin: path.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    key: "failover".into(),
+                    message: "changes to [[failover]] relationships or to the order, names or subnets of their scopes take effect at restart only; reload refused".into(),
+                };
+                tracing::error!(error = %e, "reload refused");
+                return Err(config::ConfigErrors(vec![e]));
+            }
             if new.daemon != cur.daemon {
                 tracing::warn!("changes to [server] settings (interfaces, ports, state_dir, admin_listen, durability, workers) take effect at restart only; scopes and policies are reloaded now");
             }
@@ -278,4 +325,21 @@ fn reload_config(
             Ok(scopes)
         }
     }
+}
+
+/// The replicated scopes as (index, name, subnet), to tell whether a reload moves them.
+fn replicated_scopes(cfg: &Config) -> Vec<(usize, String, String)> {
+    cfg.failover
+        .iter()
+        .flat_map(|f| f.scopes.iter())
+        .filter_map(|&si| {
+            cfg.settings.scopes.get(si).map(|s| {
+                (
+                    si,
+                    s.name.clone(),
+                    format!("{}/{}", s.subnet.network, s.subnet.prefix),
+                )
+            })
+        })
+        .collect()
 }

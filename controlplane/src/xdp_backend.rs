@@ -99,6 +99,18 @@ impl XdpShared {
         }
     }
 
+    /// Publish the RFC 3074 buckets the failover partner answers (dropped in the kernel) on
+    /// every interface; all zero accepts every client. Layout of
+    /// `tandem_dataplane::hash::BucketMap::as_bytes()`.
+    pub fn set_partner_buckets(&self, buckets: &[u8; 32]) {
+        let mut steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        for (ifname, s) in steering.iter_mut() {
+            if let Err(e) = s.set_partner_buckets(buckets) {
+                tracing::error!(interface = %ifname, error = %e, "cannot publish the partner's buckets to XDP");
+            }
+        }
+    }
+
     /// The interfaces with the mode the program runs in.
     pub fn modes(&self) -> &[(String, AttachedMode)] {
         &self.modes

@@ -26,7 +26,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::authority::{AllocFrom, Authority};
+use crate::authority::{AllocFrom, Authority, LeaseGrant};
 use crate::binding::{Binding, BindingState, ClientKey};
 use crate::hash;
 use crate::pool::Pool;
@@ -153,6 +153,8 @@ counters! {
     SilentOtherServer = "silent_other_server",
     /// Silent: no free address for the client.
     SilentNoAddress = "silent_no_address",
+    /// Silent: failover's MCLT rule leaves no lease time to give the client now.
+    SilentMclt = "silent_mclt",
     /// Silent: no record of the client and the scope is not authoritative.
     SilentNotAuthoritative = "silent_not_authoritative",
     /// Silent: RELEASE/DECLINE processed (no reply is due).
@@ -265,6 +267,64 @@ struct ScopeState {
     by_client: HashMap<ClientKey, Ipv4Addr>,
     /// Union of the policies' ranges: clients matching no policy are kept out of them.
     policy_ranges: Vec<AddrRange>,
+    /// Unleased addresses in the failover BACKUP state (the secondary's pool); empty without
+    /// failover. `pool` holds the FREE ones.
+    backup: Pool,
+    /// Bindings replaced by an offer hold, restored if the hold lapses.
+    prior: HashMap<Ipv4Addr, Binding>,
+    /// The scope is shared with a failover partner.
+    replicated: bool,
+}
+
+impl ScopeState {
+    /// Take `addr` out of both pools.
+    fn take_addr(&mut self, addr: Ipv4Addr) {
+        self.pool.take(addr);
+        self.backup.take(addr);
+    }
+
+    /// Put `addr` in the pool of `state` (BACKUP, else FREE).
+    fn put_state(&mut self, addr: Ipv4Addr, state: BindingState) {
+        if state == BindingState::Backup && self.replicated {
+            self.backup.put(addr);
+        } else {
+            self.pool.put(addr);
+        }
+    }
+
+    /// The pool an address with binding `b` belongs to, if it is allocatable at all by its
+    /// state: held addresses never; with failover, EXPIRED, RELEASED and RESET only once the
+    /// partner acknowledged them (they turn FREE then).
+    fn pool_of(&self, b: &Binding) -> Option<BindingState> {
+        if b.state.is_held() {
+            return None;
+        }
+        if !self.replicated {
+            return Some(BindingState::Free);
+        }
+        match b.state {
+            BindingState::Free | BindingState::Backup => Some(b.state),
+            _ => None,
+        }
+    }
+}
+
+/// True if a free address in pool `state` may be taken under `from`.
+fn pool_allows(from: AllocFrom, state: BindingState) -> bool {
+    match from {
+        AllocFrom::Nothing => false,
+        AllocFrom::Any => true,
+        AllocFrom::Free => state == BindingState::Free,
+        AllocFrom::Backup => state == BindingState::Backup,
+    }
+}
+
+/// The leasing conditions of one request (from the verdict).
+#[derive(Copy, Clone, Debug)]
+struct Grant {
+    cap: Option<u32>,
+    from: AllocFrom,
+    now: Time,
 }
 
 /// Per-worker DHCP engine. See the module docs.
@@ -282,6 +342,8 @@ pub struct Engine {
     worker: usize,
     workers: usize,
     bucket_owner: [u16; 256],
+    /// Names of the scopes shared with a failover partner.
+    replicated: Vec<String>,
 }
 
 impl Engine {
@@ -299,7 +361,7 @@ impl Engine {
         for (b, o) in bucket_owner.iter_mut().enumerate() {
             *o = (b % workers) as u16;
         }
-        let scopes = build_scopes(&settings, worker, workers);
+        let scopes = build_scopes(&settings, worker, workers, &[]);
         Engine {
             settings,
             iface_scopes,
@@ -313,7 +375,127 @@ impl Engine {
             worker,
             workers,
             bucket_owner,
+            replicated: Vec::new(),
         }
+    }
+
+    /// Mark the scopes named in `names` as shared with a failover partner (see
+    /// [`Authority`]'s FREE/BACKUP split and acknowledged frees). Every binding is kept; call it
+    /// before [`Engine::load`] to avoid the rebuild.
+    pub fn set_replicated(&mut self, names: Vec<String>) {
+        self.replicated = names;
+        let (settings, ifs) = (self.settings.clone(), self.iface_scopes.clone());
+        self.reconfigure(settings, ifs);
+    }
+
+    /// True if scope `si` is shared with a failover partner.
+    pub fn is_replicated(&self, si: usize) -> bool {
+        self.scopes.get(si).is_some_and(|s| s.replicated)
+    }
+
+    /// The index of the scope named `name`.
+    pub fn scope_index(&self, name: &str) -> Option<usize> {
+        self.settings.scopes.iter().position(|s| s.name == name)
+    }
+
+    /// The durable binding of `addr` (for an address under an offer hold, the binding the hold
+    /// replaced), if any.
+    pub fn binding(&self, addr: Ipv4Addr) -> Option<&Binding> {
+        let Some(si) = self.scope_of(addr) else {
+            return self.orphans.get(&addr);
+        };
+        let st = &self.scopes[si];
+        match st.bindings.get(&addr) {
+            Some(b) if b.state == BindingState::Offered => st.prior.get(&addr),
+            other => other,
+        }
+    }
+
+    /// Every durable binding of scope `si` (offer holds excluded).
+    pub fn scope_bindings(&self, si: usize) -> impl Iterator<Item = &Binding> {
+        self.scopes
+            .get(si)
+            .into_iter()
+            .flat_map(|s| s.bindings.values())
+            .filter(|b| b.state != BindingState::Offered)
+    }
+
+    /// Store `b` as the binding of its address (a failover partner's update, an acknowledged or
+    /// swept binding), replacing whatever was there, offer holds included, and queue it for the
+    /// journal.
+    pub fn install(&mut self, b: Binding) {
+        if let Some(si) = self.scope_of(b.addr) {
+            let st = &mut self.scopes[si];
+            st.prior.remove(&b.addr);
+            if let Some(old) = st.bindings.remove(&b.addr) {
+                if st.by_client.get(&old.client) == Some(&b.addr) {
+                    st.by_client.remove(&old.client);
+                }
+            }
+        }
+        self.updates.push(b);
+        self.insert_binding(b);
+    }
+
+    /// Make the EXPIRED, RELEASED or RESET address `addr` a candidate for allocation again
+    /// before the partner acknowledged it (failover PARTNER-DOWN reclaim): it goes back to the
+    /// FREE pool, and the authority's `may_allocate` decides on each use. False if `addr` has
+    /// no such binding.
+    pub fn reclaim(&mut self, addr: Ipv4Addr) -> bool {
+        let Some(si) = self.scope_of(addr) else {
+            return false;
+        };
+        let sc = &self.settings.scopes[si];
+        let poolable = sc.in_pool(addr) && sc.reservation_of(addr).is_none();
+        let st = &mut self.scopes[si];
+        match st.bindings.get(&addr) {
+            Some(b)
+                if poolable
+                    && matches!(
+                        b.state,
+                        BindingState::Expired | BindingState::Released | BindingState::Reset
+                    ) =>
+            {
+                st.pool.put(addr);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Unleased addresses of scope `si` in this worker's shard: (FREE, BACKUP).
+    pub fn pool_counts(&self, si: usize) -> (u64, u64) {
+        self.scopes
+            .get(si)
+            .map_or((0, 0), |s| (s.pool.free(), s.backup.free()))
+    }
+
+    /// Take up to `n` unleased addresses of pool `state` (FREE or BACKUP) of scope `si` for a
+    /// failover pool transfer, with their current bindings (`Binding::empty` for addresses that
+    /// never had one). The caller installs the transferred bindings.
+    pub fn take_for_transfer(&mut self, si: usize, state: BindingState, n: usize) -> Vec<Binding> {
+        let mut out = Vec::new();
+        let Some(st) = self.scopes.get_mut(si) else {
+            return out;
+        };
+        let policy_free: &[AddrRange] = &[];
+        while out.len() < n {
+            let pool = if state == BindingState::Backup {
+                &mut st.backup
+            } else {
+                &mut st.pool
+            };
+            let Some(a) = pool.allocate(policy_free, &[]) else {
+                break;
+            };
+            let b = st
+                .bindings
+                .get(&a)
+                .copied()
+                .unwrap_or_else(|| Binding::empty(a, state));
+            out.push(b);
+        }
+        out
     }
 
     /// The counters.
@@ -353,10 +535,15 @@ impl Engine {
     /// into the scope that now contains its address (or kept aside if none does, still listed).
     pub fn reconfigure(&mut self, settings: Arc<ServerSettings>, iface_scopes: Vec<Vec<usize>>) {
         let mut all: Vec<Binding> = self.orphans.drain().map(|(_, b)| b).collect();
-        for s in self.scopes.drain(..) {
-            all.extend(s.bindings.into_values());
+        for mut s in self.scopes.drain(..) {
+            // An offer hold over an older binding gives way to that binding.
+            all.extend(
+                s.bindings
+                    .drain()
+                    .map(|(a, b)| s.prior.remove(&a).unwrap_or(b)),
+            );
         }
-        self.scopes = build_scopes(&settings, self.worker, self.workers);
+        self.scopes = build_scopes(&settings, self.worker, self.workers, &self.replicated);
         self.settings = settings;
         self.iface_scopes = iface_scopes;
         self.dedup.clear();
@@ -371,9 +558,12 @@ impl Engine {
             self.orphans.insert(b.addr, b);
             return;
         };
+        let sc = &self.settings.scopes[si];
+        let poolable = sc.in_pool(b.addr) && sc.reservation_of(b.addr).is_none();
         let s = &mut self.scopes[si];
-        if b.state.is_held() {
-            s.pool.take(b.addr);
+        s.take_addr(b.addr);
+        if let Some(state) = s.pool_of(&b).filter(|_| poolable) {
+            s.put_state(b.addr, state);
         }
         if !b.client.is_empty() && b.state != BindingState::Abandoned {
             s.by_client.insert(b.client, b.addr);
@@ -414,9 +604,11 @@ impl Engine {
             .chain(self.orphans.values().map(|b| ("", b)))
     }
 
-    /// Free and total addresses of this worker's shard of scope `i`.
+    /// Unleased (FREE and BACKUP) and total addresses of this worker's shard of scope `i`.
     pub fn pool_usage(&self, i: usize) -> Option<(u64, u64)> {
-        self.scopes.get(i).map(|s| (s.pool.free(), s.pool.size()))
+        self.scopes
+            .get(i)
+            .map(|s| (s.pool.free() + s.backup.free(), s.pool.size()))
     }
 
     /// The earliest time at which [`Engine::tick`] has work.
@@ -445,21 +637,24 @@ impl Engine {
                 continue; // superseded (renewed, released...)
             }
             match b.state {
+                BindingState::Active if s.replicated && b.from_partner => {
+                    // The partner's lease, on the partner's clock: the failover sweep expires
+                    // it with the skew allowance.
+                }
                 BindingState::Active => {
                     b.state = BindingState::Expired;
                     b.cltt = now.secs() as u32;
                     let b = *b;
-                    s.pool.put(addr);
+                    if !s.replicated {
+                        // With a partner the address is free only once it acknowledged.
+                        s.pool.put(addr);
+                    }
                     self.updates.push(b);
                     self.stats.bump(Counter::Expired);
                 }
                 BindingState::Offered => {
                     let client = b.client;
-                    s.bindings.remove(&addr);
-                    if s.by_client.get(&client) == Some(&addr) {
-                        s.by_client.remove(&client);
-                    }
-                    s.pool.put(addr);
+                    release_hold(s, addr, client);
                     self.stats.bump(Counter::OfferExpired);
                 }
                 BindingState::Abandoned => {
@@ -546,12 +741,14 @@ impl Engine {
                     Decision::Silent(Counter::SilentPartner)
                 } else {
                     let cap = verdict.lease_cap_secs;
-                    let may_alloc = verdict.alloc != AllocFrom::Nothing;
+                    let from = verdict.alloc;
                     match mt {
                         MessageType::Discover => {
-                            self.discover(now, &req, si, client, cap, may_alloc)
+                            self.discover(now, &req, si, client, cap, from, authority)
                         }
-                        MessageType::Request => self.request(now, &req, si, client, cap, may_alloc),
+                        MessageType::Request => {
+                            self.request(now, &req, si, client, cap, from, authority)
+                        }
                         MessageType::Release => self.release(now, &req, si, client),
                         MessageType::Decline => self.decline(now, &req, si, client),
                         _ => Decision::InformAck { scope: si },
@@ -598,10 +795,11 @@ impl Engine {
                     .is_some_and(|s| s.by_client.contains_key(client))
             })
             .or_else(|| {
-                local
-                    .iter()
-                    .copied()
-                    .find(|&i| self.scopes.get(i).is_some_and(|s| s.pool.free() > 0))
+                local.iter().copied().find(|&i| {
+                    self.scopes
+                        .get(i)
+                        .is_some_and(|s| s.pool.free() + s.backup.free() > 0)
+                })
             })
             .or_else(|| local.first().copied())
     }
@@ -648,6 +846,103 @@ impl Engine {
         self.settings.scopes[si].reservation_for(req.client_id(), req.mac())
     }
 
+    /// The potential expiration the partner acknowledged for `client`'s binding on `addr` (0 if
+    /// the address is not, or was not last, the client's).
+    fn acked_for(&self, si: usize, addr: Ipv4Addr, client: ClientKey) -> u32 {
+        let st = &self.scopes[si];
+        let b = match st.bindings.get(&addr) {
+            Some(b) if b.state == BindingState::Offered => st.prior.get(&addr),
+            other => other,
+        };
+        b.filter(|b| b.client == client)
+            .map_or(0, |b| b.acked_expiry)
+    }
+
+    /// True if the unleased `addr` may go to a new client now: in a pool the verdict allows
+    /// (`from`), and accepted by the authority (failover's ownership and MCLT rules).
+    fn can_take(
+        &self,
+        si: usize,
+        addr: Ipv4Addr,
+        from: AllocFrom,
+        auth: &impl Authority,
+        now: Time,
+    ) -> bool {
+        let st = &self.scopes[si];
+        let state = if st.pool.is_free(addr) {
+            BindingState::Free
+        } else if st.backup.is_free(addr) {
+            BindingState::Backup
+        } else {
+            return false;
+        };
+        if !pool_allows(from, state) {
+            return false;
+        }
+        let b = st
+            .bindings
+            .get(&addr)
+            .copied()
+            .unwrap_or_else(|| Binding::empty(addr, state));
+        auth.may_allocate(si, &b, now)
+    }
+
+    /// Take a new address for a client of policy `pi` from the pools `from` allows, skipping
+    /// addresses the authority refuses (they stay in their pool).
+    fn allocate_new(
+        &mut self,
+        si: usize,
+        pi: Option<usize>,
+        from: AllocFrom,
+        auth: &impl Authority,
+        now: Time,
+    ) -> Option<Ipv4Addr> {
+        const TRIES: usize = 16;
+        let settings = self.settings.clone();
+        let sc = &settings.scopes[si];
+        for state in [BindingState::Free, BindingState::Backup] {
+            if !pool_allows(from, state) {
+                continue;
+            }
+            let mut refused: Vec<Ipv4Addr> = Vec::new();
+            let mut found = None;
+            for _ in 0..TRIES {
+                let st = &mut self.scopes[si];
+                let pool = if state == BindingState::Free {
+                    &mut st.pool
+                } else {
+                    &mut st.backup
+                };
+                let got = match pi {
+                    Some(p) if !sc.policies[p].ranges.is_empty() => {
+                        pool.allocate(&sc.policies[p].ranges, &[])
+                    }
+                    _ => pool.allocate(&[], &st.policy_ranges),
+                };
+                let Some(a) = got else { break };
+                let b = st
+                    .bindings
+                    .get(&a)
+                    .copied()
+                    .unwrap_or_else(|| Binding::empty(a, state));
+                if auth.may_allocate(si, &b, now) {
+                    found = Some(a);
+                    break;
+                }
+                refused.push(a);
+            }
+            let st = &mut self.scopes[si];
+            for a in refused {
+                st.put_state(a, state);
+            }
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn discover(
         &mut self,
         now: Time,
@@ -655,10 +950,11 @@ impl Engine {
         si: usize,
         client: ClientKey,
         cap: Option<u32>,
-        may_alloc: bool,
+        from: AllocFrom,
+        auth: &impl Authority,
     ) -> Decision {
         let pi = self.policy_for(si, req);
-        let lease = self.lease_time(si, pi, req, cap);
+        let desired = self.lease_time(si, pi, req, cap);
         if let Some(r) = self.reservation(si, req) {
             let addr = r.addr;
             match self.scopes[si].bindings.get(&addr) {
@@ -667,11 +963,15 @@ impl Engine {
                     return Decision::Silent(Counter::SilentNoAddress);
                 }
                 _ => {
+                    let acked = self.acked_for(si, addr, client);
+                    let Some(g) = auth.grant(si, desired, acked, now) else {
+                        return Decision::Silent(Counter::SilentMclt);
+                    };
                     return Decision::Offer {
                         scope: si,
                         addr,
-                        lease,
-                    }
+                        lease: g.lease_secs,
+                    };
                 }
             }
         }
@@ -682,7 +982,7 @@ impl Engine {
                 let usable = match b.state {
                     BindingState::Active | BindingState::Offered => b.client == client,
                     BindingState::Expired | BindingState::Released => {
-                        st.pool.is_free(prev) && may_alloc
+                        self.can_take(si, prev, from, auth, now)
                     }
                     _ => false,
                 };
@@ -691,47 +991,55 @@ impl Engine {
                 }
             }
         }
-        if pick.is_none() && may_alloc {
+        if pick.is_none() && from != AllocFrom::Nothing {
             if let Some(r) = req.requested_ip() {
-                if self.scopes[si].pool.is_free(r) && self.allowed(si, pi, r) {
+                if self.can_take(si, r, from, auth, now) && self.allowed(si, pi, r) {
                     pick = Some(r);
                 }
             }
         }
-        if pick.is_none() && may_alloc {
-            let sc = &self.settings.scopes[si];
-            let st = &mut self.scopes[si];
-            pick = match pi {
-                Some(p) if !sc.policies[p].ranges.is_empty() => {
-                    st.pool.allocate(&sc.policies[p].ranges, &[])
+        let g = match pick {
+            Some(addr) => auth.grant(si, desired, self.acked_for(si, addr, client), now),
+            None if from != AllocFrom::Nothing => {
+                // A new allocation: ask for the grant first, so nothing is taken in vain.
+                let g = auth.grant(si, desired, 0, now);
+                if g.is_some() {
+                    pick = self.allocate_new(si, pi, from, auth, now);
                 }
-                _ => st.pool.allocate(&[], &st.policy_ranges),
-            };
-        }
+                g
+            }
+            None => None,
+        };
         let Some(addr) = pick else {
             tracing::debug!(scope = %self.settings.scopes[si].name, client = %client, "no free address to offer");
             return Decision::Silent(Counter::SilentNoAddress);
+        };
+        let Some(g) = g else {
+            return Decision::Silent(Counter::SilentMclt);
         };
         self.hold(now, si, addr, client, req);
         Decision::Offer {
             scope: si,
             addr,
-            lease,
+            lease: g.lease_secs,
         }
     }
 
-    /// Hold `addr` for `client` as an offer (unless the client already has it Active).
+    /// Hold `addr` for `client` as an offer (unless the client already has it Active). The
+    /// binding the hold replaces is kept aside and comes back if the hold lapses.
     fn hold(&mut self, now: Time, si: usize, addr: Ipv4Addr, client: ClientKey, req: &Request<'_>) {
         let hold_until = (now.secs() + u64::from(self.settings.offer_hold_secs)) as u32;
         let st = &mut self.scopes[si];
-        st.pool.take(addr);
-        if let Some(b) = st.bindings.get(&addr) {
+        st.take_addr(addr);
+        if let Some(b) = st.bindings.get(&addr).copied() {
             if b.state == BindingState::Active && b.client == client {
                 return;
             }
             if b.client != client && st.by_client.get(&b.client) == Some(&addr) {
-                let old = b.client;
-                st.by_client.remove(&old);
+                st.by_client.remove(&b.client);
+            }
+            if b.state != BindingState::Offered {
+                st.prior.insert(addr, b);
             }
         }
         if let Some(prev) = st.by_client.insert(client, addr) {
@@ -748,6 +1056,7 @@ impl Engine {
             .push(Reverse((u64::from(hold_until) * 1000, u32::from(addr))));
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn request(
         &mut self,
         now: Time,
@@ -755,7 +1064,8 @@ impl Engine {
         si: usize,
         client: ClientKey,
         cap: Option<u32>,
-        may_alloc: bool,
+        from: AllocFrom,
+        auth: &impl Authority,
     ) -> Decision {
         let ci = req.ciaddr();
         if let Some(sid) = req.server_id() {
@@ -772,7 +1082,8 @@ impl Engine {
                 None if !ci.is_unspecified() => ci,
                 None => return Decision::Nak { scope: si },
             };
-            return self.confirm(now, req, si, client, addr, cap, may_alloc, true);
+            let grant = Grant { cap, from, now };
+            return self.confirm(req, si, client, addr, grant, auth, true);
         }
         let addr = match req.requested_ip() {
             Some(a) if ci.is_unspecified() => a, // INIT-REBOOT
@@ -785,7 +1096,8 @@ impl Engine {
         if !self.settings.scopes[si].subnet.contains(addr) {
             return self.wrong(si);
         }
-        self.confirm(now, req, si, client, addr, cap, may_alloc, false)
+        let grant = Grant { cap, from, now };
+        self.confirm(req, si, client, addr, grant, auth, false)
     }
 
     /// Not ours to confirm: NAK when authoritative, else stay silent.
@@ -801,17 +1113,17 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn confirm(
         &mut self,
-        now: Time,
         req: &Request<'_>,
         si: usize,
         client: ClientKey,
         addr: Ipv4Addr,
-        cap: Option<u32>,
-        may_alloc: bool,
+        g: Grant,
+        auth: &impl Authority,
         selecting: bool,
     ) -> Decision {
+        let now = g.now;
         let pi = self.policy_for(si, req);
-        let lease = self.lease_time(si, pi, req, cap);
+        let desired = self.lease_time(si, pi, req, g.cap);
         if let Some(r) = self.reservation(si, req) {
             if r.addr != addr {
                 return if selecting {
@@ -825,12 +1137,7 @@ impl Engine {
                     return Decision::Nak { scope: si };
                 }
             }
-            self.bind(now, si, addr, client, req, lease);
-            return Decision::Ack {
-                scope: si,
-                addr,
-                lease,
-            };
+            return self.ack(now, req, si, client, addr, desired, auth);
         }
         let reserved_for_other = self.settings.scopes[si].reservation_of(addr).is_some();
         let st = &self.scopes[si];
@@ -845,34 +1152,47 @@ impl Engine {
             Some(b) if b.state.is_held() => false,
             _ => {
                 !reserved_for_other
-                    && may_alloc
-                    && st.pool.is_free(addr)
+                    && self.can_take(si, addr, g.from, auth, now)
                     && self.allowed(si, pi, addr)
             }
         };
         if ok {
-            self.bind(now, si, addr, client, req, lease);
-            return Decision::Ack {
-                scope: si,
-                addr,
-                lease,
-            };
+            return self.ack(now, req, si, client, addr, desired, auth);
         }
-        let known = st.bindings.get(&addr).is_some_and(|b| b.state.is_held())
-            || self.settings.scopes[si].in_pool(addr)
-            || reserved_for_other;
-        if selecting || known {
+        if selecting {
             // The address is someone else's, not allowed, or ours but unusable: refuse it.
-            if selecting {
-                Decision::Nak { scope: si }
-            } else {
-                self.wrong(si)
-            }
+            Decision::Nak { scope: si }
         } else {
             self.wrong(si)
         }
     }
 
+    /// Bind `addr` to `client` for the lease the authority grants (the MCLT rule), or stay
+    /// silent if it grants none.
+    #[allow(clippy::too_many_arguments)]
+    fn ack(
+        &mut self,
+        now: Time,
+        req: &Request<'_>,
+        si: usize,
+        client: ClientKey,
+        addr: Ipv4Addr,
+        desired: u32,
+        auth: &impl Authority,
+    ) -> Decision {
+        let acked = self.acked_for(si, addr, client);
+        let Some(g) = auth.grant(si, desired, acked, now) else {
+            return Decision::Silent(Counter::SilentMclt);
+        };
+        self.bind(now, si, addr, client, req, g, acked);
+        Decision::Ack {
+            scope: si,
+            addr,
+            lease: g.lease_secs,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn bind(
         &mut self,
         now: Time,
@@ -880,11 +1200,13 @@ impl Engine {
         addr: Ipv4Addr,
         client: ClientKey,
         req: &Request<'_>,
-        lease: u32,
+        g: LeaseGrant,
+        acked: u32,
     ) {
         let now_s = now.secs() as u32;
         let st = &mut self.scopes[si];
-        st.pool.take(addr);
+        st.take_addr(addr);
+        st.prior.remove(&addr);
         if let Some(prev) = st.by_client.insert(client, addr) {
             if prev != addr {
                 release_hold(st, prev, client);
@@ -900,13 +1222,14 @@ impl Engine {
         fill_client(&mut b, client, req);
         b.start = now_s;
         b.cltt = now_s;
-        b.expires = now_s.saturating_add(lease);
+        b.expires = now_s.saturating_add(g.lease_secs);
+        b.acked_expiry = acked;
+        b.sent_expiry = g.potential_expiry;
         st.bindings.insert(addr, b);
         self.updates.push(b);
         self.expiry
             .push(Reverse((u64::from(b.expires) * 1000, u32::from(addr))));
     }
-
     fn release(&mut self, now: Time, req: &Request<'_>, si: usize, client: ClientKey) -> Decision {
         if req
             .server_id()
@@ -922,8 +1245,12 @@ impl Engine {
                 b.state = BindingState::Released;
                 b.cltt = now_s;
                 b.expires = now_s;
+                b.from_partner = false;
                 let b = *b;
-                st.pool.put(addr);
+                if !st.replicated {
+                    // With a partner the address is free only once it acknowledged.
+                    st.pool.put(addr);
+                }
                 self.updates.push(b);
                 tracing::debug!(%addr, client = %client, "lease released");
                 Decision::Silent(Counter::SilentNoReply)
@@ -949,6 +1276,9 @@ impl Engine {
                 b.state = BindingState::Abandoned;
                 b.cltt = now.secs() as u32;
                 b.expires = until;
+                b.from_partner = false;
+                // Outstanding towards a failover partner until it acknowledges.
+                b.sent_expiry = b.acked_expiry.saturating_add(1).max(b.cltt);
                 let b = *b;
                 st.pool.take(addr);
                 if st.by_client.get(&client) == Some(&addr) {
@@ -1085,12 +1415,24 @@ impl Engine {
     }
 }
 
-fn build_scopes(settings: &ServerSettings, worker: usize, workers: usize) -> Vec<ScopeState> {
+fn build_scopes(
+    settings: &ServerSettings,
+    worker: usize,
+    workers: usize,
+    replicated: &[String],
+) -> Vec<ScopeState> {
     settings
         .scopes
         .iter()
-        .map(|s: &Scope| ScopeState {
-            pool: Pool::new(s, worker, workers),
+        .map(|s: &Scope| {
+            let pool = Pool::new(s, worker, workers);
+            (s, pool)
+        })
+        .map(|(s, pool)| ScopeState {
+            backup: pool.emptied(),
+            prior: HashMap::new(),
+            replicated: replicated.contains(&s.name),
+            pool,
             bindings: HashMap::new(),
             by_client: HashMap::new(),
             policy_ranges: s
@@ -1102,14 +1444,29 @@ fn build_scopes(settings: &ServerSettings, worker: usize, workers: usize) -> Vec
         .collect()
 }
 
-/// Drop an offer hold of `client` on `addr` (no journal record: holds are never durable).
+/// Drop an offer hold of `client` on `addr` (no journal record: holds are never durable),
+/// restoring the binding it replaced, if any.
 fn release_hold(st: &mut ScopeState, addr: Ipv4Addr, client: ClientKey) {
     if let Some(b) = st.bindings.get(&addr) {
         if b.state == BindingState::Offered && b.client == client {
             st.bindings.remove(&addr);
-            st.pool.put(addr);
             if st.by_client.get(&client) == Some(&addr) {
                 st.by_client.remove(&client);
+            }
+            match st.prior.remove(&addr) {
+                Some(p) => {
+                    if let Some(state) = st.pool_of(&p) {
+                        st.put_state(addr, state);
+                    }
+                    if !p.client.is_empty()
+                        && p.state != BindingState::Abandoned
+                        && !st.by_client.contains_key(&p.client)
+                    {
+                        st.by_client.insert(p.client, addr);
+                    }
+                    st.bindings.insert(addr, p);
+                }
+                None => st.put_state(addr, BindingState::Free),
             }
         }
     }

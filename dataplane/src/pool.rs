@@ -138,6 +138,18 @@ impl Pool {
         pool
     }
 
+    /// The same shard with no free address (the failover BACKUP pool starts this way and
+    /// fills as the partner's transfers arrive).
+    pub fn emptied(&self) -> Pool {
+        let mut p = self.clone();
+        for s in &mut p.slices {
+            s.words.iter_mut().for_each(|w| *w = 0);
+            s.free = 0;
+            s.cursor = 0;
+        }
+        p
+    }
+
     fn slice_of(&self, a: u32) -> Option<usize> {
         self.slices.iter().position(|s| s.contains(a))
     }

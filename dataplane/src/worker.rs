@@ -49,8 +49,21 @@ pub struct PoolRow {
     pub active: u64,
 }
 
+/// Work the control plane runs on a worker's thread with its engine (failover: store a
+/// partner's bindings, settle acknowledged ones, transfer pool addresses, list bindings). What
+/// it changes through [`Engine::install`] is journaled in the worker's next commit; the
+/// returned [`AfterCommit`], if any, runs once that commit is done.
+pub type EngineTask = Box<dyn FnOnce(&mut Engine, Time) -> Option<AfterCommit> + Send>;
+
+/// Runs after the journal commit that follows an [`EngineTask`]; `true` if the commit reached
+/// the disk (the task's changes are durable).
+pub type AfterCommit = Box<dyn FnOnce(bool) + Send>;
+
+/// Called on the worker's thread with the bindings of every successful journal commit (in
+/// journal order), after the commit: failover replicates them from here.
+pub type CommitHook = Box<dyn FnMut(&[Binding]) + Send>;
+
 /// Messages from the daemon to a worker.
-#[derive(Debug)]
 pub enum Control {
     /// Serve new settings (SIGHUP); every binding is kept.
     Reload {
@@ -63,8 +76,25 @@ pub enum Control {
     Leases(Sender<Vec<LeaseRow>>),
     /// Send back pool usage per scope.
     Pools(Sender<Vec<PoolRow>>),
+    /// Run a task with the engine (see [`EngineTask`]).
+    Run(EngineTask),
     /// Commit and stop.
     Shutdown,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Control::Reload { iface_scopes, .. } => f
+                .debug_struct("Reload")
+                .field("iface_scopes", iface_scopes)
+                .finish_non_exhaustive(),
+            Control::Leases(_) => f.write_str("Leases"),
+            Control::Pools(_) => f.write_str("Pools"),
+            Control::Run(_) => f.write_str("Run"),
+            Control::Shutdown => f.write_str("Shutdown"),
+        }
+    }
 }
 
 /// Worker-level counters (the engine's are in [`crate::engine::Stats`]).
@@ -252,10 +282,11 @@ impl<A: Authority> Worker<A> {
                         tracing::info!("worker stopped");
                         return Ok(());
                     }
-                    Ok(c) => apply_control(&mut self.engine, c),
+                    Ok(c) => apply_control(&mut self.engine, &mut self.durable, c),
                     Err(TryRecvError::Empty) => break,
                 }
             }
+            self.authority.refresh();
             let now = Time::now();
             // Receive one batch (at most `batch` frames), round-robin over the ready sockets.
             // Replies are written into `tx_bufs[k]` for the k-th pending reply.
@@ -328,6 +359,11 @@ impl<A: Authority> Worker<A> {
         }
     }
 
+    /// Call `hook` with the bindings of every successful journal commit (see [`CommitHook`]).
+    pub fn set_commit_hook(&mut self, hook: CommitHook) {
+        self.durable.hook = Some(hook);
+    }
+
     fn send(&self, p: &Pending, frame: &[u8]) {
         let sock = &self.sockets[p.iface];
         let to = match p.dest {
@@ -349,23 +385,54 @@ impl<A: Authority> Worker<A> {
 pub(crate) struct Durable {
     journal: Journal,
     cfg: JournalConfig,
+    /// Told about every committed binding.
+    pub(crate) hook: Option<CommitHook>,
+    /// The bindings of the commit in progress (reused).
+    committed: Vec<Binding>,
+    /// Continuations of control tasks waiting for the next commit.
+    after: Vec<AfterCommit>,
 }
 
 impl Durable {
     /// `journal` as opened with `cfg` (kept to reopen it after a failure).
     pub(crate) fn new(journal: Journal, cfg: JournalConfig) -> Durable {
-        Durable { journal, cfg }
+        Durable {
+            journal,
+            cfg,
+            hook: None,
+            committed: Vec::new(),
+            after: Vec::new(),
+        }
+    }
+
+    /// Journal and commit the engine's queued updates, then tell the commit hook and the
+    /// waiting task continuations. False if the commit failed.
+    pub(crate) fn commit(&mut self, engine: &mut Engine, stats: &WorkerStats) -> bool {
+        let ok = self.commit_journal(engine, stats);
+        if ok && !self.committed.is_empty() {
+            if let Some(h) = self.hook.as_mut() {
+                h(&self.committed);
+            }
+        }
+        self.committed.clear();
+        for f in self.after.drain(..) {
+            f(ok);
+        }
+        ok
     }
 
     /// Journal and commit the engine's queued updates. False if that failed: the caller withholds
     /// the batch's ACKs (clients will retry).
-    pub(crate) fn commit(&mut self, engine: &mut Engine, stats: &WorkerStats) -> bool {
+    fn commit_journal(&mut self, engine: &mut Engine, stats: &WorkerStats) -> bool {
         let mut n = 0u64;
         let mut failed = None;
         for b in engine.take_updates() {
             n += 1;
             if let Err(e) = self.journal.append(&b) {
                 failed = Some(e);
+            }
+            if self.hook.is_some() {
+                self.committed.push(b);
             }
         }
         if n == 0 && self.journal.pending() == 0 {
@@ -439,8 +506,13 @@ pub(crate) fn live_bindings(engine: &Engine) -> Vec<Binding> {
 
 /// Apply a control message that reads or reconfigures the engine (both workers share this;
 /// `Shutdown` is handled by the worker loop itself).
-pub(crate) fn apply_control(engine: &mut Engine, c: Control) {
+pub(crate) fn apply_control(engine: &mut Engine, durable: &mut Durable, c: Control) {
     match c {
+        Control::Run(task) => {
+            if let Some(after) = task(engine, Time::now()) {
+                durable.after.push(after);
+            }
+        }
         Control::Reload {
             settings,
             iface_scopes,

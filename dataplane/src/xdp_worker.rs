@@ -549,6 +549,12 @@ impl<A: Authority> XdpWorker<A> {
         ))
     }
 
+    /// Call `hook` with the bindings of every successful journal commit (see
+    /// [`crate::worker::CommitHook`]).
+    pub fn set_commit_hook(&mut self, hook: crate::worker::CommitHook) {
+        self.durable.hook = Some(hook);
+    }
+
     /// Run until [`Control::Shutdown`] (or the handle is dropped).
     pub fn run(mut self) -> Result<(), WorkerError> {
         self.durable.commit(&mut self.engine, &self.stats);
@@ -575,10 +581,11 @@ impl<A: Authority> XdpWorker<A> {
                         tracing::info!("AF_XDP worker stopped");
                         return Ok(());
                     }
-                    Ok(c) => apply_control(&mut self.engine, c),
+                    Ok(c) => apply_control(&mut self.engine, &mut self.durable, c),
                     Err(TryRecvError::Empty) => break,
                 }
             }
+            self.authority.refresh();
             let now = Time::now();
             let mut received = 0;
             for i in 0..self.ports.len() {

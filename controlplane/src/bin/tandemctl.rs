@@ -69,6 +69,27 @@ enum Cmd {
     Reload,
     /// Print the Prometheus metrics.
     Metrics,
+    /// Failover relationships (as Get-DhcpServerv4Failover and the -PartnerDown switch).
+    Failover {
+        #[command(subcommand)]
+        cmd: FailoverCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FailoverCmd {
+    /// Show every relationship, or one: state, partner state, MCLT wait, pools, unacked
+    /// updates, last contact, clock skew.
+    Show {
+        /// The relationship's name (all when omitted).
+        name: Option<String>,
+    },
+    /// Tell the server its partner is down (it serves the partner's clients at once and takes
+    /// the partner's free addresses after MCLT). Only when the partner is really not serving.
+    PartnerDown {
+        /// The relationship's name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -311,6 +332,60 @@ fn print_status(v: &Value) {
     }
 }
 
+fn print_relationship(v: &Value) {
+    let rows = [
+        ("relationship", s(v, "name")),
+        ("role", s(v, "role")),
+        ("mode", s(v, "mode")),
+        ("partner", s(v, "partner")),
+        ("scopes", {
+            let list: Vec<String> = v
+                .get("scopes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect();
+            list.join(", ")
+        }),
+        (
+            "state",
+            format!("{} (since {})", s(v, "state"), when(v, "state_since")),
+        ),
+        ("partner state", s(v, "partner_state")),
+        ("connected", s(v, "connected")),
+        ("last connected", when(v, "last_connected")),
+        ("mclt", format!("{}s", s(v, "mclt_secs"))),
+        ("takeover", when(v, "takeover_at")),
+        ("unacked updates", s(v, "unacked_updates")),
+        (
+            "free / backup",
+            format!("{} / {}", s(v, "free"), s(v, "backup")),
+        ),
+        (
+            "partner bindings",
+            format!(
+                "{} stored, {} refused",
+                s(v, "partner_bindings"),
+                s(v, "partner_rejected")
+            ),
+        ),
+        (
+            "our updates",
+            format!(
+                "{} acked, {} refused",
+                s(v, "updates_acked"),
+                s(v, "updates_rejected")
+            ),
+        ),
+        ("clock skew", s(v, "clock_skew_secs")),
+        ("last refusal", s(v, "last_refusal")),
+    ];
+    for (k, x) in rows {
+        println!("{k:<18} {x}");
+    }
+}
+
 fn run(args: &Args) -> Result<(), Fail> {
     let auth = auth(args)?;
     let admin = args.admin.as_str();
@@ -399,6 +474,46 @@ fn run(args: &Args) -> Result<(), Fail> {
         Cmd::Metrics => {
             let a = call(args, &auth, false, "/metrics", &[])?;
             print!("{}", a.body);
+        }
+        Cmd::Failover {
+            cmd: FailoverCmd::Show { name },
+        } => {
+            let path = match name {
+                Some(n) => format!("/v1/failover/{n}"),
+                None => "/v1/failover".into(),
+            };
+            let v = json_of(&call(args, &auth, false, &path, &[])?, admin)?;
+            if args.json {
+                print_json(&v);
+            } else if name.is_some() {
+                print_relationship(&v);
+            } else {
+                let rels = v
+                    .get("relationships")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                if rels.is_empty() {
+                    println!("no failover relationships configured");
+                }
+                for (i, r) in rels.iter().enumerate() {
+                    if i > 0 {
+                        println!();
+                    }
+                    print_relationship(r);
+                }
+            }
+        }
+        Cmd::Failover {
+            cmd: FailoverCmd::PartnerDown { name },
+        } => {
+            let path = format!("/v1/failover/{name}/partner-down");
+            let v = json_of(&call(args, &auth, true, &path, &[])?, admin)?;
+            if args.json {
+                print_json(&v);
+            } else {
+                println!("{}", s(&v, "message"));
+            }
         }
     }
     Ok(())

@@ -18,7 +18,14 @@ use super::values;
 use super::LogFormat;
 
 /// Keys of the top level.
-pub(crate) const TOP_KEYS: &[&str] = &["server", "dataplane", "options", "option", "scope"];
+pub(crate) const TOP_KEYS: &[&str] = &[
+    "server",
+    "dataplane",
+    "options",
+    "option",
+    "scope",
+    "failover",
+];
 /// Keys of `[server]`.
 pub(crate) const SERVER_KEYS: &[&str] = &[
     "server_id",
@@ -108,6 +115,7 @@ pub(crate) struct Draft {
     pub global_options: OptionSet,
     pub scopes: Vec<ScopeDraft>,
     pub dataplane: super::DataplaneSettings,
+    pub failover: Vec<super::failover::FailoverDraft>,
 }
 
 /// `[server]`, read. Fields left at their default when absent or wrong (the error is recorded).
@@ -177,6 +185,9 @@ fn top_hint(k: &str) -> Option<String> {
         Some(format!("`{k}` is an option: put it in the [options] table"))
     } else if SCOPE_KEYS.contains(&k) && !TOP_KEYS.contains(&k) {
         Some(format!("`{k}` belongs in a [[scope]]"))
+    } else if super::failover::FAILOVER_KEYS.contains(&k) && reader::suggest(k, TOP_KEYS).is_none()
+    {
+        Some(format!("`{k}` belongs in a [[failover]]"))
     } else if matches!(k, "policy" | "policies" | "reservation" | "reservations") {
         Some(format!(
             "`{k}` belongs to a scope: write [[scope.{}]] after its [[scope]]",
@@ -228,16 +239,31 @@ pub(crate) fn read_document(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Draft {
             "no [[scope]]: the server has no addresses to serve",
         ),
     }
+    let mut failover = Vec::new();
+    if let Some(v) = reader::get(root, "failover") {
+        for (i, (item, t)) in reader::tables(ctx, v, "failover", "failover")
+            .into_iter()
+            .enumerate()
+        {
+            failover.push(super::failover::read(ctx, item, t, i));
+        }
+    }
     Draft {
         server,
         global_options,
         scopes,
         dataplane,
+        failover,
     }
 }
 
 /// Choose from a closed set of strings, with a suggestion on a miss.
-fn choice<T: Copy>(ctx: &mut Ctx<'_>, v: &Val<'_>, path: &str, choices: &[(&str, T)]) -> Option<T> {
+pub(crate) fn choice<T: Copy>(
+    ctx: &mut Ctx<'_>,
+    v: &Val<'_>,
+    path: &str,
+    choices: &[(&str, T)],
+) -> Option<T> {
     let s = reader::string(ctx, v, path)?;
     if let Some((_, t)) = choices.iter().find(|(n, _)| *n == s) {
         return Some(*t);

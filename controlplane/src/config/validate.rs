@@ -102,6 +102,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
         global_options,
         scopes,
         dataplane,
+        failover,
     } = draft;
     for s in &scopes {
         check_scope(ctx, s, server.as_ref());
@@ -109,6 +110,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
     unique_scope_names(ctx, &scopes);
     subnets_disjoint(ctx, &scopes);
     ranges_disjoint(ctx, &scopes);
+    let failover = super::failover::build(ctx, &failover, &scopes, server.as_ref());
     let server = server?;
     if !ctx.errors.is_empty() {
         return None;
@@ -163,6 +165,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
         },
         scope_interfaces,
         dataplane,
+        failover,
     })
 }
 
@@ -176,7 +179,7 @@ fn unique_scope_names(ctx: &mut Ctx<'_>, scopes: &[ScopeDraft]) {
 }
 
 /// Report every name that an earlier one already used, pointing at the first use's line.
-fn report_duplicate_names<'n>(
+pub(crate) fn report_duplicate_names<'n>(
     ctx: &mut Ctx<'_>,
     names: impl Iterator<Item = &'n At<String>>,
     what: &str,

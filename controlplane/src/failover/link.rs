@@ -24,10 +24,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use tandem_dataplane::time::Time;
 
 use super::codec::{Codec, CodecError, FrameDecoder};
@@ -43,6 +44,8 @@ const HIGH_WATER: usize = 256 * 1024;
 /// Bytes read from the socket per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
 const LISTENER: Token = Token(0);
+/// The token of [`Link::waker`] (never a connection's: those count up from 1).
+const WAKE: Token = Token(usize::MAX);
 
 /// Socket settings of one relationship's link.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,6 +234,7 @@ pub struct Link<S> {
     next_token: usize,
     next_connect: Option<Time>,
     backoff: Duration,
+    waker: Arc<Waker>,
 }
 
 impl<S: StateStore> Link<S> {
@@ -238,6 +242,7 @@ impl<S: StateStore> Link<S> {
     /// happens on the first [`Link::run_once`].
     pub fn new(cfg: LinkConfig, peer: Peer<S>) -> Result<Link<S>, LinkError> {
         let poll = Poll::new().map_err(LinkError::Poll)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(LinkError::Poll)?);
         let mut listener = None;
         let mut local = None;
         if let Some(addr) = cfg.listen {
@@ -262,7 +267,14 @@ impl<S: StateStore> Link<S> {
             conn: None,
             next_token: 1,
             next_connect,
+            waker,
         })
+    }
+
+    /// Wakes a [`Link::run_once`] that is waiting, from another thread (work arrived for the
+    /// peer through a channel).
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
     }
 
     /// The address the listener is bound to (useful with port 0).

@@ -7,9 +7,11 @@
 //! around a `Peer`, with the clock read there and nowhere else.
 
 pub mod codec;
+pub mod filestore;
 pub mod link;
 pub mod message;
 pub mod peer;
+pub mod service;
 
 pub use codec::{Codec, CodecError, Decoded, Dialect, DigestStatus, FrameDecoder};
 pub use message::{

@@ -551,16 +551,36 @@ pub struct Tandemd {
     pub config: PathBuf,
     proc: Option<Proc>,
     starts: u32,
+    /// Prefix of its files in the lab (config, state directory, logs).
+    name: String,
+    /// Extra words put before `tandemd` on its command line (e.g. `faketime -f -90s`).
+    pub wrapper: Vec<String>,
 }
 
 impl Tandemd {
     /// The `[server]` table every test config starts with.
     pub fn server_section(lab: &Lab, server_id: &str, interfaces: &[&str]) -> String {
+        Tandemd::server_section_named(lab, "tandemd", server_id, interfaces)
+    }
+
+    /// The `[server]` table of the daemon called `name` in this lab (its own state directory
+    /// `<name>-state`; `tandemd` is the name [`Tandemd::start`] uses).
+    pub fn server_section_named(
+        lab: &Lab,
+        name: &str,
+        server_id: &str,
+        interfaces: &[&str],
+    ) -> String {
         let ifs: Vec<String> = interfaces.iter().map(|i| format!("\"{i}\"")).collect();
+        let state = if name == "tandemd" {
+            lab.path("state")
+        } else {
+            lab.path(&format!("{name}-state"))
+        };
         format!(
             "[server]\nserver_id = \"{server_id}\"\nstate_dir = \"{}\"\ndurability = \"sync\"\n\
              admin_listen = \"{ADMIN}\"\ninterfaces = [{}]\n",
-            lab.path("state").display(),
+            state.display(),
             ifs.join(", ")
         )
     }
@@ -568,8 +588,26 @@ impl Tandemd {
     /// Write `config` to `<lab>/tandem.toml`, check it with `--check-config` (a failure shows
     /// the daemon's messages), start `tandemd --config` in `ns` and wait until it serves.
     pub fn start(lab: &Lab, ns: &Netns, config: &str) -> Tandemd {
-        let path = lab.write("tandem.toml", config);
-        fs::create_dir_all(lab.path("state")).expect("state dir");
+        Tandemd::start_named(lab, ns, "tandemd", config, &[])
+    }
+
+    /// [`Tandemd::start`] for one of several daemons of a lab: files `<name>.toml`,
+    /// `<name>-state/` (use [`Tandemd::server_section_named`]) and logs `<name>-N.log`;
+    /// `wrapper` goes before `tandemd` on the command line (e.g. `["faketime", "-f", "-90s"]`).
+    pub fn start_named(
+        lab: &Lab,
+        ns: &Netns,
+        name: &str,
+        config: &str,
+        wrapper: &[&str],
+    ) -> Tandemd {
+        let (cfg_file, state) = if name == "tandemd" {
+            ("tandem.toml".to_string(), lab.path("state"))
+        } else {
+            (format!("{name}.toml"), lab.path(&format!("{name}-state")))
+        };
+        let path = lab.write(&cfg_file, config);
+        fs::create_dir_all(state).expect("state dir");
         let p = path.to_string_lossy().into_owned();
         let out = ns.exec(&[TANDEMD, "--check-config", &p]);
         assert!(
@@ -584,6 +622,8 @@ impl Tandemd {
             config: path,
             proc: None,
             starts: 0,
+            name: name.to_string(),
+            wrapper: wrapper.iter().map(|w| w.to_string()).collect(),
         };
         d.launch(ns, lab);
         d
@@ -592,9 +632,11 @@ impl Tandemd {
     fn launch(&mut self, ns: &Netns, lab: &Lab) {
         assert_eq!(ns.name, self.ns);
         self.starts += 1;
-        let name = format!("tandemd-{}", self.starts);
+        let name = format!("{}-{}", self.name, self.starts);
         let cfg = self.config.to_string_lossy().into_owned();
-        let mut p = ns.spawn(lab, &name, &[TANDEMD, "--config", &cfg]);
+        let mut argv: Vec<&str> = self.wrapper.iter().map(String::as_str).collect();
+        argv.extend_from_slice(&[TANDEMD, "--config", &cfg]);
+        let mut p = ns.spawn(lab, &name, &argv);
         let ready = poll(Duration::from_secs(20), || {
             if let Some(st) = p.try_wait() {
                 panic!("tandemd exited during startup ({st}):\n{}", p.log_text());
@@ -635,7 +677,8 @@ impl Tandemd {
         run(&argv)
     }
 
-    fn ctl_json(&self, args: &[&str]) -> Value {
+    /// `tandemctl ARGS` (which must print JSON), parsed; panics if it fails.
+    pub fn ctl_json(&self, args: &[&str]) -> Value {
         let out = self.ctl(args);
         assert!(
             out.status.success(),

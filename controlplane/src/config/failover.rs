@@ -1,0 +1,930 @@
+//! `[[failover]]`: the failover relationships this server takes part in, each with one partner
+//! and the scopes the two share.
+//!
+//! Reading a table checks its keys and single values (and reads the shared-secret file); the
+//! checks across relationships, scopes and `[server]` (scope names, partner addresses, listeners,
+//! the state machine's own rules) run in [`build`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use toml::de::DeTable;
+
+use crate::failover::link::LinkConfig;
+use crate::failover::peer::{ConfigError as PeerConfigError, Mode, PeerConfig, Role};
+
+use super::reader::{self, At, Ctx, Val};
+use super::schema::{self, ScopeDraft, ServerDraft};
+use super::validate;
+use super::values::{self, show_duration};
+
+#[cfg(test)]
+mod tests;
+
+/// Keys of `[[failover]]`.
+pub(crate) const FAILOVER_KEYS: &[&str] = &[
+    "name",
+    "role",
+    "partner",
+    "partner_port",
+    "listen",
+    "listen_port",
+    "mode",
+    "load_balance_percent",
+    "hot_standby_role",
+    "reserve_percent",
+    "mclt",
+    "state_switchover_interval",
+    "shared_secret",
+    "shared_secret_file",
+    "scopes",
+    "max_clock_skew",
+    "max_response_delay",
+    "startup_wait",
+    "max_unacked_updates",
+];
+
+/// The failover port (TCP 647, as ISC dhcpd and Windows use): default of `partner_port` and
+/// `listen_port`.
+pub const DEFAULT_FAILOVER_PORT: u16 = 647;
+/// Longest relationship name, in characters.
+const MAX_NAME_LEN: usize = 64;
+/// Largest shared-secret file read, in bytes.
+const MAX_SECRET_FILE: u64 = 4096;
+/// Longest `mclt` and `state_switchover_interval`: 30 days.
+const MAX_LONG_SECS: u64 = 30 * 86_400;
+/// Longest `max_clock_skew`, `max_response_delay` and `startup_wait`: one hour.
+const MAX_SHORT_SECS: u64 = 3600;
+
+/// One failover relationship, validated: this server's side of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FailoverSettings {
+    /// Relationship name (`name`): 1 to 64 characters from `A-Z a-z 0-9 . _ -`, unique among the
+    /// relationships; sent in CONNECT and used in the state file's name.
+    pub name: String,
+    /// This server's role (`role`).
+    pub role: Role,
+    /// The relationship's mode, from `mode`, `load_balance_percent`, `hot_standby_role` and
+    /// `reserve_percent`, expressed in primary/secondary terms.
+    pub mode: Mode,
+    /// The partner's address (`partner`, `partner_port`): the primary connects to it, and only
+    /// connections from its IP address are accepted.
+    pub partner: SocketAddr,
+    /// Where this server accepts the partner's connections (`listen`, `listen_port`).
+    pub listen: SocketAddr,
+    /// Maximum client lead time in seconds (`mclt`).
+    pub mclt_secs: u32,
+    /// Seconds in COMMUNICATIONS-INTERRUPTED before moving to PARTNER-DOWN on its own
+    /// (`state_switchover_interval`); `None`: never automatically.
+    pub switchover_secs: Option<u32>,
+    /// The shared secret that signs every message (`shared_secret_file` or `shared_secret`);
+    /// `None`: messages are not signed.
+    pub secret: Option<Vec<u8>>,
+    /// The relationship's scopes, as indices into `Config::settings.scopes`, in the order listed.
+    pub scopes: Vec<usize>,
+    /// The same scopes by name.
+    pub scope_names: Vec<String>,
+    /// Largest tolerated difference between the two servers' clocks, in seconds
+    /// (`max_clock_skew`).
+    pub max_clock_skew_secs: u32,
+    /// Seconds without any message from the partner after which the link is dropped
+    /// (`max_response_delay`; the partner's receive timer).
+    pub max_response_delay_secs: u32,
+    /// Seconds to wait in STARTUP for the partner (`startup_wait`).
+    pub startup_secs: u32,
+    /// How many binding updates the partner may have unacknowledged towards this server
+    /// (`max_unacked_updates`).
+    pub max_unacked_updates: u32,
+}
+
+impl fmt::Debug for FailoverSettings {
+    /// Every field, except that the secret shows only its length.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = self
+            .secret
+            .as_ref()
+            .map(|s| format!("<{} bytes, not shown>", s.len()));
+        f.debug_struct("FailoverSettings")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("mode", &self.mode)
+            .field("partner", &self.partner)
+            .field("listen", &self.listen)
+            .field("mclt_secs", &self.mclt_secs)
+            .field("switchover_secs", &self.switchover_secs)
+            .field("secret", &secret)
+            .field("scopes", &self.scopes)
+            .field("scope_names", &self.scope_names)
+            .field("max_clock_skew_secs", &self.max_clock_skew_secs)
+            .field("max_response_delay_secs", &self.max_response_delay_secs)
+            .field("startup_secs", &self.startup_secs)
+            .field("max_unacked_updates", &self.max_unacked_updates)
+            .finish()
+    }
+}
+
+impl FailoverSettings {
+    /// The state machine's configuration: [`PeerConfig::new`] for this name and role, with the
+    /// mode, MCLT, switchover interval, clock-skew limit, receive timer, startup wait and
+    /// unacked-update window of these settings.
+    pub fn peer_config(&self) -> PeerConfig {
+        let mut c = PeerConfig::new(self.name.as_bytes(), self.role);
+        c.mode = self.mode;
+        c.mclt_secs = self.mclt_secs;
+        c.switchover_secs = self.switchover_secs;
+        c.max_skew_secs = self.max_clock_skew_secs;
+        c.receive_timer_secs = self.max_response_delay_secs;
+        c.startup_secs = self.startup_secs;
+        c.max_unacked = self.max_unacked_updates;
+        c
+    }
+
+    /// The link's configuration: [`LinkConfig::new`]'s timing with this listener, partner and
+    /// secret.
+    pub fn link_config(&self) -> LinkConfig {
+        let mut c = LinkConfig::new();
+        c.listen = Some(self.listen);
+        c.partner = Some(self.partner);
+        c.secret = self.secret.clone();
+        c
+    }
+}
+
+/// One `[[failover]]`, read. Values stay at their defaults when absent or wrong (the error is
+/// recorded).
+pub(crate) struct FailoverDraft {
+    /// `failover."name"` or `failover[i]`.
+    path: String,
+    header: Range<usize>,
+    name: Option<At<String>>,
+    role: Option<Role>,
+    mode: Option<Mode>,
+    partner: Option<At<SocketAddr>>,
+    /// The listener, placed at `listen` (or `listen_port`, or the header when both are absent).
+    listen: At<SocketAddr>,
+    /// `listen` was not given (0.0.0.0, all addresses).
+    listen_default: bool,
+    mclt_secs: u32,
+    switchover: Option<At<u32>>,
+    secret: Option<Vec<u8>>,
+    scopes: Vec<At<String>>,
+    max_clock_skew_secs: u32,
+    max_response_delay_secs: u32,
+    startup_secs: u32,
+    max_unacked_updates: u32,
+    /// No mistake was found in this table: the checks that combine its values may run.
+    clean: bool,
+}
+
+/// What `mode` says.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum ModeKind {
+    LoadBalance,
+    HotStandby,
+}
+
+impl ModeKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ModeKind::LoadBalance => "load-balance",
+            ModeKind::HotStandby => "hot-standby",
+        }
+    }
+}
+
+fn key_hint(k: &str) -> Option<String> {
+    match k {
+        "peer" | "peer_address" | "address" | "partner_address" => {
+            Some("did you mean `partner` (the partner's IPv4 address)?".into())
+        }
+        "peer_port" | "port" => {
+            Some("did you mean `partner_port` (the partner's port) or `listen_port` (ours)?".into())
+        }
+        "split" | "hba" => Some(
+            "did you mean `load_balance_percent` (the share of clients this server serves)?".into(),
+        ),
+        "secret" | "key" => Some("did you mean `shared_secret_file` or `shared_secret`?".into()),
+        "scope" => Some("did you mean `scopes` (the names of the shared scopes)?".into()),
+        _ if schema::SCOPE_KEYS.contains(&k) && !FAILOVER_KEYS.contains(&k) => Some(format!(
+            "`{k}` belongs in a [[scope]]; a relationship lists its scopes by name in `scopes`"
+        )),
+        _ if schema::SERVER_KEYS.contains(&k) => {
+            Some(format!("`{k}` belongs in the [server] table"))
+        }
+        _ => None,
+    }
+}
+
+/// A relationship name: 1 to 64 characters from `A-Z a-z 0-9 . _ -` (it is part of a file name).
+fn relationship_name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("a relationship name cannot be empty".into());
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{} contains {}; a relationship name uses only letters, digits, `.`, `_` and `-` \
+             (it names the relationship's state file)",
+            reader::quoted(s),
+            reader::quoted(&c.to_string())
+        ));
+    }
+    if s.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "`{s}` is {} characters long; a relationship name has at most {MAX_NAME_LEN}",
+            s.len()
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// The contents of a shared-secret file: a regular file kept private by its owner, at most
+/// [`MAX_SECRET_FILE`] bytes, without its trailing line break, not empty.
+fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{shown} has mode {mode:04o}, so users other than its owner can access the secret; \
+             run `chmod 600 {shown}`"
+        ));
+    }
+    if meta.len() > MAX_SECRET_FILE {
+        return Err(format!(
+            "{shown} is {} bytes; a shared-secret file holds one secret (at most \
+             {MAX_SECRET_FILE} bytes)",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_FILE).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    while matches!(bytes.last(), Some(b'\n' | b'\r')) {
+        bytes.pop();
+    }
+    if bytes.is_empty() {
+        return Err(format!(
+            "{shown} is empty (a trailing line break does not count); write the secret into it"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A duration key of `t` within `min..=max` seconds, or `default` (also when wrong).
+fn duration_or(
+    ctx: &mut Ctx<'_>,
+    t: &DeTable<'_>,
+    path: &str,
+    key: &str,
+    (min, max): (u64, u64),
+    default: u32,
+) -> u32 {
+    reader::get(t, key)
+        .and_then(|v| schema::duration(ctx, v, &reader::join(path, key), min, max))
+        // The bounds are at most 30 days, so the value fits a u32.
+        .map_or(default, |s| s as u32)
+}
+
+/// An integer key of `t` within `min..=max`, with its value (None when absent or wrong).
+fn integer_key<'a, 'i>(
+    ctx: &mut Ctx<'_>,
+    t: &'a DeTable<'i>,
+    path: &str,
+    key: &str,
+    (min, max): (i128, i128),
+) -> Option<(i128, &'a Val<'i>)> {
+    let v = reader::get(t, key)?;
+    reader::integer_in(ctx, v, &reader::join(path, key), min, max).map(|n| (n, v))
+}
+
+/// Report a key that belongs to the other mode.
+fn wrong_mode(
+    ctx: &mut Ctx<'_>,
+    v: &Val<'_>,
+    path: &str,
+    key: &str,
+    mode: ModeKind,
+    explicit: bool,
+) {
+    let (needed, here) = match mode {
+        ModeKind::LoadBalance => (ModeKind::HotStandby, ModeKind::LoadBalance),
+        ModeKind::HotStandby => (ModeKind::LoadBalance, ModeKind::HotStandby),
+    };
+    ctx.error(
+        v.span(),
+        reader::join(path, key),
+        format!(
+            "`{key}` applies only with mode = \"{}\"; this relationship's mode is \"{}\"{}",
+            needed.as_str(),
+            here.as_str(),
+            if explicit { "" } else { " (the default)" }
+        ),
+    );
+}
+
+/// Read one `[[failover]]` table (item `i` of the array).
+pub(crate) fn read(ctx: &mut Ctx<'_>, item: &Val<'_>, t: &DeTable<'_>, i: usize) -> FailoverDraft {
+    let before = ctx.errors.len();
+    let header = item.span();
+    let mut name_at = None;
+    match reader::get(t, "name") {
+        None => reader::missing(
+            ctx,
+            header.clone(),
+            &format!("failover[{i}]"),
+            "name",
+            "the relationship's name, the same on both servers",
+        ),
+        Some(v) => {
+            let path = format!("failover[{i}].name");
+            if let Some(n) = reader::parsed(ctx, v, &path, relationship_name) {
+                name_at = Some((n, v.span()));
+            }
+        }
+    }
+    let path = match &name_at {
+        Some((n, _)) => format!("failover.{}", reader::quoted(n)),
+        None => format!("failover[{i}]"),
+    };
+    let name = name_at.map(|(n, span)| At::new(n, span, reader::join(&path, "name")));
+    reader::check_keys(ctx, t, &path, FAILOVER_KEYS, &key_hint);
+    let p = |k: &str| reader::join(&path, k);
+
+    let role = match reader::get(t, "role") {
+        None => {
+            reader::missing(
+                ctx,
+                header.clone(),
+                &path,
+                "role",
+                "\"primary\" or \"secondary\"; the partner has the other",
+            );
+            None
+        }
+        Some(v) => schema::choice(
+            ctx,
+            v,
+            &p("role"),
+            &[("primary", Role::Primary), ("secondary", Role::Secondary)],
+        ),
+    };
+
+    let partner_port = integer_key(ctx, t, &path, "partner_port", (1, 65_535))
+        .map_or(DEFAULT_FAILOVER_PORT, |(n, _)| n as u16);
+    let partner = match reader::get(t, "partner") {
+        None => {
+            reader::missing(
+                ctx,
+                header.clone(),
+                &path,
+                "partner",
+                "the partner server's IPv4 address",
+            );
+            None
+        }
+        Some(v) => {
+            let at = reader::parsed(ctx, v, &p("partner"), values::ipv4);
+            match at {
+                Some(a) if a.is_unspecified() || a.is_broadcast() || a.is_multicast() => {
+                    ctx.error(
+                        v.span(),
+                        p("partner"),
+                        format!(
+                            "{a} cannot be a partner's address: use the partner server's \
+                             unicast address"
+                        ),
+                    );
+                    None
+                }
+                Some(a) => Some(At::new(
+                    SocketAddr::from((a, partner_port)),
+                    v.span(),
+                    p("partner"),
+                )),
+                None => None,
+            }
+        }
+    };
+
+    let listen_port_v = integer_key(ctx, t, &path, "listen_port", (1, 65_535));
+    let listen_port = listen_port_v.map_or(DEFAULT_FAILOVER_PORT, |(n, _)| n as u16);
+    let mut listen = At::new(
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, listen_port)),
+        listen_port_v.map_or(header.clone(), |(_, v)| v.span()),
+        p(if listen_port_v.is_some() {
+            "listen_port"
+        } else {
+            "listen"
+        }),
+    );
+    if let Some(v) = reader::get(t, "listen") {
+        if let Some(a) = reader::parsed(ctx, v, &p("listen"), values::ipv4) {
+            if a.is_broadcast() || a.is_multicast() {
+                ctx.error(
+                    v.span(),
+                    p("listen"),
+                    format!(
+                        "{a} is not an address to listen on: use one of this server's \
+                         addresses, or 0.0.0.0 for all"
+                    ),
+                );
+            } else {
+                listen = At::new(SocketAddr::from((a, listen_port)), v.span(), p("listen"));
+            }
+        }
+    }
+
+    let listen_default = reader::get(t, "listen").is_none();
+    let mode = read_mode(ctx, t, &path, &header, role);
+
+    let mclt_secs = duration_or(ctx, t, &path, "mclt", (1, MAX_LONG_SECS), 3600);
+    let switchover = reader::get(t, "state_switchover_interval").and_then(|v| {
+        let k = p("state_switchover_interval");
+        schema::duration(ctx, v, &k, 1, MAX_LONG_SECS).map(|s| At::new(s as u32, v.span(), k))
+    });
+    let max_clock_skew_secs = duration_or(ctx, t, &path, "max_clock_skew", (1, MAX_SHORT_SECS), 60);
+    let max_response_delay_secs =
+        duration_or(ctx, t, &path, "max_response_delay", (3, MAX_SHORT_SECS), 60);
+    let startup_secs = duration_or(ctx, t, &path, "startup_wait", (1, MAX_SHORT_SECS), 10);
+    let max_unacked_updates =
+        integer_key(ctx, t, &path, "max_unacked_updates", (1, 1024)).map_or(64, |(n, _)| n as u32);
+
+    let secret = read_secret(ctx, t, &path);
+
+    let mut scopes: Vec<At<String>> = Vec::new();
+    match reader::get(t, "scopes") {
+        None => reader::missing(
+            ctx,
+            header.clone(),
+            &path,
+            "scopes",
+            "the names of the scopes this relationship shares, like [\"lan\"]",
+        ),
+        Some(v) => {
+            if let Some(a) = reader::array(ctx, v, &p("scopes")) {
+                if a.is_empty() {
+                    ctx.error(
+                        v.span(),
+                        p("scopes"),
+                        "needs at least one scope: the scopes this relationship shares with the \
+                         partner",
+                    );
+                }
+                for (j, item) in a.iter().enumerate() {
+                    let ipath = reader::index(&p("scopes"), j);
+                    let Some(s) = reader::string(ctx, item, &ipath) else {
+                        continue;
+                    };
+                    if let Some(first) = scopes.iter().find(|x| x.v == s) {
+                        let line = ctx.line_of(first.span.start);
+                        ctx.error(
+                            item.span(),
+                            &ipath,
+                            format!(
+                                "scope {} is already listed (line {line})",
+                                reader::quoted(s)
+                            ),
+                        );
+                    } else {
+                        scopes.push(At::new(s.to_string(), item.span(), ipath));
+                    }
+                }
+            }
+        }
+    }
+
+    FailoverDraft {
+        path,
+        header,
+        name,
+        role,
+        mode,
+        partner,
+        listen,
+        listen_default,
+        mclt_secs,
+        switchover,
+        secret,
+        scopes,
+        max_clock_skew_secs,
+        max_response_delay_secs,
+        startup_secs,
+        max_unacked_updates,
+        clean: ctx.errors.len() == before,
+    }
+}
+
+/// The mode in primary/secondary terms (None when a part of it is missing or wrong).
+fn read_mode(
+    ctx: &mut Ctx<'_>,
+    t: &DeTable<'_>,
+    path: &str,
+    header: &Range<usize>,
+    role: Option<Role>,
+) -> Option<Mode> {
+    let mode_v = reader::get(t, "mode");
+    let kind = match mode_v {
+        None => Some(ModeKind::LoadBalance),
+        Some(v) => schema::choice(
+            ctx,
+            v,
+            &reader::join(path, "mode"),
+            &[
+                ("load-balance", ModeKind::LoadBalance),
+                ("hot-standby", ModeKind::HotStandby),
+            ],
+        ),
+    };
+    let explicit = mode_v.is_some();
+    let (lb, hs, reserve) = (
+        reader::get(t, "load_balance_percent"),
+        reader::get(t, "hot_standby_role"),
+        reader::get(t, "reserve_percent"),
+    );
+    match kind? {
+        ModeKind::LoadBalance => {
+            for (v, key) in [(hs, "hot_standby_role"), (reserve, "reserve_percent")] {
+                if let Some(v) = v {
+                    wrong_mode(ctx, v, path, key, ModeKind::LoadBalance, explicit);
+                }
+            }
+            let percent = match lb {
+                None => 50,
+                Some(_) => integer_key(ctx, t, path, "load_balance_percent", (0, 100))?.0 as u8,
+            };
+            if hs.is_some() || reserve.is_some() {
+                return None;
+            }
+            // `load_balance_percent` is this server's share; the mode names the primary's.
+            let primary_percent = match role? {
+                Role::Primary => percent,
+                Role::Secondary => 100 - percent,
+            };
+            Some(Mode::LoadBalance { primary_percent })
+        }
+        ModeKind::HotStandby => {
+            if let Some(v) = lb {
+                wrong_mode(
+                    ctx,
+                    v,
+                    path,
+                    "load_balance_percent",
+                    ModeKind::HotStandby,
+                    explicit,
+                );
+            }
+            let active = match hs {
+                None => {
+                    reader::missing(
+                        ctx,
+                        header.clone(),
+                        path,
+                        "hot_standby_role",
+                        "with mode = \"hot-standby\": \"active\" or \"standby\", this server's \
+                         part",
+                    );
+                    None
+                }
+                Some(v) => schema::choice(
+                    ctx,
+                    v,
+                    &reader::join(path, "hot_standby_role"),
+                    &[("active", true), ("standby", false)],
+                ),
+            };
+            let reserve_percent = match reserve {
+                None => Some(5),
+                Some(_) => {
+                    integer_key(ctx, t, path, "reserve_percent", (0, 100)).map(|(n, _)| n as u8)
+                }
+            };
+            let (active, reserve_percent, role) = (active?, reserve_percent?, role?);
+            if lb.is_some() {
+                return None;
+            }
+            Some(Mode::HotStandby {
+                active: if active { role } else { role.other() },
+                reserve_percent,
+            })
+        }
+    }
+}
+
+/// `shared_secret_file` or `shared_secret` (an error if both are given).
+fn read_secret(ctx: &mut Ctx<'_>, t: &DeTable<'_>, path: &str) -> Option<Vec<u8>> {
+    let file_v = reader::get(t, "shared_secret_file");
+    let inline_v = reader::get(t, "shared_secret");
+    if let (Some(f), Some(s)) = (file_v, inline_v) {
+        let (later, key) = if f.span().start > s.span().start {
+            (f, "shared_secret_file")
+        } else {
+            (s, "shared_secret")
+        };
+        ctx.error(
+            later.span(),
+            reader::join(path, key),
+            "give either `shared_secret_file` or `shared_secret`, not both",
+        );
+        return None;
+    }
+    if let Some(v) = file_v {
+        let k = reader::join(path, "shared_secret_file");
+        let s = reader::string(ctx, v, &k)?;
+        if !s.starts_with('/') {
+            ctx.error(
+                v.span(),
+                k,
+                format!("`{s}` is not an absolute path (like /etc/tandem/failover.secret)"),
+            );
+            return None;
+        }
+        return match read_secret_file(Path::new(s)) {
+            Ok(b) => Some(b),
+            Err(m) => {
+                ctx.error(v.span(), k, m);
+                None
+            }
+        };
+    }
+    let v = inline_v?;
+    let k = reader::join(path, "shared_secret");
+    let s = reader::string(ctx, v, &k)?;
+    if s.is_empty() {
+        ctx.error(
+            v.span(),
+            k,
+            "the shared secret cannot be empty; leave the key out to send unsigned messages",
+        );
+        return None;
+    }
+    Some(s.as_bytes().to_vec())
+}
+
+fn label(d: &FailoverDraft) -> String {
+    match &d.name {
+        Some(n) => format!("failover relationship {}", reader::quoted(&n.v)),
+        None => d.path.clone(),
+    }
+}
+
+/// Check the relationships against each other, the scopes and `[server]`, and build them (the
+/// result is complete only when no error was recorded).
+pub(crate) fn build(
+    ctx: &mut Ctx<'_>,
+    drafts: &[FailoverDraft],
+    scopes: &[ScopeDraft],
+    server: Option<&ServerDraft>,
+) -> Vec<FailoverSettings> {
+    validate::report_duplicate_names(
+        ctx,
+        drafts.iter().filter_map(|d| d.name.as_ref()),
+        "failover relationship name",
+        "",
+    );
+    let scope_index = check_scopes(ctx, drafts, scopes);
+    check_partners(ctx, drafts, server);
+    check_listeners(ctx, drafts, server);
+    let mut out = Vec::with_capacity(drafts.len());
+    for (d, scopes) in drafts.iter().zip(scope_index) {
+        let Some(settings) = settings_of(d, scopes) else {
+            continue;
+        };
+        if d.clean {
+            check_peer_rules(ctx, d, &settings);
+        }
+        out.push(settings);
+    }
+    out
+}
+
+/// The settings of a relationship whose required keys were all read.
+fn settings_of(d: &FailoverDraft, scopes: Vec<usize>) -> Option<FailoverSettings> {
+    Some(FailoverSettings {
+        name: d.name.as_ref()?.v.clone(),
+        role: d.role?,
+        mode: d.mode?,
+        partner: d.partner.as_ref()?.v,
+        listen: d.listen.v,
+        mclt_secs: d.mclt_secs,
+        switchover_secs: d.switchover.as_ref().map(|s| s.v),
+        secret: d.secret.clone(),
+        scope_names: d.scopes.iter().map(|s| s.v.clone()).collect(),
+        scopes,
+        max_clock_skew_secs: d.max_clock_skew_secs,
+        max_response_delay_secs: d.max_response_delay_secs,
+        startup_secs: d.startup_secs,
+        max_unacked_updates: d.max_unacked_updates,
+    })
+}
+
+/// Every listed scope exists and belongs to one relationship only; per relationship, the
+/// indices of its scopes.
+fn check_scopes(
+    ctx: &mut Ctx<'_>,
+    drafts: &[FailoverDraft],
+    scopes: &[ScopeDraft],
+) -> Vec<Vec<usize>> {
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in scopes.iter().enumerate() {
+        if let Some(n) = &s.name {
+            by_name.entry(n.v.as_str()).or_insert(i);
+        }
+    }
+    let known = || {
+        let mut names: Vec<String> = scopes
+            .iter()
+            .filter_map(|s| s.name.as_ref().map(|n| reader::quoted(&n.v)))
+            .collect();
+        names.dedup();
+        names.join(", ")
+    };
+    // Scope index -> (relationship, where it was listed).
+    let mut claimed: HashMap<usize, (&FailoverDraft, usize)> = HashMap::new();
+    let mut out = Vec::with_capacity(drafts.len());
+    for d in drafts {
+        let mut mine = Vec::with_capacity(d.scopes.len());
+        for s in &d.scopes {
+            let Some(&i) = by_name.get(s.v.as_str()) else {
+                let m = if scopes.is_empty() {
+                    format!(
+                        "no scope named {}; the file has no scopes",
+                        reader::quoted(&s.v)
+                    )
+                } else {
+                    format!(
+                        "no scope named {}; scopes are: {}",
+                        reader::quoted(&s.v),
+                        known()
+                    )
+                };
+                ctx.error(s.span.clone(), s.key.clone(), m);
+                continue;
+            };
+            if let Some((other, at)) = claimed.get(&i) {
+                let line = ctx.line_of(*at);
+                ctx.error(
+                    s.span.clone(),
+                    s.key.clone(),
+                    format!(
+                        "scope {} is in {} (line {line}) and in {}; a scope belongs to at most one \
+                         relationship",
+                        reader::quoted(&s.v),
+                        label(other),
+                        label(d)
+                    ),
+                );
+                continue;
+            }
+            claimed.insert(i, (d, s.span.start));
+            mine.push(i);
+        }
+        out.push(mine);
+    }
+    out
+}
+
+/// Partner addresses are unique, and no partner is this server itself.
+fn check_partners(ctx: &mut Ctx<'_>, drafts: &[FailoverDraft], server: Option<&ServerDraft>) {
+    let server_id = server.and_then(|s| s.server_id.as_ref()).map(|a| a.v);
+    let mut seen: HashMap<IpAddr, (&FailoverDraft, usize)> = HashMap::new();
+    for d in drafts {
+        let Some(p) = &d.partner else { continue };
+        let ip = p.v.ip();
+        let listen_ip = d.listen.v.ip();
+        if p.v.port() == d.listen.v.port()
+            && (Some(ip) == server_id.map(IpAddr::V4)
+                || ip == listen_ip
+                || (ip.is_loopback() && listen_ip.is_unspecified()))
+        {
+            let whose = if ip == listen_ip || ip.is_loopback() {
+                format!("this relationship's own listen {}", d.listen.v)
+            } else {
+                format!("server.server_id with listen_port {}", d.listen.v.port())
+            };
+            ctx.error(
+                p.span.clone(),
+                p.key.clone(),
+                format!(
+                    "partner {} is this server itself ({whose}); give the other server's address",
+                    p.v
+                ),
+            );
+        }
+        if let Some((other, at)) = seen.get(&ip) {
+            let line = ctx.line_of(*at);
+            ctx.error(
+                p.span.clone(),
+                p.key.clone(),
+                format!(
+                    "partner {ip} is already the partner of {} (line {line}); relationships \
+                     sharing a listener are told apart by the partner's address, so each needs \
+                     its own partner",
+                    label(other)
+                ),
+            );
+        } else {
+            seen.insert(ip, (d, p.span.start));
+        }
+    }
+}
+
+fn default_note(d: &FailoverDraft) -> &'static str {
+    if d.listen_default {
+        " (the default)"
+    } else {
+        ""
+    }
+}
+
+/// Relationships on one port share one listener address; no listener takes the admin
+/// endpoint's port.
+fn check_listeners(ctx: &mut Ctx<'_>, drafts: &[FailoverDraft], server: Option<&ServerDraft>) {
+    for (k, d) in drafts.iter().enumerate() {
+        let l = d.listen.v;
+        let clash = drafts[..k].iter().find(|e| {
+            let m = e.listen.v;
+            m.port() == l.port()
+                && m.ip() != l.ip()
+                && (m.ip().is_unspecified() || l.ip().is_unspecified())
+        });
+        if let Some(e) = clash {
+            let line = ctx.line_of(e.listen.span.start);
+            ctx.error(
+                d.listen.span.clone(),
+                d.listen.key.clone(),
+                format!(
+                    "listen {l}{} conflicts with listen {}{} of {} (line {line}); relationships \
+                     on one port share its listener, so give them the same listen address",
+                    default_note(d),
+                    e.listen.v,
+                    default_note(e),
+                    label(e)
+                ),
+            );
+        }
+        let Some(admin) = server.map(|s| s.admin_listen) else {
+            continue;
+        };
+        let overlaps = match admin.ip() {
+            IpAddr::V4(a) => {
+                a.is_unspecified() || l.ip().is_unspecified() || IpAddr::V4(a) == l.ip()
+            }
+            IpAddr::V6(a) => a.is_unspecified(),
+        };
+        if admin.port() == l.port() && overlaps {
+            ctx.error(
+                d.listen.span.clone(),
+                d.listen.key.clone(),
+                format!(
+                    "listen {l}{} takes the port of server.admin_listen {admin}; use another \
+                     listen_port (the failover port is 647)",
+                    default_note(d)
+                ),
+            );
+        }
+    }
+}
+
+/// The state machine's own rules ([`PeerConfig::validate`]), for a relationship read without
+/// mistakes.
+fn check_peer_rules(ctx: &mut Ctx<'_>, d: &FailoverDraft, settings: &FailoverSettings) {
+    match settings.peer_config().validate() {
+        Ok(()) => {}
+        Err(PeerConfigError::SwitchoverTooShort { secs, min }) => {
+            // Only a configured interval can be too short.
+            let (span, key) = d.switchover.as_ref().map_or(
+                (
+                    d.header.clone(),
+                    reader::join(&d.path, "state_switchover_interval"),
+                ),
+                |s| (s.span.clone(), s.key.clone()),
+            );
+            ctx.error(
+                span,
+                key,
+                format!(
+                    "{} is too short: it must be at least {} (max_response_delay {} + 2 x \
+                     (max_clock_skew {} + 1s)), or the split-brain fence could act while the \
+                     link is still up",
+                    show_duration(u64::from(secs)),
+                    show_duration(u64::from(min)),
+                    show_duration(u64::from(d.max_response_delay_secs)),
+                    show_duration(u64::from(d.max_clock_skew_secs)),
+                ),
+            );
+        }
+        Err(e) => ctx.error(d.header.clone(), d.path.clone(), e.to_string()),
+    }
+}

@@ -1,0 +1,1020 @@
+//! Failover inside `tandemd`: the relationships' threads, and the glue between them and the
+//! worker.
+//!
+//! Each `[[failover]]` relationship gets one thread that owns its [`Link`] (the TCP link on 647
+//! and the [`Peer`] state machine) and talks to the worker only through channels:
+//! - **Worker → relationship**: the worker's commit hook hands over every committed binding of
+//!   the relationship's scopes that the partner has not acknowledged ([`needs_update`]); the
+//!   thread queues them with [`Peer::local_update`]. Clients are answered first (within the
+//!   MCLT rule); replication follows, batched by the peer up to the partner's window.
+//! - **Relationship → worker**: partner bindings, acknowledgements, pool transfers and sweeps
+//!   run as [`Control::Run`] tasks on the worker's thread, which owns the bindings. Partner
+//!   bindings are judged there ([`OwnershipSnapshot::judge`]), installed, journaled with the
+//!   worker's next commit, and only then acknowledged (the BNDACK leaves after the fdatasync).
+//! - **Ownership**: every change of the relationship's [`OwnershipSnapshot`] is published to the
+//!   worker's [`FailoverAuthority`] (picked up between batches, no lock on the request path)
+//!   and, with the AF_XDP backend and a single relationship, to the XDP program's partner-bucket
+//!   map (partner's clients dropped in the kernel in NORMAL, everyone accepted otherwise).
+//!
+//! The relationship state is persisted by a [`FileStore`] in the state directory.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::Waker;
+use serde_json::{json, Value};
+use tandem_dataplane::authority::{Authority, LeaseGrant, Verdict};
+use tandem_dataplane::binding::{Binding, BindingState};
+use tandem_dataplane::engine::Engine;
+use tandem_dataplane::hash::BucketMap;
+use tandem_dataplane::scope::Subnet;
+use tandem_dataplane::time::Time;
+use tandem_dataplane::worker::{CommitHook, Control, WorkerHandle};
+
+use super::filestore::FileStore;
+use super::link::{Link, LinkEvent};
+use super::message::RejectReason;
+use super::peer::{
+    needs_update, settle_acked, transfer, Event, Judgement, Mode, OwnershipSnapshot, Peer,
+    PoolCounts, Role, Service, Start, Sweep, UpdateId,
+};
+use crate::config::{Config, FailoverSettings};
+use crate::xdp_backend::XdpShared;
+
+/// How often a relationship thread refreshes the pool counts.
+const POOL_EVERY: Duration = Duration::from_secs(2);
+/// How often a relationship thread sweeps its bindings (expiry of partner leases, settling).
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Longest wait of a relationship thread (status refresh, stop flag).
+const TICK: Duration = Duration::from_millis(200);
+
+/// The worker's view of every relationship: which snapshot decides for which scope.
+pub struct FailoverAuthority {
+    scope_rel: Vec<Option<usize>>,
+    snaps: Vec<OwnershipSnapshot>,
+    rx: Receiver<(usize, OwnershipSnapshot)>,
+}
+
+impl FailoverAuthority {
+    /// An authority for a server without relationships: every scope served alone.
+    pub fn standalone(scopes: usize) -> FailoverAuthority {
+        let (_tx, rx) = crossbeam_channel::unbounded();
+        FailoverAuthority {
+            scope_rel: vec![None; scopes],
+            snaps: Vec::new(),
+            rx,
+        }
+    }
+
+    fn snap(&self, scope_index: usize) -> Option<&OwnershipSnapshot> {
+        let r = (*self.scope_rel.get(scope_index)?)?;
+        self.snaps.get(r)
+    }
+}
+
+impl Authority for FailoverAuthority {
+    fn verdict(&self, scope_index: usize, bucket: u8, has_binding: bool, now: Time) -> Verdict {
+        match self.snap(scope_index) {
+            Some(s) => s.verdict(scope_index, bucket, has_binding, now),
+            None => Verdict::SERVE_ALL,
+        }
+    }
+
+    fn grant(
+        &self,
+        scope_index: usize,
+        desired_secs: u32,
+        acked_expiry: u32,
+        now: Time,
+    ) -> Option<LeaseGrant> {
+        match self.snap(scope_index) {
+            Some(s) => s
+                .grant(desired_secs, acked_expiry, now)
+                .map(|g| LeaseGrant {
+                    lease_secs: g.lease_secs,
+                    potential_expiry: g.potential_expiry,
+                }),
+            None => Some(LeaseGrant {
+                lease_secs: desired_secs,
+                potential_expiry: 0,
+            }),
+        }
+    }
+
+    fn may_allocate(&self, scope_index: usize, b: &Binding, now: Time) -> bool {
+        self.snap(scope_index)
+            .is_none_or(|s| s.may_allocate(b, now))
+    }
+
+    fn refresh(&mut self) {
+        while let Ok((r, s)) = self.rx.try_recv() {
+            if let Some(slot) = self.snaps.get_mut(r) {
+                *slot = s;
+            }
+        }
+    }
+}
+
+/// What the worker sends a relationship thread.
+enum FromWorker {
+    /// Committed local changes the partner must learn.
+    Committed(Vec<Binding>),
+    /// The verdicts on a batch of partner bindings, after the commit that made them durable.
+    Judged {
+        results: Vec<(UpdateId, Result<(), RejectReason>, Option<Binding>)>,
+        durable: bool,
+    },
+    /// Bindings to send (start-up catch-up, or every binding for UPDREQALL when `all`).
+    Bindings { bindings: Vec<Binding>, all: bool },
+    /// Unleased addresses in the relationship's scopes: (FREE, BACKUP).
+    Pools(u64, u64),
+}
+
+/// An operator's request to a relationship thread.
+enum Command {
+    PartnerDown(Sender<Result<String, String>>),
+}
+
+/// What `tandemctl failover show` and `/v1/failover` report about one relationship.
+#[derive(Clone, Debug, Default)]
+pub struct RelationshipStatus {
+    /// Relationship name.
+    pub name: String,
+    /// "primary" or "secondary".
+    pub role: String,
+    /// Mode, like "load-balance 50%" or "hot-standby (active) reserve 5%".
+    pub mode: String,
+    /// The partner's address.
+    pub partner: String,
+    /// Scopes covered.
+    pub scopes: Vec<String>,
+    /// Our state.
+    pub state: String,
+    /// When we entered it (seconds since the epoch).
+    pub state_since: u32,
+    /// The partner's last reported state.
+    pub partner_state: Option<String>,
+    /// The handshake succeeded on the current connection.
+    pub connected: bool,
+    /// Updates queued or sent and not yet acknowledged.
+    pub unacked_updates: usize,
+    /// MCLT, seconds.
+    pub mclt_secs: u32,
+    /// In PARTNER-DOWN: when the partner's addresses become ours (seconds since the epoch).
+    pub takeover_at: Option<u64>,
+    /// Last clock skew seen beyond the limit (partner minus us, seconds).
+    pub clock_skew_secs: Option<i64>,
+    /// Last time a connection came up (seconds since the epoch).
+    pub last_connected: Option<u64>,
+    /// Unleased addresses: FREE and BACKUP.
+    pub free: u64,
+    /// Unleased addresses in the BACKUP pool.
+    pub backup: u64,
+    /// Partner bindings stored.
+    pub partner_bindings: u64,
+    /// Partner bindings refused.
+    pub partner_rejected: u64,
+    /// Our updates the partner acknowledged.
+    pub updates_acked: u64,
+    /// Our updates the partner refused.
+    pub updates_rejected: u64,
+    /// The last refusal of a connection (by us or the partner), in words.
+    pub last_refusal: Option<String>,
+}
+
+impl RelationshipStatus {
+    /// The JSON object of `/v1/failover`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "role": self.role,
+            "mode": self.mode,
+            "partner": self.partner,
+            "scopes": self.scopes,
+            "state": self.state,
+            "state_since": self.state_since,
+            "partner_state": self.partner_state,
+            "connected": self.connected,
+            "unacked_updates": self.unacked_updates,
+            "mclt_secs": self.mclt_secs,
+            "takeover_at": self.takeover_at,
+            "clock_skew_secs": self.clock_skew_secs,
+            "last_connected": self.last_connected,
+            "free": self.free,
+            "backup": self.backup,
+            "partner_bindings": self.partner_bindings,
+            "partner_rejected": self.partner_rejected,
+            "updates_acked": self.updates_acked,
+            "updates_rejected": self.updates_rejected,
+            "last_refusal": self.last_refusal,
+        })
+    }
+}
+
+/// Why failover could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The relationship's saved state cannot be read.
+    #[error("failover {name}: {message}")]
+    State {
+        /// Relationship.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The link could not be set up (listen address in use, ...).
+    #[error("failover {name}: {source}")]
+    Link {
+        /// Relationship.
+        name: String,
+        /// The error.
+        #[source]
+        source: super::link::LinkError,
+    },
+}
+
+struct RelPrepared {
+    settings: FailoverSettings,
+    link: Link<FileStore>,
+    fresh: bool,
+    from_worker: Receiver<FromWorker>,
+    to_self: Sender<FromWorker>,
+    snap_tx: Sender<(usize, OwnershipSnapshot)>,
+    cmd_rx: Receiver<Command>,
+    status: Arc<Mutex<RelationshipStatus>>,
+    subnets: Vec<Subnet>,
+}
+
+/// Relationships set up but not running yet: start them with [`Starter::start`] once the
+/// worker exists.
+pub struct Starter {
+    rels: Vec<RelPrepared>,
+    handles: Vec<RelHandle>,
+}
+
+struct RelHandle {
+    name: String,
+    status: Arc<Mutex<RelationshipStatus>>,
+    cmd: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+/// The daemon's handle on the running relationships.
+pub struct FailoverHandle {
+    rels: Vec<RelHandle>,
+    stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Set up every relationship of `cfg` (state read back, listeners bound): the worker's
+/// authority, its commit hook and the starter. `None` without `[[failover]]`.
+pub fn prepare(
+    cfg: &Config,
+    now: Time,
+) -> Result<Option<(FailoverAuthority, CommitHook, Starter)>, ServiceError> {
+    if cfg.failover.is_empty() {
+        return Ok(None);
+    }
+    let (snap_tx, snap_rx) = crossbeam_channel::unbounded();
+    let mut scope_rel = vec![None; cfg.settings.scopes.len()];
+    let mut snaps = Vec::new();
+    let mut rels = Vec::new();
+    let mut handles = Vec::new();
+    let mut routes: Vec<(Subnet, usize)> = Vec::new();
+    let mut senders: Vec<(Sender<FromWorker>, Arc<Waker>)> = Vec::new();
+    for (r, fo) in cfg.failover.iter().enumerate() {
+        let err = |message: String| ServiceError::State {
+            name: fo.name.clone(),
+            message,
+        };
+        let (store, saved) = FileStore::open(&cfg.daemon.state_dir, &fo.name).map_err(|e| {
+            err(format!(
+                "{e} (delete the file to start this relationship over in RECOVER)"
+            ))
+        })?;
+        let fresh = saved.is_none();
+        let start = match saved {
+            Some(s) => Start::Saved(s),
+            None => Start::Fresh,
+        };
+        let peer = Peer::new(fo.peer_config(), store, start, now)
+            .map_err(|e| err(format!("invalid relationship: {e}")))?;
+        let link = Link::new(fo.link_config(), peer).map_err(|source| ServiceError::Link {
+            name: fo.name.clone(),
+            source,
+        })?;
+        snaps.push(link.peer().snapshot());
+        let mut subnets = Vec::new();
+        for &si in &fo.scopes {
+            if let Some(slot) = scope_rel.get_mut(si) {
+                *slot = Some(r);
+            }
+            if let Some(sc) = cfg.settings.scopes.get(si) {
+                routes.push((sc.subnet, r));
+                subnets.push(sc.subnet);
+            }
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        senders.push((tx.clone(), link.waker()));
+        let status = Arc::new(Mutex::new(RelationshipStatus {
+            name: fo.name.clone(),
+            role: role_name(fo.role).into(),
+            mode: mode_name(fo.mode, fo.role),
+            partner: fo.partner.to_string(),
+            scopes: fo.scope_names.clone(),
+            ..RelationshipStatus::default()
+        }));
+        handles.push(RelHandle {
+            name: fo.name.clone(),
+            status: status.clone(),
+            cmd: cmd_tx,
+            waker: link.waker(),
+        });
+        rels.push(RelPrepared {
+            settings: fo.clone(),
+            link,
+            fresh,
+            from_worker: rx,
+            to_self: tx,
+            snap_tx: snap_tx.clone(),
+            cmd_rx,
+            status,
+            subnets,
+        });
+    }
+    let authority = FailoverAuthority {
+        scope_rel,
+        snaps,
+        rx: snap_rx,
+    };
+    let n = senders.len();
+    let hook: CommitHook = Box::new(move |bs: &[Binding]| {
+        let mut per: Vec<Vec<Binding>> = vec![Vec::new(); n];
+        for b in bs {
+            if !needs_update(b) {
+                continue;
+            }
+            if let Some((_, r)) = routes.iter().find(|(s, _)| s.contains(b.addr)) {
+                per[*r].push(*b);
+            }
+        }
+        for (r, v) in per.into_iter().enumerate() {
+            if !v.is_empty() {
+                let (tx, waker) = &senders[r];
+                let _ = tx.send(FromWorker::Committed(v));
+                let _ = waker.wake();
+            }
+        }
+    });
+    Ok(Some((authority, hook, Starter { rels, handles })))
+}
+
+impl Starter {
+    /// Start one thread per relationship, talking to the worker through `worker`, publishing
+    /// bucket ownership to `xdp` (if the AF_XDP backend runs and there is one relationship).
+    pub fn start(
+        self,
+        worker: WorkerHandle,
+        xdp: Option<Arc<XdpShared>>,
+    ) -> std::io::Result<FailoverHandle> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let single = self.rels.len() == 1;
+        if xdp.is_some() && !single {
+            tracing::info!("several failover relationships: the partner's clients are filtered by the engine, not in XDP");
+        }
+        let mut threads = Vec::new();
+        for (r, rel) in self.rels.into_iter().enumerate() {
+            let rt = RelRuntime {
+                index: r,
+                worker: worker.clone(),
+                xdp: if single { xdp.clone() } else { None },
+                stop: stop.clone(),
+                rel,
+                last_pools: None,
+                last_sweep: None,
+            };
+            let name = format!("tandem-fo-{r}");
+            threads.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || rt.run())?,
+            );
+        }
+        Ok(FailoverHandle {
+            rels: self.handles,
+            stop,
+            threads: Mutex::new(threads),
+        })
+    }
+}
+
+impl FailoverHandle {
+    /// The status of every relationship.
+    pub fn statuses(&self) -> Vec<RelationshipStatus> {
+        self.rels
+            .iter()
+            .map(|h| h.status.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect()
+    }
+
+    /// The status of relationship `name`.
+    pub fn status(&self, name: &str) -> Option<RelationshipStatus> {
+        self.rels
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| h.status.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Move relationship `name` to PARTNER-DOWN (the operator vouches that the partner is not
+    /// serving). `Err(None)`: no such relationship; `Err(Some(msg))`: refused.
+    pub fn partner_down(&self, name: &str) -> Result<String, Option<String>> {
+        let h = self.rels.iter().find(|h| h.name == name).ok_or(None)?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        h.cmd
+            .send(Command::PartnerDown(tx))
+            .map_err(|_| Some("the relationship thread is not running".to_string()))?;
+        let _ = h.waker.wake();
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(r) => r.map_err(Some),
+            Err(_) => Err(Some("no answer from the relationship thread".into())),
+        }
+    }
+
+    /// Stop every relationship thread (the links are dropped; partners see the connection go).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for h in &self.rels {
+            let _ = h.waker.wake();
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Primary => "primary",
+        Role::Secondary => "secondary",
+    }
+}
+
+fn mode_name(m: Mode, role: Role) -> String {
+    match m {
+        Mode::LoadBalance { primary_percent } => {
+            let mine = if role == Role::Primary {
+                primary_percent
+            } else {
+                100 - primary_percent.min(100)
+            };
+            format!("load-balance {mine}% (this server)")
+        }
+        Mode::HotStandby {
+            active,
+            reserve_percent,
+        } => {
+            let me = if active == role { "active" } else { "standby" };
+            format!("hot-standby ({me}), reserve {reserve_percent}%")
+        }
+    }
+}
+
+struct RelRuntime {
+    index: usize,
+    worker: WorkerHandle,
+    xdp: Option<Arc<XdpShared>>,
+    stop: Arc<AtomicBool>,
+    rel: RelPrepared,
+    last_pools: Option<Instant>,
+    last_sweep: Option<Instant>,
+}
+
+impl RelRuntime {
+    fn name(&self) -> &str {
+        &self.rel.settings.name
+    }
+
+    fn run(mut self) {
+        tracing::info!(relationship = %self.name(), role = role_name(self.rel.settings.role),
+            partner = %self.rel.settings.partner, state = %self.rel.link.peer().state(),
+            fresh = self.rel.fresh, "failover relationship starting");
+        self.publish();
+        self.send_catch_up();
+        while !self.stop.load(Ordering::SeqCst) {
+            let evs = match self.rel.link.run_once(TICK) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(relationship = %self.name(), error = %e, "failover link poll failed");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let now = Time::now();
+            let mut publish = false;
+            let mut partner = Vec::new();
+            let mut acked = Vec::new();
+            for ev in evs {
+                self.on_link_event(ev, now, &mut publish, &mut partner, &mut acked);
+            }
+            if !partner.is_empty() {
+                self.judge(partner);
+            }
+            if !acked.is_empty() {
+                self.settle(acked);
+            }
+            while let Ok(m) = self.rel.from_worker.try_recv() {
+                self.on_worker(m, now);
+            }
+            while let Ok(c) = self.rel.cmd_rx.try_recv() {
+                match c {
+                    Command::PartnerDown(reply) => {
+                        let r = self.rel.link.peer_mut().partner_down(now);
+                        let msg = match r {
+                            Ok(()) => {
+                                tracing::warn!(relationship = %self.name(),
+                                    "PARTNER-DOWN set by the operator: this server takes the partner's clients now and its free addresses after MCLT");
+                                publish = true;
+                                Ok(format!(
+                                    "{} is in PARTNER-DOWN; the partner's free addresses are usable after MCLT ({} s)",
+                                    self.name(),
+                                    self.rel.link.peer().mclt()
+                                ))
+                            }
+                            Err(e) => Err(format!("partner-down refused: {e}")),
+                        };
+                        let _ = reply.send(msg);
+                    }
+                }
+            }
+            self.periodic();
+            if publish {
+                self.publish();
+            }
+            self.update_status();
+        }
+        tracing::info!(relationship = %self.name(), "failover relationship stopped");
+    }
+
+    fn on_link_event(
+        &mut self,
+        ev: LinkEvent,
+        now: Time,
+        publish: &mut bool,
+        partner: &mut Vec<(UpdateId, Binding)>,
+        acked: &mut Vec<Binding>,
+    ) {
+        let name = self.rel.settings.name.clone();
+        match ev {
+            LinkEvent::Peer(e) => match e {
+                Event::PartnerBinding { id, binding } => partner.push((id, binding)),
+                Event::UpdateAcked { binding } => {
+                    self.bump(|s| s.updates_acked += 1);
+                    acked.push(binding);
+                }
+                Event::UpdateRejected { binding, reason } => {
+                    self.bump(|s| s.updates_rejected += 1);
+                    tracing::warn!(relationship = %name, addr = %binding.addr, ?reason,
+                        "the partner refused our binding update");
+                }
+                Event::SnapshotChanged => *publish = true,
+                Event::StateChanged { from, to } => {
+                    tracing::info!(relationship = %name, %from, %to, "failover state changed");
+                    *publish = true;
+                }
+                Event::PartnerStateChanged { state, startup } => {
+                    tracing::info!(relationship = %name, partner_state = %state, startup,
+                        "partner reported its state");
+                }
+                Event::TransferAddresses { count, to } => self.transfer(count, to),
+                Event::SendAllBindings => self.send_all(),
+                Event::PoolResponse { transferred } => {
+                    tracing::info!(relationship = %name, transferred, "partner answered our pool request");
+                }
+                Event::ClockSkew { skew_secs } => {
+                    self.bump(|s| s.clock_skew_secs = Some(skew_secs));
+                    tracing::error!(relationship = %name, skew_secs,
+                        limit_secs = self.rel.settings.max_clock_skew_secs,
+                        "the partner's clock differs from ours beyond the limit; its binding updates are refused until the clocks agree (fix NTP on both servers)");
+                }
+                Event::ConnectRejected { reason, by_us } => {
+                    let who = if by_us {
+                        "we refused the partner"
+                    } else {
+                        "the partner refused us"
+                    };
+                    let why = if reason == RejectReason::TimeMismatch {
+                        "clocks differ by more than the limit (reason 4: time mismatch); fix NTP on both servers".to_string()
+                    } else {
+                        format!("{reason:?}")
+                    };
+                    let text = format!("{who}: {why}");
+                    tracing::error!(relationship = %name, ?reason, by_us, "failover connection refused: {text}");
+                    self.bump(|s| s.last_refusal = Some(text));
+                }
+                Event::PartnerDisconnected { reason } => {
+                    tracing::warn!(relationship = %name, ?reason, "partner closed the failover connection");
+                }
+                Event::PersistFailed { wanted, error } => {
+                    tracing::error!(relationship = %name, %wanted, error = %error,
+                        "failover state change not persisted; staying in the current state");
+                }
+                Event::ProtocolViolation { what } => {
+                    tracing::warn!(relationship = %name, what, "partner message ignored");
+                }
+                Event::CloseLink => {}
+            },
+            LinkEvent::Connected { remote, outbound } => {
+                tracing::info!(relationship = %name, %remote, outbound, "failover connection up");
+                let t = now.secs();
+                self.bump(|s| s.last_connected = Some(t));
+            }
+            LinkEvent::Disconnected { remote, cause } => {
+                tracing::warn!(relationship = %name, %remote, ?cause, "failover connection lost");
+                *publish = true;
+            }
+            LinkEvent::Refused { remote, why } => {
+                tracing::warn!(relationship = %name, %remote, why, "inbound failover connection refused");
+            }
+            LinkEvent::ConnectFailed {
+                remote,
+                error,
+                retry_in,
+            } => {
+                tracing::info!(relationship = %name, %remote, error, retry_in_ms = retry_in.as_millis() as u64,
+                    "cannot reach the failover partner");
+            }
+            LinkEvent::DecodeFailed {
+                error,
+                reject_reason,
+            } => {
+                tracing::warn!(relationship = %name, error = %error, ?reject_reason,
+                    "bad failover message from the partner; connection closed");
+            }
+            other => tracing::debug!(relationship = %name, event = ?other, "failover link event"),
+        }
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut RelationshipStatus)) {
+        f(&mut self.rel.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Publish the snapshot to the worker and, with XDP, the partner's buckets to the kernel.
+    fn publish(&mut self) {
+        let snap = self.rel.link.peer().snapshot();
+        let _ = self.rel.snap_tx.send((self.index, snap));
+        if let Some(x) = &self.xdp {
+            let partner = if snap.state().service() == Service::OwnBuckets {
+                snap.buckets().complement()
+            } else {
+                BucketMap::EMPTY
+            };
+            x.set_partner_buckets(partner.as_bytes());
+            tracing::debug!(relationship = %self.name(), partner_buckets = partner.count(),
+                "XDP partner buckets published");
+        }
+    }
+
+    /// Run `task` on the worker's thread.
+    fn run_task(
+        &self,
+        task: impl FnOnce(&mut Engine, Time) -> Option<tandem_dataplane::worker::AfterCommit>
+            + Send
+            + 'static,
+    ) {
+        if !self.worker.send(Control::Run(Box::new(task))) {
+            tracing::error!(relationship = %self.name(), "the worker is gone");
+        }
+    }
+
+    /// Sender back to this thread, with its waker.
+    fn back(&self) -> (Sender<FromWorker>, Arc<Waker>) {
+        (self.rel.to_self.clone(), self.rel.link.waker())
+    }
+
+    /// Queue the bindings the partner has not acknowledged (every binding of a brand-new
+    /// relationship, so a server that served alone before shares its leases).
+    fn send_catch_up(&self) {
+        let subnets = self.rel.subnets.clone();
+        let everything = self.rel.fresh;
+        let (tx, waker) = self.back();
+        self.run_task(move |engine, _| {
+            let bindings = in_subnets(engine, &subnets)
+                .filter(|b| {
+                    if everything {
+                        b.state != BindingState::Free || !b.client.is_empty()
+                    } else {
+                        needs_update(b)
+                    }
+                })
+                .copied()
+                .collect();
+            let _ = tx.send(FromWorker::Bindings {
+                bindings,
+                all: false,
+            });
+            let _ = waker.wake();
+            None
+        });
+    }
+
+    fn send_all(&self) {
+        let subnets = self.rel.subnets.clone();
+        let (tx, waker) = self.back();
+        self.run_task(move |engine, _| {
+            let bindings = in_subnets(engine, &subnets).copied().collect();
+            let _ = tx.send(FromWorker::Bindings {
+                bindings,
+                all: true,
+            });
+            let _ = waker.wake();
+            None
+        });
+    }
+
+    fn judge(&self, batch: Vec<(UpdateId, Binding)>) {
+        let snap = self.rel.link.peer().snapshot();
+        let subnets = self.rel.subnets.clone();
+        let (tx, waker) = self.back();
+        self.run_task(move |engine, now| {
+            let mut results = Vec::with_capacity(batch.len());
+            for (id, b) in batch {
+                if !subnets.iter().any(|s| s.contains(b.addr)) {
+                    results.push((id, Err(RejectReason::IllegalIpAddress), None));
+                    continue;
+                }
+                match snap.judge(engine.binding(b.addr), &b, now) {
+                    Judgement::Accept(nb) => {
+                        engine.install(nb);
+                        results.push((id, Ok(()), None));
+                    }
+                    Judgement::Ignore => results.push((id, Ok(()), None)),
+                    Judgement::Reject { reason, resend } => results.push((id, Err(reason), resend)),
+                }
+            }
+            Some(Box::new(move |durable| {
+                let _ = tx.send(FromWorker::Judged { results, durable });
+                let _ = waker.wake();
+            }))
+        });
+    }
+
+    fn settle(&self, acked: Vec<Binding>) {
+        self.run_task(move |engine, _| {
+            for a in acked {
+                if let Some(s) = engine.binding(a.addr).and_then(|l| settle_acked(l, &a)) {
+                    engine.install(s);
+                }
+            }
+            None
+        });
+    }
+
+    /// Pool balancing: move `count` of our unleased addresses to the partner's pool, from each
+    /// scope in proportion to what it holds.
+    fn transfer(&self, count: u32, to: BindingState) {
+        let own = self.rel.link.peer().snapshot().own_pool();
+        let subnets = self.rel.subnets.clone();
+        let name = self.name().to_string();
+        self.run_task(move |engine, now| {
+            let scopes: Vec<usize> = (0..engine.settings().scopes.len())
+                .filter(|&si| {
+                    let sn = engine.settings().scopes[si].subnet;
+                    subnets.contains(&sn)
+                })
+                .collect();
+            let held: Vec<u64> = scopes
+                .iter()
+                .map(|&si| {
+                    let (f, b) = engine.pool_counts(si);
+                    if own == BindingState::Backup {
+                        b
+                    } else {
+                        f
+                    }
+                })
+                .collect();
+            let total: u64 = held.iter().sum();
+            if total == 0 {
+                return None;
+            }
+            let mut moved = 0usize;
+            for (k, &si) in scopes.iter().enumerate() {
+                let n = (u64::from(count) * held[k]).div_ceil(total).min(held[k]) as usize;
+                for b in engine.take_for_transfer(si, own, n) {
+                    engine.install(transfer(&b, to, now));
+                    moved += 1;
+                }
+            }
+            tracing::info!(relationship = %name, moved, to = ?to, "pool balancing: addresses handed to the partner");
+            None
+        });
+    }
+
+    fn on_worker(&mut self, m: FromWorker, now: Time) {
+        let peer = self.rel.link.peer_mut();
+        match m {
+            FromWorker::Committed(v) => {
+                for b in v {
+                    peer.local_update(now, b);
+                }
+            }
+            FromWorker::Judged { results, durable } => {
+                if !durable {
+                    tracing::error!(relationship = %self.rel.settings.name, n = results.len(),
+                        "partner bindings not journaled (commit failed); not acknowledged, the partner sends them again");
+                    return;
+                }
+                let (mut ok, mut bad) = (0u64, 0u64);
+                for (id, res, resend) in results {
+                    if res.is_ok() {
+                        ok += 1;
+                    } else {
+                        bad += 1;
+                    }
+                    peer.ack_partner_update(now, id, res);
+                    if let Some(b) = resend {
+                        peer.local_update(now, b);
+                    }
+                }
+                self.bump(|s| {
+                    s.partner_bindings += ok;
+                    s.partner_rejected += bad;
+                });
+            }
+            FromWorker::Bindings { bindings, all } => {
+                let n = bindings.len();
+                for b in bindings {
+                    peer.local_update(now, b);
+                }
+                if all {
+                    peer.end_full_update(now);
+                    tracing::info!(relationship = %self.rel.settings.name, bindings = n,
+                        "sending every binding to the partner (its update request)");
+                } else if n > 0 {
+                    tracing::info!(relationship = %self.rel.settings.name, bindings = n,
+                        "bindings queued for the partner at start-up");
+                }
+            }
+            FromWorker::Pools(free, backup) => {
+                let (own, partner) = match self.rel.settings.role {
+                    Role::Primary => (free, backup),
+                    Role::Secondary => (backup, free),
+                };
+                peer.set_pool_counts(PoolCounts {
+                    own: u32::try_from(own).unwrap_or(u32::MAX),
+                    partner: u32::try_from(partner).unwrap_or(u32::MAX),
+                });
+                self.bump(|s| {
+                    s.free = free;
+                    s.backup = backup;
+                });
+            }
+        }
+    }
+
+    fn periodic(&mut self) {
+        let due = |t: Option<Instant>, every: Duration| t.is_none_or(|t| t.elapsed() >= every);
+        if due(self.last_pools, POOL_EVERY) {
+            self.last_pools = Some(Instant::now());
+            let subnets = self.rel.subnets.clone();
+            let (tx, waker) = self.back();
+            self.run_task(move |engine, _| {
+                let (mut f, mut b) = (0, 0);
+                for si in 0..engine.settings().scopes.len() {
+                    if subnets.contains(&engine.settings().scopes[si].subnet) {
+                        let (x, y) = engine.pool_counts(si);
+                        f += x;
+                        b += y;
+                    }
+                }
+                let _ = tx.send(FromWorker::Pools(f, b));
+                let _ = waker.wake();
+                None
+            });
+        }
+        if due(self.last_sweep, SWEEP_EVERY) {
+            self.last_sweep = Some(Instant::now());
+            let snap = self.rel.link.peer().snapshot();
+            let subnets = self.rel.subnets.clone();
+            self.run_task(move |engine, now| {
+                let mut reclaim = Vec::new();
+                let changes: Vec<Binding> = in_subnets(engine, &subnets)
+                    .filter_map(|b| match snap.sweep(b, now) {
+                        Sweep::Keep => {
+                            let unacked = matches!(
+                                b.state,
+                                BindingState::Expired
+                                    | BindingState::Released
+                                    | BindingState::Reset
+                            );
+                            if unacked && snap.may_allocate(b, now) {
+                                // PARTNER-DOWN after MCLT with a silent partner.
+                                reclaim.push(b.addr);
+                            }
+                            None
+                        }
+                        Sweep::Expire(e) | Sweep::Settle(e) => Some(e),
+                    })
+                    .collect();
+                for b in changes {
+                    // Expired ones reach the partner through the commit hook (`needs_update`).
+                    engine.install(b);
+                }
+                for a in reclaim {
+                    engine.reclaim(a);
+                }
+                None
+            });
+        }
+    }
+
+    fn update_status(&self) {
+        let p = self.rel.link.peer();
+        let snap = p.snapshot();
+        let mut s = self.rel.status.lock().unwrap_or_else(|e| e.into_inner());
+        s.state = p.state().to_string();
+        s.state_since = p.state_since();
+        s.partner_state = p.partner_state().map(|x| x.to_string());
+        s.connected = p.is_connected();
+        s.unacked_updates = p.pending_updates();
+        s.mclt_secs = p.mclt();
+        s.takeover_at = snap.takeover_at().map(|t| t.secs());
+        s.mode = mode_name(p.mode(), self.rel.settings.role);
+    }
+}
+
+/// Every durable binding of the engine whose address lies in one of `subnets`.
+fn in_subnets<'e>(engine: &'e Engine, subnets: &'e [Subnet]) -> impl Iterator<Item = &'e Binding> {
+    (0..engine.settings().scopes.len())
+        .filter(move |&si| subnets.contains(&engine.settings().scopes[si].subnet))
+        .flat_map(move |si| engine.scope_bindings(si))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::peer::PeerState;
+    use super::*;
+    use std::net::Ipv4Addr;
+    use tandem_dataplane::binding::ClientKey;
+
+    fn nth(subnet: Subnet, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(subnet.network) + n)
+    }
+
+    #[test]
+    fn authority_without_relationship_serves_all() {
+        let (_tx, rx) = crossbeam_channel::unbounded();
+        let a = FailoverAuthority {
+            scope_rel: vec![None],
+            snaps: vec![],
+            rx,
+        };
+        let now = Time::from_secs(1_000_000);
+        assert_eq!(a.verdict(0, 7, false, now), Verdict::SERVE_ALL);
+        assert_eq!(
+            a.grant(0, 3600, 0, now),
+            Some(LeaseGrant {
+                lease_secs: 3600,
+                potential_expiry: 0
+            })
+        );
+        let subnet = Subnet {
+            network: Ipv4Addr::new(10, 0, 0, 0),
+            prefix: 24,
+        };
+        let mut b = Binding::empty(nth(subnet, 5), BindingState::Backup);
+        b.client = ClientKey::new(b"x");
+        assert!(a.may_allocate(0, &b, now));
+    }
+
+    #[test]
+    fn authority_follows_published_snapshots() {
+        use super::super::peer::{MemoryStore, PeerConfig};
+        let now = Time::from_secs(1_000_000);
+        let cfg = PeerConfig::new(b"rel", Role::Secondary);
+        let peer = Peer::new(cfg, MemoryStore::default(), Start::Fresh, now).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut a = FailoverAuthority {
+            scope_rel: vec![Some(0), None],
+            snaps: vec![peer.snapshot()],
+            rx,
+        };
+        // A fresh secondary in RECOVER answers nobody in its scope, everyone elsewhere.
+        assert!(!a.verdict(0, 1, false, now).answer);
+        assert!(a.verdict(1, 1, false, now).answer);
+        // A new lease is capped at MCLT outside NORMAL and carries a potential expiration.
+        let mut primary_cfg = PeerConfig::new(b"rel", Role::Primary);
+        primary_cfg.mclt_secs = 600;
+        let p = Peer::new(primary_cfg, MemoryStore::default(), Start::Fresh, now).unwrap();
+        tx.send((0, p.snapshot())).unwrap();
+        a.refresh();
+        assert_eq!(a.snaps[0], p.snapshot());
+        assert_eq!(a.snaps[0].state(), PeerState::Recover);
+    }
+}
