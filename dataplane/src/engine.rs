@@ -981,8 +981,10 @@ impl Engine {
             if let Some(b) = st.bindings.get(&prev) {
                 let usable = match b.state {
                     BindingState::Active | BindingState::Offered => b.client == client,
+                    // The client's own lease that just ended: nobody else can have been given
+                    // it (with a partner, it stays out of the pool until acknowledged).
                     BindingState::Expired | BindingState::Released => {
-                        self.can_take(si, prev, from, auth, now)
+                        b.client == client && from != AllocFrom::Nothing
                     }
                     _ => false,
                 };
@@ -1150,6 +1152,14 @@ impl Engine {
                 self.allowed(si, pi, addr)
             }
             Some(b) if b.state.is_held() => false,
+            // The client's own lease that just ended (a late renewal): still theirs to have.
+            Some(b)
+                if b.client == client
+                    && matches!(b.state, BindingState::Expired | BindingState::Released)
+                    && g.from != AllocFrom::Nothing =>
+            {
+                !reserved_for_other && self.allowed(si, pi, addr)
+            }
             _ => {
                 !reserved_for_other
                     && self.can_take(si, addr, g.from, auth, now)
@@ -1307,7 +1317,12 @@ impl Engine {
             }
             Decision::Ack { scope, addr, lease } => (MessageType::Ack, scope, addr, Some(lease)),
             Decision::InformAck { scope } => (MessageType::Ack, scope, Ipv4Addr::UNSPECIFIED, None),
-            Decision::Nak { scope } => (MessageType::Nak, scope, Ipv4Addr::UNSPECIFIED, None),
+            Decision::Nak { scope } => {
+                tracing::debug!(client = %client_key(req), ciaddr = %req.ciaddr(),
+                    requested = ?req.requested_ip(), server_id = ?req.server_id(),
+                    scope = %self.settings.scopes[scope].name, "NAK");
+                (MessageType::Nak, scope, Ipv4Addr::UNSPECIFIED, None)
+            }
         };
         let gi = req.giaddr();
         let nak = mt == MessageType::Nak;

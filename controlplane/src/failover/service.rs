@@ -655,6 +655,8 @@ impl RelRuntime {
             } => {
                 tracing::warn!(relationship = %name, error = %error, ?reject_reason,
                     "bad failover message from the partner; connection closed");
+                let text = format!("bad message from the partner, connection closed: {error}");
+                self.bump(|s| s.last_refusal = Some(text));
             }
             other => tracing::debug!(relationship = %name, event = ?other, "failover link event"),
         }

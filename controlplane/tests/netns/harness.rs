@@ -553,7 +553,8 @@ pub struct Tandemd {
     starts: u32,
     /// Prefix of its files in the lab (config, state directory, logs).
     name: String,
-    /// Extra words put before `tandemd` on its command line (e.g. `faketime -f -90s`).
+    /// Extra words put before `tandemd` on its command line (e.g. `env LD_PRELOAD=... FAKETIME=-90s`;
+    /// it must `exec` tandemd so that signals reach it).
     pub wrapper: Vec<String>,
 }
 
@@ -593,7 +594,7 @@ impl Tandemd {
 
     /// [`Tandemd::start`] for one of several daemons of a lab: files `<name>.toml`,
     /// `<name>-state/` (use [`Tandemd::server_section_named`]) and logs `<name>-N.log`;
-    /// `wrapper` goes before `tandemd` on the command line (e.g. `["faketime", "-f", "-90s"]`).
+    /// `wrapper` goes before `tandemd` on the command line (e.g. `["env", "FAKETIME=-90s", ...]`).
     pub fn start_named(
         lab: &Lab,
         ns: &Netns,

@@ -1,0 +1,484 @@
+//! Two `tandemd` partners in network namespaces, with real clients (ISC dhclient, dhcpcd, busybox
+//! udhcpc) and perfdhcp for volume, through a whole failover cycle:
+//!
+//! NORMAL (clients split by RFC 3074 bucket, every lease on both servers) → `kill -9` of one
+//! partner (the other serves everyone, with leases capped at MCLT) → PARTNER-DOWN (by the
+//! operator, or after the state switchover interval) → the partner's free addresses are used
+//! after MCLT → the dead partner restarts, recovers, and both return to NORMAL. Throughout, a
+//! checker verifies that no address was ever held by two clients, from the clients' own event
+//! logs and from both servers' lease tables.
+//!
+//! Both modes: load balance (manual partner-down) and hot standby (automatic partner-down,
+//! reserve pool). The tests need root and the tools of `deploy/install-deps.sh`; without them
+//! they fail saying so (they never skip). Namespaces are `tdm-<pid>-<test>-<role>` and are
+//! removed on drop, also on failure.
+
+#[allow(dead_code)]
+#[path = "netns/clients.rs"]
+mod clients;
+#[allow(dead_code)]
+#[path = "netns/harness.rs"]
+mod harness;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clients::{Client, Kind, Opts};
+use harness::{bridge, counter, cpu_exclusive, poll, veth, Lab, Lease, Netns, Tandemd};
+use serde_json::Value;
+
+const BIND_TIMEOUT: Duration = Duration::from_secs(40);
+const MCLT: u64 = 10;
+const RANGE: (&str, &str) = ("10.79.0.10", "10.79.0.250");
+
+/// Which failover mode a test runs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum TestMode {
+    LoadBalance,
+    /// A is active, B the standby; automatic partner-down after the switchover interval.
+    HotStandby,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The config of server `me` (A primary at .2, B secondary at .3).
+fn config(lab: &Lab, me: &str, mode: TestMode) -> String {
+    let (id, partner, role) = match me {
+        "a" => ("10.79.0.2", "10.79.0.3", "primary"),
+        _ => ("10.79.0.3", "10.79.0.2", "secondary"),
+    };
+    let mode_keys = match mode {
+        TestMode::LoadBalance => "mode = \"load-balance\"\nload_balance_percent = 50\n".to_string(),
+        TestMode::HotStandby => format!(
+            "mode = \"hot-standby\"\nhot_standby_role = \"{}\"\nreserve_percent = 20\n\
+             state_switchover_interval = \"12s\"\nmax_clock_skew = \"2s\"\n",
+            if me == "a" { "active" } else { "standby" }
+        ),
+    };
+    format!(
+        "{}\n[[scope]]\nname = \"lan\"\nsubnet = \"10.79.0.0/24\"\ninterface = \"eth1\"\n\
+         ranges = [\"{}-{}\"]\nlease_time = \"30s\"\nauthoritative = true\n\
+         [scope.options]\nrouters = [\"10.79.0.1\"]\n\n\
+         [[failover]]\nname = \"pair\"\nrole = \"{role}\"\npartner = \"{partner}\"\nlisten = \"{id}\"\n\
+         mclt = \"{MCLT}s\"\nmax_response_delay = \"5s\"\nstartup_wait = \"2s\"\n{mode_keys}\
+         scopes = [\"lan\"]\n",
+        Tandemd::server_section_named(lab, me, id, &["eth1"]),
+        RANGE.0,
+        RANGE.1,
+    )
+}
+
+/// The failover status of `srv` (`tandemctl failover show pair --json`).
+fn fo(srv: &Tandemd) -> Value {
+    srv.ctl_json(&["failover", "show", "pair", "--json"])
+}
+
+fn state_of(srv: &Tandemd) -> String {
+    fo(srv)
+        .get("state")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Wait until `srv` is in `state`; panic with both logs otherwise.
+fn wait_state(lab: &Lab, srv: &Tandemd, state: &str, timeout: Duration) {
+    if poll(timeout, || (state_of(srv) == state).then_some(())).is_none() {
+        panic!(
+            "not in {state} after {timeout:?}: {}\n{}",
+            fo(srv),
+            lab.dump_logs()
+        );
+    }
+}
+
+fn active(srv: &Tandemd) -> BTreeMap<Ipv4Addr, Lease> {
+    srv.leases()
+        .into_iter()
+        .filter(|l| l.state == "active")
+        .map(|l| (l.address, l))
+        .collect()
+}
+
+/// Every lease `from` holds actively (and that has not ended) is on `to` too, for the same
+/// client (waits for replication, at most 10 s).
+fn wait_replicated(lab: &Lab, from: &Tandemd, to: &Tandemd, what: &str) {
+    let mut last = String::new();
+    let ok = poll(Duration::from_secs(10), || {
+        let now = now_secs();
+        let a = active(from);
+        let b = active(to);
+        let missing: Vec<String> = a
+            .values()
+            .filter(|l| l.expires > now + 1)
+            .filter(|l| b.get(&l.address).is_none_or(|m| m.mac != l.mac))
+            .map(|l| format!("{} {:?}", l.address, l.mac))
+            .collect();
+        last = missing.join(", ");
+        missing.is_empty().then_some(())
+    });
+    if ok.is_none() {
+        panic!(
+            "{what}: leases not replicated to the partner: {last}\n{}",
+            lab.dump_logs()
+        );
+    }
+}
+
+/// No address is active on the two servers for different clients.
+fn check_tables_agree(a: &Tandemd, b: &Tandemd) {
+    let now = now_secs();
+    let (la, lb) = (active(a), active(b));
+    for (addr, x) in &la {
+        if let Some(y) = lb.get(addr) {
+            if x.expires > now + 1 && y.expires > now + 1 {
+                assert_eq!(
+                    x.mac, y.mac,
+                    "{addr} is active on A for {:?} and on B for {:?}",
+                    x.mac, y.mac
+                );
+            }
+        }
+    }
+}
+
+/// The no-duplicate checker over what the clients themselves saw: from each client's events,
+/// the intervals during which it held each address (from a BOUND/RENEW/REBIND/REBOOT event to
+/// the client's next event or now); no two clients' intervals on one address overlap.
+fn check_client_leases(clients: &[Client]) {
+    let now = now_secs();
+    let mut held: BTreeMap<Ipv4Addr, Vec<(u64, u64, String)>> = BTreeMap::new();
+    for c in clients {
+        let ev = c.events();
+        for (i, e) in ev.iter().enumerate() {
+            if !(e.is_bound() || e.is_renew()) {
+                continue;
+            }
+            let Some(ip) = e.ip else { continue };
+            let end = ev.get(i + 1).map_or(now, |n| n.t);
+            held.entry(ip).or_default().push((e.t, end, c.mac.clone()));
+        }
+    }
+    for (ip, mut spans) in held {
+        spans.sort();
+        for w in spans.windows(2) {
+            let (x, y) = (&w[0], &w[1]);
+            assert!(
+                x.2 == y.2 || x.1 <= y.0,
+                "address {ip} held by two clients at once: {} from {} to {}, {} from {}",
+                x.2,
+                x.0,
+                x.1,
+                y.2,
+                y.0
+            );
+        }
+    }
+}
+
+/// perfdhcp in `ns` on `iface`: `clients` new clients at `rate`/s for at most `secs` s, MACs
+/// from `base`. Returns its output.
+fn perfdhcp(ns: &Netns, iface: &str, rate: u32, clients: u32, secs: u32, base: &str) -> String {
+    let out = ns.exec(&[
+        "timeout",
+        &(secs + 15).to_string(),
+        "perfdhcp",
+        "-4",
+        "-l",
+        iface,
+        "-r",
+        &rate.to_string(),
+        "-R",
+        &clients.to_string(),
+        "-p",
+        &secs.to_string(),
+        "-b",
+        &format!("mac={base}"),
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("sent packets"),
+        "perfdhcp did not run ({}):\n{text}",
+        out.status
+    );
+    text
+}
+
+/// The number of ACKs perfdhcp received (its second "received packets" line).
+fn acks_of(out: &str) -> u64 {
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("received packets:"))
+        .filter_map(|n| n.trim().parse().ok())
+        .nth(1)
+        .unwrap_or(0)
+}
+
+struct Pair {
+    lab: Lab,
+    a_ns: Netns,
+    /// One namespace per real client (interface `eth1`).
+    c_ns: Vec<Netns>,
+    /// perfdhcp's namespace (interface `eth1`, 10.79.0.254).
+    p_ns: Netns,
+    _sw: Netns,
+    _b_ns: Netns,
+    a: Tandemd,
+    b: Tandemd,
+}
+
+/// A switch namespace with a bridge; A, B, perfdhcp's namespace and one namespace per client
+/// joined to it (their side is `eth1`).
+fn pair(tag: &str, mode: TestMode, clients: usize) -> Pair {
+    let lab = Lab::new(tag);
+    let sw = lab.netns("sw");
+    let a_ns = lab.netns("a");
+    let b_ns = lab.netns("b");
+    let p_ns = lab.netns("p");
+    veth(&a_ns, "eth1", &sw, "tdmpa");
+    veth(&b_ns, "eth1", &sw, "tdmpb");
+    veth(&p_ns, "eth1", &sw, "tdmpp");
+    let mut ports = vec![
+        "tdmpa".to_string(),
+        "tdmpb".to_string(),
+        "tdmpp".to_string(),
+    ];
+    let mut c_ns = Vec::new();
+    for i in 0..clients {
+        let ns = lab.netns(&format!("c{i}"));
+        let p = format!("tdmpc{i}");
+        veth(&ns, "eth1", &sw, &p);
+        ports.push(p);
+        c_ns.push(ns);
+    }
+    let refs: Vec<&str> = ports.iter().map(String::as_str).collect();
+    bridge(&sw, "br0", &refs);
+    a_ns.addr("eth1", "10.79.0.2/24");
+    b_ns.addr("eth1", "10.79.0.3/24");
+    // perfdhcp's interface needs an address (outside the scope's ranges).
+    p_ns.addr("eth1", "10.79.0.254/24");
+    let a = Tandemd::start_named(&lab, &a_ns, "a", &config(&lab, "a", mode), &[]);
+    let b = Tandemd::start_named(&lab, &b_ns, "b", &config(&lab, "b", mode), &[]);
+    Pair {
+        lab,
+        a_ns,
+        c_ns,
+        p_ns,
+        _sw: sw,
+        _b_ns: b_ns,
+        a,
+        b,
+    }
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn run_cycle(tag: &str, mode: TestMode) {
+    let _cpu = cpu_exclusive();
+    let mut p = pair(tag, mode, 4);
+    let lab = &p.lab;
+    // 1. Bring-up: both reach NORMAL, the primary hands the secondary its share of the pool.
+    wait_state(lab, &p.a, "NORMAL", Duration::from_secs(20));
+    wait_state(lab, &p.b, "NORMAL", Duration::from_secs(20));
+    let pools_split = poll(Duration::from_secs(10), || {
+        let (fa, fb) = (fo(&p.a), fo(&p.b));
+        (u(&fa, "backup") > 0 && u(&fb, "backup") == u(&fa, "backup")).then_some(u(&fa, "backup"))
+    });
+    let backup =
+        pools_split.unwrap_or_else(|| panic!("no BACKUP pool after bring-up\n{}", lab.dump_logs()));
+    let total = 241u64;
+    let want = match mode {
+        TestMode::LoadBalance => total / 2,
+        TestMode::HotStandby => total * 20 / 100,
+    };
+    assert!(
+        backup.abs_diff(want) <= total / 20 + 1,
+        "BACKUP pool {backup}, expected about {want}"
+    );
+
+    // 2. Volume: 60 perfdhcp clients. Load balance splits them by bucket; hot standby has A
+    //    answer all. Every lease ends up on both servers.
+    let out = perfdhcp(&p.p_ns, "eth1", 30, 60, 4, "00:0a:00:00:00:00");
+    let (sa, sb) = (p.a.stats(), p.b.stats());
+    let (acks_a, acks_b) = (counter(&sa, "ack"), counter(&sb, "ack"));
+    assert!(
+        acks_a + acks_b >= 55,
+        "perfdhcp got {acks_a}+{acks_b} ACKs for 60 clients:\n{out}"
+    );
+    match mode {
+        TestMode::LoadBalance => {
+            let share = acks_a * 100 / (acks_a + acks_b);
+            assert!(
+                (20..=80).contains(&share),
+                "load balance 50/50 gave A {share}% of the ACKs ({acks_a} vs {acks_b})"
+            );
+        }
+        TestMode::HotStandby => {
+            assert_eq!(acks_b, 0, "the standby answered in NORMAL");
+        }
+    }
+    wait_replicated(lab, &p.a, &p.b, "A's perfdhcp leases on B");
+    wait_replicated(lab, &p.b, &p.a, "B's perfdhcp leases on A");
+    check_tables_agree(&p.a, &p.b);
+
+    // 3. Real clients: two dhclient, one dhcpcd, one udhcpc.
+    let kinds = [Kind::Dhclient, Kind::Dhcpcd, Kind::Udhcpc, Kind::Dhclient];
+    let mut clients: Vec<Client> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            Client::start(
+                lab,
+                &p.c_ns[i],
+                "eth1",
+                *k,
+                &format!("{}{i}", k.name()),
+                &Opts::default(),
+            )
+        })
+        .collect();
+    let mut addrs = Vec::new();
+    for c in clients.iter_mut() {
+        addrs.push(c.wait_bound(BIND_TIMEOUT));
+    }
+    let distinct: BTreeSet<_> = addrs.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        addrs.len(),
+        "two clients got one address: {addrs:?}"
+    );
+    wait_replicated(lab, &p.a, &p.b, "clients' leases on B");
+    wait_replicated(lab, &p.b, &p.a, "clients' leases on A");
+    for a in &addrs {
+        for srv in [&p.a, &p.b] {
+            assert!(
+                srv.lease(*a).is_some_and(|l| l.state == "active"),
+                "{a} not active on both servers"
+            );
+        }
+    }
+
+    // 4. kill -9 A: B serves everyone; clients keep their addresses with MCLT-capped leases.
+    let killed_at = now_secs();
+    p.a.kill9();
+    wait_state(
+        lab,
+        &p.b,
+        "COMMUNICATIONS-INTERRUPTED",
+        Duration::from_secs(10),
+    );
+    // Every client extends its lease through B (those of A's buckets by rebinding).
+    for (c, a) in clients.iter().zip(&addrs) {
+        let ok = poll(Duration::from_secs(45), || {
+            c.events()
+                .iter()
+                .any(|e| e.t > killed_at + 1 && e.is_renew() && e.ip == Some(*a))
+                .then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "{} did not keep {a} through B after the crash: {:?}\n{}",
+            c.mac,
+            c.events(),
+            lab.dump_logs()
+        );
+    }
+    let cut = now_secs();
+    for l in active(&p.b).values() {
+        if l.start >= cut.saturating_sub(20) && l.start > killed_at + 1 {
+            assert!(
+                l.expires.saturating_sub(l.start) <= MCLT + 1,
+                "B gave {} a {} s lease while the partner was unreachable (MCLT {MCLT} s)",
+                l.address,
+                l.expires - l.start
+            );
+        }
+    }
+
+    // 5. Partner-down (manual for load balance, automatic after the switchover interval for hot
+    //    standby), then, after MCLT, B hands out A's free addresses too.
+    match mode {
+        TestMode::LoadBalance => {
+            let out = p.b.ctl(&["failover", "partner-down", "pair"]);
+            assert!(
+                out.status.success(),
+                "partner-down refused: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            wait_state(lab, &p.b, "PARTNER-DOWN", Duration::from_secs(5));
+        }
+        TestMode::HotStandby => {
+            wait_state(lab, &p.b, "PARTNER-DOWN", Duration::from_secs(40));
+        }
+    }
+    let takeover = u(&fo(&p.b), "takeover_at");
+    assert!(
+        takeover > 0,
+        "no takeover time in PARTNER-DOWN: {}",
+        fo(&p.b)
+    );
+    let _ = poll(Duration::from_secs(60), || {
+        (now_secs() > takeover + 1).then_some(())
+    });
+    // B's own pool alone cannot serve this many new clients: more ACKs prove the takeover.
+    let own = u(&fo(&p.b), "backup");
+    let n = own as u32 + 20;
+    let out = perfdhcp(&p.p_ns, "eth1", 30, n, 6, "00:0b:00:00:00:00");
+    let acked = acks_of(&out);
+    assert!(
+        acked > own,
+        "after MCLT in PARTNER-DOWN B acknowledged {acked} of {n} new clients with {own} \
+         addresses in its own pool: it did not take the partner's\n{out}\n{}",
+        lab.dump_logs()
+    );
+
+    // 6. A restarts: recovery brings both back to NORMAL; A learns every binding.
+    let (a_ns, lab) = (&p.a_ns, &p.lab);
+    p.a.restart(a_ns, lab);
+    wait_state(lab, &p.a, "NORMAL", Duration::from_secs(MCLT * 3 + 30));
+    wait_state(lab, &p.b, "NORMAL", Duration::from_secs(20));
+    wait_replicated(lab, &p.b, &p.a, "B's leases on A after recovery");
+    check_tables_agree(&p.a, &p.b);
+    // Clients still renew (now from whichever server owns their bucket).
+    let back = now_secs();
+    for (c, a) in clients.iter().zip(&addrs) {
+        let ok = poll(Duration::from_secs(45), || {
+            c.events()
+                .iter()
+                .any(|e| e.t > back && e.is_renew() && e.ip == Some(*a))
+                .then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "{} did not renew {a} after recovery: {:?}\n{}",
+            c.mac,
+            c.events(),
+            lab.dump_logs()
+        );
+    }
+    check_client_leases(&clients);
+    for (c, ns) in clients.iter_mut().zip(&p.c_ns) {
+        c.release(ns, lab);
+    }
+}
+
+#[test]
+fn load_balance_pair_crash_partner_down_recovery() {
+    run_cycle("folb", TestMode::LoadBalance);
+}
+
+#[test]
+fn hot_standby_pair_crash_automatic_partner_down_recovery() {
+    run_cycle("fohs", TestMode::HotStandby);
+}
