@@ -27,6 +27,97 @@ enum Cmd {
     /// Relay-style DORA load: many simulated clients through one relay address (giaddr), at a
     /// target rate or flat out, for a bounded time and count.
     Dora(DoraArgs),
+    /// Write a lease journal holding N active leases (distinct clients, consecutive addresses),
+    /// for start-up, recovery and failover-synchronisation measurements. The directory must hold
+    /// no journal yet; point a (stopped) tandemd's `state_dir` at it.
+    SeedJournal(SeedArgs),
+}
+
+#[derive(Args, Debug)]
+struct SeedArgs {
+    /// The state directory to create the journal in.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Number of leases.
+    #[arg(long, default_value_t = 1_000_000)]
+    leases: u32,
+    /// First leased address.
+    #[arg(long, value_name = "IP")]
+    first: Ipv4Addr,
+    /// Lease length from now, seconds.
+    #[arg(long, default_value_t = 86_400)]
+    lease_secs: u32,
+}
+
+/// Write `a.leases` active bindings into a fresh journal in `a.dir`.
+fn seed_journal(a: SeedArgs) -> ExitCode {
+    use tandem_dataplane::binding::{Binding, BindingState, ClientKey};
+    use tandem_dataplane::journal::{Journal, JournalConfig};
+    let cfg = JournalConfig::new(&a.dir, 0);
+    let (mut j, rec) = match Journal::open(cfg) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!(
+                "tandem-bench: cannot open a journal in {}: {e}",
+                a.dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if !rec.bindings.is_empty() {
+        eprintln!(
+            "tandem-bench: {} already holds {} bindings; give an empty directory",
+            a.dir.display(),
+            rec.bindings.len()
+        );
+        return ExitCode::from(2);
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0);
+    let first = u32::from(a.first);
+    let t = std::time::Instant::now();
+    for i in 0..a.leases {
+        let mut b = Binding::empty(Ipv4Addr::from(first.wrapping_add(i)), BindingState::Active);
+        let mac = [
+            0x02,
+            0x5e,
+            (i >> 24) as u8,
+            (i >> 16) as u8,
+            (i >> 8) as u8,
+            i as u8,
+        ];
+        b.htype = 1;
+        b.hlen = 6;
+        b.chaddr[..6].copy_from_slice(&mac);
+        b.client = ClientKey::from_hw(1, &mac);
+        b.start = now;
+        b.cltt = now;
+        b.expires = now.saturating_add(a.lease_secs);
+        if let Err(e) = j.append(&b) {
+            eprintln!("tandem-bench: journal append: {e}");
+            return ExitCode::FAILURE;
+        }
+        if i % 65_536 == 65_535 {
+            if let Err(e) = j.commit() {
+                eprintln!("tandem-bench: journal commit: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Err(e) = j.commit() {
+        eprintln!("tandem-bench: journal commit: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "wrote {} active leases from {} into {} in {:.2} s",
+        a.leases,
+        a.first,
+        a.dir.display(),
+        t.elapsed().as_secs_f64()
+    );
+    ExitCode::SUCCESS
 }
 
 #[derive(Args, Debug)]
@@ -184,5 +275,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Dora(a) => dora(a),
+        Cmd::SeedJournal(a) => seed_journal(a),
     }
 }

@@ -1,29 +1,36 @@
 #!/usr/bin/env bash
-# demo.sh - Tandem in a network-namespace lab: real DHCP clients plus a perfdhcp load.
+# demo.sh - a Tandem failover pair in a network-namespace lab: real DHCP clients, perfdhcp load,
+# then a crash of one partner, service by the other, and recovery.
 #
 #   sudo bash deploy/lab/demo.sh [--rate N] [--period S] [--clients N] [--no-install] [--keep]
 #
 # 1. installs what is missing (deploy/install-deps.sh) and builds tandemd/tandemctl (release);
 # 2. builds namespaces (all named tdm-<pid>-demo-*) joined by veth pairs and two bridges:
 #
-#      tdm-..-demo-c1 (dhclient) ──┐                                  ┌── tdm-..-demo-srv1 tandemd
-#      tdm-..-demo-c2 (dhcpcd)   ──┼── bridge br0 in tdm-..-demo-lan ─┘    tdm0 10.99.0.1/24 (scope "lan")
-#      tdm-..-demo-c3 (udhcpc)   ──┘                                       tdm1 10.98.0.1/16 (scope "load")
-#      tdm-..-demo-load: perfdhcp on bridge br0 10.98.0.2/16 ───────────────┘  (relay-style, giaddr 10.98.0.2)
+#      tdm-..-demo-c1 (dhclient) ──┐                                  ┌── srv1 tandemd (primary)
+#      tdm-..-demo-c2 (dhcpcd)   ──┼── bridge br0 in tdm-..-demo-lan ─┤     tdm0 10.99.0.1/24 (scope "lan")
+#      tdm-..-demo-c3 (udhcpc)   ──┘                                  └── srv2 tandemd (secondary)
+#                                                                         tdm0 10.99.0.3/24
+#      tdm-..-demo-load: perfdhcp on bridge br0 10.98.0.2/16 ── srv1 tdm1 10.98.0.1, srv2 tdm1 10.98.0.3
+#                        (broadcast: both partners see every client; scope "load")
 #
-#    A failover partner (a later issue) is one more `add_server 2` call: it gets its own
-#    namespace on both bridges, and perfdhcp switches to broadcast mode.
-# 3. starts tandemd with a config in a temp dir, runs the three real clients (one of them matches
-#    a vendor-class policy), then one bounded perfdhcp run (-r RATE for -p PERIOD seconds);
-# 4. prints leases/s, loss, server CPU (from /proc/PID/stat utime+stime) per lease, and the real
-#    clients' leases as tandemctl reports them; then removes everything (also on Ctrl-C/failure).
+#    The partners run one load-balance failover relationship (50/50 by RFC 3074 hash bucket, MCLT
+#    30 s) over TCP 647 on the lan bridge.
+# 3. phase 1: both partners NORMAL, the three real clients bind (one matches a vendor-class
+#    policy), one bounded perfdhcp run (-r RATE for -p PERIOD s); phase 2: srv1 is killed with
+#    SIGKILL and srv2 serves every client alone (COMMUNICATIONS-INTERRUPTED, leases capped at
+#    MCLT) under a second perfdhcp run; phase 3: srv1 restarts, catches up, both return to NORMAL,
+#    a third run;
+# 4. prints per phase leases/s, loss, the partners' states and their CPU per lease, the real
+#    clients' addresses across the failover, their leases and the failover status; then removes
+#    everything (also on Ctrl-C/failure).
 #
 # Nothing leaves the namespaces; the clients' scripts only set addresses inside their own
 # namespace (no resolv.conf, no host routes). --keep keeps the temp dir (logs, config, journal).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-RATE=5000 PERIOD=10 NCLIENTS=50000 INSTALL=1 KEEP=0
+RATE=2000 PERIOD=8 NCLIENTS=30000 INSTALL=1 KEEP=0
 while [[ $# -gt 0 ]]; do
     case $1 in
         --rate) RATE=$2; shift 2 ;;
@@ -121,6 +128,8 @@ add_server() {  # index: namespace srvN on both bridges, plus its config
     ip -n "$P-srv$i" addr add "10.99.0.$h/24" dev tdm0
     ip -n "$P-srv$i" addr add "10.98.0.$h/16" dev tdm1
     mkdir -p "$WORK/srv$i/state"
+    local role=secondary ph; ph=$(server_host $(( 3 - i )))
+    (( i == 1 )) && role=primary
     cat >"$WORK/srv$i/tandem.toml" <<EOF
 # demo server $i (written by deploy/lab/demo.sh)
 [server]
@@ -151,12 +160,25 @@ order = 1
 conditions = [{ vendor_class = "tandem-demo-phone" }]
 ranges = ["10.99.0.180-10.99.0.199"]
 
-# perfdhcp's simulated clients (relay-style: giaddr 10.98.0.2)
+# perfdhcp's simulated clients, directly attached to the load bridge
 [[scope]]
 name = "load"
 subnet = "10.98.0.0/16"
+interface = "tdm1"
 ranges = ["10.98.1.0-10.98.255.250"]
 lease_time = "1h"
+
+[[failover]]
+name = "demo-pair"
+role = "$role"
+partner = "10.99.0.$ph"
+listen = "10.99.0.$h"
+mode = "load-balance"
+load_balance_percent = 50
+mclt = "30s"
+max_response_delay = "5s"
+startup_wait = "2s"
+scopes = ["lan", "load"]
 EOF
 }
 
@@ -177,10 +199,29 @@ start_server() {  # index
 
 ctl() { local i=$1; shift; ip netns exec "$P-srv$i" "$TANDEMCTL" --admin 127.0.0.1:9167 "$@"; }
 
+fo_state() {  # index -> "STATE/PARTNER-STATE" of the relationship ("down" if it does not answer)
+    ctl "$1" failover show demo-pair --json 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(d["state"] + "/" + (d["partner_state"] or "-"))' 2>/dev/null || echo "down"
+}
+wait_state() {  # index state timeout-s
+    local k
+    for k in $(seq $(( $3 * 5 ))); do
+        [[ $(fo_state "$1") == "$2"/* ]] && return 0
+        sleep 0.2
+    done
+    log "srv$1 not in $2 after $3 s (now $(fo_state "$1"))"; tail -20 "$WORK/tandemd$1.log" >&2; return 1
+}
+
 log "namespaces $P-*, work dir $WORK"
 add_server 1
+add_server 2
 start_server 1
-log "tandemd running (pid ${PID[tandemd1]})"
+start_server 2
+wait_state 1 NORMAL 30
+wait_state 2 NORMAL 30
+log "failover pair NORMAL: srv1 (pid ${PID[tandemd1]}) primary, srv2 (pid ${PID[tandemd2]}) secondary"
 
 # ---------------------------------------------------------------- real clients
 EV=$WORK/events
@@ -232,56 +273,87 @@ for _ in $(seq 300); do
 done
 grep -E ' (BOUND|REBOOT|bound) [0-9]' "$EV" | sed 's/^/  /' >&2 || true
 
-# ---------------------------------------------------------------- bounded perfdhcp load
-log "perfdhcp: $RATE DORA/s for $PERIOD s over $NCLIENTS simulated clients (relay-style, unicast)"
+# ---------------------------------------------------------------- bounded perfdhcp load, per phase
 CLK_TCK=$(getconf CLK_TCK)
-t0=$(proc_ticks "${PID[tandemd1]}"); w0=$(date +%s.%N)
-q0_srv=$(udp_rcvbuf_errors srv1); q0_load=$(udp_rcvbuf_errors load)
-timeout $((PERIOD + 30)) ip netns exec "$P-load" perfdhcp -4 -r "$RATE" -n $((RATE * PERIOD)) -R "$NCLIENTS" \
-    -p "$PERIOD" -W 1000000 \
-    -l 10.98.0.2 10.98.0.1 >"$WORK/perfdhcp.log" 2>&1 || true
-w1=$(date +%s.%N); t1=$(proc_ticks "${PID[tandemd1]}")
-q_srv=$(( $(udp_rcvbuf_errors srv1) - q0_srv )); q_load=$(( $(udp_rcvbuf_errors load) - q0_load ))
-kill -0 "${PID[tandemd1]}" 2>/dev/null || { log "tandemd died under load:"; tail -20 "$WORK/tandemd1.log" >&2; exit 1; }
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+ticks_of() { if kill -0 "$1" 2>/dev/null; then proc_ticks "$1"; else echo 0; fi; }
+load_phase() {  # label mac-byte: one bounded perfdhcp run (broadcast on the load bridge), one row
+    local label=$1 mb=$2 out=$WORK/perfdhcp-$2.log
+    local p1=${PID[tandemd1]} p2=${PID[tandemd2]} t0a t0b t1a t1b w0 w1
+    log "$label: perfdhcp $RATE DORA/s for $PERIOD s over $NCLIENTS simulated clients (broadcast)"
+    t0a=$(ticks_of "$p1"); t0b=$(ticks_of "$p2"); w0=$(date +%s.%N)
+    timeout $((PERIOD + 30)) ip netns exec "$P-load" perfdhcp -4 -r "$RATE" -n $((RATE * PERIOD)) \
+        -R "$NCLIENTS" -p "$PERIOD" -W 1000000 -b "mac=00:$mb:00:00:00:00" -l br0 >"$out" 2>&1 || true
+    w1=$(date +%s.%N); t1a=$(ticks_of "$p1"); t1b=$(ticks_of "$p2")
+    (( t1a >= t0a )) || t1a=$t0a
+    read -r d_sent _ _ a_recv do_ms ra_ms < <(awk '
+        /Statistics for: DISCOVER-OFFER/ { s = "do" } /Statistics for: REQUEST-ACK/ { s = "ra" }
+        /^sent packets:/ { sent[s] = $3 } /^received packets:/ { recv[s] = $3 } /^avg delay:/ { avg[s] = $3 }
+        END { printf "%d %d %d %d %s %s\n", sent["do"], recv["do"], sent["ra"], recv["ra"], avg["do"] == "" ? "-" : avg["do"], avg["ra"] == "" ? "-" : avg["ra"] }
+    ' "$out")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$d_sent" "$a_recv" "$do_ms" "$ra_ms" \
+        "$((t1a - t0a))" "$((t1b - t0b))" "$(fo_state 1)" "$(fo_state 2)" "$PERIOD" >>"$RESULTS"
+}
+client_addrs() {  # the real clients' latest addresses, on one line
+    local c a out=""
+    for c in dhclient dhcpcd udhcpc; do
+        a=$(grep -E "^$c (BOUND|REBOOT|RENEW|REBIND|bound|renew) [0-9]" "$EV" | tail -1 | awk '{print $3}')
+        out+="$c=${a:--} "
+    done
+    echo "$out"
+}
 
-# perfdhcp prints one statistics block per exchange: take sent/received/avg delay from each
-read -r d_sent _ _ a_recv do_ms ra_ms < <(awk '
-    /Statistics for: DISCOVER-OFFER/ { s = "do" } /Statistics for: REQUEST-ACK/ { s = "ra" }
-    /^sent packets:/ { sent[s] = $3 } /^received packets:/ { recv[s] = $3 } /^avg delay:/ { avg[s] = $3 }
-    END { printf "%d %d %d %d %s %s\n", sent["do"], recv["do"], sent["ra"], recv["ra"], avg["do"] == "" ? "-" : avg["do"], avg["ra"] == "" ? "-" : avg["ra"] }
-' "$WORK/perfdhcp.log")
-python3 - "$d_sent" "$a_recv" "$do_ms" "$ra_ms" "$PERIOD" "$RATE" "$((t1 - t0))" "$CLK_TCK" "$w0" "$w1" \
-    "$q_srv" "$q_load" <<'PY'
+load_phase "1 pair NORMAL" 0a
+before=$(client_addrs)
+
+log "phase 2: kill -9 srv1 (pid ${PID[tandemd1]}); srv2 serves every client alone"
+kill -KILL "${PID[tandemd1]}"; wait "${PID[tandemd1]}" 2>/dev/null || true
+wait_state 2 COMMUNICATIONS-INTERRUPTED 15
+load_phase "2 srv1 killed" 0b
+during=$(client_addrs)
+
+log "phase 3: restart srv1; it catches up from srv2 and both return to NORMAL"
+start_server 1
+wait_state 1 NORMAL 90
+wait_state 2 NORMAL 30
+load_phase "3 recovered" 0c
+after=$(client_addrs)
+
+python3 - "$RESULTS" "$CLK_TCK" "$RATE" <<'PY'
 import sys
-sent, acks, do_ms, ra_ms, period, rate, ticks, tck, w0, w1, q_srv, q_load = sys.argv[1:]
-sent, acks, period, rate, ticks, tck = int(sent), int(acks), int(period), int(rate), int(ticks), int(tck)
-wall = float(w1) - float(w0)
-cpu_s = ticks / tck
-rows = [
-    ("offered DORA/s", f"{rate}"),
-    ("DISCOVERs sent", f"{sent}"),
-    ("leases (ACKs received)", f"{acks}"),
-    ("leases/s", f"{acks / period:.0f}"),
-    ("loss (DISCOVER without ACK)", f"{100 * (1 - acks / sent):.2f} %" if sent else "-"),
-    ("avg latency DISCOVER-OFFER / REQUEST-ACK", f"{do_ms} / {ra_ms} ms"),
-    ("server CPU (utime+stime)", f"{cpu_s:.2f} s over {wall:.1f} s = {100 * cpu_s / wall:.0f} % of one core"),
-    ("server CPU per lease", f"{1e6 * cpu_s / acks:.1f} us" if acks else "-"),
-    ("UDP receive-buffer drops: server / perfdhcp", f"{q_srv} / {q_load}"),
-]
-w = max(len(k) for k, _ in rows)
-print("\n== perfdhcp load against tandemd (durability sync, release build)")
-for k, v in rows:
-    print(f"  {k:<{w}}  {v}")
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+tck, rate = int(sys.argv[2]), int(sys.argv[3])
+print(f"\n== perfdhcp against the Tandem pair ({rate} DORA/s offered for each phase, durability sync)")
+table = [("phase", "leases/s", "loss", "avg DO/RA ms", "CPU us/lease (both)", "srv1 state/partner", "srv2 state/partner")]
+for label, sent, acks, do_ms, ra_ms, ta, tb, s1, s2, period in rows:
+    sent, acks, period = int(sent), int(acks), int(period)
+    cpu = (int(ta) + int(tb)) / tck
+    table.append((label, f"{acks / period:.0f}", f"{100 * (1 - acks / sent):.2f} %" if sent else "-",
+                  f"{do_ms}/{ra_ms}", f"{1e6 * cpu / acks:.1f}" if acks else "-", s1, s2))
+w = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+for r in table:
+    print("  " + "  ".join(c.ljust(w[i]) for i, c in enumerate(r)))
 PY
+echo
+echo "== the real clients' addresses across the failover"
+echo "  before the crash:  $before"
+echo "  srv1 down:         $during"
+echo "  after recovery:    $after"
+if [[ $before == "$during" && $during == "$after" ]]; then
+    echo "  every client kept its address"
+else
+    echo "  an address changed: see $WORK/events (run with --keep)"
+fi
 
 # ---------------------------------------------------------------- the real clients' leases
-ctl 1 lease list --json >"$WORK/leases.json"
+ctl 2 lease list --json >"$WORK/leases.json"
 python3 - "$WORK/leases.json" "dhclient=${MAC[dhclient]}" "dhcpcd=${MAC[dhcpcd]}" "udhcpc=${MAC[udhcpc]}" <<'PY'
 import json, sys, time
 leases = json.load(open(sys.argv[1]))
 clients = dict(a.split("=", 1) for a in sys.argv[2:])
 now = time.time()
-print("\n== real clients (tandemctl lease list --json, scope \"lan\")")
+print("\n== real clients on srv2 (tandemctl lease list --json, scope \"lan\")")
 print(f"  {'client':<9} {'mac':<17}  {'address':<15} {'state':<9} {'expires in':>10}  scope")
 for name, mac in clients.items():
     mine = [l for l in leases if (l.get("mac") or "").lower() == mac.lower()]
@@ -296,7 +368,7 @@ for l in leases:
 print("\n  all leases by state: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
 PY
 echo
-echo "== tandemctl stats"
-ctl 1 stats | sed 's/^/  /'
+echo "== tandemctl failover show demo-pair (srv1)"
+ctl 1 failover show demo-pair | sed 's/^/  /'
 echo
 log "done; cleaning up"

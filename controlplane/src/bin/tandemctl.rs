@@ -378,6 +378,15 @@ fn print_relationship(v: &Value) {
                 s(v, "updates_rejected")
             ),
         ),
+        ("replication lag", {
+            let l = v.get("replication_lag_ms").cloned().unwrap_or(Value::Null);
+            format!(
+                "p50 <= {} ms, p99 <= {} ms over {} acknowledged updates",
+                s(&l, "p50_le"),
+                s(&l, "p99_le"),
+                s(&l, "count")
+            )
+        }),
         ("clock skew", s(v, "clock_skew_secs")),
         ("last refusal", s(v, "last_refusal")),
     ];

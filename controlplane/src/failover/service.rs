@@ -18,6 +18,8 @@
 //!
 //! The relationship state is persisted by a [`FileStore`] in the state directory.
 
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -50,6 +52,13 @@ const POOL_EVERY: Duration = Duration::from_secs(2);
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Longest wait of a relationship thread (status refresh, stop flag).
 const TICK: Duration = Duration::from_millis(200);
+/// Upper bounds (µs) of the replication lag histogram buckets (client ACK to partner BNDACK).
+pub const LAG_BUCKETS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 10_000_000, 60_000_000,
+];
+/// Most updates whose hand-over time is remembered for the lag histogram.
+const LAG_TRACKED_MAX: usize = 1 << 20;
 
 /// The worker's view of every relationship: which snapshot decides for which scope.
 pub struct FailoverAuthority {
@@ -183,6 +192,30 @@ pub struct RelationshipStatus {
     pub updates_rejected: u64,
     /// The last refusal of a connection (by us or the partner), in words.
     pub last_refusal: Option<String>,
+    /// Replication lag (from the commit that let the client's reply go to the partner's
+    /// acknowledgement): count per bucket of [`LAG_BUCKETS_US`], plus one for longer ones.
+    pub lag_buckets: Vec<u64>,
+}
+
+impl RelationshipStatus {
+    /// The replication lag quantile `q` (0..1) in milliseconds, as the upper bound of its
+    /// histogram bucket; `None` before the first acknowledgement.
+    pub fn lag_quantile_ms(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.lag_buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.lag_buckets.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                let us = LAG_BUCKETS_US.get(i).copied().unwrap_or(u64::MAX);
+                return Some(us as f64 / 1000.0);
+            }
+        }
+        None
+    }
 }
 
 impl RelationshipStatus {
@@ -210,6 +243,13 @@ impl RelationshipStatus {
             "updates_acked": self.updates_acked,
             "updates_rejected": self.updates_rejected,
             "last_refusal": self.last_refusal,
+            "replication_lag_ms": {
+                "count": self.lag_buckets.iter().sum::<u64>(),
+                "p50_le": self.lag_quantile_ms(0.5),
+                "p99_le": self.lag_quantile_ms(0.99),
+                "buckets_le_us": LAG_BUCKETS_US,
+                "counts": self.lag_buckets,
+            },
         })
     }
 }
@@ -327,6 +367,7 @@ pub fn prepare(
             mode: mode_name(fo.mode, fo.role),
             partner: fo.partner.to_string(),
             scopes: fo.scope_names.clone(),
+            lag_buckets: vec![0; LAG_BUCKETS_US.len() + 1],
             ..RelationshipStatus::default()
         }));
         handles.push(RelHandle {
@@ -397,6 +438,7 @@ impl Starter {
                 rel,
                 last_pools: None,
                 last_sweep: None,
+                handed_at: HashMap::new(),
             };
             let name = format!("tandem-fo-{r}");
             threads.push(
@@ -493,6 +535,12 @@ struct RelRuntime {
     rel: RelPrepared,
     last_pools: Option<Instant>,
     last_sweep: Option<Instant>,
+    /// When each committed update was handed over (for the lag histogram).
+    handed_at: HashMap<(Ipv4Addr, u32, u8), Instant>,
+}
+
+fn lag_key(b: &Binding) -> (Ipv4Addr, u32, u8) {
+    (b.addr, b.sent_expiry, b.state as u8)
 }
 
 impl RelRuntime {
@@ -574,7 +622,18 @@ impl RelRuntime {
             LinkEvent::Peer(e) => match e {
                 Event::PartnerBinding { id, binding } => partner.push((id, binding)),
                 Event::UpdateAcked { binding } => {
-                    self.bump(|s| s.updates_acked += 1);
+                    let lag = self
+                        .handed_at
+                        .remove(&lag_key(&binding))
+                        .map(|t| t.elapsed());
+                    self.bump(|s| {
+                        s.updates_acked += 1;
+                        if let Some(l) = lag {
+                            let us = l.as_micros() as u64;
+                            let slot = LAG_BUCKETS_US.partition_point(|&b| b < us);
+                            s.lag_buckets[slot] += 1;
+                        }
+                    });
                     acked.push(binding);
                 }
                 Event::UpdateRejected { binding, reason } => {
@@ -822,7 +881,12 @@ impl RelRuntime {
         let peer = self.rel.link.peer_mut();
         match m {
             FromWorker::Committed(v) => {
+                if self.handed_at.len() + v.len() > LAG_TRACKED_MAX {
+                    self.handed_at.clear();
+                }
+                let t = Instant::now();
                 for b in v {
+                    self.handed_at.insert(lag_key(&b), t);
                     peer.local_update(now, b);
                 }
             }
