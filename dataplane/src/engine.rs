@@ -413,11 +413,23 @@ impl Engine {
 
     /// Every durable binding of scope `si` (offer holds excluded).
     pub fn scope_bindings(&self, si: usize) -> impl Iterator<Item = &Binding> {
-        self.scopes
-            .get(si)
-            .into_iter()
-            .flat_map(|s| s.bindings.values())
-            .filter(|b| b.state != BindingState::Offered)
+        self.scopes.get(si).into_iter().flat_map(|s| {
+            s.bindings.values().filter_map(move |b| {
+                if b.state == BindingState::Offered {
+                    s.prior.get(&b.addr)
+                } else {
+                    Some(b)
+                }
+            })
+        })
+    }
+
+    /// Every durable binding (offer holds give way to the binding they replaced), for journal
+    /// snapshots.
+    pub fn durable_bindings(&self) -> impl Iterator<Item = &Binding> {
+        (0..self.scopes.len())
+            .flat_map(move |si| self.scope_bindings(si))
+            .chain(self.orphans.values())
     }
 
     /// Store `b` as the binding of its address (a failover partner's update, an acknowledged or
@@ -660,8 +672,16 @@ impl Engine {
                 BindingState::Abandoned => {
                     let mut nb = Binding::empty(addr, BindingState::Free);
                     nb.cltt = now.secs() as u32;
+                    if s.replicated {
+                        // Free again only once the partner knows: outstanding until acknowledged
+                        // (EXPIRED turns FREE on the acknowledgement).
+                        nb.state = BindingState::Expired;
+                        nb.acked_expiry = b.acked_expiry;
+                        nb.sent_expiry = b.acked_expiry.saturating_add(1).max(nb.cltt);
+                    } else {
+                        s.pool.put(addr);
+                    }
                     *b = nb;
-                    s.pool.put(addr);
                     self.updates.push(nb);
                     self.stats.bump(Counter::ProbationEnded);
                 }
@@ -1012,12 +1032,15 @@ impl Engine {
             }
             None => None,
         };
+        if pick.is_none() && from == AllocFrom::Nothing {
+            return Decision::Silent(Counter::SilentNoAddress);
+        }
+        let Some(g) = g else {
+            return Decision::Silent(Counter::SilentMclt);
+        };
         let Some(addr) = pick else {
             tracing::debug!(scope = %self.settings.scopes[si].name, client = %client, "no free address to offer");
             return Decision::Silent(Counter::SilentNoAddress);
-        };
-        let Some(g) = g else {
-            return Decision::Silent(Counter::SilentMclt);
         };
         self.hold(now, si, addr, client, req);
         Decision::Offer {
@@ -1526,3 +1549,6 @@ pub fn policy_matches(p: &Policy, req: &Request<'_>) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod failover_tests;

@@ -497,11 +497,7 @@ impl Durable {
 
 /// Every binding worth keeping in a snapshot (offer holds are never durable).
 pub(crate) fn live_bindings(engine: &Engine) -> Vec<Binding> {
-    engine
-        .bindings()
-        .map(|(_, b)| *b)
-        .filter(|b| b.state != BindingState::Offered)
-        .collect()
+    engine.durable_bindings().copied().collect()
 }
 
 /// Apply a control message that reads or reconfigures the engine (both workers share this;

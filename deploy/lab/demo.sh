@@ -11,7 +11,7 @@
 #      tdm-..-demo-c2 (dhcpcd)   ──┼── bridge br0 in tdm-..-demo-lan ─┤     tdm0 10.99.0.1/24 (scope "lan")
 #      tdm-..-demo-c3 (udhcpc)   ──┘                                  └── srv2 tandemd (secondary)
 #                                                                         tdm0 10.99.0.3/24
-#      tdm-..-demo-load: perfdhcp on bridge br0 10.98.0.2/16 ── srv1 tdm1 10.98.0.1, srv2 tdm1 10.98.0.3
+#      tdm-..-demo-load: perfdhcp on bridge br0 10.64.0.2/12 ── srv1 tdm1 10.64.0.1, srv2 tdm1 10.64.0.3
 #                        (broadcast: both partners see every client; scope "load")
 #
 #    The partners run one load-balance failover relationship (50/50 by RFC 3074 hash bucket, MCLT
@@ -116,7 +116,7 @@ udp_rcvbuf_errors() {  # role -> UDP receive-buffer drops in that namespace (sin
 # ---------------------------------------------------------------- topology
 mkns lan; ip -n "$P-lan" link add br0 type bridge stp_state 0 forward_delay 0; ip -n "$P-lan" link set br0 up
 mkns load; ip -n "$P-load" link add br0 type bridge stp_state 0 forward_delay 0; ip -n "$P-load" link set br0 up
-ip -n "$P-load" addr add 10.98.0.2/16 dev br0
+ip -n "$P-load" addr add 10.64.0.2/12 dev br0
 
 server_host() { echo $(( $1 * 2 - 1 )); }   # server 1 -> .1, a partner 2 -> .3
 
@@ -126,7 +126,7 @@ add_server() {  # index: namespace srvN on both bridges, plus its config
     link "srv$i" tdm0 lan "s$i"; bridge_port lan br0 "s$i"
     link "srv$i" tdm1 load "s$i"; bridge_port load br0 "s$i"
     ip -n "$P-srv$i" addr add "10.99.0.$h/24" dev tdm0
-    ip -n "$P-srv$i" addr add "10.98.0.$h/16" dev tdm1
+    ip -n "$P-srv$i" addr add "10.64.0.$h/12" dev tdm1
     mkdir -p "$WORK/srv$i/state"
     local role=secondary ph; ph=$(server_host $(( 3 - i )))
     (( i == 1 )) && role=primary
@@ -163,9 +163,9 @@ ranges = ["10.99.0.180-10.99.0.199"]
 # perfdhcp's simulated clients, directly attached to the load bridge
 [[scope]]
 name = "load"
-subnet = "10.98.0.0/16"
+subnet = "10.64.0.0/12"
 interface = "tdm1"
-ranges = ["10.98.1.0-10.98.255.250"]
+ranges = ["10.64.1.0-10.79.255.250"]
 lease_time = "1h"
 
 [[failover]]

@@ -141,6 +141,9 @@ impl FailoverSettings {
         c.receive_timer_secs = self.max_response_delay_secs;
         c.startup_secs = self.startup_secs;
         c.max_unacked = self.max_unacked_updates;
+        // Balance the free addresses every minute (the state machine's default is five): a
+        // busy partner must not run dry long before the next pass.
+        c.rebalance_secs = 60;
         c
     }
 
