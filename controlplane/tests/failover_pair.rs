@@ -482,3 +482,114 @@ fn load_balance_pair_crash_partner_down_recovery() {
 fn hot_standby_pair_crash_automatic_partner_down_recovery() {
     run_cycle("fohs", TestMode::HotStandby);
 }
+
+/// `[[failover]]` of one relationship for the hub-and-spoke test: a hot-standby scope of
+/// 10.8N.0.0/24 (relayed, no interface), the spoke active.
+fn hub_spoke_failover(
+    name: &str,
+    role: &str,
+    partner: &str,
+    listen: &str,
+    standby: bool,
+) -> String {
+    format!(
+        "\n[[failover]]\nname = \"{name}\"\nrole = \"{role}\"\npartner = \"{partner}\"\n\
+         listen = \"{listen}\"\nmode = \"hot-standby\"\nhot_standby_role = \"{}\"\n\
+         reserve_percent = 10\nmclt = \"{MCLT}s\"\nmax_response_delay = \"5s\"\n\
+         startup_wait = \"2s\"\nscopes = [\"{name}\"]\n",
+        if standby { "standby" } else { "active" }
+    )
+}
+
+fn relayed_scope(name: &str, net: u8) -> String {
+    format!(
+        "\n[[scope]]\nname = \"{name}\"\nsubnet = \"10.{net}.0.0/24\"\n\
+         ranges = [\"10.{net}.0.10-10.{net}.0.109\"]\nlease_time = \"30s\"\n"
+    )
+}
+
+/// A central standby for two sites: one server in two relationships (standby in both) on one
+/// shared listener, each spoke active in its own; all three reach NORMAL and each spoke hands
+/// the hub its reserve.
+#[test]
+fn hub_standby_for_two_spokes_on_one_listener() {
+    let _cpu = cpu_exclusive();
+    let lab = Lab::new("fohub");
+    let sw = lab.netns("sw");
+    let hub_ns = lab.netns("hub");
+    let s1_ns = lab.netns("s1");
+    let s2_ns = lab.netns("s2");
+    veth(&hub_ns, "eth1", &sw, "tdmph");
+    veth(&s1_ns, "eth1", &sw, "tdmp1");
+    veth(&s2_ns, "eth1", &sw, "tdmp2");
+    bridge(&sw, "br0", &["tdmph", "tdmp1", "tdmp2"]);
+    hub_ns.addr("eth1", "10.80.0.10/24");
+    s1_ns.addr("eth1", "10.80.0.21/24");
+    s2_ns.addr("eth1", "10.80.0.22/24");
+    let hub_cfg = format!(
+        "{}{}{}{}{}",
+        Tandemd::server_section_named(&lab, "hub", "10.80.0.10", &["eth1"]),
+        relayed_scope("site1", 81),
+        relayed_scope("site2", 82),
+        hub_spoke_failover("site1", "secondary", "10.80.0.21", "10.80.0.10", true),
+        hub_spoke_failover("site2", "secondary", "10.80.0.22", "10.80.0.10", true),
+    );
+    let spoke_cfg = |i: u8| {
+        format!(
+            "{}{}{}",
+            Tandemd::server_section_named(
+                &lab,
+                &format!("s{i}"),
+                &format!("10.80.0.2{i}"),
+                &["eth1"]
+            ),
+            relayed_scope(&format!("site{i}"), 80 + i),
+            hub_spoke_failover(
+                &format!("site{i}"),
+                "primary",
+                "10.80.0.10",
+                &format!("10.80.0.2{i}"),
+                false
+            ),
+        )
+    };
+    let hub = Tandemd::start_named(&lab, &hub_ns, "hub", &hub_cfg, &[]);
+    let s1 = Tandemd::start_named(&lab, &s1_ns, "s1", &spoke_cfg(1), &[]);
+    let s2 = Tandemd::start_named(&lab, &s2_ns, "s2", &spoke_cfg(2), &[]);
+    assert!(
+        hub.wait_log("shared failover listener", Duration::from_secs(5)),
+        "the hub did not share its listener:\n{}",
+        lab.dump_logs()
+    );
+    for (srv, rel) in [
+        (&s1, "site1"),
+        (&s2, "site2"),
+        (&hub, "site1"),
+        (&hub, "site2"),
+    ] {
+        let ok = poll(Duration::from_secs(20), || {
+            let v = srv.ctl_json(&["failover", "show", rel, "--json"]);
+            (v.get("state").and_then(Value::as_str) == Some("NORMAL")).then_some(())
+        });
+        assert!(ok.is_some(), "{rel} not NORMAL:\n{}", lab.dump_logs());
+    }
+    // Each spoke gives the hub its reserve: 10 % of 100 addresses.
+    for rel in ["site1", "site2"] {
+        let backup = poll(Duration::from_secs(10), || {
+            let v = hub.ctl_json(&["failover", "show", rel, "--json"]);
+            let b = u(&v, "backup");
+            (b > 0).then_some(b)
+        })
+        .unwrap_or_else(|| panic!("{rel}: no reserve on the hub\n{}", lab.dump_logs()));
+        assert!(
+            (9..=11).contains(&backup),
+            "{rel}: hub reserve {backup}, expected 10"
+        );
+    }
+    let all = hub.ctl_json(&["failover", "show", "--json"]);
+    let rels = all
+        .get("relationships")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    assert_eq!(rels, 2, "failover show lists {rels} relationships: {all}");
+}

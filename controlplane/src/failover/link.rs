@@ -488,7 +488,7 @@ impl<S: StateStore> Link<S> {
             let Some(listener) = &self.listener else {
                 return;
             };
-            let (mut stream, remote) = match listener.accept() {
+            let (stream, remote) = match listener.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -497,6 +497,35 @@ impl<S: StateStore> Link<S> {
                     return;
                 }
             };
+            self.admit(now, stream, remote, out);
+        }
+    }
+
+    /// Take over an inbound connection accepted elsewhere (a listener shared by several
+    /// relationships, which tells them apart by the partner's address). It is checked and
+    /// handled exactly like one accepted by this link's own listener.
+    pub fn adopt(&mut self, stream: std::net::TcpStream, remote: SocketAddr) -> Vec<LinkEvent> {
+        let mut out = Vec::new();
+        let now = Time::now();
+        match stream.set_nonblocking(true) {
+            Ok(()) => self.admit(now, TcpStream::from_std(stream), remote, &mut out),
+            Err(e) => {
+                tracing::warn!(%remote, error = %e, "failover: cannot use an adopted connection")
+            }
+        }
+        self.pump(now, &mut out);
+        out
+    }
+
+    /// Check an inbound connection and, if it is the partner's, make it the link's.
+    fn admit(
+        &mut self,
+        now: Time,
+        mut stream: TcpStream,
+        remote: SocketAddr,
+        out: &mut Vec<LinkEvent>,
+    ) {
+        {
             let why = if self.conn.is_some() {
                 Some("a connection for this relationship already exists")
             } else if self
@@ -512,7 +541,7 @@ impl<S: StateStore> Link<S> {
                 tracing::warn!(%remote, why, "failover: refusing connection");
                 let _ = stream.shutdown(Shutdown::Both);
                 out.push(LinkEvent::Refused { remote, why });
-                continue;
+                return;
             }
             let token = self.token();
             if let Err(e) = self.poll.registry().register(
@@ -521,7 +550,7 @@ impl<S: StateStore> Link<S> {
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 tracing::warn!(%remote, error = %e, "failover: cannot register connection");
-                continue;
+                return;
             }
             let _ = stream.set_nodelay(true);
             tracing::info!(%remote, "failover: partner connected");

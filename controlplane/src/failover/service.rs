@@ -19,7 +19,7 @@
 //! The relationship state is persisted by a [`FileStore`] in the state directory.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -266,6 +266,15 @@ pub enum ServiceError {
         /// What went wrong.
         message: String,
     },
+    /// A listener shared by several relationships could not be bound.
+    #[error("failover listener {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The link could not be set up (listen address in use, ...).
     #[error("failover {name}: {source}")]
     Link {
@@ -287,6 +296,50 @@ struct RelPrepared {
     cmd_rx: Receiver<Command>,
     status: Arc<Mutex<RelationshipStatus>>,
     subnets: Vec<Subnet>,
+    /// Connections accepted by a shared listener for this relationship.
+    adopt_rx: Receiver<(TcpStream, SocketAddr)>,
+}
+
+/// A listener shared by several relationships: hands each inbound connection to the
+/// relationship whose partner has the connecting address.
+struct SharedListener {
+    listener: TcpListener,
+    addr: SocketAddr,
+    routes: Vec<(
+        std::net::IpAddr,
+        Sender<(TcpStream, SocketAddr)>,
+        Arc<Waker>,
+    )>,
+}
+
+impl SharedListener {
+    fn run(self, stop: Arc<AtomicBool>) {
+        tracing::info!(addr = %self.addr, relationships = self.routes.len(), "shared failover listener");
+        while !stop.load(Ordering::SeqCst) {
+            match self.listener.accept() {
+                Ok((stream, remote)) => {
+                    match self.routes.iter().find(|(ip, _, _)| *ip == remote.ip()) {
+                        Some((_, tx, waker)) => {
+                            let _ = tx.send((stream, remote));
+                            let _ = waker.wake();
+                        }
+                        None => {
+                            tracing::warn!(%remote, addr = %self.addr,
+                                "failover: refusing a connection from an address that is no relationship's partner");
+                            let _ = stream.shutdown(std::net::Shutdown::Both);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => {
+                    tracing::warn!(addr = %self.addr, error = %e, "failover: accept failed");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
 }
 
 /// Relationships set up but not running yet: start them with [`Starter::start`] once the
@@ -294,6 +347,7 @@ struct RelPrepared {
 pub struct Starter {
     rels: Vec<RelPrepared>,
     handles: Vec<RelHandle>,
+    shared: Vec<SharedListener>,
 }
 
 struct RelHandle {
@@ -326,6 +380,27 @@ pub fn prepare(
     let mut handles = Vec::new();
     let mut routes: Vec<(Subnet, usize)> = Vec::new();
     let mut senders: Vec<(Sender<FromWorker>, Arc<Waker>)> = Vec::new();
+    // Relationships on one listen address share one listener.
+    let mut by_listen: HashMap<SocketAddr, Vec<usize>> = HashMap::new();
+    for (r, fo) in cfg.failover.iter().enumerate() {
+        by_listen.entry(fo.listen).or_default().push(r);
+    }
+    let mut shared: Vec<SharedListener> = Vec::new();
+    for (addr, rs) in &by_listen {
+        if rs.len() > 1 {
+            let listener = TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| ServiceError::Listen {
+                    addr: *addr,
+                    source,
+                })?;
+            shared.push(SharedListener {
+                listener,
+                addr: *addr,
+                routes: Vec::new(),
+            });
+        }
+    }
     for (r, fo) in cfg.failover.iter().enumerate() {
         let err = |message: String| ServiceError::State {
             name: fo.name.clone(),
@@ -343,7 +418,12 @@ pub fn prepare(
         };
         let peer = Peer::new(fo.peer_config(), store, start, now)
             .map_err(|e| err(format!("invalid relationship: {e}")))?;
-        let link = Link::new(fo.link_config(), peer).map_err(|source| ServiceError::Link {
+        let mut link_cfg = fo.link_config();
+        let shared_here = shared.iter_mut().find(|s| s.addr == fo.listen);
+        if shared_here.is_some() {
+            link_cfg.listen = None;
+        }
+        let link = Link::new(link_cfg, peer).map_err(|source| ServiceError::Link {
             name: fo.name.clone(),
             source,
         })?;
@@ -357,6 +437,10 @@ pub fn prepare(
                 routes.push((sc.subnet, r));
                 subnets.push(sc.subnet);
             }
+        }
+        let (adopt_tx, adopt_rx) = crossbeam_channel::unbounded();
+        if let Some(s) = shared_here {
+            s.routes.push((fo.partner.ip(), adopt_tx, link.waker()));
         }
         let (tx, rx) = crossbeam_channel::unbounded();
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
@@ -386,6 +470,7 @@ pub fn prepare(
             cmd_rx,
             status,
             subnets,
+            adopt_rx,
         });
     }
     let authority = FailoverAuthority {
@@ -412,7 +497,15 @@ pub fn prepare(
             }
         }
     });
-    Ok(Some((authority, hook, Starter { rels, handles })))
+    Ok(Some((
+        authority,
+        hook,
+        Starter {
+            rels,
+            handles,
+            shared,
+        },
+    )))
 }
 
 impl Starter {
@@ -429,6 +522,14 @@ impl Starter {
             tracing::info!("several failover relationships: the partner's clients are filtered by the engine, not in XDP");
         }
         let mut threads = Vec::new();
+        for (k, l) in self.shared.into_iter().enumerate() {
+            let stop = stop.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("tandem-fo-listen-{k}"))
+                    .spawn(move || l.run(stop))?,
+            );
+        }
         for (r, rel) in self.rels.into_iter().enumerate() {
             let rt = RelRuntime {
                 index: r,
@@ -567,6 +668,10 @@ impl RelRuntime {
             let mut publish = false;
             let mut partner = Vec::new();
             let mut acked = Vec::new();
+            let mut evs = evs;
+            while let Ok((stream, remote)) = self.rel.adopt_rx.try_recv() {
+                evs.extend(self.rel.link.adopt(stream, remote));
+            }
             for ev in evs {
                 self.on_link_event(ev, now, &mut publish, &mut partner, &mut acked);
             }
