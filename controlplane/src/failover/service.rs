@@ -297,19 +297,18 @@ struct RelPrepared {
     status: Arc<Mutex<RelationshipStatus>>,
     subnets: Vec<Subnet>,
     /// Connections accepted by a shared listener for this relationship.
-    adopt_rx: Receiver<(TcpStream, SocketAddr)>,
+    adopt_rx: Receiver<Adopted>,
 }
+
+/// An inbound connection accepted by a shared listener, with the partner's address.
+type Adopted = (TcpStream, SocketAddr);
 
 /// A listener shared by several relationships: hands each inbound connection to the
 /// relationship whose partner has the connecting address.
 struct SharedListener {
     listener: TcpListener,
     addr: SocketAddr,
-    routes: Vec<(
-        std::net::IpAddr,
-        Sender<(TcpStream, SocketAddr)>,
-        Arc<Waker>,
-    )>,
+    routes: Vec<(std::net::IpAddr, Sender<Adopted>, Arc<Waker>)>,
 }
 
 impl SharedListener {
