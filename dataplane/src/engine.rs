@@ -487,19 +487,44 @@ impl Engine {
     /// never had one). The caller installs the transferred bindings.
     pub fn take_for_transfer(&mut self, si: usize, state: BindingState, n: usize) -> Vec<Binding> {
         let mut out = Vec::new();
+        let Some(sc) = self.settings.scopes.get(si) else {
+            return out;
+        };
         let Some(st) = self.scopes.get_mut(si) else {
             return out;
         };
-        let policy_free: &[AddrRange] = &[];
-        while out.len() < n {
-            let pool = if state == BindingState::Backup {
-                &mut st.backup
-            } else {
-                &mut st.pool
-            };
-            let Some(a) = pool.allocate(policy_free, &[]) else {
-                break;
-            };
+        let pool = if state == BindingState::Backup {
+            &mut st.backup
+        } else {
+            &mut st.pool
+        };
+        let free = pool.free();
+        if n == 0 || free == 0 {
+            return out;
+        }
+        let n = (n as u64).min(free);
+        // Evenly spread over the scope's ranges (every k-th free address), so that each
+        // policy's range and each part of the pool is shared in the same proportion.
+        let mut seen = 0u64;
+        let mut picked = Vec::with_capacity(n as usize);
+        'ranges: for r in &sc.ranges {
+            for a in u32::from(r.start)..=u32::from(r.end) {
+                let addr = Ipv4Addr::from(a);
+                if !pool.is_free(addr) {
+                    continue;
+                }
+                seen += 1;
+                // Pick when the share of picks so far falls behind n / free.
+                if (picked.len() as u64) * free < seen * n {
+                    picked.push(addr);
+                    if picked.len() as u64 == n {
+                        break 'ranges;
+                    }
+                }
+            }
+        }
+        for a in picked {
+            pool.take(a);
             let b = st
                 .bindings
                 .get(&a)

@@ -347,7 +347,7 @@ else
 fi
 
 # ---------------------------------------------------------------- the real clients' leases
-ctl 2 lease list --json >"$WORK/leases.json"
+ctl 2 lease list --scope lan --json >"$WORK/leases.json"
 python3 - "$WORK/leases.json" "dhclient=${MAC[dhclient]}" "dhcpcd=${MAC[dhcpcd]}" "udhcpc=${MAC[udhcpc]}" <<'PY'
 import json, sys, time
 leases = json.load(open(sys.argv[1]))

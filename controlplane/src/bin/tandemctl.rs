@@ -200,12 +200,18 @@ fn call(
         .get("x-total-count")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = resp.body_mut().read_to_string().map_err(|e| {
-        Fail(
-            EXIT_UNREACHABLE,
-            format!("reading the answer from {admin}: {e}"),
-        )
-    })?;
+    // Lease lists of large servers run to hundreds of megabytes of JSON.
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(4 << 30)
+        .read_to_string()
+        .map_err(|e| {
+            Fail(
+                EXIT_UNREACHABLE,
+                format!("reading the answer from {admin}: {e}"),
+            )
+        })?;
     if status < 400 {
         return Ok(Answer { body, total });
     }
