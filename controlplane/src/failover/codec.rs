@@ -47,8 +47,9 @@
 //! - Fixed-size options must have their exact size (IP-flags may be 1 byte, as Windows sends it);
 //!   hash-bucket-assignment must be exactly 32 bytes.
 //! - Options a type cannot do without are required: addresses-transferred (POOLRESP),
-//!   assigned-IP-address and binding-status (every binding of BNDUPD/BNDACK), relationship-name
-//!   (CONNECT), server-state (STATE).
+//!   assigned-IP-address (every binding of BNDUPD/BNDACK), binding-status (every binding of
+//!   BNDUPD; a BNDACK without one, as ISC dhcpd 4.4 sends them, decodes to
+//!   [`ACK_WITHOUT_STATUS`]), relationship-name (CONNECT), server-state (STATE).
 //! - Message digest: with a secret, a message without a digest, with another digest type, with a
 //!   digest that is not the last option or with a wrong digest is refused
 //!   ([`CodecError::reject_reason`] gives the draft's reason). Without a secret, a digest is
@@ -696,8 +697,19 @@ fn put_some_bytes(
 
 /// The binding fields in ISC's BNDUPD order, up to (excluding) the DDNS/request/reply options.
 fn put_binding_core(out: &mut Vec<u8>, b: &BindingUpdate) -> Result<(), CodecError> {
+    put_binding_core_with(out, b, true)
+}
+
+/// [`put_binding_core`], leaving the binding status out when `with_status` is false.
+fn put_binding_core_with(
+    out: &mut Vec<u8>,
+    b: &BindingUpdate,
+    with_status: bool,
+) -> Result<(), CodecError> {
     put_opt(out, OptionCode::AssignedIpAddress, &b.assigned_ip.octets())?;
-    put_u8(out, OptionCode::BindingStatus, b.binding_status.code())?;
+    if with_status {
+        put_u8(out, OptionCode::BindingStatus, b.binding_status.code())?;
+    }
     put_some_bytes(out, OptionCode::ClientIdentifier, b.client_id.as_ref())?;
     if let Some(hw) = &b.chaddr {
         let mut v = Vec::with_capacity(1 + hw.addr.len());
@@ -750,8 +762,17 @@ fn put_binding(out: &mut Vec<u8>, b: &BindingUpdate, dialect: Dialect) -> Result
     put_binding_tail(out, b, dialect)
 }
 
+/// The binding status a BNDACK without one decodes to. ISC dhcpd 4.4 acknowledges with the
+/// assigned address alone (plus reject reason and message when refusing): every other binding
+/// option of its BNDACK is compiled out. Such an acknowledgement encodes back without a status.
+pub const ACK_WITHOUT_STATUS: BindingStatus = BindingStatus::Other(0);
+
 fn put_ack(out: &mut Vec<u8>, a: &BindingAck, dialect: Dialect) -> Result<(), CodecError> {
-    put_binding_core(out, &a.binding)?;
+    put_binding_core_with(
+        out,
+        &a.binding,
+        a.binding.binding_status != ACK_WITHOUT_STATUS,
+    )?;
     if let Some(r) = a.reject_reason {
         put_u8(out, OptionCode::RejectReason, r.code())?;
     }
@@ -1036,7 +1057,24 @@ impl<'a> Fields<'a> {
         Ok(())
     }
 
+    /// The binding part of a BNDACK: only the assigned address is required (see
+    /// [`ACK_WITHOUT_STATUS`]).
+    fn binding_of_ack(&self, t: MessageType, xid: u32) -> Result<BindingUpdate, CodecError> {
+        self.binding_or(t, xid, Some(ACK_WITHOUT_STATUS.code()))
+    }
+
     fn binding(&self, t: MessageType, xid: u32) -> Result<BindingUpdate, CodecError> {
+        self.binding_or(t, xid, None)
+    }
+
+    /// The binding these fields describe; without a binding-status option, `default_status`
+    /// (or the error that it is missing).
+    fn binding_or(
+        &self,
+        t: MessageType,
+        xid: u32,
+        default_status: Option<u8>,
+    ) -> Result<BindingUpdate, CodecError> {
         let missing = |option| CodecError::MissingOption {
             message_type: t,
             option,
@@ -1048,6 +1086,7 @@ impl<'a> Fields<'a> {
                 .ok_or_else(|| missing(OptionCode::AssignedIpAddress))?,
             binding_status: BindingStatus::from_code(
                 self.binding_status
+                    .or(default_status)
                     .ok_or_else(|| missing(OptionCode::BindingStatus))?,
             ),
             client_id: self.client_id.map(<[u8]>::to_vec),
@@ -1150,7 +1189,7 @@ impl<'a> BodyBuilder<'a> {
                     .iter()
                     .map(|f| {
                         Ok(BindingAck {
-                            binding: f.binding(t, xid)?,
+                            binding: f.binding_of_ack(t, xid)?,
                             reject_reason: f.reject_reason.map(RejectReason::from_code),
                             message: bytes(f.message),
                         })
@@ -1529,6 +1568,47 @@ mod tests {
             }),
         );
         assert_vector(&isc(), &m, &wire);
+    }
+
+    /// ISC dhcpd 4.4.3 acknowledges with the assigned address alone (its other BNDACK options
+    /// are compiled out): 20 bytes on the wire, captured from a real dhcpd.
+    #[test]
+    fn vector_bndack_from_isc_without_status() {
+        let wire = hex("
+            00 14 04 0c 5f 5e 10 00 00 00 00 07  # length 20, BNDACK, xid 7
+            00 02 00 04 0a 00 00 96              # assigned-IP 10.0.0.150
+        ");
+        let m = msg(
+            7,
+            Body::BndAck(BndAck {
+                acks: vec![BindingAck::accept(&BindingUpdate::new(
+                    Ipv4Addr::new(10, 0, 0, 150),
+                    ACK_WITHOUT_STATUS,
+                ))],
+            }),
+        );
+        assert_vector(&isc(), &m, &wire);
+        // A refusal carries the reason too.
+        let wire = hex("
+            00 19 04 0c 5f 5e 10 00 00 00 00 08  # length 25, BNDACK, xid 8
+            00 02 00 04 0a 00 00 97              # assigned-IP 10.0.0.151
+            00 15 00 01 0f                       # reject-reason 15 outdated binding information
+        ");
+        let got = isc().decode(&wire).expect("decode");
+        let Body::BndAck(a) = got.body else {
+            panic!("not a BNDACK: {got:?}")
+        };
+        assert_eq!(a.acks[0].binding.assigned_ip, Ipv4Addr::new(10, 0, 0, 151));
+        assert_eq!(
+            a.acks[0].reject_reason,
+            Some(RejectReason::OutdatedBindingInfo)
+        );
+        // A BNDUPD still needs its status.
+        let wire = hex("
+            00 14 03 0c 5f 5e 10 00 00 00 00 09  # length 20, BNDUPD, xid 9
+            00 02 00 04 0a 00 00 98              # assigned-IP only
+        ");
+        assert!(isc().decode(&wire).is_err());
     }
 
     fn isc_connect() -> Connect {
