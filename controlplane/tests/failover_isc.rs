@@ -420,33 +420,7 @@ impl Setup {
     /// perfdhcp on the shared link: `clients` new clients at `rate`/s for `secs` s, MACs from
     /// `base`; returns its output.
     fn perfdhcp(&self, rate: u32, clients: u32, secs: u32, base: &str) -> String {
-        let out = self.p_ns.exec(&[
-            "timeout",
-            &(secs + 15).to_string(),
-            "perfdhcp",
-            "-4",
-            "-l",
-            "eth1",
-            "-r",
-            &rate.to_string(),
-            "-R",
-            &clients.to_string(),
-            "-p",
-            &secs.to_string(),
-            "-b",
-            &format!("mac={base}"),
-        ]);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            text.contains("sent packets"),
-            "perfdhcp did not run ({}):\n{text}",
-            out.status
-        );
-        text
+        harness::perfdhcp(&self.p_ns, "eth1", rate, clients, secs, base)
     }
 
     /// Start one real client per client namespace (cycling through `kinds`) and wait for all

@@ -25,7 +25,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clients::{Client, Kind, Opts};
-use harness::{bridge, counter, cpu_exclusive, poll, veth, Lab, Lease, Netns, Tandemd};
+use harness::{bridge, counter, cpu_exclusive, perfdhcp, poll, veth, Lab, Lease, Netns, Tandemd};
 use serde_json::Value;
 
 const BIND_TIMEOUT: Duration = Duration::from_secs(40);
@@ -180,38 +180,6 @@ fn check_client_leases(clients: &[Client]) {
             );
         }
     }
-}
-
-/// perfdhcp in `ns` on `iface`: `clients` new clients at `rate`/s for at most `secs` s, MACs
-/// from `base`. Returns its output.
-fn perfdhcp(ns: &Netns, iface: &str, rate: u32, clients: u32, secs: u32, base: &str) -> String {
-    let out = ns.exec(&[
-        "timeout",
-        &(secs + 15).to_string(),
-        "perfdhcp",
-        "-4",
-        "-l",
-        iface,
-        "-r",
-        &rate.to_string(),
-        "-R",
-        &clients.to_string(),
-        "-p",
-        &secs.to_string(),
-        "-b",
-        &format!("mac={base}"),
-    ]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("sent packets"),
-        "perfdhcp did not run ({}):\n{text}",
-        out.status
-    );
-    text
 }
 
 /// The number of ACKs perfdhcp received (its second "received packets" line).

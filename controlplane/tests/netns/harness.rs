@@ -760,3 +760,36 @@ pub fn in_range(a: Ipv4Addr, lo: &str, hi: &str) -> bool {
     let hi: Ipv4Addr = hi.parse().expect("range end");
     (u32::from(lo)..=u32::from(hi)).contains(&u32::from(a))
 }
+
+/// perfdhcp in `ns` on `iface` (which needs an address): `clients` new clients at `rate`/s for
+/// at most `secs` s, MACs from `base` (like `00:0a:00:00:00:00`); returns its output.
+#[allow(dead_code)] // not every test binary that includes the harness runs perfdhcp
+pub fn perfdhcp(ns: &Netns, iface: &str, rate: u32, clients: u32, secs: u32, base: &str) -> String {
+    let out = ns.exec(&[
+        "timeout",
+        &(secs + 15).to_string(),
+        "perfdhcp",
+        "-4",
+        "-l",
+        iface,
+        "-r",
+        &rate.to_string(),
+        "-R",
+        &clients.to_string(),
+        "-p",
+        &secs.to_string(),
+        "-b",
+        &format!("mac={base}"),
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("sent packets"),
+        "perfdhcp did not run ({}):\n{text}",
+        out.status
+    );
+    text
+}
