@@ -48,11 +48,18 @@ fn now_secs() -> u64 {
 }
 
 /// The config of server `me` (A primary at .2, B secondary at .3).
-fn config(lab: &Lab, me: &str, mode: TestMode) -> String {
-    let (id, partner, role) = match me {
-        "a" => ("10.79.0.2", "10.79.0.3", "primary"),
-        _ => ("10.79.0.3", "10.79.0.2", "secondary"),
+fn config(lab: &Lab, me: &str, mode: TestMode, direct: bool) -> String {
+    let (id, mut listen, mut partner, role) = match me {
+        "a" => ("10.79.0.2", "10.79.0.2", "10.79.0.3", "primary"),
+        _ => ("10.79.0.3", "10.79.0.3", "10.79.0.2", "secondary"),
     };
+    if direct {
+        // The failover link runs over its own veth pair (`tdmfoa`/`tdmfob`, 10.89.0.0/30).
+        (listen, partner) = match me {
+            "a" => ("10.89.0.1", "10.89.0.2"),
+            _ => ("10.89.0.2", "10.89.0.1"),
+        };
+    }
     let mode_keys = match mode {
         TestMode::LoadBalance => "mode = \"load-balance\"\nload_balance_percent = 50\n".to_string(),
         TestMode::HotStandby => format!(
@@ -65,7 +72,7 @@ fn config(lab: &Lab, me: &str, mode: TestMode) -> String {
         "{}\n[[scope]]\nname = \"lan\"\nsubnet = \"10.79.0.0/24\"\ninterface = \"eth1\"\n\
          ranges = [\"{}-{}\"]\nlease_time = \"30s\"\nauthoritative = true\n\
          [scope.options]\nrouters = [\"10.79.0.1\"]\n\n\
-         [[failover]]\nname = \"pair\"\nrole = \"{role}\"\npartner = \"{partner}\"\nlisten = \"{id}\"\n\
+         [[failover]]\nname = \"pair\"\nrole = \"{role}\"\npartner = \"{partner}\"\nlisten = \"{listen}\"\n\
          mclt = \"{MCLT}s\"\nmax_response_delay = \"5s\"\nstartup_wait = \"2s\"\n{mode_keys}\
          scopes = [\"lan\"]\n",
         Tandemd::server_section_named(lab, me, id, &["eth1"]),
@@ -207,6 +214,11 @@ struct Pair {
 /// A switch namespace with a bridge; A, B, perfdhcp's namespace and one namespace per client
 /// joined to it (their side is `eth1`).
 fn pair(tag: &str, mode: TestMode, clients: usize) -> Pair {
+    pair_with(tag, mode, clients, false)
+}
+
+/// [`pair`], with the failover link on a direct veth pair (`tdmfoa`/`tdmfob`) between A and B when `direct`.
+fn pair_with(tag: &str, mode: TestMode, clients: usize, direct: bool) -> Pair {
     let lab = Lab::new(tag);
     let sw = lab.netns("sw");
     let a_ns = lab.netns("a");
@@ -234,8 +246,13 @@ fn pair(tag: &str, mode: TestMode, clients: usize) -> Pair {
     b_ns.addr("eth1", "10.79.0.3/24");
     // perfdhcp's interface needs an address (outside the scope's ranges).
     p_ns.addr("eth1", "10.79.0.254/24");
-    let a = Tandemd::start_named(&lab, &a_ns, "a", &config(&lab, "a", mode), &[]);
-    let b = Tandemd::start_named(&lab, &b_ns, "b", &config(&lab, "b", mode), &[]);
+    if direct {
+        veth(&a_ns, "tdmfoa", &b_ns, "tdmfob");
+        a_ns.addr("tdmfoa", "10.89.0.1/30");
+        b_ns.addr("tdmfob", "10.89.0.2/30");
+    }
+    let a = Tandemd::start_named(&lab, &a_ns, "a", &config(&lab, "a", mode, direct), &[]);
+    let b = Tandemd::start_named(&lab, &b_ns, "b", &config(&lab, "b", mode, direct), &[]);
     Pair {
         lab,
         a_ns,
@@ -560,4 +577,58 @@ fn hub_standby_for_two_spokes_on_one_listener() {
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
     assert_eq!(rels, 2, "failover show lists {rels} relationships: {all}");
+}
+
+/// A partition of the failover link only: clients still reach both servers. Both go to
+/// COMMUNICATIONS-INTERRUPTED and serve everyone from their own pools (no address handed to two
+/// clients), then the link heals and both return to NORMAL with the same bindings.
+#[test]
+fn load_balance_partition_of_the_link_only_then_heal() {
+    let _cpu = cpu_exclusive();
+    let p = pair_with("fopart", TestMode::LoadBalance, 0, true);
+    let lab = &p.lab;
+    wait_state(lab, &p.a, "NORMAL", Duration::from_secs(20));
+    wait_state(lab, &p.b, "NORMAL", Duration::from_secs(20));
+    let _ = poll(Duration::from_secs(10), || {
+        (u(&fo(&p.b), "backup") > 0).then_some(())
+    });
+    perfdhcp(&p.p_ns, "eth1", 20, 30, 3, "00:0c:00:00:00:00");
+    wait_replicated(lab, &p.a, &p.b, "before the partition");
+
+    // Cut the failover link (its own veth); DHCP keeps flowing on the bridge.
+    p.a_ns
+        .exec_ok(&["ip", "link", "set", "dev", "tdmfoa", "down"]);
+    wait_state(
+        lab,
+        &p.a,
+        "COMMUNICATIONS-INTERRUPTED",
+        Duration::from_secs(20),
+    );
+    wait_state(
+        lab,
+        &p.b,
+        "COMMUNICATIONS-INTERRUPTED",
+        Duration::from_secs(20),
+    );
+    let (a0, b0) = (counter(&p.a.stats(), "ack"), counter(&p.b.stats(), "ack"));
+    let out = perfdhcp(&p.p_ns, "eth1", 20, 60, 4, "00:0d:00:00:00:00");
+    assert!(
+        acks_of(&out) >= 50,
+        "clients not served during the partition:\n{out}"
+    );
+    let (a1, b1) = (counter(&p.a.stats(), "ack"), counter(&p.b.stats(), "ack"));
+    assert!(
+        a1 > a0 && b1 > b0,
+        "both partners serve during the partition (A {a0}->{a1}, B {b0}->{b1})"
+    );
+    // Before the link heals, neither side has given an address another client holds on the other.
+    check_tables_agree(&p.a, &p.b);
+
+    p.a_ns
+        .exec_ok(&["ip", "link", "set", "dev", "tdmfoa", "up"]);
+    wait_state(lab, &p.a, "NORMAL", Duration::from_secs(60));
+    wait_state(lab, &p.b, "NORMAL", Duration::from_secs(20));
+    wait_replicated(lab, &p.a, &p.b, "A's partition leases on B");
+    wait_replicated(lab, &p.b, &p.a, "B's partition leases on A");
+    check_tables_agree(&p.a, &p.b);
 }
