@@ -7,21 +7,14 @@ use std::cell::RefCell;
 use super::*;
 use crate::authority::Verdict;
 use crate::scope::{OptionSet, Subnet};
-use crate::wire::tests::frame;
 
-const SID: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const Z: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
-const T0: Time = Time(1_800_000_000_000);
+use super::tests::{ip, send_at, updates, Reply, Req, SID, T0};
 /// Seconds of `T0`.
 const T0S: u32 = 1_800_000_000;
 /// The configured lease time of every test scope.
 const LEASE: u32 = 3600;
 /// The potential expiration the default test grant reports.
 const PE: u32 = T0S + 5400;
-
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
 
 fn scope(name: &str, net: &str, lo: &str, hi: &str) -> Scope {
     Scope {
@@ -140,49 +133,6 @@ impl Authority for Partner {
     }
 }
 
-/// A request builder (as in the engine's main tests).
-#[derive(Clone)]
-struct Req {
-    mac: [u8; 6],
-    xid: u32,
-    ciaddr: Ipv4Addr,
-    opts: Vec<u8>,
-}
-
-impl Req {
-    fn new(mt: MessageType, mac_last: u8) -> Req {
-        Req {
-            mac: mac(mac_last),
-            xid: 0x1000 + u32::from(mac_last),
-            ciaddr: Z,
-            opts: vec![53, 1, mt as u8],
-        }
-    }
-    fn opt(mut self, code: u8, v: &[u8]) -> Req {
-        self.opts.push(code);
-        self.opts.push(v.len() as u8);
-        self.opts.extend_from_slice(v);
-        self
-    }
-    fn requested(self, a: Ipv4Addr) -> Req {
-        self.opt(50, &a.octets())
-    }
-    fn sid(self, a: Ipv4Addr) -> Req {
-        self.opt(54, &a.octets())
-    }
-    fn ci(mut self, a: Ipv4Addr) -> Req {
-        self.ciaddr = a;
-        self
-    }
-    fn xid(mut self, x: u32) -> Req {
-        self.xid = x;
-        self
-    }
-    fn bytes(&self) -> Vec<u8> {
-        frame(1, &self.mac, self.xid, self.ciaddr, Z, 0x8000, &self.opts)
-    }
-}
-
 fn mac(last: u8) -> [u8; 6] {
     [0x52, 0x54, 0, 0, 0, last]
 }
@@ -190,73 +140,6 @@ fn mac(last: u8) -> [u8; 6] {
 /// The engine's identity of test client `last`.
 fn client(last: u8) -> ClientKey {
     ClientKey::from_hw(1, &mac(last))
-}
-
-struct Reply {
-    outcome: Outcome,
-    buf: Vec<u8>,
-}
-
-impl Reply {
-    fn msg(&self) -> Option<MessageType> {
-        match self.outcome {
-            Outcome::Reply { msg, .. } => Some(msg),
-            _ => None,
-        }
-    }
-    fn dest(&self) -> Destination {
-        match self.outcome {
-            Outcome::Reply { dest, .. } => dest,
-            o => panic!("no reply: {o:?}"),
-        }
-    }
-    fn yiaddr(&self) -> Ipv4Addr {
-        assert!(self.msg().is_some(), "no reply: {:?}", self.outcome);
-        Ipv4Addr::new(self.buf[16], self.buf[17], self.buf[18], self.buf[19])
-    }
-    fn option(&self, code: u8) -> Option<Vec<u8>> {
-        let mut i = 240;
-        while i < self.buf.len() && self.buf[i] != 255 {
-            if self.buf[i] == 0 {
-                i += 1;
-                continue;
-            }
-            let l = self.buf[i + 1] as usize;
-            if self.buf[i] == code {
-                return Some(self.buf[i + 2..i + 2 + l].to_vec());
-            }
-            i += 2 + l;
-        }
-        None
-    }
-    fn u32_option(&self, code: u8) -> u32 {
-        u32::from_be_bytes(self.option(code).unwrap().try_into().unwrap())
-    }
-    /// Lease time, T1 and T2 (options 51, 58, 59).
-    fn times(&self) -> (u32, u32, u32) {
-        (
-            self.u32_option(51),
-            self.u32_option(58),
-            self.u32_option(59),
-        )
-    }
-}
-
-fn send_at(e: &mut Engine, now: Time, r: &Req, auth: &impl Authority) -> Reply {
-    let mut buf = vec![0u8; 1500];
-    let meta = RxMeta {
-        iface: 0,
-        src: SocketAddrV4::new(r.ciaddr, 68),
-    };
-    let outcome = e.handle(now, &meta, &r.bytes(), &mut buf, auth);
-    if let Outcome::Reply { len, .. } = outcome {
-        buf.truncate(len);
-    }
-    Reply { outcome, buf }
-}
-
-fn updates(e: &mut Engine) -> Vec<Binding> {
-    e.take_updates().collect()
 }
 
 /// DISCOVER then REQUEST (SELECTING) at `now`; returns the ACKed address.

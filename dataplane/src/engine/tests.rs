@@ -1,15 +1,17 @@
 //! Engine state per message type, reservations, policies, relays, duplicates, expiry.
+//!
+//! The request builder, the reply reader and the constants are shared with `failover_tests`.
 
 use super::*;
 use crate::authority::{Standalone, Verdict};
 use crate::scope::{Condition, Matcher, OptionSet, Reservation, ReservationKey, Subnet};
 use crate::wire::tests::frame;
 
-const SID: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const Z: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
-const T0: Time = Time(1_800_000_000_000);
+pub(super) const SID: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+pub(super) const Z: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
+pub(super) const T0: Time = Time(1_800_000_000_000);
 
-fn ip(s: &str) -> Ipv4Addr {
+pub(super) fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
@@ -70,7 +72,7 @@ fn engine() -> Engine {
 
 /// A request builder.
 #[derive(Clone)]
-struct Req {
+pub(super) struct Req {
     mac: [u8; 6],
     xid: u32,
     ciaddr: Ipv4Addr,
@@ -80,7 +82,7 @@ struct Req {
 }
 
 impl Req {
-    fn new(mt: MessageType, mac_last: u8) -> Req {
+    pub(super) fn new(mt: MessageType, mac_last: u8) -> Req {
         Req {
             mac: [0x52, 0x54, 0, 0, 0, mac_last],
             xid: 0x1000 + u32::from(mac_last),
@@ -90,19 +92,19 @@ impl Req {
             opts: vec![53, 1, mt as u8],
         }
     }
-    fn opt(mut self, code: u8, v: &[u8]) -> Req {
+    pub(super) fn opt(mut self, code: u8, v: &[u8]) -> Req {
         self.opts.push(code);
         self.opts.push(v.len() as u8);
         self.opts.extend_from_slice(v);
         self
     }
-    fn requested(self, a: Ipv4Addr) -> Req {
+    pub(super) fn requested(self, a: Ipv4Addr) -> Req {
         self.opt(50, &a.octets())
     }
-    fn sid(self, a: Ipv4Addr) -> Req {
+    pub(super) fn sid(self, a: Ipv4Addr) -> Req {
         self.opt(54, &a.octets())
     }
-    fn ci(mut self, a: Ipv4Addr) -> Req {
+    pub(super) fn ci(mut self, a: Ipv4Addr) -> Req {
         self.ciaddr = a;
         self
     }
@@ -110,11 +112,11 @@ impl Req {
         self.giaddr = a;
         self
     }
-    fn xid(mut self, x: u32) -> Req {
+    pub(super) fn xid(mut self, x: u32) -> Req {
         self.xid = x;
         self
     }
-    fn bytes(&self) -> Vec<u8> {
+    pub(super) fn bytes(&self) -> Vec<u8> {
         frame(
             1,
             &self.mac,
@@ -127,25 +129,26 @@ impl Req {
     }
 }
 
-struct Reply {
-    outcome: Outcome,
-    buf: Vec<u8>,
+pub(super) struct Reply {
+    pub(super) outcome: Outcome,
+    pub(super) buf: Vec<u8>,
 }
 
 impl Reply {
-    fn msg(&self) -> Option<MessageType> {
+    pub(super) fn msg(&self) -> Option<MessageType> {
         match self.outcome {
             Outcome::Reply { msg, .. } => Some(msg),
             _ => None,
         }
     }
-    fn dest(&self) -> Destination {
+    pub(super) fn dest(&self) -> Destination {
         match self.outcome {
             Outcome::Reply { dest, .. } => dest,
             o => panic!("no reply: {o:?}"),
         }
     }
-    fn yiaddr(&self) -> Ipv4Addr {
+    pub(super) fn yiaddr(&self) -> Ipv4Addr {
+        assert!(self.msg().is_some(), "no reply: {:?}", self.outcome);
         Ipv4Addr::new(self.buf[16], self.buf[17], self.buf[18], self.buf[19])
     }
     /// Options of the reply as (code, value), in order.
@@ -163,18 +166,29 @@ impl Reply {
         }
         v
     }
-    fn option(&self, code: u8) -> Option<Vec<u8>> {
+    pub(super) fn option(&self, code: u8) -> Option<Vec<u8>> {
         self.options()
             .into_iter()
             .find(|(c, _)| *c == code)
             .map(|(_, v)| v)
     }
     fn lease(&self) -> u32 {
-        u32::from_be_bytes(self.option(51).unwrap().try_into().unwrap())
+        self.u32_option(51)
+    }
+    fn u32_option(&self, code: u8) -> u32 {
+        u32::from_be_bytes(self.option(code).unwrap().try_into().unwrap())
+    }
+    /// Lease time, T1 and T2 (options 51, 58, 59).
+    pub(super) fn times(&self) -> (u32, u32, u32) {
+        (
+            self.u32_option(51),
+            self.u32_option(58),
+            self.u32_option(59),
+        )
     }
 }
 
-fn send_at(e: &mut Engine, now: Time, r: &Req, auth: &impl Authority) -> Reply {
+pub(super) fn send_at(e: &mut Engine, now: Time, r: &Req, auth: &impl Authority) -> Reply {
     let mut buf = vec![0u8; 1500];
     let meta = RxMeta {
         iface: 0,
@@ -191,7 +205,7 @@ fn send(e: &mut Engine, r: &Req) -> Reply {
     send_at(e, T0, r, &Standalone)
 }
 
-fn updates(e: &mut Engine) -> Vec<Binding> {
+pub(super) fn updates(e: &mut Engine) -> Vec<Binding> {
     e.take_updates().collect()
 }
 
