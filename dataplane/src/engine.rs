@@ -283,6 +283,14 @@ impl ScopeState {
         self.backup.take(addr);
     }
 
+    /// The binding of the unleased `addr` in pool `state` (an empty one if it never had one).
+    fn binding_or_empty(&self, addr: Ipv4Addr, state: BindingState) -> Binding {
+        self.bindings
+            .get(&addr)
+            .copied()
+            .unwrap_or_else(|| Binding::empty(addr, state))
+    }
+
     /// Put `addr` in the pool of `state` (BACKUP, else FREE).
     fn put_state(&mut self, addr: Ipv4Addr, state: BindingState) {
         if state == BindingState::Backup && self.replicated {
@@ -523,15 +531,10 @@ impl Engine {
                 }
             }
         }
-        for a in picked {
+        for &a in &picked {
             pool.take(a);
-            let b = st
-                .bindings
-                .get(&a)
-                .copied()
-                .unwrap_or_else(|| Binding::empty(a, state));
-            out.push(b);
         }
+        out.extend(picked.into_iter().map(|a| st.binding_or_empty(a, state)));
         out
     }
 
@@ -924,12 +927,7 @@ impl Engine {
         if !pool_allows(from, state) {
             return false;
         }
-        let b = st
-            .bindings
-            .get(&addr)
-            .copied()
-            .unwrap_or_else(|| Binding::empty(addr, state));
-        auth.may_allocate(si, &b, now)
+        auth.may_allocate(si, &st.binding_or_empty(addr, state), now)
     }
 
     /// Take a new address for a client of policy `pi` from the pools `from` allows, skipping
@@ -965,12 +963,7 @@ impl Engine {
                     _ => pool.allocate(&[], &st.policy_ranges),
                 };
                 let Some(a) = got else { break };
-                let b = st
-                    .bindings
-                    .get(&a)
-                    .copied()
-                    .unwrap_or_else(|| Binding::empty(a, state));
-                if auth.may_allocate(si, &b, now) {
+                if auth.may_allocate(si, &st.binding_or_empty(a, state), now) {
                     found = Some(a);
                     break;
                 }

@@ -478,8 +478,8 @@ pub fn prepare(
         rx: snap_rx,
     };
     let n = senders.len();
+    let mut per: Vec<Vec<Binding>> = vec![Vec::new(); n];
     let hook: CommitHook = Box::new(move |bs: &[Binding]| {
-        let mut per: Vec<Vec<Binding>> = vec![Vec::new(); n];
         for b in bs {
             if !needs_update(b) {
                 continue;
@@ -488,10 +488,10 @@ pub fn prepare(
                 per[*r].push(*b);
             }
         }
-        for (r, v) in per.into_iter().enumerate() {
+        for (r, v) in per.iter_mut().enumerate() {
             if !v.is_empty() {
                 let (tx, waker) = &senders[r];
-                let _ = tx.send(FromWorker::Committed(v));
+                let _ = tx.send(FromWorker::Committed(std::mem::take(v)));
                 let _ = waker.wake();
             }
         }
@@ -865,11 +865,11 @@ impl RelRuntime {
     /// Queue the bindings the partner has not acknowledged (every binding of a brand-new
     /// relationship, so a server that served alone before shares its leases).
     fn send_catch_up(&self) {
-        let subnets = self.rel.subnets.clone();
+        let scopes = self.rel.settings.scopes.clone();
         let everything = self.rel.fresh;
         let (tx, waker) = self.back();
         self.run_task(move |engine, _| {
-            let bindings = in_subnets(engine, &subnets)
+            let bindings = rel_bindings(engine, &scopes)
                 .filter(|b| {
                     if everything {
                         b.state != BindingState::Free || !b.client.is_empty()
@@ -889,10 +889,10 @@ impl RelRuntime {
     }
 
     fn send_all(&self) {
-        let subnets = self.rel.subnets.clone();
+        let scopes = self.rel.settings.scopes.clone();
         let (tx, waker) = self.back();
         self.run_task(move |engine, _| {
-            let bindings = in_subnets(engine, &subnets).copied().collect();
+            let bindings = rel_bindings(engine, &scopes).copied().collect();
             let _ = tx.send(FromWorker::Bindings {
                 bindings,
                 all: true,
@@ -944,15 +944,9 @@ impl RelRuntime {
     /// scope in proportion to what it holds.
     fn transfer(&self, count: u32, to: BindingState) {
         let own = self.rel.link.peer().snapshot().own_pool();
-        let subnets = self.rel.subnets.clone();
+        let scopes = self.rel.settings.scopes.clone();
         let name = self.name().to_string();
         self.run_task(move |engine, now| {
-            let scopes: Vec<usize> = (0..engine.settings().scopes.len())
-                .filter(|&si| {
-                    let sn = engine.settings().scopes[si].subnet;
-                    subnets.contains(&sn)
-                })
-                .collect();
             let held: Vec<u64> = scopes
                 .iter()
                 .map(|&si| {
@@ -1052,16 +1046,14 @@ impl RelRuntime {
         let due = |t: Option<Instant>, every: Duration| t.is_none_or(|t| t.elapsed() >= every);
         if due(self.last_pools, POOL_EVERY) {
             self.last_pools = Some(Instant::now());
-            let subnets = self.rel.subnets.clone();
+            let scopes = self.rel.settings.scopes.clone();
             let (tx, waker) = self.back();
             self.run_task(move |engine, _| {
                 let (mut f, mut b) = (0, 0);
-                for si in 0..engine.settings().scopes.len() {
-                    if subnets.contains(&engine.settings().scopes[si].subnet) {
-                        let (x, y) = engine.pool_counts(si);
-                        f += x;
-                        b += y;
-                    }
+                for &si in &scopes {
+                    let (x, y) = engine.pool_counts(si);
+                    f += x;
+                    b += y;
                 }
                 let _ = tx.send(FromWorker::Pools(f, b));
                 let _ = waker.wake();
@@ -1071,10 +1063,10 @@ impl RelRuntime {
         if due(self.last_sweep, SWEEP_EVERY) {
             self.last_sweep = Some(Instant::now());
             let snap = self.rel.link.peer().snapshot();
-            let subnets = self.rel.subnets.clone();
+            let scopes = self.rel.settings.scopes.clone();
             self.run_task(move |engine, now| {
                 let mut reclaim = Vec::new();
-                let changes: Vec<Binding> = in_subnets(engine, &subnets)
+                let changes: Vec<Binding> = rel_bindings(engine, &scopes)
                     .filter_map(|b| match snap.sweep(b, now) {
                         Sweep::Keep => {
                             let unacked = matches!(
@@ -1119,11 +1111,10 @@ impl RelRuntime {
     }
 }
 
-/// Every durable binding of the engine whose address lies in one of `subnets`.
-fn in_subnets<'e>(engine: &'e Engine, subnets: &'e [Subnet]) -> impl Iterator<Item = &'e Binding> {
-    (0..engine.settings().scopes.len())
-        .filter(move |&si| subnets.contains(&engine.settings().scopes[si].subnet))
-        .flat_map(move |si| engine.scope_bindings(si))
+/// Every durable binding of the relationship's scopes (indices into the settings; a reload
+/// that moves them is refused).
+fn rel_bindings<'e>(engine: &'e Engine, scopes: &'e [usize]) -> impl Iterator<Item = &'e Binding> {
+    scopes.iter().flat_map(move |&si| engine.scope_bindings(si))
 }
 
 #[cfg(test)]
