@@ -25,7 +25,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
@@ -36,6 +36,11 @@ use tandem_dataplane::worker::{Control, LeaseRow, WorkerHandle, WorkerStats};
 
 use crate::config::{Config, ConfigErrors};
 use crate::metrics;
+
+mod scopes;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY: usize = 4 << 20;
 
 /// Reloads the configuration file as `SIGHUP` does: the number of scopes now served, or every
 /// error found (the running configuration then stays in force).
@@ -59,6 +64,12 @@ pub struct AdminState {
     pub xdp: Option<Arc<crate::xdp_backend::XdpShared>>,
     /// The failover relationships, when `[[failover]]` is configured.
     pub failover: Option<Arc<crate::failover::service::FailoverHandle>>,
+    /// The configuration file: changes made through the API are written there (atomically),
+    /// then applied as a reload.
+    pub config_path: PathBuf,
+    /// Held while a change edits the configuration file and applies it, so that changes never
+    /// interleave.
+    pub edit_lock: Arc<Mutex<()>>,
 }
 
 /// Why the admin endpoint could not start.
@@ -194,6 +205,12 @@ pub struct Req {
     pub url: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The `X-Tandem-Peer` header (a partner's signed request), if any.
+    pub peer_auth: Option<String>,
+    /// Who sent the request.
+    pub remote: Option<SocketAddr>,
+    /// The request body (at most [`MAX_BODY`] bytes).
+    pub body: Vec<u8>,
 }
 
 /// An answer: status, body, content type and extra headers.
@@ -253,19 +270,32 @@ impl Admin {
             .name("tandem-admin".into())
             .spawn(move || {
                 for mut req in srv.incoming_requests() {
-                    // Bodies are not used; drain a little so keep-alive clients stay in sync.
-                    let mut sink = [0u8; 4096];
-                    let _ = req.as_reader().read(&mut sink);
+                    let mut body = Vec::new();
+                    let read = req
+                        .as_reader()
+                        .take(MAX_BODY as u64 + 1)
+                        .read_to_end(&mut body);
+                    let find = |name: &'static str| {
+                        req.headers()
+                            .iter()
+                            .find(|h| h.field.equiv(name))
+                            .map(|h| h.value.as_str().to_string())
+                    };
                     let r = Req {
                         method: req.method().clone(),
                         url: req.url().to_string(),
-                        authorization: req
-                            .headers()
-                            .iter()
-                            .find(|h| h.field.equiv("Authorization"))
-                            .map(|h| h.value.as_str().to_string()),
+                        authorization: find("Authorization"),
+                        peer_auth: find("X-Tandem-Peer"),
+                        remote: req.remote_addr().copied(),
+                        body,
                     };
-                    let out = handle(&state, token.as_ref(), &r);
+                    let out = if read.is_err() {
+                        error(400, "the request body could not be read")
+                    } else if r.body.len() > MAX_BODY {
+                        error(413, &format!("the request body is larger than {MAX_BODY} bytes"))
+                    } else {
+                        handle(&state, token.as_ref(), &r)
+                    };
                     tracing::debug!(method = %r.method, url = %r.url, status = out.code, "admin request");
                     let mut resp =
                         tiny_http::Response::from_string(out.body).with_status_code(out.code);
@@ -364,7 +394,7 @@ fn method_not_allowed(allow: &str) -> Resp {
 }
 
 fn route(state: &AdminState, r: &Req) -> Resp {
-    use tiny_http::Method::{Get, Post};
+    use tiny_http::Method::{Delete, Get, Post, Put};
     let (path, query) = r.url.split_once('?').unwrap_or((&r.url, ""));
     let params = match parse_query(query) {
         Ok(p) => p,
@@ -397,10 +427,29 @@ fn route(state: &AdminState, r: &Req) -> Resp {
             }
         }
         "/v1/failover" => get_only(&|| no_params(&|| failover_list(state))),
+        "/v1/scopes" => get_only(&|| no_params(&|| scopes::list(state))),
         _ => {
             if let Some(addr) = path.strip_prefix("/v1/leases/") {
                 if !addr.is_empty() && !addr.contains('/') {
-                    return get_only(&|| no_params(&|| lease_show(state, addr)));
+                    return match r.method {
+                        Get => no_params(&|| lease_show(state, addr)),
+                        Delete => no_params(&|| scopes::lease_delete(state, addr)),
+                        _ => method_not_allowed("GET, DELETE"),
+                    };
+                }
+            }
+            if let Some(name) = path.strip_prefix("/v1/scopes/") {
+                if !name.is_empty() && !name.contains('/') {
+                    let name = match percent_decode(name) {
+                        Ok(n) => n,
+                        Err(e) => return error(400, &e),
+                    };
+                    return match r.method {
+                        Get => no_params(&|| scopes::show(state, &name)),
+                        Put => no_params(&|| scopes::put(state, &name, &r.body)),
+                        Delete => no_params(&|| scopes::delete(state, &name)),
+                        _ => method_not_allowed("GET, PUT, DELETE"),
+                    };
                 }
             }
             if let Some(rest) = path.strip_prefix("/v1/failover/") {

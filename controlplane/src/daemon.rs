@@ -217,6 +217,8 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             reload: reload_fn,
             xdp: xdp_shared.clone(),
             failover: fo_handle.clone(),
+            config_path: path.to_path_buf(),
+            edit_lock: Arc::new(std::sync::Mutex::new(())),
         },
     )?;
     tracing::info!(

@@ -1565,6 +1565,8 @@ pub fn policy_matches(p: &Policy, req: &Request<'_>) -> bool {
     }
 }
 
+mod admin_ops;
+
 #[cfg(test)]
 mod tests;
 

@@ -47,6 +47,9 @@ pub(crate) const FAILOVER_KEYS: &[&str] = &[
     "max_response_delay",
     "startup_wait",
     "max_unacked_updates",
+    "partner_admin",
+    "comm_interrupted_alarm",
+    "pool_low_water_percent",
 ];
 
 /// The failover port (TCP 647, as ISC dhcpd and Windows use): default of `partner_port` and
@@ -60,6 +63,13 @@ const MAX_SECRET_FILE: u64 = 4096;
 const MAX_LONG_SECS: u64 = 30 * 86_400;
 /// Longest `max_clock_skew`, `max_response_delay` and `startup_wait`: one hour.
 const MAX_SHORT_SECS: u64 = 3600;
+/// Port of the partner's admin endpoint when `partner_admin` gives none (tandemd's default
+/// `admin_listen` port).
+pub const DEFAULT_ADMIN_PORT: u16 = 9167;
+/// Default `comm_interrupted_alarm`: five minutes.
+const DEFAULT_COMM_ALARM_SECS: u32 = 300;
+/// Default `pool_low_water_percent`.
+const DEFAULT_POOL_LOW_PERCENT: u8 = 10;
 
 /// One failover relationship, validated: this server's side of it.
 #[derive(Clone, PartialEq, Eq)]
@@ -100,6 +110,16 @@ pub struct FailoverSettings {
     /// How many binding updates the partner may have unacknowledged towards this server
     /// (`max_unacked_updates`).
     pub max_unacked_updates: u32,
+    /// The partner's admin endpoint (`partner_admin`, default the partner's address on port
+    /// 9167): scope-settings replication and relationship changes go there, signed with the
+    /// shared secret.
+    pub partner_admin: SocketAddr,
+    /// Seconds in COMMUNICATIONS-INTERRUPTED after which an alarm is raised
+    /// (`comm_interrupted_alarm`).
+    pub comm_alarm_secs: u32,
+    /// Alarm when the addresses this server may allocate in a scope fall below this percentage
+    /// of its share of the scope's free addresses (`pool_low_water_percent`; 0 turns it off).
+    pub pool_low_percent: u8,
 }
 
 impl fmt::Debug for FailoverSettings {
@@ -124,6 +144,9 @@ impl fmt::Debug for FailoverSettings {
             .field("max_response_delay_secs", &self.max_response_delay_secs)
             .field("startup_secs", &self.startup_secs)
             .field("max_unacked_updates", &self.max_unacked_updates)
+            .field("partner_admin", &self.partner_admin)
+            .field("comm_alarm_secs", &self.comm_alarm_secs)
+            .field("pool_low_percent", &self.pool_low_percent)
             .finish()
     }
 }
@@ -180,6 +203,10 @@ pub(crate) struct FailoverDraft {
     max_response_delay_secs: u32,
     startup_secs: u32,
     max_unacked_updates: u32,
+    /// `partner_admin` as given (the port defaults later to 9167 on the partner's address).
+    partner_admin: Option<SocketAddr>,
+    comm_alarm_secs: u32,
+    pool_low_percent: u8,
     /// No mistake was found in this table: the checks that combine its values may run.
     clean: bool,
 }
@@ -465,6 +492,32 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, item: &Val<'_>, t: &DeTable<'_>, i: usize)
         integer_key(ctx, t, &path, "max_unacked_updates", (1, 1024)).map_or(64, |(n, _)| n as u32);
 
     let secret = read_secret(ctx, t, &path);
+    let partner_admin = reader::get(t, "partner_admin").and_then(|v| {
+        reader::parsed(ctx, v, &p("partner_admin"), |s: &str| {
+            s.parse::<SocketAddr>()
+                .or_else(|_| {
+                    s.parse::<Ipv4Addr>()
+                        .map(|a| SocketAddr::from((a, DEFAULT_ADMIN_PORT)))
+                })
+                .map_err(|_| {
+                    format!(
+                        "{} is not an address: give the partner's admin endpoint as \
+                         \"IP:PORT\" (like \"10.0.0.3:9167\") or an IPv4 address (port 9167)",
+                        reader::quoted(s)
+                    )
+                })
+        })
+    });
+    let comm_alarm_secs = duration_or(
+        ctx,
+        t,
+        &path,
+        "comm_interrupted_alarm",
+        (1, MAX_LONG_SECS),
+        DEFAULT_COMM_ALARM_SECS,
+    );
+    let pool_low_percent = integer_key(ctx, t, &path, "pool_low_water_percent", (0, 100))
+        .map_or(DEFAULT_POOL_LOW_PERCENT, |(n, _)| n as u8);
 
     let mut scopes: Vec<At<String>> = Vec::new();
     match reader::get(t, "scopes") {
@@ -525,6 +578,9 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, item: &Val<'_>, t: &DeTable<'_>, i: usize)
         max_response_delay_secs,
         startup_secs,
         max_unacked_updates,
+        partner_admin,
+        comm_alarm_secs,
+        pool_low_percent,
         clean: ctx.errors.len() == before,
     }
 }
@@ -729,6 +785,12 @@ fn settings_of(d: &FailoverDraft, scopes: Vec<usize>) -> Option<FailoverSettings
         max_response_delay_secs: d.max_response_delay_secs,
         startup_secs: d.startup_secs,
         max_unacked_updates: d.max_unacked_updates,
+        partner_admin: match d.partner_admin {
+            Some(a) => a,
+            None => SocketAddr::from((d.partner.as_ref()?.v.ip(), DEFAULT_ADMIN_PORT)),
+        },
+        comm_alarm_secs: d.comm_alarm_secs,
+        pool_low_percent: d.pool_low_percent,
     })
 }
 

@@ -195,6 +195,42 @@ pub struct RelationshipStatus {
     /// Replication lag (from the commit that let the client's reply go to the partner's
     /// acknowledgement): count per bucket of [`LAG_BUCKETS_US`], plus one for longer ones.
     pub lag_buckets: Vec<u64>,
+    /// Per scope of the relationship: addresses by binding state.
+    pub pools: Vec<ScopePools>,
+    /// Last message received from the partner (seconds since the epoch).
+    pub last_contact: Option<u64>,
+    /// The operator paused the relationship (`failover pause`).
+    pub paused: bool,
+    /// The share (percent) of the unleased addresses this server should hold to allocate from
+    /// in NORMAL: load balance, its percentage; hot standby, 100 minus the reserve (active) or
+    /// the reserve (standby).
+    pub share_percent: u8,
+    /// The pool this server allocates new addresses from: "free" (primary) or "backup".
+    pub allocates_from: String,
+    /// Seconds to wait in RECOVER-WAIT before leaving it, when there (seconds since the epoch).
+    pub recover_wait_until: Option<u64>,
+    /// `comm_interrupted_alarm` of the relationship, seconds.
+    pub comm_alarm_secs: u32,
+    /// `pool_low_water_percent` of the relationship.
+    pub pool_low_percent: u8,
+}
+
+/// Addresses of one scope of a relationship, by binding state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScopePools {
+    /// Scope name.
+    pub scope: String,
+    /// Unleased, in the primary's FREE pool.
+    pub free: u64,
+    /// Unleased, in the secondary's BACKUP pool.
+    pub backup: u64,
+    /// Leased (ACTIVE, including offers).
+    pub active: u64,
+    /// EXPIRED, RELEASED or RESET, waiting for the partner's acknowledgement before turning
+    /// FREE.
+    pub expired: u64,
+    /// ABANDONED (declined or found in use).
+    pub abandoned: u64,
 }
 
 impl RelationshipStatus {
