@@ -195,6 +195,8 @@ pub struct RelationshipStatus {
     /// Replication lag (from the commit that let the client's reply go to the partner's
     /// acknowledgement): count per bucket of [`LAG_BUCKETS_US`], plus one for longer ones.
     pub lag_buckets: Vec<u64>,
+    /// Sum of every replication lag counted in `lag_buckets`, microseconds.
+    pub lag_sum_us: u64,
     /// Per scope of the relationship: addresses by binding state.
     pub pools: Vec<ScopePools>,
     /// Last message received from the partner (seconds since the epoch).
@@ -772,6 +774,7 @@ impl RelRuntime {
                             let us = l.as_micros() as u64;
                             let slot = LAG_BUCKETS_US.partition_point(|&b| b < us);
                             s.lag_buckets[slot] += 1;
+                            s.lag_sum_us += us;
                         }
                     });
                     acked.push(binding);
