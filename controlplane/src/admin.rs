@@ -37,6 +37,8 @@ use tandem_dataplane::worker::{Control, LeaseRow, WorkerHandle, WorkerStats};
 use crate::config::{Config, ConfigErrors};
 use crate::metrics;
 
+mod fo;
+pub mod peer;
 mod scopes;
 
 /// Largest request body accepted, in bytes.
@@ -62,14 +64,19 @@ pub struct AdminState {
     pub reload: ReloadFn,
     /// The XDP programs and AF_XDP counters when the AF_XDP backend runs (`xdp` in `/v1/stats`).
     pub xdp: Option<Arc<crate::xdp_backend::XdpShared>>,
-    /// The failover relationships, when `[[failover]]` is configured.
-    pub failover: Option<Arc<crate::failover::service::FailoverHandle>>,
+    /// The failover relationships (none, or those of `[[failover]]`; they change with the
+    /// configuration).
+    pub failover: Arc<crate::failover::manager::FailoverManager>,
     /// The configuration file: changes made through the API are written there (atomically),
     /// then applied as a reload.
     pub config_path: PathBuf,
     /// Held while a change edits the configuration file and applies it, so that changes never
     /// interleave.
     pub edit_lock: Arc<Mutex<()>>,
+    /// Nonces of partner requests seen recently (replays are refused).
+    pub peer_nonces: Mutex<peer::NonceCache>,
+    /// The alarm monitor (its alarms are exported in `/metrics`), when it runs.
+    pub alarms: Option<Arc<crate::alarms::Monitor>>,
 }
 
 /// Why the admin endpoint could not start.
@@ -332,7 +339,9 @@ impl Admin {
 
 /// Authenticate, then route.
 fn handle(state: &AdminState, token: Option<&Token>, r: &Req) -> Resp {
-    if let Some(t) = token {
+    // A partner's request is authenticated by its signature (see `peer`), not the token.
+    let peer_route = r.url.starts_with("/v1/peer/");
+    if let Some(t) = token.filter(|_| !peer_route) {
         if !t.accepts(r.authorization.as_deref()) {
             let msg = if r.authorization.is_some() {
                 "wrong bearer token"
@@ -394,7 +403,7 @@ fn method_not_allowed(allow: &str) -> Resp {
 }
 
 fn route(state: &AdminState, r: &Req) -> Resp {
-    use tiny_http::Method::{Delete, Get, Post, Put};
+    use tiny_http::Method::{Delete, Get, Patch, Post, Put};
     let (path, query) = r.url.split_once('?').unwrap_or((&r.url, ""));
     let params = match parse_query(query) {
         Ok(p) => p,
@@ -426,7 +435,20 @@ fn route(state: &AdminState, r: &Req) -> Resp {
                 method_not_allowed("POST")
             }
         }
-        "/v1/failover" => get_only(&|| no_params(&|| failover_list(state))),
+        "/v1/failover" => match r.method {
+            Get => no_params(&|| failover_list(state)),
+            Post => no_params(&|| fo::add(state, &r.body)),
+            _ => method_not_allowed("GET, POST"),
+        },
+        "/v1/failover/replicate" => {
+            if r.method == Post {
+                only_params(&params, &["scope"], |p| {
+                    fo::replicate_all(state, param(p, "scope"))
+                })
+            } else {
+                method_not_allowed("POST")
+            }
+        }
         "/v1/scopes" => get_only(&|| no_params(&|| scopes::list(state))),
         _ => {
             if let Some(addr) = path.strip_prefix("/v1/leases/") {
@@ -452,17 +474,55 @@ fn route(state: &AdminState, r: &Req) -> Resp {
                     };
                 }
             }
+            if let Some(name) = path.strip_prefix("/v1/peer/") {
+                if !name.is_empty() && !name.contains('/') {
+                    return if r.method == Post {
+                        fo::receive(state, name, r)
+                    } else {
+                        method_not_allowed("POST")
+                    };
+                }
+            }
             if let Some(rest) = path.strip_prefix("/v1/failover/") {
+                let post = |f: &dyn Fn() -> Resp| {
+                    if r.method == Post {
+                        f()
+                    } else {
+                        method_not_allowed("POST")
+                    }
+                };
                 match rest.split_once('/') {
                     None if !rest.is_empty() => {
-                        return get_only(&|| no_params(&|| failover_show(state, rest)));
+                        return match r.method {
+                            Get => no_params(&|| failover_show(state, rest)),
+                            Patch => only_params(&params, &["force"], |p| match flag(p, "force") {
+                                Ok(force) => fo::set(state, rest, &r.body, force),
+                                Err(e) => error(400, &e),
+                            }),
+                            Delete => {
+                                only_params(&params, &["force"], |p| match flag(p, "force") {
+                                    Ok(force) => fo::remove(state, rest, force),
+                                    Err(e) => error(400, &e),
+                                })
+                            }
+                            _ => method_not_allowed("GET, PATCH, DELETE"),
+                        };
                     }
                     Some((name, "partner-down")) if !name.is_empty() => {
-                        return if r.method == Post {
-                            no_params(&|| failover_partner_down(state, name))
-                        } else {
-                            method_not_allowed("POST")
-                        };
+                        return post(&|| no_params(&|| failover_partner_down(state, name)));
+                    }
+                    Some((name, "pause")) if !name.is_empty() => {
+                        return post(&|| no_params(&|| fo::pause_resume(state, name, true)));
+                    }
+                    Some((name, "resume")) if !name.is_empty() => {
+                        return post(&|| no_params(&|| fo::pause_resume(state, name, false)));
+                    }
+                    Some((name, "replicate")) if !name.is_empty() => {
+                        return post(&|| {
+                            only_params(&params, &["scope"], |p| {
+                                fo::replicate(state, name, param(p, "scope"))
+                            })
+                        });
                     }
                     _ => {}
                 }
@@ -472,27 +532,71 @@ fn route(state: &AdminState, r: &Req) -> Resp {
     }
 }
 
+/// `s` with the alarms the monitor holds for its relationship.
+fn with_alarms(
+    state: &AdminState,
+    mut s: crate::failover::service::RelationshipStatus,
+) -> crate::failover::service::RelationshipStatus {
+    if let Some(m) = &state.alarms {
+        s.alarms = m.active_names(&s.name);
+    }
+    s
+}
+
+/// Run `f` if every query parameter is one of `known`.
+fn only_params(
+    params: &[(String, String)],
+    known: &[&str],
+    f: impl FnOnce(&[(String, String)]) -> Resp,
+) -> Resp {
+    match params.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        Some((k, _)) => error(
+            400,
+            &format!(
+                "unknown query parameter {k:?} (known: {})",
+                known.join(", ")
+            ),
+        ),
+        None => f(params),
+    }
+}
+
+/// The value of query parameter `key`.
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A boolean query parameter (`true`/`false`, `1`/`0`; absent is false).
+fn flag(params: &[(String, String)], key: &str) -> Result<bool, String> {
+    match param(params, key) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(v) => Err(format!("{key}={v:?}: expected true or false")),
+    }
+}
+
 fn failover_list(state: &AdminState) -> Resp {
     let rels: Vec<Value> = state
         .failover
-        .as_ref()
-        .map(|f| f.statuses().iter().map(|s| s.to_json()).collect())
-        .unwrap_or_default();
+        .statuses()
+        .into_iter()
+        .map(|s| with_alarms(state, s).to_json())
+        .collect();
     Resp::json(200, &json!({ "relationships": rels }))
 }
 
 fn failover_show(state: &AdminState, name: &str) -> Resp {
-    match state.failover.as_ref().and_then(|f| f.status(name)) {
-        Some(s) => Resp::json(200, &s.to_json()),
+    match state.failover.status(name) {
+        Some(s) => Resp::json(200, &with_alarms(state, s).to_json()),
         None => error(404, &format!("no failover relationship named {name:?}")),
     }
 }
 
 fn failover_partner_down(state: &AdminState, name: &str) -> Resp {
-    let Some(f) = state.failover.as_ref() else {
-        return error(404, &format!("no failover relationship named {name:?}"));
-    };
-    match f.partner_down(name) {
+    match state.failover.partner_down(name) {
         Ok(msg) => {
             tracing::warn!(
                 relationship = name,
@@ -710,42 +814,26 @@ fn lease_show(state: &AdminState, addr: &str) -> Resp {
 fn reload(state: &AdminState) -> Resp {
     match (state.reload)() {
         Ok(scopes) => Resp::json(200, &json!({ "reloaded": true, "scopes": scopes })),
-        Err(errs) => {
-            let list: Vec<Value> = errs
-                .0
-                .iter()
-                .map(|e| {
-                    json!({
-                        "file": e.origin,
-                        "line": e.line,
-                        "column": e.column,
-                        "key": e.key,
-                        "message": e.message,
-                        "text": e.to_string(),
-                    })
-                })
-                .collect();
-            Resp::json(
-                422,
-                &json!({
-                    "error": format!(
-                        "the configuration has {} error(s); still serving the previous configuration",
-                        errs.0.len()
-                    ),
-                    "errors": list,
-                }),
-            )
-        }
+        Err(errs) => fo::config_errors(
+            &errs,
+            &format!(
+                "the configuration has {} error(s); still serving the previous configuration",
+                errs.0.len()
+            ),
+        ),
     }
 }
 
 fn metrics_page(state: &AdminState) -> Resp {
-    let snap = metrics::Snapshot::take(
+    let mut snap = metrics::Snapshot::take(
         &state.stats,
         &state.worker_stats,
         ask(state, Control::Pools),
         state.started.elapsed(),
     );
+    snap.failover = state.failover.statuses();
+    snap.alarms = state.alarms.as_deref().map(metrics::AlarmSnapshot::of);
+    snap.xdp = state.xdp.as_deref().map(metrics::XdpSnapshot::of);
     match metrics::render(snap) {
         Ok(body) => Resp {
             code: 200,

@@ -20,6 +20,7 @@
 //! commented example.
 
 mod dataplane;
+pub mod edit;
 mod failover;
 mod options;
 mod reader;
@@ -35,6 +36,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use dataplane::{Backend, DataplaneSettings, XdpModeSetting};
+pub(crate) use failover::{read_secret_file, relationship_name};
 pub use failover::{FailoverSettings, DEFAULT_FAILOVER_PORT};
 pub use tandem_dataplane::scope::Durability;
 use tandem_dataplane::scope::ServerSettings;

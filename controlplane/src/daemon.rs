@@ -17,6 +17,7 @@ use tandem_dataplane::worker::{Control, Worker, WorkerStats};
 
 use crate::admin::{Admin, AdminState};
 use crate::config::{self, Config, LogFormat};
+use crate::failover::manager::{self, FailoverManager};
 use crate::failover::service::{self as failover, FailoverAuthority};
 use crate::notify::{self, Notice};
 
@@ -131,23 +132,21 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let wstats = Arc::new(WorkerStats::default());
     let settings = Arc::new(cfg.settings.clone());
     let mut engine = Engine::new(settings, iface_scopes(&cfg), 0, 1, stats.clone());
-    let replicated: Vec<String> = cfg
-        .failover
-        .iter()
-        .flat_map(|f| f.scope_names.iter().cloned())
-        .collect();
-    engine.set_replicated(replicated);
+    engine.set_replicated(manager::replicated_names(&cfg));
     engine.load(rec.bindings, Time::now());
-    // Failover relationships: saved state read back and listeners bound before serving.
-    let (authority, hook, starter) = match failover::prepare(&cfg, Time::now())
-        .map_err(|e| DaemonError::Other(e.to_string()))?
-    {
-        Some((a, h, s)) => (a, Some(h), Some(s)),
-        None => (
-            FailoverAuthority::standalone(cfg.settings.scopes.len()),
-            None,
-            None,
-        ),
+    // Failover relationships: saved state read back and listeners bound before serving; the
+    // authority has their layout before the worker answers anyone.
+    let (mut authority, snap_tx) = FailoverAuthority::new(cfg.settings.scopes.len());
+    let (hook, hook_tx) = failover::commit_router();
+    let gen = 1;
+    let prepared = if cfg.failover.is_empty() {
+        None
+    } else {
+        let p = failover::prepare(&cfg, Time::now(), gen, &snap_tx)
+            .map_err(|e| DaemonError::Other(e.to_string()))?;
+        authority.set_layout(p.layout.clone());
+        let _ = hook_tx.send(p.hook.clone());
+        Some(p)
     };
     // `[dataplane] backend`: AF_XDP (`xdp`, or `auto` when it can run here) or kernel UDP.
     let xdp = crate::xdp_backend::select(&cfg)
@@ -167,9 +166,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             x.shared.stats.clone(),
         )
         .map_err(|e| DaemonError::Other(format!("worker set-up: {e}")))?;
-        if let Some(h) = hook {
-            worker.set_commit_hook(h);
-        }
+        worker.set_commit_hook(hook);
         let t = spawn.spawn(move || worker.run());
         (t, handle, Some(x.shared))
     } else {
@@ -186,25 +183,35 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             wstats.clone(),
         )
         .map_err(|e| DaemonError::Other(format!("worker set-up: {e}")))?;
-        if let Some(h) = hook {
-            worker.set_commit_hook(h);
-        }
+        worker.set_commit_hook(hook);
         (spawn.spawn(move || worker.run()), handle, None)
     };
     let worker_thread = worker_thread
         .map_err(|e| DaemonError::Other(format!("cannot start worker thread: {e}")))?;
-    let fo_handle = match starter {
-        Some(s) => Some(Arc::new(
-            s.start(handle.clone(), xdp_shared.clone()).map_err(|e| {
-                DaemonError::Other(format!("cannot start the failover threads: {e}"))
-            })?,
-        )),
-        None => None,
+    let fo = Arc::new(
+        FailoverManager::start(
+            &cfg,
+            prepared,
+            gen,
+            handle.clone(),
+            xdp_shared.clone(),
+            snap_tx,
+            hook_tx,
+        )
+        .map_err(|e| DaemonError::Other(format!("cannot start the failover threads: {e}")))?,
+    );
+    let alarms = {
+        let fo = fo.clone();
+        let source: crate::alarms::StatusSource = Arc::new(move || fo.statuses());
+        Arc::new(
+            crate::alarms::Monitor::spawn(source, std::time::Duration::from_secs(5))
+                .map_err(|e| DaemonError::Other(format!("cannot start the alarm monitor: {e}")))?,
+        )
     };
     let shared = Arc::new(RwLock::new(cfg.clone()));
     let reload_fn: crate::admin::ReloadFn = {
-        let (path, shared, handle) = (path.to_path_buf(), shared.clone(), handle.clone());
-        Arc::new(move || reload(&path, &shared, &handle))
+        let (path, shared, fo) = (path.to_path_buf(), shared.clone(), fo.clone());
+        Arc::new(move || reload(&path, &shared, &fo))
     };
     let admin = Admin::start(
         d.admin_listen,
@@ -216,9 +223,11 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             started: Instant::now(),
             reload: reload_fn,
             xdp: xdp_shared.clone(),
-            failover: fo_handle.clone(),
+            failover: fo.clone(),
             config_path: path.to_path_buf(),
             edit_lock: Arc::new(std::sync::Mutex::new(())),
+            peer_nonces: std::sync::Mutex::new(Default::default()),
+            alarms: Some(alarms.clone()),
         },
     )?;
     tracing::info!(
@@ -239,7 +248,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     for sig in signals.forever() {
         match sig {
             SIGHUP => {
-                let _ = reload(path, &shared, &handle);
+                let _ = reload(path, &shared, &fo);
             }
             _ => {
                 tracing::info!(signal = sig, "stopping");
@@ -249,9 +258,8 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         }
     }
     admin.stop();
-    if let Some(f) = &fo_handle {
-        f.stop();
-    }
+    alarms.stop();
+    fo.stop();
     handle.send(Control::Shutdown);
     let joined = worker_thread.join();
     if let Some(x) = xdp_shared {
@@ -264,18 +272,19 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     }
 }
 
-/// Reload the configuration at `path` (SIGHUP, `POST /v1/reload`): the number of scopes now
-/// served, or every error (the running configuration stays). Tells systemd while it runs.
+/// Reload the configuration at `path` (SIGHUP, `POST /v1/reload`, changes made through the
+/// admin API): the number of scopes now served, or every error (the running configuration
+/// stays). Tells systemd while it runs.
 fn reload(
     path: &Path,
     shared: &Arc<RwLock<Config>>,
-    handle: &tandem_dataplane::worker::WorkerHandle,
+    fo: &FailoverManager,
 ) -> Result<usize, config::ConfigErrors> {
     notify::notify(&[
         Notice::Reloading,
         Notice::Status("reloading the configuration"),
     ]);
-    let result = reload_config(path, shared, handle);
+    let result = reload_config(path, shared, fo);
     let status = match &result {
         Ok(n) => format!("serving {n} scope(s)"),
         Err(e) => format!(
@@ -290,7 +299,7 @@ fn reload(
 fn reload_config(
     path: &Path,
     shared: &Arc<RwLock<Config>>,
-    handle: &tandem_dataplane::worker::WorkerHandle,
+    fo: &FailoverManager,
 ) -> Result<usize, config::ConfigErrors> {
     match config::load(path) {
         Err(errs) => {
@@ -302,46 +311,29 @@ fn reload_config(
         }
         Ok(mut new) => {
             let mut cur = shared.write().unwrap_or_else(|e| e.into_inner());
-            if new.failover != cur.failover || replicated_scopes(&new) != replicated_scopes(&cur) {
+            if new.daemon != cur.daemon {
+                tracing::warn!("changes to [server] settings (interfaces, ports, state_dir, admin_listen, durability, workers) take effect at restart only; scopes, policies and failover relationships are reloaded now");
+            }
+            new.daemon = cur.daemon.clone();
+            if let Err(message) = fo.apply(&new, iface_scopes(&new)) {
                 let e = config::ConfigError {
                     origin: path.display().to_string(),
                     line: 0,
                     column: 0,
                     key: "failover".into(),
-                    message: "changes to [[failover]] relationships or to the order, names or subnets of their scopes take effect at restart only; reload refused".into(),
+                    message,
                 };
-                tracing::error!(error = %e, "reload refused");
+                tracing::error!(error = %e, "reload failed");
                 return Err(config::ConfigErrors(vec![e]));
             }
-            if new.daemon != cur.daemon {
-                tracing::warn!("changes to [server] settings (interfaces, ports, state_dir, admin_listen, durability, workers) take effect at restart only; scopes and policies are reloaded now");
-            }
-            new.daemon = cur.daemon.clone();
-            handle.send(Control::Reload {
-                settings: Arc::new(new.settings.clone()),
-                iface_scopes: iface_scopes(&new),
-            });
             let scopes = new.settings.scopes.len();
-            tracing::info!(scopes, "configuration reloaded");
+            tracing::info!(
+                scopes,
+                relationships = new.failover.len(),
+                "configuration reloaded"
+            );
             *cur = new;
             Ok(scopes)
         }
     }
-}
-
-/// The replicated scopes as (index, name, subnet), to tell whether a reload moves them.
-fn replicated_scopes(cfg: &Config) -> Vec<(usize, String, String)> {
-    cfg.failover
-        .iter()
-        .flat_map(|f| f.scopes.iter())
-        .filter_map(|&si| {
-            cfg.settings.scopes.get(si).map(|s| {
-                (
-                    si,
-                    s.name.clone(),
-                    format!("{}/{}", s.subnet.network, s.subnet.prefix),
-                )
-            })
-        })
-        .collect()
 }

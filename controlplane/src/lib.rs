@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod alarms;
 pub mod config;
 pub mod daemon;
 pub mod failover;

@@ -88,6 +88,22 @@ impl XdpShared {
         Value::Object(m)
     }
 
+    /// The XDP program's counters per interface, in the order of `server.interfaces` (an
+    /// interface whose counters cannot be read is left out, logged at debug level).
+    pub fn interface_counters(&self) -> Vec<(String, Counters)> {
+        let steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        steering
+            .iter()
+            .filter_map(|(ifname, s)| match s.counters() {
+                Ok(c) => Some((ifname.clone(), c)),
+                Err(e) => {
+                    tracing::debug!(interface = %ifname, error = %e, "XDP counters");
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// Detaches the programs from every interface now (also done when the last reference is
     /// dropped).
     pub fn detach(&self) {

@@ -168,6 +168,35 @@ impl Http {
     }
 }
 
+impl Http {
+    /// Parse `curl -i` output.
+    fn parse(out: &Output) -> Http {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return Http {
+                code: 0,
+                headers: Vec::new(),
+                body: format!("curl failed: {}", String::from_utf8_lossy(&out.stderr)),
+            };
+        };
+        let mut lines = head.lines();
+        let code = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        Http {
+            code,
+            headers,
+            body: body.to_string(),
+        }
+    }
+}
+
 /// Which `Authorization` header to send.
 #[derive(Copy, Clone, Debug)]
 enum Auth<'a> {
@@ -323,33 +352,115 @@ impl World {
         }
         argv.push(&url);
         let out = self.srv.exec(&argv);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let Some((head, body)) = text.split_once("\r\n\r\n") else {
-            return Http {
-                code: 0,
-                headers: Vec::new(),
-                body: format!("curl failed: {}", String::from_utf8_lossy(&out.stderr)),
-            };
-        };
-        let mut lines = head.lines();
-        let code = lines
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
-        Http {
-            code,
-            headers,
-            body: body.to_string(),
-        }
+        Http::parse(&out)
     }
 
     fn get(&self, path: &str) -> Http {
         self.curl("GET", path, Auth::Bearer(TOKEN))
+    }
+
+    /// `curl` with `body` as the request body (sent from a file, byte for byte).
+    fn curl_body(&self, method: &str, path: &str, auth: Auth<'_>, body: &[u8]) -> Http {
+        let file = self.path("request.body");
+        fs::write(&file, body).expect("write request body");
+        let url = format!("http://{ADMIN}{path}");
+        let data = format!("@{}", file.display());
+        let hdr;
+        let mut argv = vec![
+            "curl",
+            "-sS",
+            "-i",
+            "--max-time",
+            "20",
+            "-X",
+            method,
+            "-H",
+            "Content-Type: application/toml",
+            "--data-binary",
+            &data,
+        ];
+        if let Auth::Bearer(t) = auth {
+            hdr = format!("Authorization: Bearer {t}");
+            argv.extend(["-H", &hdr]);
+        }
+        argv.push(&url);
+        let out = self.srv.exec(&argv);
+        Http::parse(&out)
+    }
+
+    /// `PUT /v1/scopes/{name}` with the token.
+    fn put_scope(&self, name: &str, toml: &str) -> Http {
+        self.curl_body(
+            "PUT",
+            &format!("/v1/scopes/{name}"),
+            Auth::Bearer(TOKEN),
+            toml.as_bytes(),
+        )
+    }
+
+    /// `tandemctl ... ARGS` with `input` on its standard input.
+    fn ctl_stdin(&self, token_file: &Path, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let tf = token_file.display().to_string();
+        let mut child = Command::new("timeout")
+            .args(["60", "ip", "netns", "exec", &self.srv.name, TANDEMCTL])
+            .args(["--admin", ADMIN, "--token-file", &tf])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tandemctl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("tandemctl output")
+    }
+
+    /// Run udhcpc once in the client namespace (as the client with `mac`, if given), trying
+    /// `tries` times; its output and, if it got a lease, what it learnt (its script's
+    /// environment: `ip`, `router`, `lease`, ...).
+    fn udhcpc(&self, mac: Option<&str>, tries: u32) -> (Output, Vec<(String, String)>) {
+        if let Some(m) = mac {
+            self.cli.ip(&format!("link set {CLI_IF} address {m}"));
+        }
+        let env = self.path("udhcpc.env");
+        let _ = fs::remove_file(&env);
+        let script = self.path("udhcpc.sh");
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = bound ] && env > {}\nexit 0\n",
+                env.display()
+            ),
+        )
+        .expect("write udhcpc script");
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod script");
+        let tries = tries.to_string();
+        let out = self.cli.exec(&[
+            "udhcpc",
+            "-i",
+            CLI_IF,
+            "-f",
+            "-q",
+            "-n",
+            "-t",
+            &tries,
+            "-T",
+            "1",
+            "-s",
+            &script.display().to_string(),
+        ]);
+        let vars = fs::read_to_string(&env)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        (out, vars)
     }
 
     /// `tandemctl --admin ADMIN --token-file FILE ARGS` in the server namespace.
@@ -996,4 +1107,669 @@ fn systemd_notifications() {
     assert!(recv().starts_with("STOPPING=1\n"));
     let st = w.wait_exit(Duration::from_secs(10)).expect("tandemd exits");
     assert!(st.success(), "{st}\n{}", w.log());
+}
+
+// ------------------------------------------------------------------------------------------------
+// Scopes and lease deletion (issue 6).
+// ------------------------------------------------------------------------------------------------
+
+/// The configuration of the scope tests: a commented `lan` scope (range `.100-.{hi}`) served on
+/// the veth link.
+fn commented_lan(hi: u8) -> String {
+    format!(
+        "\n# The test link.\n[[scope]]\nname = \"lan\"   # served on the veth\nsubnet = \"10.99.0.0/24\"\n\
+         interface = \"{SRV_IF}\"\nranges = [\"10.99.0.100-10.99.0.{hi}\"]\nlease_time = \"10m\"\n\n\
+         [scope.options]\nrouters = [\"10.99.0.1\"]\n"
+    )
+}
+
+/// A relayed scope `remote` with the given range end.
+fn remote_scope(hi: u8) -> String {
+    format!(
+        "[[scope]]\nname = \"remote\"\nsubnet = \"10.98.0.0/24\"\n\
+         ranges = [\"10.98.0.10-10.98.0.{hi}\"]\nlease_time = \"1h\"\n"
+    )
+}
+
+/// The value of `key` in udhcpc's script environment.
+fn var<'a>(vars: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// The scope and lease routes refuse a missing or wrong token, and answer with the right one;
+/// so do the failover routes (their behaviour is tested with the pair).
+#[test]
+fn scope_and_lease_routes_need_the_bearer_token() {
+    let mut w = World::new("scauth", true);
+    w.start();
+    let addr = w.obtain_lease();
+    let lease = format!("/v1/leases/{addr}");
+    let body = remote_scope(20);
+    let routes: [(&str, &str, &[u8]); 13] = [
+        ("GET", "/v1/scopes", b""),
+        ("GET", "/v1/scopes/lan", b""),
+        ("PUT", "/v1/scopes/remote", body.as_bytes()),
+        ("DELETE", "/v1/scopes/remote", b""),
+        ("DELETE", &lease, b""),
+        ("GET", "/v1/failover", b""),
+        ("POST", "/v1/failover", b"{}"),
+        ("PATCH", "/v1/failover/x", b"{}"),
+        ("DELETE", "/v1/failover/x", b""),
+        ("POST", "/v1/failover/replicate", b""),
+        ("POST", "/v1/failover/x/replicate", b""),
+        ("POST", "/v1/failover/x/pause", b""),
+        ("POST", "/v1/failover/x/resume", b""),
+    ];
+    for (method, path, body) in routes {
+        let none = w.curl_body(method, path, Auth::None, body);
+        let msg = none.expect_error(401);
+        assert!(msg.contains("Authorization"), "{method} {path}: {msg}");
+        let wrong = w.curl_body(
+            method,
+            path,
+            Auth::Bearer("tandem-admin-test-token-5f0c2a9f"),
+            body,
+        );
+        assert!(wrong.expect_error(401).contains("wrong"), "{method} {path}");
+    }
+    assert_eq!(w.get(&lease).json()["state"], "active", "nothing was done");
+    // With the token, in order: list, show, add, remove, delete the lease, list relationships.
+    for (method, path, body) in &routes[..6] {
+        let ok = w.curl_body(method, path, Auth::Bearer(TOKEN), body);
+        assert_eq!(ok.code, 200, "{method} {path}: {ok:?}");
+    }
+    // The failover changes get past authentication (their answers are the failover tests').
+    for (method, path, body) in &routes[6..] {
+        let r = w.curl_body(method, path, Auth::Bearer(TOKEN), body);
+        assert!(r.code != 401 && r.code != 0, "{method} {path}: {r:?}");
+    }
+}
+
+/// Scopes through the API: list and show shapes; a PUT adds a scope (status and the list show
+/// it); a PUT replacing a scope's settings keeps its interface, its comments, and a real client
+/// then gets the new settings; an invalid change is refused with positioned errors and the file
+/// untouched; DELETE removes; unknown names are 404; wrong methods 405.
+#[test]
+fn scopes_are_listed_changed_and_removed() {
+    let mut w = World::new("scopes", true);
+    w.write_config(true, &commented_lan(150));
+    w.start();
+    let addr = w.obtain_lease();
+
+    let list = w.get("/v1/scopes");
+    assert_eq!(list.code, 200, "{list:?}");
+    let scopes = list.json()["scopes"].clone();
+    assert_eq!(scopes.as_array().map(Vec::len), Some(1), "{scopes}");
+    let lan = &scopes[0];
+    for k in [
+        "name",
+        "subnet",
+        "interface",
+        "ranges",
+        "lease_time_secs",
+        "relationship",
+        "size",
+        "free",
+        "active",
+    ] {
+        assert!(lan.get(k).is_some(), "scope lacks {k}: {lan}");
+    }
+    assert_eq!(lan["name"], "lan");
+    assert_eq!(lan["subnet"], "10.99.0.0/24");
+    assert_eq!(lan["interface"], SRV_IF);
+    assert_eq!(
+        lan["ranges"],
+        serde_json::json!(["10.99.0.100-10.99.0.150"])
+    );
+    assert_eq!(lan["lease_time_secs"], 600);
+    assert_eq!(lan["relationship"], Value::Null);
+    assert_eq!(lan["size"], 51);
+    assert_eq!(lan["free"], 50);
+    assert_eq!(lan["active"], 1);
+
+    let shown = w.get("/v1/scopes/lan");
+    assert_eq!(shown.code, 200, "{shown:?}");
+    let shown = shown.json();
+    for k in ["name", "subnet", "size", "free", "active", "config"] {
+        assert!(shown.get(k).is_some(), "show lacks {k}: {shown}");
+    }
+    assert_eq!(shown["active"], 1);
+    let config = shown["config"].as_str().expect("config text");
+    assert!(
+        config.starts_with("[[scope]]\nname = \"lan\"   # served on the veth\n"),
+        "{config}"
+    );
+    assert!(
+        config.contains("[scope.options]\nrouters = [\"10.99.0.1\"]"),
+        "{config}"
+    );
+    w.get("/v1/scopes/nope").expect_error(404);
+
+    // Add a relayed scope.
+    let added = w.put_scope("remote", &format!("# Relayed.\n{}", remote_scope(20)));
+    assert_eq!(added.code, 200, "{added:?}");
+    assert_eq!(
+        added.json(),
+        serde_json::json!({ "scope": "remote", "created": true })
+    );
+    let status = w.get("/v1/status").json();
+    let names: Vec<&str> = status["scopes"]
+        .as_array()
+        .expect("scopes")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["lan", "remote"]);
+    let remote = &w.get("/v1/scopes").json()["scopes"][1];
+    assert_eq!(remote["name"], "remote");
+    assert_eq!(remote["interface"], Value::Null);
+    assert_eq!(remote["size"], 11);
+    assert_eq!(remote["free"], 11);
+    let file = fs::read_to_string(w.path("tandem.toml")).expect("config file");
+    assert!(file.contains("# The test link.\n[[scope]]"), "{file}");
+    assert!(
+        file.contains("# Relayed.\n[[scope]]\nname = \"remote\""),
+        "{file}"
+    );
+
+    // Replace lan's settings: no interface in the body, so it keeps its own.
+    let new_lan = "[[scope]]\nname = \"lan\"\nsubnet = \"10.99.0.0/24\"\n\
+                   ranges = [\"10.99.0.100-10.99.0.150\"]\nlease_time = \"20m\"\n\n\
+                   [scope.options]\nrouters = [\"10.99.0.254\"]\n";
+    let changed = w.put_scope("lan", new_lan);
+    assert_eq!(changed.code, 200, "{changed:?}");
+    assert_eq!(
+        changed.json(),
+        serde_json::json!({ "scope": "lan", "created": false })
+    );
+    let lan = w.get("/v1/scopes/lan").json();
+    assert_eq!(lan["interface"], SRV_IF, "the interface is kept: {lan}");
+    assert_eq!(lan["lease_time_secs"], 1200);
+    let file = fs::read_to_string(w.path("tandem.toml")).expect("config file");
+    assert!(
+        file.contains("# The test link.\n[[scope]]\nname = \"lan\""),
+        "{file}"
+    );
+    assert!(
+        file.contains(&format!("interface = \"{SRV_IF}\"")),
+        "{file}"
+    );
+    // A real client renewing its lease now gets the new settings.
+    let (out, vars) = w.udhcpc(None, 4);
+    assert!(out.status.success(), "udhcpc: {out:?}\n{}", w.log());
+    assert_eq!(var(&vars, "ip"), Some(addr.as_str()), "{vars:?}");
+    assert_eq!(var(&vars, "router"), Some("10.99.0.254"), "{vars:?}");
+    assert_eq!(var(&vars, "lease"), Some("1200"), "{vars:?}");
+
+    // An invalid range: 422 with positioned errors, and the file byte for byte as it was.
+    let before = fs::read(w.path("tandem.toml")).expect("config file");
+    let bad = w.put_scope(
+        "remote",
+        &remote_scope(20).replace("10.98.0.10-", "10.97.0.10-"),
+    );
+    let msg = bad.expect_error(422);
+    assert!(msg.contains("nothing changed"), "{msg}");
+    let errors = bad.json()["errors"].clone();
+    let e = &errors[0];
+    assert!(
+        e["key"].as_str().is_some_and(|k| k.contains("ranges")),
+        "{errors}"
+    );
+    assert!(
+        e["line"].as_u64() > Some(0) && e["column"].as_u64() > Some(0),
+        "{errors}"
+    );
+    for k in ["file", "line", "column", "key", "message", "text"] {
+        assert!(e.get(k).is_some(), "error lacks {k}: {e}");
+    }
+    assert_eq!(
+        fs::read(w.path("tandem.toml")).expect("config file"),
+        before,
+        "the file is untouched"
+    );
+    // Bad bodies: 400, file untouched.
+    let e = w.put_scope("lan", &remote_scope(20)).expect_error(400);
+    assert!(e.contains("remote") && e.contains("lan"), "{e}");
+    let e = w
+        .put_scope("x", "[[scope]]\nname = \"x\"\n[[scope]]\nname = \"y\"\n")
+        .expect_error(400);
+    assert!(e.contains("exactly one"), "{e}");
+    w.put_scope("x", "[[scope]\nname =").expect_error(400);
+    w.curl_body(
+        "PUT",
+        "/v1/scopes/x",
+        Auth::Bearer(TOKEN),
+        b"[[scope]]\nname = \"\xff\"\n",
+    )
+    .expect_error(400);
+    assert_eq!(
+        fs::read(w.path("tandem.toml")).expect("config file"),
+        before
+    );
+
+    // Remove the relayed scope.
+    let removed = w.curl("DELETE", "/v1/scopes/remote", Auth::Bearer(TOKEN));
+    assert_eq!(removed.code, 200, "{removed:?}");
+    assert_eq!(
+        removed.json(),
+        serde_json::json!({ "scope": "remote", "deleted": true })
+    );
+    w.get("/v1/scopes/remote").expect_error(404);
+    assert_eq!(
+        w.get("/v1/status").json()["scopes"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert!(!fs::read_to_string(w.path("tandem.toml"))
+        .expect("config file")
+        .contains("remote"));
+    w.curl("DELETE", "/v1/scopes/remote", Auth::Bearer(TOKEN))
+        .expect_error(404);
+    // Removing the last scope leaves an invalid configuration: refused.
+    let e = w
+        .curl("DELETE", "/v1/scopes/lan", Auth::Bearer(TOKEN))
+        .expect_error(422);
+    assert!(e.contains("nothing changed"), "{e}");
+    assert_eq!(w.get("/v1/scopes/lan").code, 200);
+
+    // Wrong methods.
+    for (method, path, allow) in [
+        ("POST", "/v1/scopes", "GET"),
+        ("DELETE", "/v1/scopes", "GET"),
+        ("POST", "/v1/scopes/lan", "GET, PUT, DELETE"),
+        ("PATCH", "/v1/scopes/lan", "GET, PUT, DELETE"),
+        ("PUT", &format!("/v1/leases/{addr}"), "GET, DELETE"),
+    ] {
+        let r = w.curl(method, path, Auth::Bearer(TOKEN));
+        r.expect_error(405);
+        assert_eq!(r.header("Allow"), Some(allow), "{method} {path}");
+    }
+}
+
+/// A scope in a failover relationship cannot be removed (409 naming the relationship), and
+/// the scope list names its relationship; `failover show` prints its state and pools.
+#[test]
+fn a_scope_in_a_relationship_cannot_be_removed() {
+    let mut w = World::new("screl", true);
+    let scopes = format!(
+        "{}\n{}\n[[failover]]\nname = \"pair\"\nrole = \"primary\"\npartner = \"10.99.0.2\"\n\
+         scopes = [\"lan\"]\n",
+        scope_lan(),
+        remote_scope(20)
+    );
+    w.write_config(true, &scopes);
+    w.start();
+    let list = w.get("/v1/scopes").json();
+    assert_eq!(list["scopes"][0]["relationship"], "pair", "{list}");
+    assert_eq!(list["scopes"][1]["relationship"], Value::Null, "{list}");
+    let before = fs::read(w.path("tandem.toml")).expect("config file");
+    let e = w
+        .curl("DELETE", "/v1/scopes/lan", Auth::Bearer(TOKEN))
+        .expect_error(409);
+    assert!(
+        e.contains("pair") && e.contains("remove it from relationship"),
+        "{e}"
+    );
+    assert_eq!(
+        fs::read(w.path("tandem.toml")).expect("config file"),
+        before
+    );
+
+    let token = w.path("admin.token");
+    let out = w.ctl(&token, &["scope", "remove", "lan"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 409"));
+    let out = w.ctl(&token, &["scope", "list"]);
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("lan") && l.contains("pair")),
+        "{table}"
+    );
+    let out = w.ctl(&token, &["failover", "show", "pair"]);
+    assert!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    for part in [
+        "relationship",
+        "partner state",
+        "unacked updates",
+        "clock skew",
+        "replication lag",
+        "mclt wait",
+    ] {
+        assert!(shown.contains(part), "{part} missing:\n{shown}");
+    }
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["SCOPE", "FREE", "BACKUP", "ACTIVE", "EXPIRED", "ABANDONED"]),
+        "{shown}"
+    );
+    let out = w.ctl(&token, &["failover", "show", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["relationships"][0]["name"], "pair");
+}
+
+/// A real lease deleted with tandemctl ends at once: the address shows as released and a second
+/// client gets it (a one-address pool); the answer carries the lease as it was.
+#[test]
+fn lease_delete_frees_a_real_lease() {
+    let mut w = World::new("ldel", true);
+    w.write_config(true, &commented_lan(100));
+    w.start();
+    let token = w.path("admin.token");
+    let (out, vars) = w.udhcpc(Some("02:00:00:00:00:01"), 4);
+    assert!(out.status.success(), "first client: {out:?}\n{}", w.log());
+    assert_eq!(var(&vars, "ip"), Some("10.99.0.100"));
+    let lan = &w.get("/v1/scopes").json()["scopes"][0];
+    assert_eq!(
+        (lan["free"].as_u64(), lan["active"].as_u64()),
+        (Some(0), Some(1))
+    );
+
+    // The pool is empty: a second client gets nothing.
+    let (out, _) = w.udhcpc(Some("02:00:00:00:00:02"), 2);
+    assert!(!out.status.success(), "no address should be left: {out:?}");
+
+    let deleted = w.ctl(&token, &["lease", "delete", "10.99.0.100", "--json"]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    let v: Value = serde_json::from_slice(&deleted.stdout).expect("JSON");
+    assert_eq!(v["address"], "10.99.0.100");
+    assert_eq!(v["deleted"], true);
+    assert_eq!(v["previous"]["state"], "active");
+    assert_eq!(v["previous"]["mac"], "02:00:00:00:00:01");
+    assert_eq!(v["previous"]["scope"], "lan");
+
+    let shown = w.get("/v1/leases/10.99.0.100");
+    assert_eq!(shown.code, 200, "{shown:?}");
+    assert_eq!(shown.json()["state"], "released");
+    let lan = &w.get("/v1/scopes").json()["scopes"][0];
+    assert_eq!(
+        (lan["free"].as_u64(), lan["active"].as_u64()),
+        (Some(1), Some(0))
+    );
+    // Already ended: 404, through the API and the CLI; bad addresses 400.
+    let e = w
+        .curl("DELETE", "/v1/leases/10.99.0.100", Auth::Bearer(TOKEN))
+        .expect_error(404);
+    assert!(e.contains("released"), "{e}");
+    w.curl("DELETE", "/v1/leases/10.99.0.149", Auth::Bearer(TOKEN))
+        .expect_error(404);
+    w.curl("DELETE", "/v1/leases/10.99.0.999", Auth::Bearer(TOKEN))
+        .expect_error(400);
+    let again = w.ctl(&token, &["lease", "delete", "10.99.0.100"]);
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+
+    // The second client now gets the address.
+    let (out, vars) = w.udhcpc(Some("02:00:00:00:00:02"), 4);
+    assert!(out.status.success(), "second client: {out:?}\n{}", w.log());
+    assert_eq!(var(&vars, "ip"), Some("10.99.0.100"));
+    let lease = w.get("/v1/leases/10.99.0.100").json();
+    assert_eq!(lease["state"], "active");
+    assert_eq!(lease["mac"], "02:00:00:00:00:02");
+}
+
+/// tandemctl's scope and lease verbs: tables with their headers, `--json` with the contract's
+/// keys, `scope set` from a file and from standard input, and the exit codes (1 server error,
+/// 2 usage, 3 unreachable, 4 unauthenticated, 5 partner unreachable).
+#[test]
+fn tandemctl_scope_verbs_and_exit_codes() {
+    let mut w = World::new("ctlsc", true);
+    w.write_config(true, &commented_lan(150));
+    w.start();
+    let addr = w.obtain_lease();
+    let good = w.path("admin.token");
+    let bad = w.path("wrong.token");
+    fs::write(&bad, "not-the-right-token-at-all").expect("write wrong token");
+    let ok = |args: &[&str]| {
+        let out = w.ctl(&good, args);
+        assert!(out.status.success(), "tandemctl {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let code = |token: &Path, args: &[&str]| w.ctl(token, args).status.code();
+    let header = |table: &str| -> Vec<String> {
+        table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+
+    // Tables.
+    let table = ok(&["scope", "list"]);
+    assert_eq!(
+        header(&table),
+        [
+            "NAME",
+            "SUBNET",
+            "INTERFACE",
+            "RANGES",
+            "LEASE",
+            "RELATIONSHIP",
+            "SIZE",
+            "FREE",
+            "ACTIVE"
+        ],
+        "{table}"
+    );
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row,
+        [
+            "lan",
+            "10.99.0.0/24",
+            SRV_IF,
+            "10.99.0.100-10.99.0.150",
+            "10m",
+            "-",
+            "51",
+            "50",
+            "1"
+        ],
+        "{table}"
+    );
+    let status = ok(&["status"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["SCOPE", "SUBNET", "SIZE", "FREE", "ACTIVE"]),
+        "{status}"
+    );
+    let leases = ok(&["lease", "list"]);
+    assert_eq!(
+        header(&leases),
+        ["ADDRESS", "STATE", "MAC", "EXPIRES", "SCOPE", "CLIENT-ID"],
+        "{leases}"
+    );
+    assert!(
+        leases.contains(&addr) && (leases.contains("in 9m") || leases.contains("in 10m")),
+        "{leases}"
+    );
+    let shown = ok(&["scope", "show", "lan"]);
+    assert!(shown.contains("10.99.0.0/24"), "{shown}");
+    assert!(shown.contains("[[scope]]\nname = \"lan\""), "{shown}");
+    assert!(
+        shown.contains("lease time") && shown.contains("10m"),
+        "{shown}"
+    );
+    assert!(ok(&["failover", "show"]).contains("no failover relationships configured"));
+
+    // JSON.
+    let v: Value = serde_json::from_str(&ok(&["scope", "list", "--json"])).expect("JSON");
+    let keys: Vec<&String> = v["scopes"][0].as_object().expect("object").keys().collect();
+    for k in [
+        "name",
+        "subnet",
+        "interface",
+        "ranges",
+        "lease_time_secs",
+        "relationship",
+        "size",
+        "free",
+        "active",
+    ] {
+        assert!(keys.iter().any(|x| *x == k), "{k} missing: {v}");
+    }
+    let v: Value = serde_json::from_str(&ok(&["scope", "show", "lan", "--json"])).expect("JSON");
+    assert!(
+        v["config"]
+            .as_str()
+            .is_some_and(|c| c.contains("[[scope]]")),
+        "{v}"
+    );
+
+    // scope set from a file, then from standard input; remove.
+    let file = w.path("remote.toml");
+    fs::write(&file, remote_scope(20)).expect("write scope file");
+    let out = ok(&[
+        "scope",
+        "set",
+        "remote",
+        "--file",
+        &file.display().to_string(),
+    ]);
+    assert!(out.contains("scope remote added"), "{out}");
+    let out = w.ctl_stdin(
+        &good,
+        &["scope", "set", "remote", "--file", "-", "--json"],
+        &remote_scope(30),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        v,
+        serde_json::json!({ "scope": "remote", "created": false })
+    );
+    assert_eq!(w.get("/v1/scopes/remote").json()["size"], 21);
+    // An invalid scope: exit 1 with the positioned error.
+    fs::write(
+        &file,
+        remote_scope(20).replace("10.98.0.10-", "10.97.0.10-"),
+    )
+    .expect("write");
+    let out = w.ctl(
+        &good,
+        &[
+            "scope",
+            "set",
+            "remote",
+            "--file",
+            &file.display().to_string(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("HTTP 422") && err.contains("tandem.toml:") && err.contains("ranges"),
+        "{err}"
+    );
+    assert!(ok(&["scope", "remove", "remote"]).contains("scope remote removed"));
+
+    // Exit codes.
+    assert_eq!(
+        code(&good, &["scope", "show", "remote"]),
+        Some(1),
+        "unknown scope"
+    );
+    assert_eq!(
+        code(&good, &["scope", "remove", "remote"]),
+        Some(1),
+        "unknown scope"
+    );
+    assert_eq!(
+        code(&good, &["lease", "delete", "10.99.0.149"]),
+        Some(1),
+        "no lease"
+    );
+    assert_eq!(code(&good, &["failover", "show", "nope"]), Some(1));
+    assert_eq!(code(&good, &["failover", "pause", "nope"]), Some(1));
+    assert_eq!(
+        code(
+            &good,
+            &[
+                "scope",
+                "set",
+                "x",
+                "--file",
+                &w.path("missing.toml").display().to_string()
+            ]
+        ),
+        Some(2),
+        "unreadable file"
+    );
+    assert_eq!(
+        code(&good, &["scope", "set", "x"]),
+        Some(2),
+        "--file missing"
+    );
+    assert_eq!(
+        code(&good, &["failover", "set", "pair"]),
+        Some(2),
+        "nothing to set"
+    );
+    assert_eq!(
+        code(&good, &["failover", "set", "pair", "--percent", "101"]),
+        Some(2)
+    );
+    for args in [
+        &["scope", "list"][..],
+        &["scope", "show", "lan"],
+        &["scope", "remove", "lan"],
+        &["lease", "delete", &addr],
+        &["failover", "show"],
+    ] {
+        assert_eq!(code(&bad, args), Some(4), "wrong token: {args:?}");
+    }
+    let out = w.srv.exec(&[
+        TANDEMCTL,
+        "--admin",
+        "127.0.0.1:9",
+        "--token-file",
+        &good.display().to_string(),
+        "scope",
+        "list",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "unreachable: {out:?}");
+    // A relationship whose partner's admin endpoint does not answer: 502, exit 5, nothing added.
+    let secret = w.path("failover-pair.secret");
+    fs::write(&secret, "0123456789abcdef0123456789abcdef\n").expect("write secret");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod secret");
+    let out = w.ctl(
+        &good,
+        &[
+            "failover",
+            "add",
+            "pair",
+            "--partner",
+            "10.99.0.2",
+            "--scopes",
+            "lan",
+            "--partner-admin",
+            "10.99.0.2:9",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HTTP 502"),
+        "{out:?}"
+    );
+    assert!(ok(&["failover", "show"]).contains("no failover relationships configured"));
+    // The lease survived all of it.
+    assert_eq!(
+        w.get(&format!("/v1/leases/{addr}")).json()["state"],
+        "active"
+    );
 }

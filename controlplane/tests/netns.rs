@@ -618,6 +618,7 @@ fn netns_vendor_class_policy_lands_client_in_its_range() {
     let mut srv = Tandemd::start(&lab, &s, &cfg);
     let phone = Opts {
         vendor_class: Some("tandem-phone".into()),
+        ..Opts::default()
     };
     let mut a = Client::start(&lab, &c1, "tdm0", Kind::Udhcpc, "phone-udhcpc", &phone);
     let mut b = Client::start(&lab, &c2, "tdm0", Kind::Dhclient, "phone-dhclient", &phone);

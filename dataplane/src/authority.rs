@@ -100,6 +100,12 @@ pub trait Authority {
     /// Pick up changes published by the control plane (called by the worker between batches;
     /// must not block).
     fn refresh(&mut self) {}
+
+    /// Take a new layout (which relationship decides for which scope), delivered with the
+    /// [`crate::worker::Control::Reload`] that renumbers the scopes, so that the engine and the
+    /// authority change together. The payload's type is the implementation's own; others are
+    /// ignored.
+    fn reconfigure(&mut self, _layout: Box<dyn std::any::Any + Send>) {}
 }
 
 /// A server with no partner: answers everyone.

@@ -396,6 +396,12 @@ impl Engine {
         self.reconfigure(settings, ifs);
     }
 
+    /// Record which scopes are shared with a partner, taking effect at the next
+    /// [`Engine::reconfigure`] (which a reload runs anyway).
+    pub fn set_replicated_only(&mut self, names: Vec<String>) {
+        self.replicated = names;
+    }
+
     /// True if scope `si` is shared with a failover partner.
     pub fn is_replicated(&self, si: usize) -> bool {
         self.scopes.get(si).is_some_and(|s| s.replicated)
@@ -1289,25 +1295,40 @@ impl Engine {
             return Decision::Silent(Counter::SilentOtherServer);
         }
         let addr = req.ciaddr();
-        let st = &mut self.scopes[si];
-        match st.bindings.get_mut(&addr) {
-            Some(b) if b.client == client && b.state == BindingState::Active => {
-                let now_s = now.secs() as u32;
-                b.state = BindingState::Released;
-                b.cltt = now_s;
-                b.expires = now_s;
-                b.from_partner = false;
-                let b = *b;
-                if !st.replicated {
-                    // With a partner the address is free only once it acknowledged.
-                    st.pool.put(addr);
-                }
-                self.updates.push(b);
-                tracing::debug!(%addr, client = %client, "lease released");
-                Decision::Silent(Counter::SilentNoReply)
-            }
-            _ => Decision::Silent(Counter::SilentUnknownLease),
+        let theirs = self.scopes[si]
+            .bindings
+            .get(&addr)
+            .is_some_and(|b| b.client == client);
+        if theirs && self.end_active(now, si, addr).is_some() {
+            tracing::debug!(%addr, client = %client, "lease released");
+            Decision::Silent(Counter::SilentNoReply)
+        } else {
+            Decision::Silent(Counter::SilentUnknownLease)
         }
+    }
+
+    /// End the ACTIVE lease on `addr` in scope `si` as RELEASED at `now` and queue it for the
+    /// journal: the address is FREE at once in a scope of this server alone, and only once the
+    /// partner acknowledges in a replicated one. The ended binding; `None` (nothing changed) if
+    /// `addr` has no ACTIVE binding. Shared by DHCPRELEASE and the admin API's lease deletion.
+    fn end_active(&mut self, now: Time, si: usize, addr: Ipv4Addr) -> Option<Binding> {
+        let st = self.scopes.get_mut(si)?;
+        let b = st
+            .bindings
+            .get_mut(&addr)
+            .filter(|b| b.state == BindingState::Active)?;
+        let now_s = now.secs() as u32;
+        b.state = BindingState::Released;
+        b.cltt = now_s;
+        b.expires = now_s;
+        b.from_partner = false;
+        let b = *b;
+        if !st.replicated {
+            // With a partner the address is free only once it acknowledged.
+            st.pool.put(addr);
+        }
+        self.updates.push(b);
+        Some(b)
     }
 
     fn decline(&mut self, now: Time, req: &Request<'_>, si: usize, client: ClientKey) -> Decision {

@@ -41,12 +41,20 @@ pub struct LeaseRow {
 pub struct PoolRow {
     /// Scope name.
     pub scope: String,
-    /// Free addresses in this worker's shard.
+    /// Unleased addresses in this worker's shard, FREE and BACKUP alike (`backup` of them are
+    /// in the BACKUP pool, so `free - backup` are in FREE).
     pub free: u64,
     /// Addresses in this worker's shard.
     pub size: u64,
-    /// Active leases.
+    /// Active leases (an address held by an offer counts as the binding the offer replaced).
     pub active: u64,
+    /// Unleased addresses in the BACKUP pool (failover: the secondary's to allocate).
+    pub backup: u64,
+    /// Addresses EXPIRED, RELEASED or RESET waiting for the failover partner's acknowledgement
+    /// before turning FREE (always 0 outside failover, where they are free at once).
+    pub expired: u64,
+    /// ABANDONED addresses (declined, or found in use), quarantined.
+    pub abandoned: u64,
 }
 
 /// Work the control plane runs on a worker's thread with its engine (failover: store a
@@ -71,6 +79,11 @@ pub enum Control {
         settings: Arc<ServerSettings>,
         /// Scopes serving directly attached clients, per interface.
         iface_scopes: Vec<Vec<usize>>,
+        /// The names of the scopes shared with a failover partner, when they change.
+        replicated: Option<Vec<String>>,
+        /// The authority's new layout (see [`Authority::reconfigure`]), applied together with
+        /// the settings.
+        authority: Option<Box<dyn std::any::Any + Send>>,
     },
     /// Send back every binding.
     Leases(Sender<Vec<LeaseRow>>),
@@ -118,6 +131,9 @@ pub struct WorkerStats {
     pub recv_errors: AtomicU64,
     /// Compactions started.
     pub compactions: AtomicU64,
+    /// Time spent working (handling frames, running timers, committing, sending, applying
+    /// control messages), as opposed to waiting for frames, in nanoseconds.
+    pub busy_nanos: AtomicU64,
     /// Commits per duration bucket: slot `i` counts the commits that took more than bucket
     /// `i - 1`'s bound and at most [`COMMIT_BUCKETS_US`]`[i]` microseconds; the last slot counts
     /// the longer ones. Not cumulative (the metrics endpoint sums them up).
@@ -141,6 +157,12 @@ impl WorkerStats {
         let us = nanos.div_ceil(1000);
         let slot = COMMIT_BUCKETS_US.partition_point(|&bound| bound < us);
         self.commit_buckets[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count the time since `since` as busy ([`WorkerStats::busy_nanos`]).
+    pub fn record_busy(&self, since: Instant) {
+        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 }
 
@@ -275,6 +297,8 @@ impl<A: Authority> Worker<A> {
                     }
                 }
             }
+            // Busy from here to the end of the iteration: everything but the wait in poll.
+            let busy = Instant::now();
             loop {
                 match self.rx.try_recv() {
                     Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
@@ -282,7 +306,9 @@ impl<A: Authority> Worker<A> {
                         tracing::info!("worker stopped");
                         return Ok(());
                     }
-                    Ok(c) => apply_control(&mut self.engine, &mut self.durable, c),
+                    Ok(c) => {
+                        apply_control(&mut self.engine, &mut self.durable, &mut self.authority, c)
+                    }
                     Err(TryRecvError::Empty) => break,
                 }
             }
@@ -356,6 +382,7 @@ impl<A: Authority> Worker<A> {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
             }
             self.durable.maybe_compact(&self.engine, &self.stats);
+            self.stats.record_busy(busy);
         }
     }
 
@@ -500,9 +527,53 @@ pub(crate) fn live_bindings(engine: &Engine) -> Vec<Binding> {
     engine.durable_bindings().copied().collect()
 }
 
+/// Pool usage of every scope of `engine`, in settings order (what [`Control::Pools`] answers).
+/// Bindings are counted as durable ones: an address held by an offer counts as the binding the
+/// offer replaced.
+pub fn pool_rows(engine: &Engine) -> Vec<PoolRow> {
+    engine
+        .settings()
+        .scopes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (free, size) = engine.pool_usage(i).unwrap_or((0, 0));
+            let (_, backup) = engine.pool_counts(i);
+            // Outside failover an address is free again as soon as its lease ends: it is in
+            // `free` then, whatever its binding's state says.
+            let waits = engine.is_replicated(i);
+            let (mut active, mut expired, mut abandoned) = (0, 0, 0);
+            for b in engine.scope_bindings(i) {
+                match b.state {
+                    BindingState::Active => active += 1,
+                    BindingState::Expired | BindingState::Released | BindingState::Reset => {
+                        expired += u64::from(waits)
+                    }
+                    BindingState::Abandoned => abandoned += 1,
+                    BindingState::Free | BindingState::Backup | BindingState::Offered => {}
+                }
+            }
+            PoolRow {
+                scope: s.name.clone(),
+                free,
+                size,
+                active,
+                backup,
+                expired,
+                abandoned,
+            }
+        })
+        .collect()
+}
+
 /// Apply a control message that reads or reconfigures the engine (both workers share this;
 /// `Shutdown` is handled by the worker loop itself).
-pub(crate) fn apply_control(engine: &mut Engine, durable: &mut Durable, c: Control) {
+pub(crate) fn apply_control<A: Authority>(
+    engine: &mut Engine,
+    durable: &mut Durable,
+    authority: &mut A,
+    c: Control,
+) {
     match c {
         Control::Run(task) => {
             if let Some(after) = task(engine, Time::now()) {
@@ -512,8 +583,17 @@ pub(crate) fn apply_control(engine: &mut Engine, durable: &mut Durable, c: Contr
         Control::Reload {
             settings,
             iface_scopes,
+            replicated,
+            authority: layout,
         } => {
+            // Engine and authority change in one step: no request sees one without the other.
+            if let Some(r) = replicated {
+                engine.set_replicated_only(r);
+            }
             engine.reconfigure(settings, iface_scopes);
+            if let Some(l) = layout {
+                authority.reconfigure(l);
+            }
             tracing::info!("worker now serves the reloaded configuration");
         }
         Control::Leases(tx) => {
@@ -528,27 +608,112 @@ pub(crate) fn apply_control(engine: &mut Engine, durable: &mut Durable, c: Contr
             let _ = tx.send(rows);
         }
         Control::Pools(tx) => {
-            let settings = engine.settings().clone();
-            let rows = settings
-                .scopes
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let (free, size) = engine.pool_usage(i).unwrap_or((0, 0));
-                    let active = engine
-                        .bindings()
-                        .filter(|(n, b)| *n == s.name && b.state == BindingState::Active)
-                        .count() as u64;
-                    PoolRow {
-                        scope: s.name.clone(),
-                        free,
-                        size,
-                        active,
-                    }
-                })
-                .collect();
-            let _ = tx.send(rows);
+            let _ = tx.send(pool_rows(engine));
         }
         Control::Shutdown => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::ClientKey;
+    use crate::engine::Stats;
+    use crate::scope::{AddrRange, OptionSet, Scope, Subnet};
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().expect("test address")
+    }
+
+    fn scope(name: &str, net: &str, lo: &str, hi: &str) -> Scope {
+        Scope {
+            name: name.into(),
+            subnet: Subnet {
+                network: ip(net),
+                prefix: 24,
+            },
+            ranges: vec![AddrRange::new(ip(lo), ip(hi))],
+            exclusions: vec![],
+            reservations: vec![],
+            lease_time: 3600,
+            renew_time: None,
+            rebind_time: None,
+            options: OptionSet::new(),
+            policies: vec![],
+            authoritative: true,
+        }
+    }
+
+    fn binding(addr: &str, state: BindingState, client: u8) -> Binding {
+        let mut b = Binding::empty(ip(addr), state);
+        if client != 0 {
+            b.client = ClientKey::new(&[1, 0, 0, 0, 0, 0, client]);
+            b.expires = 2_000_000_000;
+        }
+        b
+    }
+
+    /// Every state lands in its own column, per scope, and the columns add up to the pool size.
+    #[test]
+    fn pool_rows_count_each_state_per_scope() {
+        let settings = ServerSettings {
+            server_id: ip("10.0.0.1"),
+            global_options: OptionSet::new(),
+            scopes: vec![
+                scope("lan", "10.0.0.0", "10.0.0.100", "10.0.0.119"),
+                scope("lab", "10.1.0.0", "10.1.0.10", "10.1.0.14"),
+            ],
+            offer_hold_secs: 30,
+            decline_probation_secs: 600,
+            duplicate_window_ms: 2000,
+        };
+        let mut e = Engine::new(
+            Arc::new(settings),
+            vec![vec![0]],
+            0,
+            1,
+            Arc::new(Stats::default()),
+        );
+        e.set_replicated(vec!["lan".into()]);
+        for a in ["10.0.0.100", "10.0.0.101", "10.0.0.102", "10.0.0.103"] {
+            e.install(binding(a, BindingState::Backup, 0));
+        }
+        e.install(binding("10.0.0.110", BindingState::Active, 1));
+        e.install(binding("10.0.0.111", BindingState::Active, 2));
+        e.install(binding("10.0.0.112", BindingState::Expired, 3));
+        e.install(binding("10.0.0.113", BindingState::Released, 4));
+        e.install(binding("10.0.0.114", BindingState::Abandoned, 0));
+        e.install(binding("10.1.0.10", BindingState::Active, 5));
+        e.install(binding("10.1.0.11", BindingState::Released, 6));
+
+        let rows = pool_rows(&e);
+        assert_eq!(rows.len(), 2);
+        let lan = &rows[0];
+        assert_eq!(lan.scope, "lan");
+        assert_eq!(lan.size, 20);
+        assert_eq!(lan.backup, 4);
+        assert_eq!(lan.active, 2);
+        assert_eq!(lan.expired, 2, "EXPIRED and RELEASED wait for the partner");
+        assert_eq!(lan.abandoned, 1);
+        // 20 addresses: 2 active, 2 waiting, 1 abandoned; the other 15 are unleased, 4 in BACKUP.
+        assert_eq!(lan.free, 15);
+        assert_eq!(
+            lan.free + lan.active + lan.expired + lan.abandoned,
+            lan.size
+        );
+        // Not shared with a partner: the released address is free at once, not waiting.
+        let lab = &rows[1];
+        assert_eq!(lab.scope, "lab");
+        assert_eq!(
+            (
+                lab.size,
+                lab.free,
+                lab.active,
+                lab.backup,
+                lab.expired,
+                lab.abandoned
+            ),
+            (5, 4, 1, 0, 0, 0)
+        );
     }
 }

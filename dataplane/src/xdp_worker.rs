@@ -573,6 +573,8 @@ impl<A: Authority> XdpWorker<A> {
                     .min(MAX_WAIT);
                 self.wait(wait)?;
             }
+            // Busy from here to the end of the iteration: everything but the wait in poll(2).
+            let busy = Instant::now();
             loop {
                 match self.rx.try_recv() {
                     Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
@@ -581,7 +583,9 @@ impl<A: Authority> XdpWorker<A> {
                         tracing::info!("AF_XDP worker stopped");
                         return Ok(());
                     }
-                    Ok(c) => apply_control(&mut self.engine, &mut self.durable, c),
+                    Ok(c) => {
+                        apply_control(&mut self.engine, &mut self.durable, &mut self.authority, c)
+                    }
                     Err(TryRecvError::Empty) => break,
                 }
             }
@@ -634,6 +638,7 @@ impl<A: Authority> XdpWorker<A> {
                 self.sample_socket_stats();
             }
             self.durable.maybe_compact(&self.engine, &self.stats);
+            self.stats.record_busy(busy);
         }
     }
 

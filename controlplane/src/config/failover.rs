@@ -251,7 +251,7 @@ fn key_hint(k: &str) -> Option<String> {
 }
 
 /// A relationship name: 1 to 64 characters from `A-Z a-z 0-9 . _ -` (it is part of a file name).
-fn relationship_name(s: &str) -> Result<String, String> {
+pub(crate) fn relationship_name(s: &str) -> Result<String, String> {
     if s.is_empty() {
         return Err("a relationship name cannot be empty".into());
     }
@@ -277,7 +277,7 @@ fn relationship_name(s: &str) -> Result<String, String> {
 
 /// The contents of a shared-secret file: a regular file kept private by its owner, at most
 /// [`MAX_SECRET_FILE`] bytes, without its trailing line break, not empty.
-fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     if !meta.is_file() {

@@ -9,6 +9,7 @@
 pub mod codec;
 pub mod filestore;
 pub mod link;
+pub mod manager;
 pub mod message;
 pub mod peer;
 pub mod service;

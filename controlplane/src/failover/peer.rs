@@ -419,6 +419,11 @@ impl<S: StateStore> Peer<S> {
         self.partner
     }
 
+    /// When the partner last sent a message (its timestamp, seconds); `None` if never.
+    pub fn last_heard(&self) -> Option<u32> {
+        (self.last_heard > 0).then_some(self.last_heard)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &PeerConfig {
         &self.cfg

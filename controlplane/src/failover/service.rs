@@ -41,7 +41,7 @@ use super::link::{Link, LinkEvent};
 use super::message::RejectReason;
 use super::peer::{
     needs_update, settle_acked, transfer, Event, Judgement, Mode, OwnershipSnapshot, Peer,
-    PoolCounts, Role, Service, Start, Sweep, UpdateId,
+    PeerState, PoolCounts, Role, Service, Start, Sweep, UpdateId,
 };
 use crate::config::{Config, FailoverSettings};
 use crate::xdp_backend::XdpShared;
@@ -60,21 +60,73 @@ pub const LAG_BUCKETS_US: [u64; 16] = [
 /// Most updates whose hand-over time is remembered for the lag histogram.
 const LAG_TRACKED_MAX: usize = 1 << 20;
 
-/// The worker's view of every relationship: which snapshot decides for which scope.
-pub struct FailoverAuthority {
+/// A snapshot published by a relationship thread: (layout generation, relationship index,
+/// snapshot).
+pub type Published = (u64, usize, OwnershipSnapshot);
+
+/// Which relationship decides for which scope, and each relationship's first snapshot: what the
+/// worker's [`FailoverAuthority`] takes with the reload that renumbers the scopes.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    gen: u64,
     scope_rel: Vec<Option<usize>>,
     snaps: Vec<OwnershipSnapshot>,
-    rx: Receiver<(usize, OwnershipSnapshot)>,
+}
+
+impl Layout {
+    /// A layout without relationships: every one of `scopes` scopes served alone.
+    pub fn standalone(gen: u64, scopes: usize) -> Layout {
+        Layout {
+            gen,
+            scope_rel: vec![None; scopes],
+            snaps: Vec::new(),
+        }
+    }
+}
+
+/// The worker's view of every relationship: which snapshot decides for which scope.
+pub struct FailoverAuthority {
+    gen: u64,
+    scope_rel: Vec<Option<usize>>,
+    snaps: Vec<OwnershipSnapshot>,
+    rx: Receiver<Published>,
+    /// Snapshots of a layout the worker has not switched to yet.
+    early: Vec<Published>,
 }
 
 impl FailoverAuthority {
-    /// An authority for a server without relationships: every scope served alone.
-    pub fn standalone(scopes: usize) -> FailoverAuthority {
-        let (_tx, rx) = crossbeam_channel::unbounded();
-        FailoverAuthority {
+    /// An authority for a server without relationships (every scope served alone) and the
+    /// sender relationship threads publish their snapshots with.
+    pub fn new(scopes: usize) -> (FailoverAuthority, Sender<Published>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let a = FailoverAuthority {
+            gen: 0,
             scope_rel: vec![None; scopes],
             snaps: Vec::new(),
             rx,
+            early: Vec::new(),
+        };
+        (a, tx)
+    }
+
+    /// Switch to `layout` now (before the worker runs; later through a reload).
+    pub fn set_layout(&mut self, layout: Layout) {
+        self.gen = layout.gen;
+        self.scope_rel = layout.scope_rel;
+        self.snaps = layout.snaps;
+        let early = std::mem::take(&mut self.early);
+        for p in early {
+            self.take(p);
+        }
+    }
+
+    fn take(&mut self, (gen, r, snap): Published) {
+        if gen == self.gen {
+            if let Some(slot) = self.snaps.get_mut(r) {
+                *slot = snap;
+            }
+        } else if gen > self.gen {
+            self.early.push((gen, r, snap));
         }
     }
 
@@ -119,32 +171,103 @@ impl Authority for FailoverAuthority {
     }
 
     fn refresh(&mut self) {
-        while let Ok((r, s)) = self.rx.try_recv() {
-            if let Some(slot) = self.snaps.get_mut(r) {
-                *slot = s;
-            }
+        while let Ok(p) = self.rx.try_recv() {
+            self.take(p);
+        }
+    }
+
+    fn reconfigure(&mut self, layout: Box<dyn std::any::Any + Send>) {
+        match layout.downcast::<Layout>() {
+            Ok(l) => self.set_layout(*l),
+            Err(_) => tracing::error!("failover authority: a reload carried an unknown layout"),
         }
     }
 }
 
+/// Where the commit hook sends committed bindings: per scope subnet, the relationship thread.
+#[derive(Clone)]
+pub struct HookLayout {
+    routes: Vec<(Subnet, usize)>,
+    senders: Vec<(Sender<FromWorker>, Arc<Waker>)>,
+}
+
+impl HookLayout {
+    /// No relationship: nothing is forwarded.
+    pub fn empty() -> HookLayout {
+        HookLayout {
+            routes: Vec::new(),
+            senders: Vec::new(),
+        }
+    }
+}
+
+/// The worker's commit hook, routing every committed binding the partner lacks to its
+/// relationship's thread, and the sender that gives it a new [`HookLayout`] (taken at its next
+/// call). Without a layout it forwards nothing.
+pub fn commit_router() -> (CommitHook, Sender<HookLayout>) {
+    let (tx, rx) = crossbeam_channel::unbounded::<HookLayout>();
+    let mut layout = HookLayout {
+        routes: Vec::new(),
+        senders: Vec::new(),
+    };
+    let mut per: Vec<Vec<Binding>> = Vec::new();
+    let hook: CommitHook = Box::new(move |bs: &[Binding]| {
+        while let Ok(l) = rx.try_recv() {
+            per = vec![Vec::new(); l.senders.len()];
+            layout = l;
+        }
+        if layout.routes.is_empty() {
+            return;
+        }
+        for b in bs {
+            if !needs_update(b) {
+                continue;
+            }
+            if let Some((_, r)) = layout.routes.iter().find(|(s, _)| s.contains(b.addr)) {
+                per[*r].push(*b);
+            }
+        }
+        for (r, v) in per.iter_mut().enumerate() {
+            if !v.is_empty() {
+                let (tx, waker) = &layout.senders[r];
+                let _ = tx.send(FromWorker::Committed(std::mem::take(v)));
+                let _ = waker.wake();
+            }
+        }
+    });
+    (hook, tx)
+}
+
 /// What the worker sends a relationship thread.
-enum FromWorker {
+pub enum FromWorker {
     /// Committed local changes the partner must learn.
     Committed(Vec<Binding>),
     /// The verdicts on a batch of partner bindings, after the commit that made them durable.
     Judged {
+        /// Per partner update: its id, the verdict, and our binding to send back if refused.
         results: Vec<(UpdateId, Result<(), RejectReason>, Option<Binding>)>,
+        /// The commit reached the disk.
         durable: bool,
     },
     /// Bindings to send (start-up catch-up, or every binding for UPDREQALL when `all`).
-    Bindings { bindings: Vec<Binding>, all: bool },
+    Bindings {
+        /// The bindings.
+        bindings: Vec<Binding>,
+        /// For UPDREQALL (end the full update after them).
+        all: bool,
+    },
     /// Unleased addresses in the relationship's scopes: (FREE, BACKUP).
     Pools(u64, u64),
+    /// Addresses by binding state, per scope of the relationship.
+    Counts(Vec<ScopePools>),
 }
 
 /// An operator's request to a relationship thread.
 enum Command {
     PartnerDown(Sender<Result<String, String>>),
+    Pause(Sender<Result<String, String>>),
+    Resume(Sender<Result<String, String>>),
+    SetMode(Mode, Sender<Result<String, String>>),
 }
 
 /// What `tandemctl failover show` and `/v1/failover` report about one relationship.
@@ -215,6 +338,46 @@ pub struct RelationshipStatus {
     pub comm_alarm_secs: u32,
     /// `pool_low_water_percent` of the relationship.
     pub pool_low_percent: u8,
+    /// The partner's admin endpoint.
+    pub partner_admin: String,
+    /// "load-balance" or "hot-standby".
+    pub mode_name: String,
+    /// Load balance: this server's percentage.
+    pub load_balance_percent: Option<u8>,
+    /// Hot standby: "active" or "standby" (this server's part).
+    pub hot_standby_role: Option<String>,
+    /// Hot standby: the standby's reserve, percent.
+    pub reserve_percent: Option<u8>,
+    /// `state_switchover_interval`, seconds (`None`: off).
+    pub switchover_secs: Option<u32>,
+    /// Alarms raised for the relationship (filled in by the daemon's alarm monitor).
+    pub alarms: Vec<String>,
+}
+
+impl RelationshipStatus {
+    /// Fill the mode fields from `mode` for this server's `role`.
+    fn set_mode(&mut self, mode: Mode, role: Role) {
+        self.mode = mode_name(mode, role);
+        self.share_percent = share_percent(mode, role);
+        match mode {
+            Mode::LoadBalance { .. } => {
+                self.mode_name = "load-balance".into();
+                self.load_balance_percent = Some(self.share_percent);
+                self.hot_standby_role = None;
+                self.reserve_percent = None;
+            }
+            Mode::HotStandby {
+                active,
+                reserve_percent,
+            } => {
+                self.mode_name = "hot-standby".into();
+                self.load_balance_percent = None;
+                self.hot_standby_role =
+                    Some(if active == role { "active" } else { "standby" }.into());
+                self.reserve_percent = Some(reserve_percent);
+            }
+        }
+    }
 }
 
 /// Addresses of one scope of a relationship, by binding state.
@@ -281,6 +444,26 @@ impl RelationshipStatus {
             "updates_acked": self.updates_acked,
             "updates_rejected": self.updates_rejected,
             "last_refusal": self.last_refusal,
+            "pools": self.pools.iter().map(|p| json!({
+                "scope": p.scope,
+                "free": p.free,
+                "backup": p.backup,
+                "active": p.active,
+                "expired": p.expired,
+                "abandoned": p.abandoned,
+            })).collect::<Vec<_>>(),
+            "last_contact": self.last_contact,
+            "paused": self.paused,
+            "recover_wait_until": self.recover_wait_until,
+            "share_percent": self.share_percent,
+            "allocates_from": self.allocates_from,
+            "partner_admin": self.partner_admin,
+            "mode_name": self.mode_name,
+            "load_balance_percent": self.load_balance_percent,
+            "hot_standby_role": self.hot_standby_role,
+            "reserve_percent": self.reserve_percent,
+            "switchover_secs": self.switchover_secs,
+            "alarms": self.alarms,
             "replication_lag_ms": {
                 "count": self.lag_buckets.iter().sum::<u64>(),
                 "p50_le": self.lag_quantile_ms(0.5),
@@ -328,9 +511,10 @@ struct RelPrepared {
     settings: FailoverSettings,
     link: Link<FileStore>,
     fresh: bool,
+    gen: u64,
     from_worker: Receiver<FromWorker>,
     to_self: Sender<FromWorker>,
-    snap_tx: Sender<(usize, OwnershipSnapshot)>,
+    snap_tx: Sender<Published>,
     cmd_rx: Receiver<Command>,
     status: Arc<Mutex<RelationshipStatus>>,
     subnets: Vec<Subnet>,
@@ -401,16 +585,25 @@ pub struct FailoverHandle {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// Set up every relationship of `cfg` (state read back, listeners bound): the worker's
-/// authority, its commit hook and the starter. `None` without `[[failover]]`.
+/// Relationships set up (state read back, listeners bound): the authority's layout, the commit
+/// hook's routes, and the starter.
+pub struct Prepared {
+    /// For the worker's [`FailoverAuthority`].
+    pub layout: Layout,
+    /// For the commit hook ([`commit_router`]).
+    pub hook: HookLayout,
+    /// Starts the threads.
+    pub starter: Starter,
+}
+
+/// Set up every relationship of `cfg` for layout generation `gen`, publishing snapshots through
+/// `snap_tx` (from [`FailoverAuthority::new`]).
 pub fn prepare(
     cfg: &Config,
     now: Time,
-) -> Result<Option<(FailoverAuthority, CommitHook, Starter)>, ServiceError> {
-    if cfg.failover.is_empty() {
-        return Ok(None);
-    }
-    let (snap_tx, snap_rx) = crossbeam_channel::unbounded();
+    gen: u64,
+    snap_tx: &Sender<Published>,
+) -> Result<Prepared, ServiceError> {
     let mut scope_rel = vec![None; cfg.settings.scopes.len()];
     let mut snaps = Vec::new();
     let mut rels = Vec::new();
@@ -489,8 +682,21 @@ pub fn prepare(
             partner: fo.partner.to_string(),
             scopes: fo.scope_names.clone(),
             lag_buckets: vec![0; LAG_BUCKETS_US.len() + 1],
+            share_percent: share_percent(fo.mode, fo.role),
+            allocates_from: match fo.role {
+                Role::Primary => "free".into(),
+                Role::Secondary => "backup".into(),
+            },
+            comm_alarm_secs: fo.comm_alarm_secs,
+            pool_low_percent: fo.pool_low_percent,
+            partner_admin: fo.partner_admin.to_string(),
+            switchover_secs: fo.switchover_secs,
             ..RelationshipStatus::default()
         }));
+        status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_mode(fo.mode, fo.role);
         handles.push(RelHandle {
             name: fo.name.clone(),
             status: status.clone(),
@@ -501,6 +707,7 @@ pub fn prepare(
             settings: fo.clone(),
             link,
             fresh,
+            gen,
             from_worker: rx,
             to_self: tx,
             snap_tx: snap_tx.clone(),
@@ -510,42 +717,32 @@ pub fn prepare(
             adopt_rx,
         });
     }
-    let authority = FailoverAuthority {
-        scope_rel,
-        snaps,
-        rx: snap_rx,
-    };
-    let n = senders.len();
-    let mut per: Vec<Vec<Binding>> = vec![Vec::new(); n];
-    let hook: CommitHook = Box::new(move |bs: &[Binding]| {
-        for b in bs {
-            if !needs_update(b) {
-                continue;
-            }
-            if let Some((_, r)) = routes.iter().find(|(s, _)| s.contains(b.addr)) {
-                per[*r].push(*b);
-            }
-        }
-        for (r, v) in per.iter_mut().enumerate() {
-            if !v.is_empty() {
-                let (tx, waker) = &senders[r];
-                let _ = tx.send(FromWorker::Committed(std::mem::take(v)));
-                let _ = waker.wake();
-            }
-        }
-    });
-    Ok(Some((
-        authority,
-        hook,
-        Starter {
+    Ok(Prepared {
+        layout: Layout {
+            gen,
+            scope_rel,
+            snaps,
+        },
+        hook: HookLayout { routes, senders },
+        starter: Starter {
             rels,
             handles,
             shared,
         },
-    )))
+    })
 }
 
 impl Starter {
+    /// How many relationships it starts.
+    pub fn len(&self) -> usize {
+        self.rels.len()
+    }
+
+    /// True if it starts none.
+    pub fn is_empty(&self) -> bool {
+        self.rels.is_empty()
+    }
+
     /// Start one thread per relationship, talking to the worker through `worker`, publishing
     /// bucket ownership to `xdp` (if the AF_XDP backend runs and there is one relationship).
     pub fn start(
@@ -613,10 +810,34 @@ impl FailoverHandle {
     /// Move relationship `name` to PARTNER-DOWN (the operator vouches that the partner is not
     /// serving). `Err(None)`: no such relationship; `Err(Some(msg))`: refused.
     pub fn partner_down(&self, name: &str) -> Result<String, Option<String>> {
+        self.command(name, Command::PartnerDown)
+    }
+
+    /// Pause relationship `name`: this server stops serving the relationship's scopes and the
+    /// partner treats it as out of contact, until [`FailoverHandle::resume`].
+    pub fn pause(&self, name: &str) -> Result<String, Option<String>> {
+        self.command(name, Command::Pause)
+    }
+
+    /// Resume a paused relationship (through STARTUP, as after a restart).
+    pub fn resume(&self, name: &str) -> Result<String, Option<String>> {
+        self.command(name, Command::Resume)
+    }
+
+    /// Change the mode of relationship `name` without dropping the link.
+    pub fn set_mode(&self, name: &str, mode: Mode) -> Result<String, Option<String>> {
+        self.command(name, |tx| Command::SetMode(mode, tx))
+    }
+
+    fn command(
+        &self,
+        name: &str,
+        make: impl FnOnce(Sender<Result<String, String>>) -> Command,
+    ) -> Result<String, Option<String>> {
         let h = self.rels.iter().find(|h| h.name == name).ok_or(None)?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         h.cmd
-            .send(Command::PartnerDown(tx))
+            .send(make(tx))
             .map_err(|_| Some("the relationship thread is not running".to_string()))?;
         let _ = h.waker.wake();
         match rx.recv_timeout(Duration::from_secs(5)) {
@@ -642,6 +863,31 @@ fn role_name(r: Role) -> &'static str {
     match r {
         Role::Primary => "primary",
         Role::Secondary => "secondary",
+    }
+}
+
+/// The share of the unleased addresses `role` allocates from in NORMAL under mode `m`.
+fn share_percent(m: Mode, role: Role) -> u8 {
+    match m {
+        Mode::LoadBalance { primary_percent } => {
+            let p = primary_percent.min(100);
+            if role == Role::Primary {
+                p
+            } else {
+                100 - p
+            }
+        }
+        Mode::HotStandby {
+            active,
+            reserve_percent,
+        } => {
+            let r = reserve_percent.min(100);
+            if active == role {
+                100 - r
+            } else {
+                r
+            }
+        }
     }
 }
 
@@ -737,6 +983,55 @@ impl RelRuntime {
                                 ))
                             }
                             Err(e) => Err(format!("partner-down refused: {e}")),
+                        };
+                        let _ = reply.send(msg);
+                    }
+                    Command::Pause(reply) => {
+                        let r = self.rel.link.peer_mut().pause(now);
+                        let msg = match r {
+                            Ok(()) => {
+                                tracing::warn!(relationship = %self.name(),
+                                    "relationship PAUSED by the operator: this server serves none of its scopes' clients until resumed");
+                                publish = true;
+                                self.bump(|s| s.paused = true);
+                                Ok(format!("{} is PAUSED; the partner serves its clients (resume with `tandemctl failover resume {}`)", self.name(), self.name()))
+                            }
+                            Err(e) => Err(format!("pause refused: {e}")),
+                        };
+                        let _ = reply.send(msg);
+                    }
+                    Command::Resume(reply) => {
+                        let r = self.rel.link.peer_mut().resume(now);
+                        let msg = match r {
+                            Ok(()) => {
+                                tracing::info!(relationship = %self.name(),
+                                    "relationship resumed by the operator (through STARTUP)");
+                                publish = true;
+                                self.bump(|s| s.paused = false);
+                                Ok(format!(
+                                    "{} resumed; it is in {} now",
+                                    self.name(),
+                                    self.rel.link.peer().state()
+                                ))
+                            }
+                            Err(e) => Err(format!("resume refused: {e}")),
+                        };
+                        let _ = reply.send(msg);
+                    }
+                    Command::SetMode(mode, reply) => {
+                        let role = self.rel.settings.role;
+                        let r = self.rel.link.peer_mut().set_mode(now, mode);
+                        let msg = match r {
+                            Ok(()) => {
+                                self.rel.settings.mode = mode;
+                                let m = mode_name(mode, role);
+                                tracing::warn!(relationship = %self.name(), mode = %m,
+                                    "mode changed by the operator; pools rebalance now");
+                                publish = true;
+                                self.bump(|s| s.set_mode(mode, role));
+                                Ok(format!("{}: {m}", self.name()))
+                            }
+                            Err(e) => Err(format!("mode change refused: {e}")),
                         };
                         let _ = reply.send(msg);
                     }
@@ -871,7 +1166,7 @@ impl RelRuntime {
     /// Publish the snapshot to the worker and, with XDP, the partner's buckets to the kernel.
     fn publish(&mut self) {
         let snap = self.rel.link.peer().snapshot();
-        let _ = self.rel.snap_tx.send((self.index, snap));
+        let _ = self.rel.snap_tx.send((self.rel.gen, self.index, snap));
         if let Some(x) = &self.xdp {
             let partner = if snap.state().service() == Service::OwnBuckets {
                 snap.buckets().complement()
@@ -1078,6 +1373,7 @@ impl RelRuntime {
                     s.backup = backup;
                 });
             }
+            FromWorker::Counts(c) => self.bump(|s| s.pools = c),
         }
     }
 
@@ -1103,7 +1399,35 @@ impl RelRuntime {
             self.last_sweep = Some(Instant::now());
             let snap = self.rel.link.peer().snapshot();
             let scopes = self.rel.settings.scopes.clone();
+            let names = self.rel.settings.scope_names.clone();
+            let (tx, waker) = self.back();
             self.run_task(move |engine, now| {
+                let counts = scopes
+                    .iter()
+                    .zip(names)
+                    .map(|(&si, scope)| {
+                        let (free, backup) = engine.pool_counts(si);
+                        let mut c = ScopePools {
+                            scope,
+                            free,
+                            backup,
+                            ..ScopePools::default()
+                        };
+                        for b in engine.scope_bindings(si) {
+                            match b.state {
+                                BindingState::Active | BindingState::Offered => c.active += 1,
+                                BindingState::Expired
+                                | BindingState::Released
+                                | BindingState::Reset => c.expired += 1,
+                                BindingState::Abandoned => c.abandoned += 1,
+                                BindingState::Free | BindingState::Backup => {}
+                            }
+                        }
+                        c
+                    })
+                    .collect();
+                let _ = tx.send(FromWorker::Counts(counts));
+                let _ = waker.wake();
                 let mut reclaim = Vec::new();
                 let changes: Vec<Binding> = rel_bindings(engine, &scopes)
                     .filter_map(|b| match snap.sweep(b, now) {
@@ -1146,7 +1470,10 @@ impl RelRuntime {
         s.unacked_updates = p.pending_updates();
         s.mclt_secs = p.mclt();
         s.takeover_at = snap.takeover_at().map(|t| t.secs());
-        s.mode = mode_name(p.mode(), self.rel.settings.role);
+        s.set_mode(p.mode(), self.rel.settings.role);
+        s.last_contact = p.last_heard().map(u64::from);
+        s.recover_wait_until = p.recover_wait_until().map(|t| t.secs());
+        s.paused = p.state() == PeerState::Paused;
     }
 }
 
@@ -1158,7 +1485,6 @@ fn rel_bindings<'e>(engine: &'e Engine, scopes: &'e [usize]) -> impl Iterator<It
 
 #[cfg(test)]
 mod tests {
-    use super::super::peer::PeerState;
     use super::*;
     use std::net::Ipv4Addr;
     use tandem_dataplane::binding::ClientKey;
@@ -1169,12 +1495,7 @@ mod tests {
 
     #[test]
     fn authority_without_relationship_serves_all() {
-        let (_tx, rx) = crossbeam_channel::unbounded();
-        let a = FailoverAuthority {
-            scope_rel: vec![None],
-            snaps: vec![],
-            rx,
-        };
+        let (a, _tx) = FailoverAuthority::new(1);
         let now = Time::from_secs(1_000_000);
         assert_eq!(a.verdict(0, 7, false, now), Verdict::SERVE_ALL);
         assert_eq!(
@@ -1199,12 +1520,16 @@ mod tests {
         let now = Time::from_secs(1_000_000);
         let cfg = PeerConfig::new(b"rel", Role::Secondary);
         let peer = Peer::new(cfg, MemoryStore::default(), Start::Fresh, now).unwrap();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let mut a = FailoverAuthority {
+        let (mut a, tx) = FailoverAuthority::new(2);
+        // A snapshot of the next layout, published before the worker switched to it, waits.
+        tx.send((1, 0, peer.snapshot())).unwrap();
+        a.refresh();
+        assert!(a.verdict(0, 1, false, now).answer);
+        a.set_layout(Layout {
+            gen: 1,
             scope_rel: vec![Some(0), None],
             snaps: vec![peer.snapshot()],
-            rx,
-        };
+        });
         // A fresh secondary in RECOVER answers nobody in its scope, everyone elsewhere.
         assert!(!a.verdict(0, 1, false, now).answer);
         assert!(a.verdict(1, 1, false, now).answer);
@@ -1212,7 +1537,9 @@ mod tests {
         let mut primary_cfg = PeerConfig::new(b"rel", Role::Primary);
         primary_cfg.mclt_secs = 600;
         let p = Peer::new(primary_cfg, MemoryStore::default(), Start::Fresh, now).unwrap();
-        tx.send((0, p.snapshot())).unwrap();
+        tx.send((1, 0, p.snapshot())).unwrap();
+        // One of an older layout is dropped.
+        tx.send((0, 0, peer.snapshot())).unwrap();
         a.refresh();
         assert_eq!(a.snaps[0], p.snapshot());
         assert_eq!(a.snaps[0].state(), PeerState::Recover);

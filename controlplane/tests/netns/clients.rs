@@ -38,6 +38,8 @@ impl Kind {
 pub struct Opts {
     /// Vendor class identifier (option 60).
     pub vendor_class: Option<String>,
+    /// More options dhclient asks for (dhclient.conf names, like `domain-name`).
+    pub request: Vec<String>,
 }
 
 /// One client event as logged by its script.
@@ -77,6 +79,14 @@ pub struct Client {
     proc: Proc,
 }
 
+impl Client {
+    /// dhclient's lease file (dhclient only).
+    #[allow(dead_code)] // not every test binary reads lease files
+    pub fn lease_file(&self) -> PathBuf {
+        self.dir.join("dhclient.leases")
+    }
+}
+
 const PATH_LINE: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin\n";
 
 impl Client {
@@ -111,7 +121,9 @@ impl Client {
                          esac\nexit 0\n"
                     ),
                 );
-                let mut conf = String::from("request subnet-mask, broadcast-address, routers;\n");
+                let mut asked = vec!["subnet-mask", "broadcast-address", "routers"];
+                asked.extend(opts.request.iter().map(String::as_str));
+                let mut conf = format!("request {};\n", asked.join(", "));
                 if let Some(vc) = &opts.vendor_class {
                     conf.push_str(&format!("send vendor-class-identifier \"{vc}\";\n"));
                 }

@@ -95,6 +95,9 @@ max_clock_skew = \"30s\"
 max_response_delay = \"90s\"
 startup_wait = \"1m\"
 max_unacked_updates = 10
+partner_admin = \"10.0.0.2:9000\"
+comm_interrupted_alarm = \"2m\"
+pool_low_water_percent = 20
 "
     )));
     assert_eq!(c.failover.len(), 1);
@@ -119,6 +122,9 @@ max_unacked_updates = 10
             max_response_delay_secs: 90,
             startup_secs: 60,
             max_unacked_updates: 10,
+            partner_admin: addr("10.0.0.2:9000"),
+            comm_alarm_secs: 120,
+            pool_low_percent: 20,
         }
     );
     assert_eq!(c.settings.scopes[f.scopes[0]].name, "voice");
@@ -208,6 +214,9 @@ max_unacked_updates = 1024
             max_response_delay_secs: 3,
             startup_secs: 1,
             max_unacked_updates: 1024,
+            partner_admin: addr("192.0.2.7:9167"),
+            comm_alarm_secs: 300,
+            pool_low_percent: 10,
         }]
     );
     assert_eq!(c.failover[0].peer_config().validate(), Ok(()));
@@ -263,6 +272,9 @@ fn omitted_keys_take_the_defaults() {
             max_response_delay_secs: 60,
             startup_secs: 10,
             max_unacked_updates: 64,
+            partner_admin: addr("10.0.0.2:9167"),
+            comm_alarm_secs: 300,
+            pool_low_percent: 10,
         }]
     );
     let p = c.failover[0].peer_config();
