@@ -638,6 +638,56 @@ fn relationship_lifecycle_from_the_cli() {
     let a_file = std::fs::read_to_string(&o.a.config).expect("a config");
     assert!(a_file.contains("load_balance_percent = 30"), "{a_file}");
 
+    // The operator's view: state, time in it, pools per scope, last contact.
+    let shown = ctl_ok(&o.a, &["failover", "show", "pair"]);
+    for word in [
+        "NORMAL",
+        "FREE",
+        "BACKUP",
+        "ACTIVE",
+        "EXPIRED",
+        "last contact",
+        "lan",
+    ] {
+        assert!(
+            shown.contains(word),
+            "`failover show` lacks {word:?}:\n{shown}"
+        );
+    }
+
+    // Secret rotation: the new secret on both servers, then `set`; the link comes back.
+    let rotated = private(
+        lab,
+        "failover-pair-2.secret",
+        "the-rotated-secret-0123456789",
+    );
+    ctl_ok(
+        &o.a,
+        &[
+            "failover",
+            "set",
+            "pair",
+            "--secret-file",
+            &rotated.display().to_string(),
+        ],
+    );
+    for f in [&o.a.config, &o.b.config] {
+        let text = std::fs::read_to_string(f).expect("config");
+        assert!(text.contains("failover-pair-2.secret"), "{text}");
+    }
+    wait_state(lab, &o.a, "NORMAL", Duration::from_secs(30));
+    wait_state(lab, &o.b, "NORMAL", Duration::from_secs(30));
+    // Updates flow under the new secret: the client's next renewal reaches B (the restarted
+    // relationship counts from zero).
+    let flowed = poll(Duration::from_secs(40), || {
+        (fo(&o.a)["updates_acked"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    assert!(
+        flowed.is_some(),
+        "no update acknowledged under the new secret\n{}",
+        lab.dump_logs()
+    );
+
     // 3. pause / resume on B.
     let out = ctl_ok(&o.b, &["failover", "pause", "pair"]);
     assert!(out.contains("PAUSED"), "{out}");
