@@ -4,6 +4,11 @@
 //! HdrHistogram answers a quantile with the highest value equivalent to its bucket, which can lie
 //! a little above the largest value recorded. The summary clamps every percentile into the exact
 //! `[min, max]` seen, so `p50 ≤ p90 ≤ p99 ≤ p99.9 ≤ max` always holds and `max` is exact.
+//!
+//! The summary also carries the distribution itself as a CDF ([`Latency::cdf`]): the latency at
+//! every percentile, at 99.9, 99.99 and 99.999 %, and at the exact min and max, each with the
+//! fraction of samples at or below it (to the histogram's resolution), so a saved report can be
+//! charted ([`crate::chart`]) without the histogram.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -12,6 +17,9 @@ use serde::Serialize;
 const LOW_NS: u64 = 1;
 /// Largest value tracked, in ns (larger values are recorded as this).
 const HIGH_NS: u64 = 100_000_000_000;
+
+/// The tail quantiles the CDF samples beyond every percentile.
+const CDF_TAIL: [f64; 3] = [0.999, 0.9999, 0.99999];
 
 /// A latency histogram in nanoseconds with exact min and max.
 #[derive(Clone, Debug)]
@@ -84,7 +92,48 @@ impl Latency {
             p99_us: us(self.quantile(0.99)),
             p999_us: us(self.quantile(0.999)),
             max_us: us(if n == 0 { 0 } else { self.max }),
+            cdf: self.cdf(),
         }
+    }
+
+    /// The distribution as `[latency_us, fraction]` points: the latencies at quantiles 0, 0.01,
+    /// …, 1 and at the tail quantiles 0.999, 0.9999 and 0.99999 (clamped as in
+    /// [`Latency::quantile`]), and the exact min and max, each with the fraction of samples at or
+    /// below it. One point per histogram bucket (the smallest of those latencies in it), plus the
+    /// exact max: latencies increase, fractions never decrease, the first point is at the exact
+    /// min and the last is `[max, 1.0]`. Empty when nothing was recorded.
+    ///
+    /// A fraction counts the whole bucket its latency falls in, so it may include samples up to
+    /// 0.1 % above that latency.
+    pub fn cdf(&self) -> Vec<[f64; 2]> {
+        if self.count() == 0 {
+            return Vec::new();
+        }
+        let mut at: Vec<u64> = (0..=100u32)
+            .map(|p| f64::from(p) / 100.0)
+            .chain(CDF_TAIL)
+            .map(|q| self.quantile(q))
+            .chain([self.min, self.max])
+            .collect();
+        at.sort_unstable();
+        at.dedup();
+        // Recorded values were clamped into [LOW_NS, HIGH_NS]: buckets are looked up the same way.
+        let bucket = |ns: u64| ns.clamp(LOW_NS, HIGH_NS);
+        let mut out: Vec<[f64; 2]> = Vec::with_capacity(at.len());
+        let mut last: Option<u64> = None;
+        for ns in at {
+            if ns != self.max && last.is_some_and(|l| self.hist.equivalent(l, bucket(ns))) {
+                continue;
+            }
+            last = Some(bucket(ns));
+            let fraction = if ns >= self.max {
+                1.0
+            } else {
+                self.hist.quantile_below(bucket(ns))
+            };
+            out.push([ns as f64 / 1000.0, fraction]);
+        }
+        out
     }
 }
 
@@ -107,6 +156,10 @@ pub struct Summary {
     pub p999_us: f64,
     /// Largest (exact).
     pub max_us: f64,
+    /// The distribution: `[latency_us, fraction of samples ≤ latency_us]` points, latency
+    /// increasing, fraction never decreasing, ending at `[max_us, 1.0]`; empty without samples.
+    /// See [`Latency::cdf`].
+    pub cdf: Vec<[f64; 2]>,
 }
 
 #[cfg(test)]
@@ -184,6 +237,77 @@ mod tests {
         assert!(s.p90_us <= s.p99_us);
         assert!(s.p99_us <= s.p999_us);
         assert!(s.p999_us <= s.max_us);
+        check_cdf_shape(&s);
+    }
+
+    /// Latency strictly increasing, fraction never decreasing, from the exact min to
+    /// `[max, 1.0]`.
+    fn check_cdf_shape(s: &Summary) {
+        let c = &s.cdf;
+        assert!(!c.is_empty());
+        assert_eq!(c[0][0], s.min_us);
+        assert_eq!(*c.last().unwrap(), [s.max_us, 1.0]);
+        for w in c.windows(2) {
+            assert!(w[1][0] > w[0][0], "{w:?}");
+            assert!(w[1][1] >= w[0][1], "{w:?}");
+        }
+        assert!(c.iter().all(|p| p[1] > 0.0 && p[1] <= 1.0), "{c:?}");
+    }
+
+    #[test]
+    fn cdf_follows_the_data_at_every_percentile() {
+        let mut l = Latency::new();
+        for v in 1..=10_000u64 {
+            l.record(v * 1000);
+        }
+        let s = l.summary();
+        check_cdf_shape(&s);
+        assert_eq!(s.cdf, l.cdf());
+        // Values are 1..=10000 µs, so the exact fraction at or below x is floor(x) / 10000; a
+        // fraction counts x's whole bucket, which ends less than 0.1 % above x.
+        let le = |x: f64| x.floor().min(10_000.0) / 10_000.0;
+        for &[x, f] in &s.cdf {
+            assert!(f >= le(x) && f <= le(x * 1.001), "[{x}, {f}]");
+        }
+        // Every percentile has its point.
+        for p in 1..100 {
+            let q = f64::from(p) / 100.0;
+            assert!(
+                s.cdf.iter().any(|&[_, f]| (f - q).abs() <= 0.001),
+                "no point near {q}: {:?}",
+                s.cdf
+            );
+        }
+        assert!((101..=106).contains(&s.cdf.len()), "{}", s.cdf.len());
+    }
+
+    #[test]
+    fn cdf_resolves_the_far_tail() {
+        // 99 990 at 100 µs, 9 at 10 ms, 1 at 1 s: the percentiles all sit at 100 µs; the tail
+        // quantiles find the rest.
+        let mut l = Latency::new();
+        for _ in 0..99_990 {
+            l.record(100_000);
+        }
+        for _ in 0..9 {
+            l.record(10_000_000);
+        }
+        l.record(1_000_000_000);
+        let c = l.summary().cdf;
+        assert_eq!(c.len(), 3, "{c:?}");
+        assert_eq!(c[0], [100.0, 0.9999]);
+        assert!((c[1][0] - 10_000.0).abs() <= 10.0, "{c:?}");
+        assert_eq!(c[1][1], 0.99999);
+        assert_eq!(c[2], [1_000_000.0, 1.0]);
+    }
+
+    #[test]
+    fn cdf_of_one_value_is_one_point() {
+        let mut l = Latency::new();
+        for _ in 0..10 {
+            l.record(1_234_567);
+        }
+        assert_eq!(l.cdf(), [[1234.567, 1.0]]);
     }
 
     #[test]
@@ -196,6 +320,8 @@ mod tests {
         assert_eq!(s.min_us, 0.0);
         assert_eq!(s.max_us, 200_000_000.0);
         assert!(s.p50_us <= s.max_us);
+        assert_eq!(s.cdf.first(), Some(&[0.0, 0.5]));
+        check_cdf_shape(&s);
     }
 
     #[test]

@@ -24,8 +24,10 @@
 //! - [`cpu`]: process CPU time from `/proc`.
 //! - [`run`]: the UDP event loop around the generator.
 //! - [`report`]: the result as a table and as JSON.
+//! - [`chart`]: the result as an SVG chart (`--svg`, `tandem-bench chart`).
 #![forbid(unsafe_code)]
 
+pub mod chart;
 pub mod cpu;
 pub mod dora;
 pub mod latency;

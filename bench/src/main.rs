@@ -1,7 +1,8 @@
 //! `tandem-bench`: DHCPv4 load generator. See `tandem-bench dora --help`.
 //!
 //! Exit codes: 0 the run completed (whatever its loss), 1 the run could not start or its
-//! results could not be written, 2 usage error.
+//! results could not be written (`chart`: a report could not be read or the chart written),
+//! 2 usage error.
 
 use std::fs;
 use std::io::Write as _;
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
+use tandem_bench::chart::{self, label_for, Run};
 use tandem_bench::dora::{Config, Mix};
 use tandem_bench::run::{run, RunOptions};
 
@@ -31,6 +33,58 @@ enum Cmd {
     /// for start-up, recovery and failover-synchronisation measurements. The directory must hold
     /// no journal yet; point a (stopped) tandemd's `state_dir` at it.
     SeedJournal(SeedArgs),
+    /// Draw saved JSON reports (`dora --json`) as one SVG chart: leases/s over time and the
+    /// latency CDF of each exchange step; several reports share one chart, a series each.
+    Chart(ChartArgs),
+}
+
+#[derive(Args, Debug)]
+struct ChartArgs {
+    /// A JSON report; repeat to compare several runs in one chart.
+    #[arg(long, value_name = "FILE", required = true)]
+    json: Vec<PathBuf>,
+    /// Names the runs in order: the first --label the first --json, and so on [default: the
+    /// file name without its extension].
+    #[arg(long, value_name = "TEXT")]
+    label: Vec<String>,
+    /// Write the chart to FILE.
+    #[arg(long, value_name = "FILE")]
+    svg: PathBuf,
+}
+
+/// Read every report of `a.json` and write their chart to `a.svg`.
+fn chart_cmd(a: ChartArgs) -> ExitCode {
+    if a.label.len() > a.json.len() {
+        eprintln!(
+            "tandem-bench: {} --label for {} --json; give at most one label per report",
+            a.label.len(),
+            a.json.len()
+        );
+        return ExitCode::from(2);
+    }
+    let mut runs = Vec::with_capacity(a.json.len());
+    for (i, path) in a.json.iter().enumerate() {
+        let label = a.label.get(i).cloned().unwrap_or_else(|| label_for(path));
+        let text = match fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("tandem-bench: cannot read {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        match Run::from_json(&text, &label) {
+            Ok(r) => runs.push(r),
+            Err(e) => {
+                eprintln!("tandem-bench: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Err(e) = fs::write(&a.svg, chart::svg(&runs)) {
+        eprintln!("tandem-bench: cannot write {}: {e}", a.svg.display());
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +230,10 @@ struct DoraArgs {
     /// Also write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Also write a chart to FILE (SVG): the leases completed in each second against the target
+    /// rate, and the latency CDF of each exchange step.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
     /// Write the leases the clients hold at the end to FILE, one "MAC ADDRESS" per line.
     #[arg(long, value_name = "FILE")]
     leases_file: Option<PathBuf>,
@@ -249,6 +307,15 @@ fn dora(a: DoraArgs) -> ExitCode {
             ok = false;
         }
     }
+    if let Some(p) = &a.svg {
+        let written = Run::from_report(&out.report, &label_for(p))
+            .map_err(|e| e.to_string())
+            .and_then(|r| fs::write(p, chart::svg(&[r])).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("tandem-bench: cannot write {}: {e}", p.display());
+            ok = false;
+        }
+    }
     if let Some(p) = &a.leases_file {
         let mut text = String::new();
         for h in &out.held {
@@ -276,5 +343,6 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Dora(a) => dora(a),
         Cmd::SeedJournal(a) => seed_journal(a),
+        Cmd::Chart(a) => chart_cmd(a),
     }
 }

@@ -85,7 +85,7 @@ pub struct Report {
     pub other_source: u64,
     /// Receive errors on the socket.
     pub recv_errors: u64,
-    /// Latency percentiles per step, µs.
+    /// Latency percentiles and CDF per step, µs.
     pub latency_us: LatencySummaries,
     /// Server CPU use, with `--server-pid`.
     pub server_cpu: Option<ServerCpu>,
@@ -270,6 +270,7 @@ mod tests {
             p99_us: 900.0,
             p999_us: 2500.0,
             max_us: 12_000.0,
+            cdf: vec![[50.0, 0.001], [100.0, 0.5], [900.0, 0.99], [12_000.0, 1.0]],
         };
         Report {
             tool: "tandem-bench",
@@ -346,6 +347,11 @@ mod tests {
         assert_eq!(v["malformed_by_reason"]["bad_magic"], 1);
         assert_eq!(v["params"]["rate"], 500);
         assert_eq!(v["leases_timeline"][1], 499);
+        assert_eq!(
+            v["latency_us"]["request_ack"]["cdf"],
+            serde_json::json!([[50.0, 0.001], [100.0, 0.5], [900.0, 0.99], [12_000.0, 1.0]])
+        );
+        assert_eq!(v["latency_us"]["renew"]["cdf"], serde_json::json!([]));
     }
 
     #[test]

@@ -32,6 +32,7 @@ use clients::{Client, Kind, Opts};
 use harness::{bridge, counter, cpu_exclusive, perfdhcp, poll, veth, Lab, Netns, Tandemd};
 use pair_checks::{acks_of, active, check_client_leases, check_tables_agree, wait_replicated};
 use serde_json::Value;
+use tandem_controlplane::metrics;
 
 /// The admin token of every daemon in these tests (the same file content everywhere).
 const TOKEN: &str = "ops-test-admin-token-0123456789abcdef";
@@ -81,7 +82,8 @@ fn lan(ranges: &[&str], domain: &str) -> String {
     )
 }
 
-/// The relationship `pair` as server `me` ("a" primary, "b" secondary) sees it.
+/// The relationship `pair` as server `me` ("a" primary, "b" secondary) sees it (alarm after 3 s
+/// of COMMUNICATIONS-INTERRUPTED).
 fn relationship(lab: &Lab, me: &str) -> String {
     let secret = private(lab, "failover-pair.secret", SECRET);
     let (role, listen, partner, pct) = match me {
@@ -92,7 +94,8 @@ fn relationship(lab: &Lab, me: &str) -> String {
         "[[failover]]\nname = \"pair\"\nrole = \"{role}\"\npartner = \"{partner}\"\n\
          listen = \"{listen}\"\npartner_admin = \"{partner}:9167\"\nmclt = \"10s\"\n\
          max_response_delay = \"5s\"\nstartup_wait = \"2s\"\nmode = \"load-balance\"\n\
-         load_balance_percent = {pct}\nshared_secret_file = \"{}\"\nscopes = [\"lan\"]\n",
+         load_balance_percent = {pct}\nshared_secret_file = \"{}\"\nscopes = [\"lan\"]\n\
+         comm_interrupted_alarm = \"3s\"\n",
         secret.display()
     )
 }
@@ -260,7 +263,7 @@ fn lan_config(srv: &Tandemd) -> String {
 fn replication_overwrites_the_partner_and_reaches_clients() {
     let _cpu = cpu_exclusive();
     let range = ["10.79.1.0-10.79.1.200"];
-    let o = ops(
+    let mut o = ops(
         "opsrep",
         2,
         |lab| lan(&range, "before.example") + "\n" + &relationship(lab, "a"),
@@ -339,6 +342,72 @@ fn replication_overwrites_the_partner_and_reaches_clients() {
     wait_replicated(lab, &o.b, &o.a, "B's leases on A");
     check_tables_agree(&o.a, &o.b);
     check_client_leases(&[ca, cb]);
+
+    // Metrics of the live pair, then the COMMUNICATIONS-INTERRUPTED alarm once B is gone.
+    let scrape = |srv: &Tandemd| {
+        let out = srv.ctl(&["metrics"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        metrics::parse_text(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    };
+    let rel = ("relationship", "pair");
+    let m = scrape(&o.a);
+    assert_eq!(
+        metrics::value(&m, "tandem_failover_state", &[rel, ("state", "NORMAL")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metrics::value(&m, "tandem_failover_connected", &[rel]),
+        Some(1.0)
+    );
+    let lag = metrics::value(&m, "tandem_failover_replication_lag_seconds_count", &[rel]);
+    assert!(
+        lag.unwrap_or(0.0) >= 1.0,
+        "no replication lag sample: {lag:?}"
+    );
+    assert_eq!(
+        metrics::value(
+            &m,
+            "tandem_alarm_active",
+            &[rel, ("alarm", "comm-interrupted")]
+        ),
+        Some(0.0)
+    );
+    o.b.kill9();
+    wait_state(
+        lab,
+        &o.a,
+        "COMMUNICATIONS-INTERRUPTED",
+        Duration::from_secs(20),
+    );
+    let raised = poll(Duration::from_secs(20), || {
+        let m = scrape(&o.a);
+        (metrics::value(
+            &m,
+            "tandem_alarm_active",
+            &[rel, ("alarm", "comm-interrupted")],
+        ) == Some(1.0))
+        .then_some(m)
+    });
+    let m = raised.unwrap_or_else(|| panic!("no comm-interrupted alarm\n{}", lab.dump_logs()));
+    assert_eq!(
+        metrics::value(
+            &m,
+            "tandem_failover_state",
+            &[rel, ("state", "COMMUNICATIONS-INTERRUPTED")]
+        ),
+        Some(1.0)
+    );
+    let alarms = fo(&o.a)["alarms"].clone();
+    assert!(
+        alarms
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "comm-interrupted")),
+        "failover show lists no alarm: {alarms}"
+    );
+    assert!(
+        o.a.wait_log("comm-interrupted", Duration::from_secs(5)),
+        "the alarm was not logged"
+    );
 }
 
 /// Leases in `lo..=hi` among `leases`.
