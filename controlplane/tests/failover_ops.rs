@@ -29,8 +29,10 @@ use std::sync::Once;
 use std::time::Duration;
 
 use clients::{Client, Kind, Opts};
-use harness::{bridge, counter, cpu_exclusive, perfdhcp, poll, veth, Lab, Netns, Tandemd};
-use pair_checks::{acks_of, active, check_client_leases, check_tables_agree, wait_replicated};
+use harness::{counter, cpu_exclusive, perfdhcp, poll, Lab, Netns, Tandemd};
+use pair_checks::{
+    acks_of, active, check_client_leases, check_tables_agree, pair_net, wait_replicated, PairNet,
+};
 use serde_json::Value;
 use tandem_controlplane::metrics;
 
@@ -121,27 +123,13 @@ fn ops(
 ) -> Ops {
     token_env();
     let lab = Lab::new(tag);
-    let sw = lab.netns("sw");
-    let a_ns = lab.netns("a");
-    let b_ns = lab.netns("b");
-    let p_ns = lab.netns("p");
-    veth(&a_ns, "eth1", &sw, "tdmoa");
-    veth(&b_ns, "eth1", &sw, "tdmob");
-    veth(&p_ns, "eth1", &sw, "tdmop");
-    let mut ports = vec!["tdmoa".to_string(), "tdmob".into(), "tdmop".into()];
-    let mut c_ns = Vec::new();
-    for i in 0..clients {
-        let ns = lab.netns(&format!("c{i}"));
-        let p = format!("tdmoc{i}");
-        veth(&ns, "eth1", &sw, &p);
-        ports.push(p);
-        c_ns.push(ns);
-    }
-    let refs: Vec<&str> = ports.iter().map(String::as_str).collect();
-    bridge(&sw, "br0", &refs);
-    a_ns.addr("eth1", "10.79.0.2/16");
-    b_ns.addr("eth1", "10.79.0.3/16");
-    p_ns.addr("eth1", "10.79.0.254/16");
+    let PairNet {
+        sw,
+        a: a_ns,
+        b: b_ns,
+        p: p_ns,
+        c: c_ns,
+    } = pair_net(&lab, clients, "tdmo", 16);
     let a = Tandemd::start_named(
         &lab,
         &a_ns,

@@ -29,7 +29,8 @@ use std::time::Duration;
 use clients::{Client, Kind, Opts};
 use harness::{bridge, counter, cpu_exclusive, perfdhcp, poll, veth, Lab, Netns, Tandemd};
 use pair_checks::{
-    acks_of, active, check_client_leases, check_tables_agree, now_secs, wait_replicated,
+    acks_of, active, check_client_leases, check_tables_agree, now_secs, pair_net, wait_replicated,
+    PairNet,
 };
 use serde_json::Value;
 
@@ -125,32 +126,13 @@ fn pair(tag: &str, mode: TestMode, clients: usize) -> Pair {
 /// [`pair`], with the failover link on a direct veth pair (`tdmfoa`/`tdmfob`) between A and B when `direct`.
 fn pair_with(tag: &str, mode: TestMode, clients: usize, direct: bool) -> Pair {
     let lab = Lab::new(tag);
-    let sw = lab.netns("sw");
-    let a_ns = lab.netns("a");
-    let b_ns = lab.netns("b");
-    let p_ns = lab.netns("p");
-    veth(&a_ns, "eth1", &sw, "tdmpa");
-    veth(&b_ns, "eth1", &sw, "tdmpb");
-    veth(&p_ns, "eth1", &sw, "tdmpp");
-    let mut ports = vec![
-        "tdmpa".to_string(),
-        "tdmpb".to_string(),
-        "tdmpp".to_string(),
-    ];
-    let mut c_ns = Vec::new();
-    for i in 0..clients {
-        let ns = lab.netns(&format!("c{i}"));
-        let p = format!("tdmpc{i}");
-        veth(&ns, "eth1", &sw, &p);
-        ports.push(p);
-        c_ns.push(ns);
-    }
-    let refs: Vec<&str> = ports.iter().map(String::as_str).collect();
-    bridge(&sw, "br0", &refs);
-    a_ns.addr("eth1", "10.79.0.2/24");
-    b_ns.addr("eth1", "10.79.0.3/24");
-    // perfdhcp's interface needs an address (outside the scope's ranges).
-    p_ns.addr("eth1", "10.79.0.254/24");
+    let PairNet {
+        sw,
+        a: a_ns,
+        b: b_ns,
+        p: p_ns,
+        c: c_ns,
+    } = pair_net(&lab, clients, "tdmp", 24);
     if direct {
         veth(&a_ns, "tdmfoa", &b_ns, "tdmfob");
         a_ns.addr("tdmfoa", "10.89.0.1/30");

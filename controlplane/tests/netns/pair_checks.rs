@@ -1,12 +1,57 @@
-//! Checks shared by the tests that run two `tandemd` partners: leases replicated, no address
-//! held by two clients (in the servers' tables and in what the clients saw), perfdhcp's ACKs.
+//! What the tests that run two `tandemd` partners share: their network (one bridge for both
+//! servers, perfdhcp and the clients), and the checks: leases replicated, no address held by two
+//! clients (in the servers' tables and in what the clients saw), perfdhcp's ACKs.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::clients::Client;
-use crate::harness::{poll, Lab, Lease, Tandemd};
+use crate::harness::{bridge, poll, veth, Lab, Lease, Netns, Tandemd};
+
+/// The namespaces of a pair's network: A (10.79.0.2), B (10.79.0.3), perfdhcp's (10.79.0.254)
+/// and one per client, each with `eth1` on the switch's bridge.
+pub struct PairNet {
+    /// The switch (bridge `br0`).
+    pub sw: Netns,
+    /// Server A.
+    pub a: Netns,
+    /// Server B.
+    pub b: Netns,
+    /// perfdhcp's.
+    pub p: Netns,
+    /// One per client.
+    pub c: Vec<Netns>,
+}
+
+/// Build a [`PairNet`] with `clients` client namespaces; the switch ports are named
+/// `<port>a`, `<port>b`, `<port>p`, `<port>cN` (`port` like `tdmp`, unique per test file), and
+/// the servers' and perfdhcp's addresses have prefix length `prefix`.
+pub fn pair_net(lab: &Lab, clients: usize, port: &str, prefix: u8) -> PairNet {
+    let sw = lab.netns("sw");
+    let (a, b, p) = (lab.netns("a"), lab.netns("b"), lab.netns("p"));
+    let mut ports = Vec::new();
+    for (ns, tag) in [(&a, "a"), (&b, "b"), (&p, "p")] {
+        let name = format!("{port}{tag}");
+        veth(ns, "eth1", &sw, &name);
+        ports.push(name);
+    }
+    let mut c = Vec::new();
+    for i in 0..clients {
+        let ns = lab.netns(&format!("c{i}"));
+        let name = format!("{port}c{i}");
+        veth(&ns, "eth1", &sw, &name);
+        ports.push(name);
+        c.push(ns);
+    }
+    let refs: Vec<&str> = ports.iter().map(String::as_str).collect();
+    bridge(&sw, "br0", &refs);
+    a.addr("eth1", &format!("10.79.0.2/{prefix}"));
+    b.addr("eth1", &format!("10.79.0.3/{prefix}"));
+    // perfdhcp's interface needs an address (outside the scopes' ranges).
+    p.addr("eth1", &format!("10.79.0.254/{prefix}"));
+    PairNet { sw, a, b, p, c }
+}
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
