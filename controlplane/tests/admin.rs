@@ -27,6 +27,19 @@ const CLI_IF: &str = "tdmc";
 // Small harness: root check, namespaces, the daemon, curl.
 // ------------------------------------------------------------------------------------------------
 
+/// The keys of a scope in `GET /v1/scopes` (and `tandemctl scope list --json`).
+const SCOPE_KEYS: [&str; 9] = [
+    "name",
+    "subnet",
+    "interface",
+    "ranges",
+    "lease_time_secs",
+    "relationship",
+    "size",
+    "free",
+    "active",
+];
+
 fn which(tool: &str) -> bool {
     std::env::var("PATH")
         .unwrap_or_default()
@@ -1201,17 +1214,7 @@ fn scopes_are_listed_changed_and_removed() {
     let scopes = list.json()["scopes"].clone();
     assert_eq!(scopes.as_array().map(Vec::len), Some(1), "{scopes}");
     let lan = &scopes[0];
-    for k in [
-        "name",
-        "subnet",
-        "interface",
-        "ranges",
-        "lease_time_secs",
-        "relationship",
-        "size",
-        "free",
-        "active",
-    ] {
+    for k in SCOPE_KEYS {
         assert!(lan.get(k).is_some(), "scope lacks {k}: {lan}");
     }
     assert_eq!(lan["name"], "lan");
@@ -1610,17 +1613,7 @@ fn tandemctl_scope_verbs_and_exit_codes() {
     // JSON.
     let v: Value = serde_json::from_str(&ok(&["scope", "list", "--json"])).expect("JSON");
     let keys: Vec<&String> = v["scopes"][0].as_object().expect("object").keys().collect();
-    for k in [
-        "name",
-        "subnet",
-        "interface",
-        "ranges",
-        "lease_time_secs",
-        "relationship",
-        "size",
-        "free",
-        "active",
-    ] {
+    for k in SCOPE_KEYS {
         assert!(keys.iter().any(|x| *x == k), "{k} missing: {v}");
     }
     let v: Value = serde_json::from_str(&ok(&["scope", "show", "lan", "--json"])).expect("JSON");
