@@ -368,27 +368,15 @@ fn wrong_mode(
 pub(crate) fn read(ctx: &mut Ctx<'_>, item: &Val<'_>, t: &DeTable<'_>, i: usize) -> FailoverDraft {
     let before = ctx.errors.len();
     let header = item.span();
-    let mut name_at = None;
-    match reader::get(t, "name") {
-        None => reader::missing(
-            ctx,
-            header.clone(),
-            &format!("failover[{i}]"),
-            "name",
-            "the relationship's name, the same on both servers",
-        ),
-        Some(v) => {
-            let path = format!("failover[{i}].name");
-            if let Some(n) = reader::parsed(ctx, v, &path, relationship_name) {
-                name_at = Some((n, v.span()));
-            }
-        }
-    }
-    let path = match &name_at {
-        Some((n, _)) => format!("failover.{}", reader::quoted(n)),
-        None => format!("failover[{i}]"),
-    };
-    let name = name_at.map(|(n, span)| At::new(n, span, reader::join(&path, "name")));
+    let (name, path) = reader::item_name(
+        ctx,
+        header.clone(),
+        t,
+        "failover",
+        i,
+        "the relationship's name, the same on both servers",
+        relationship_name,
+    );
     reader::check_keys(ctx, t, &path, FAILOVER_KEYS, &key_hint);
     let p = |k: &str| reader::join(&path, k);
 

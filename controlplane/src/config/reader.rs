@@ -417,6 +417,35 @@ pub(crate) fn missing(ctx: &mut Ctx<'_>, span: Range<usize>, path: &str, key: &s
     );
 }
 
+/// The `name` of item `i` (table `t`, whose header is at `header`) of the array of tables at
+/// `array` (like `scope` or `scope."lan".policy`), checked by `parse`; a missing or bad name is
+/// recorded (`what` says what the name is for). Also the item's path for its other keys:
+/// `array."name"` once the name is known, else `array[i]`.
+pub(crate) fn item_name(
+    ctx: &mut Ctx<'_>,
+    header: Range<usize>,
+    t: &DeTable<'_>,
+    array: &str,
+    i: usize,
+    what: &str,
+    parse: impl FnOnce(&str) -> Result<String, String>,
+) -> (Option<At<String>>, String) {
+    let at = index(array, i);
+    let name_at = match get(t, "name") {
+        None => {
+            missing(ctx, header, &at, "name", what);
+            None
+        }
+        Some(v) => parsed(ctx, v, &join(&at, "name"), parse).map(|n| (n, v.span())),
+    };
+    let path = match &name_at {
+        Some((n, _)) => format!("{array}.{}", quoted(n)),
+        None => at,
+    };
+    let name = name_at.map(|(n, span)| At::new(n, span, join(&path, "name")));
+    (name, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -637,27 +637,15 @@ fn option_hint(table: &'static str) -> impl Fn(&str) -> Option<String> {
 fn read_scope(ctx: &mut Ctx<'_>, item: &Val<'_>, t: &DeTable<'_>, i: usize) -> ScopeDraft {
     let header = item.span();
     // The name first: it names the scope in every other key path.
-    let mut name_at = None;
-    match reader::get(t, "name") {
-        None => reader::missing(
-            ctx,
-            header.clone(),
-            &format!("scope[{i}]"),
-            "name",
-            "a name for logs and the admin API",
-        ),
-        Some(v) => {
-            let path = format!("scope[{i}].name");
-            if let Some(n) = reader::parsed(ctx, v, &path, name) {
-                name_at = Some((n, v.span()));
-            }
-        }
-    }
-    let path = match &name_at {
-        Some((n, _)) => format!("scope.{}", reader::quoted(n)),
-        None => format!("scope[{i}]"),
-    };
-    let name = name_at.map(|(n, span)| At::new(n, span, reader::join(&path, "name")));
+    let (name, path) = reader::item_name(
+        ctx,
+        header.clone(),
+        t,
+        "scope",
+        i,
+        "a name for logs and the admin API",
+        name,
+    );
     reader::check_keys(ctx, t, &path, SCOPE_KEYS, &option_hint("scope"));
     let p = |k: &str| reader::join(&path, k);
 
@@ -844,26 +832,7 @@ fn read_policy(
     j: usize,
 ) -> PolicyDraft {
     let header = item.span();
-    let mut name_at = None;
-    match reader::get(t, "name") {
-        None => reader::missing(
-            ctx,
-            header.clone(),
-            &reader::index(ppath, j),
-            "name",
-            "a name for logs",
-        ),
-        Some(v) => {
-            if let Some(n) = reader::parsed(ctx, v, &format!("{ppath}[{j}].name"), name) {
-                name_at = Some((n, v.span()));
-            }
-        }
-    }
-    let path = match &name_at {
-        Some((n, _)) => format!("{ppath}.{}", reader::quoted(n)),
-        None => reader::index(ppath, j),
-    };
-    let name = name_at.map(|(n, span)| At::new(n, span, reader::join(&path, "name")));
+    let (name, path) = reader::item_name(ctx, header.clone(), t, ppath, j, "a name for logs", name);
     let hint = |k: &str| {
         if CONDITION_KEYS.contains(&k) {
             Some(format!(
