@@ -531,39 +531,39 @@ pub(crate) fn live_bindings(engine: &Engine) -> Vec<Binding> {
 /// Bindings are counted as durable ones: an address held by an offer counts as the binding the
 /// offer replaced.
 pub fn pool_rows(engine: &Engine) -> Vec<PoolRow> {
-    engine
-        .settings()
-        .scopes
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let (free, size) = engine.pool_usage(i).unwrap_or((0, 0));
-            let (_, backup) = engine.pool_counts(i);
-            // Outside failover an address is free again as soon as its lease ends: it is in
-            // `free` then, whatever its binding's state says.
-            let waits = engine.is_replicated(i);
-            let (mut active, mut expired, mut abandoned) = (0, 0, 0);
-            for b in engine.scope_bindings(i) {
-                match b.state {
-                    BindingState::Active => active += 1,
-                    BindingState::Expired | BindingState::Released | BindingState::Reset => {
-                        expired += u64::from(waits)
-                    }
-                    BindingState::Abandoned => abandoned += 1,
-                    BindingState::Free | BindingState::Backup | BindingState::Offered => {}
-                }
-            }
-            PoolRow {
-                scope: s.name.clone(),
-                free,
-                size,
-                active,
-                backup,
-                expired,
-                abandoned,
-            }
-        })
+    (0..engine.settings().scopes.len())
+        .filter_map(|i| pool_row(engine, i))
         .collect()
+}
+
+/// Pool usage of scope `i` of `engine` (see [`pool_rows`]); `None` if there is no such scope.
+pub fn pool_row(engine: &Engine, i: usize) -> Option<PoolRow> {
+    let s = engine.settings().scopes.get(i)?;
+    let (free, size) = engine.pool_usage(i).unwrap_or((0, 0));
+    let (_, backup) = engine.pool_counts(i);
+    // Outside failover an address is free again as soon as its lease ends: it is in `free`
+    // then, whatever its binding's state says.
+    let waits = engine.is_replicated(i);
+    let (mut active, mut expired, mut abandoned) = (0, 0, 0);
+    for b in engine.scope_bindings(i) {
+        match b.state {
+            BindingState::Active => active += 1,
+            BindingState::Expired | BindingState::Released | BindingState::Reset => {
+                expired += u64::from(waits)
+            }
+            BindingState::Abandoned => abandoned += 1,
+            BindingState::Free | BindingState::Backup | BindingState::Offered => {}
+        }
+    }
+    Some(PoolRow {
+        scope: s.name.clone(),
+        free,
+        size,
+        active,
+        backup,
+        expired,
+        abandoned,
+    })
 }
 
 /// Apply a control message that reads or reconfigures the engine (both workers share this;

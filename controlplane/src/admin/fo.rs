@@ -22,6 +22,7 @@ use super::{error, AdminState, Req, Resp};
 use crate::config::edit::ConfigDoc;
 use crate::config::{Config, ConfigErrors, FailoverSettings};
 use crate::failover::peer::{Mode, Role};
+use crate::failover::service::share_percent;
 
 /// The body of `POST /v1/failover`.
 #[derive(Debug, Deserialize)]
@@ -150,21 +151,23 @@ fn toml_value(v: &Value) -> Result<Option<toml_edit::Value>, String> {
     })
 }
 
-fn partner_error(e: &SendError) -> Resp {
-    let status = match e {
+/// The status to answer when the partner could not make a change: 409 if it refused for a
+/// conflict (another configuration schema), 502 otherwise.
+fn partner_status(e: &SendError) -> u16 {
+    match e {
         SendError::Refused { status: 409, .. } => 409,
         _ => 502,
-    };
-    let mut r = error(
-        status,
-        &format!("{e}; nothing changed on this server (a local-only change needs force=true)"),
-    );
-    r.body = json!({
-        "error": format!("{e}; nothing changed on this server (a local-only change needs force=true)"),
-        "partner_error": e.to_string(),
-    })
-    .to_string();
-    r
+    }
+}
+
+fn partner_error(e: &SendError) -> Resp {
+    Resp::json(
+        partner_status(e),
+        &json!({
+            "error": format!("{e}; nothing changed on this server (a local-only change needs force=true)"),
+            "partner_error": e.to_string(),
+        }),
+    )
 }
 
 fn request(op: PeerOp) -> PeerRequest {
@@ -493,29 +496,6 @@ fn patch_changes(fo: &FailoverSettings, body: &Value) -> Result<(KeyChanges, Key
     Ok((mine, theirs))
 }
 
-/// This server's share under `fo`'s mode.
-fn share(fo: &FailoverSettings) -> u8 {
-    match fo.mode {
-        Mode::LoadBalance { primary_percent } => {
-            if fo.role == Role::Primary {
-                primary_percent
-            } else {
-                100 - primary_percent.min(100)
-            }
-        }
-        Mode::HotStandby {
-            active,
-            reserve_percent,
-        } => {
-            if active == fo.role {
-                100 - reserve_percent.min(100)
-            } else {
-                reserve_percent
-            }
-        }
-    }
-}
-
 /// `PATCH /v1/failover/{name}`: change keys of a relationship on both servers.
 pub(super) fn set(state: &AdminState, name: &str, body: &[u8], force: bool) -> Resp {
     let body: Value = match serde_json::from_slice(body) {
@@ -549,7 +529,7 @@ pub(super) fn set(state: &AdminState, name: &str, body: &[u8], force: bool) -> R
             "the relationship is missing from the checked configuration",
         );
     };
-    let local_first = share(fo_new) > share(&old);
+    let local_first = share_percent(fo_new.mode, fo_new.role) > share_percent(old.mode, old.role);
     if local_first {
         if let Err(r) = commit(state, &doc) {
             return r;
@@ -656,7 +636,6 @@ pub(super) fn remove(state: &AdminState, name: &str, force: bool) -> Resp {
 // ----- replication ---------------------------------------------------------------------------
 
 fn replicate_one(
-    state: &AdminState,
     doc: &ConfigDoc,
     fo: &FailoverSettings,
     scope: Option<&str>,
@@ -667,27 +646,20 @@ fn replicate_one(
     };
     let scopes = scope_texts(doc, &names)
         .map_err(|r| (r.code, serde_json::from_str(&r.body).unwrap_or(Value::Null)))?;
-    let _ = state;
     match send(fo, PeerOp::Replicate { scopes }) {
         Ok(a) => {
             tracing::info!(relationship = %fo.name, scopes = ?names, "scope settings replicated to the partner");
             Ok(json!({ "relationship": fo.name, "scopes": names, "partner": a }))
         }
-        Err(e) => {
-            let code = match &e {
-                SendError::Refused { status: 409, .. } => 409,
-                _ => 502,
-            };
-            Err((
-                code,
-                json!({
-                    "relationship": fo.name,
-                    "scopes": names,
-                    "error": e.to_string(),
-                    "partner_error": e.to_string(),
-                }),
-            ))
-        }
+        Err(e) => Err((
+            partner_status(&e),
+            json!({
+                "relationship": fo.name,
+                "scopes": names,
+                "error": e.to_string(),
+                "partner_error": e.to_string(),
+            }),
+        )),
     }
 }
 
@@ -712,7 +684,7 @@ pub(super) fn replicate(state: &AdminState, name: &str, scope: Option<&str>) -> 
         Ok(d) => d,
         Err(r) => return r,
     };
-    match replicate_one(state, &doc, &fo, scope) {
+    match replicate_one(&doc, &fo, scope) {
         Ok(v) => Resp::json(200, &v),
         Err((code, v)) => Resp::json(code, &v),
     }
@@ -745,7 +717,7 @@ pub(super) fn replicate_all(state: &AdminState, scope: Option<&str>) -> Resp {
     let mut results = Vec::new();
     let mut failed = false;
     for fo in chosen {
-        match replicate_one(state, &doc, fo, scope) {
+        match replicate_one(&doc, fo, scope) {
             Ok(v) => results.push(v),
             Err((_, v)) => {
                 failed = true;
@@ -852,8 +824,7 @@ pub(super) fn receive(state: &AdminState, name: &str, r: &Req) -> Resp {
     let current = state.failover.settings(name);
     // The secret: the relationship's, or for a new one the file the operator put in place.
     let (secret, partner_ip, max_skew) = match (&current, &req.op) {
-        (Some(fo), PeerOp::Add { .. }) => {
-            let _ = fo;
+        (Some(_), PeerOp::Add { .. }) => {
             return error(409, &format!("relationship {name} exists on this server already"));
         }
         (Some(fo), _) => match &fo.secret {
@@ -1097,6 +1068,10 @@ scopes = ["lan"]
         cfg.failover[0].clone()
     }
 
+    fn share_of(fo: &FailoverSettings) -> u8 {
+        share_percent(fo.mode, fo.role)
+    }
+
     fn shown(c: &KeyChanges) -> Vec<(String, Option<String>)> {
         c.iter()
             .map(|(k, v)| {
@@ -1164,16 +1139,16 @@ scopes = ["lan"]
 
     #[test]
     fn the_gaining_server_applies_first() {
-        assert_eq!(share(&lb(50, Role::Primary)), 50);
-        assert_eq!(share(&lb(70, Role::Secondary)), 30);
+        assert_eq!(share_of(&lb(50, Role::Primary)), 50);
+        assert_eq!(share_of(&lb(70, Role::Secondary)), 30);
         let mut hs = lb(50, Role::Secondary);
         hs.mode = Mode::HotStandby {
             active: Role::Primary,
             reserve_percent: 5,
         };
-        assert_eq!(share(&hs), 5);
+        assert_eq!(share_of(&hs), 5);
         hs.role = Role::Primary;
-        assert_eq!(share(&hs), 95);
+        assert_eq!(share_of(&hs), 95);
     }
 
     #[test]

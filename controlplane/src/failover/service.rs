@@ -34,7 +34,7 @@ use tandem_dataplane::engine::Engine;
 use tandem_dataplane::hash::BucketMap;
 use tandem_dataplane::scope::Subnet;
 use tandem_dataplane::time::Time;
-use tandem_dataplane::worker::{CommitHook, Control, WorkerHandle};
+use tandem_dataplane::worker::{pool_row, CommitHook, Control, PoolRow, WorkerHandle};
 
 use super::filestore::FileStore;
 use super::link::{Link, LinkEvent};
@@ -376,6 +376,19 @@ impl RelationshipStatus {
                     Some(if active == role { "active" } else { "standby" }.into());
                 self.reserve_percent = Some(reserve_percent);
             }
+        }
+    }
+}
+
+impl From<PoolRow> for ScopePools {
+    fn from(r: PoolRow) -> ScopePools {
+        ScopePools {
+            scope: r.scope,
+            free: r.free.saturating_sub(r.backup),
+            backup: r.backup,
+            active: r.active,
+            expired: r.expired,
+            abandoned: r.abandoned,
         }
     }
 }
@@ -866,8 +879,8 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
-/// The share of the unleased addresses `role` allocates from in NORMAL under mode `m`.
-fn share_percent(m: Mode, role: Role) -> u8 {
+/// The share (percent) of the clients and unleased addresses that `role` has under mode `m`.
+pub fn share_percent(m: Mode, role: Role) -> u8 {
     match m {
         Mode::LoadBalance { primary_percent } => {
             let p = primary_percent.min(100);
@@ -1399,32 +1412,12 @@ impl RelRuntime {
             self.last_sweep = Some(Instant::now());
             let snap = self.rel.link.peer().snapshot();
             let scopes = self.rel.settings.scopes.clone();
-            let names = self.rel.settings.scope_names.clone();
             let (tx, waker) = self.back();
             self.run_task(move |engine, now| {
                 let counts = scopes
                     .iter()
-                    .zip(names)
-                    .map(|(&si, scope)| {
-                        let (free, backup) = engine.pool_counts(si);
-                        let mut c = ScopePools {
-                            scope,
-                            free,
-                            backup,
-                            ..ScopePools::default()
-                        };
-                        for b in engine.scope_bindings(si) {
-                            match b.state {
-                                BindingState::Active | BindingState::Offered => c.active += 1,
-                                BindingState::Expired
-                                | BindingState::Released
-                                | BindingState::Reset => c.expired += 1,
-                                BindingState::Abandoned => c.abandoned += 1,
-                                BindingState::Free | BindingState::Backup => {}
-                            }
-                        }
-                        c
-                    })
+                    .filter_map(|&si| pool_row(engine, si))
+                    .map(ScopePools::from)
                     .collect();
                 let _ = tx.send(FromWorker::Counts(counts));
                 let _ = waker.wake();
