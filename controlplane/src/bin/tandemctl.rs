@@ -562,7 +562,7 @@ fn when(v: &Value, k: &str) -> String {
         return "-".into();
     };
     let now = now_secs();
-    if t >= now {
+    if t > now {
         format!("in {}", dur(t - now))
     } else {
         format!("{} ago", dur(now - t))
