@@ -36,6 +36,7 @@ PKGS=(
     ca-certificates curl git build-essential pkg-config   # toolchain bootstrap
     clang llvm libbpf-dev linux-libc-dev                  # XDP program build (ebpf/, clang -target bpf)
     iproute2 procps time python3                          # namespaces, ss, /usr/bin/time, demo table
+    ethtool                                               # receive queues of veth (multi-worker AF_XDP)
     isc-dhcp-client                                       # dhclient
     dhcpcd-base                                           # dhcpcd binary without Debian's service unit
     udhcpc busybox                                        # udhcpc

@@ -609,19 +609,34 @@ fn failover_partner_down(state: &AdminState, name: &str) -> Resp {
     }
 }
 
-fn ask<T>(
+/// Ask every worker (`make` builds the message around the answer channel; `Leases` and `Pools`
+/// reach every worker, see `WorkerHandle::send`) and collect one answer from each; `None` if a
+/// worker is gone or does not answer within 5 s.
+fn ask_all<T>(
     state: &AdminState,
     make: impl FnOnce(crossbeam_channel::Sender<T>) -> Control,
-) -> Option<T> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
+) -> Option<Vec<T>> {
+    let n = state.worker.workers();
+    let (tx, rx) = crossbeam_channel::bounded(n);
     if !state.worker.send(make(tx)) {
         return None;
     }
-    rx.recv_timeout(Duration::from_secs(5)).ok()
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    (0..n).map(|_| rx.recv_deadline(until).ok()).collect()
+}
+
+/// Pool usage per scope, summed over the workers.
+pub(crate) fn pools(state: &AdminState) -> Option<Vec<tandem_dataplane::worker::PoolRow>> {
+    ask_all(state, Control::Pools).map(tandem_dataplane::worker::sum_pool_rows)
+}
+
+/// Every binding of every worker.
+fn all_leases(state: &AdminState) -> Option<Vec<tandem_dataplane::worker::LeaseRow>> {
+    ask_all(state, Control::Leases).map(|v| v.into_iter().flatten().collect())
 }
 
 fn status(state: &AdminState) -> Resp {
-    let Some(pools) = ask(state, Control::Pools) else {
+    let Some(pools) = pools(state) else {
         return error(503, "the worker did not answer");
     };
     let cfg = state.config.read().unwrap_or_else(|e| e.into_inner());
@@ -784,7 +799,7 @@ fn leases(state: &AdminState, params: &[(String, String)]) -> Resp {
             return error(400, &format!("scope={scope:?}: no such scope"));
         }
     }
-    let Some(rows) = ask(state, Control::Leases) else {
+    let Some(rows) = all_leases(state) else {
         return error(503, "the worker did not answer");
     };
     let (page, total) = q.apply(rows);
@@ -802,7 +817,7 @@ fn lease_show(state: &AdminState, addr: &str) -> Resp {
     else {
         return error(400, &format!("{addr:?} is not an IPv4 address"));
     };
-    let Some(rows) = ask(state, Control::Leases) else {
+    let Some(rows) = all_leases(state) else {
         return error(503, "the worker did not answer");
     };
     match rows.iter().find(|r| r.binding.addr == a) {
@@ -828,7 +843,7 @@ fn metrics_page(state: &AdminState) -> Resp {
     let mut snap = metrics::Snapshot::take(
         &state.stats,
         &state.worker_stats,
-        ask(state, Control::Pools),
+        pools(state),
         state.started.elapsed(),
     );
     snap.failover = state.failover.statuses();
@@ -860,7 +875,7 @@ fn stats(state: &AdminState) -> Value {
         + state.stats.get(Counter::Nak);
     m.insert("replied".into(), json!(replied));
     m.insert("dropped".into(), Value::Object(dropped));
-    let active = ask(state, Control::Pools)
+    let active = pools(state)
         .map(|p| p.iter().map(|r| r.active).sum::<u64>())
         .unwrap_or(0);
     m.insert("leases_active".into(), json!(active));

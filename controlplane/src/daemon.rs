@@ -10,16 +10,21 @@ use std::time::Instant;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tandem_dataplane::engine::{Engine, Stats};
-use tandem_dataplane::journal::{Journal, JournalConfig};
+use tandem_dataplane::journal::JournalConfig;
 use tandem_dataplane::time::Time;
 use tandem_dataplane::udp::UdpBackend;
-use tandem_dataplane::worker::{Control, Worker, WorkerStats};
+use tandem_dataplane::worker::{Control, Worker, WorkerHandle, WorkerStats};
 
 use crate::admin::{Admin, AdminState};
 use crate::config::{self, Config, LogFormat};
 use crate::failover::manager::{self, FailoverManager};
 use crate::failover::service::{self as failover, FailoverAuthority};
 use crate::notify::{self, Notice};
+
+/// Frames each way between two AF_XDP workers that can wait for their owner.
+const HANDOFF_SLOTS: usize = 1024;
+/// How often the address shards of several workers are checked for one running low.
+const REBALANCE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -101,39 +106,70 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let cfg = config::load(path)?;
     init_logging(cfg.daemon.log_format);
     let d = &cfg.daemon;
-    if d.workers > 1 {
+    let _lock = lock_state_dir(&d.state_dir)?;
+    // `[dataplane] backend`: AF_XDP (`xdp`, or `auto` when it can run here) or kernel UDP.
+    let xdp = crate::xdp_backend::select(&cfg)
+        .map_err(|e| DaemonError::Other(format!("backend = \"xdp\": {e}")))?;
+    let backend_name = if xdp.is_some() { "xdp" } else { "udp" };
+    let workers = xdp.as_ref().map_or(1, |x| x.ports.len());
+    if xdp.is_none() && (d.workers > 1 || cfg.dataplane.cores.len() > 1) {
         tracing::warn!(
-            workers = d.workers,
-            "the UDP backend runs one worker in this version; using 1 (multi-core needs the XDP data plane)"
+            workers = d.workers.max(cfg.dataplane.cores.len()),
+            "the UDP backend runs one worker; using 1 (several workers need the AF_XDP backend)"
         );
     }
-    let _lock = lock_state_dir(&d.state_dir)?;
     let mut jcfg = JournalConfig::new(&d.state_dir, 0);
     jcfg.durability = d.durability;
     jcfg.compact_after_records = d.compact_after_records;
     let t = Instant::now();
-    let (journal, rec) = Journal::open(jcfg.clone())?;
-    tracing::info!(
-        bindings = rec.bindings.len(),
-        snapshot_records = rec.snapshot_records,
-        records_replayed = rec.records_replayed,
-        torn_bytes_truncated = rec.torn_bytes_truncated,
-        corrupt_records = rec.corrupt_records,
-        elapsed_ms = t.elapsed().as_millis() as u64,
-        "lease journal recovered"
-    );
-    if rec.corrupt_records > 0 {
-        tracing::warn!(
-            corrupt_records = rec.corrupt_records,
-            "the journal had unreadable records; they were skipped"
+    let rec = tandem_dataplane::shards::recover_all(&jcfg, workers)?;
+    for j in rec.journals.iter().chain(rec.stale.iter()) {
+        let r = &j.recovery;
+        tracing::info!(
+            worker = j.cfg.worker,
+            bindings = r.bindings.len(),
+            snapshot_records = r.snapshot_records,
+            records_replayed = r.records_replayed,
+            torn_bytes_truncated = r.torn_bytes_truncated,
+            corrupt_records = r.corrupt_records,
+            "lease journal recovered"
         );
+        if r.corrupt_records > 0 {
+            tracing::warn!(
+                worker = j.cfg.worker,
+                corrupt_records = r.corrupt_records,
+                "the journal had unreadable records; they were skipped"
+            );
+        }
     }
     let stats = Arc::new(Stats::default());
     let wstats = Arc::new(WorkerStats::default());
     let settings = Arc::new(cfg.settings.clone());
-    let mut engine = Engine::new(settings, iface_scopes(&cfg), 0, 1, stats.clone());
-    engine.set_replicated(manager::replicated_names(&cfg));
-    engine.load(rec.bindings, Time::now());
+    let now = Time::now();
+    let mut engines: Vec<Engine> = (0..workers)
+        .map(|k| {
+            let mut e = Engine::new(
+                settings.clone(),
+                iface_scopes(&cfg),
+                k,
+                workers,
+                stats.clone(),
+            );
+            e.set_replicated(manager::replicated_names(&cfg));
+            e.load_part(&rec.bindings, now);
+            e
+        })
+        .collect();
+    let merged = rec.bindings.len();
+    let (journals, rewritten) =
+        tandem_dataplane::shards::rewrite_stale(rec, &engines, &cfg.settings)?;
+    tracing::info!(
+        bindings = merged,
+        workers,
+        journals_rewritten = rewritten,
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "leases loaded"
+    );
     // Failover relationships: saved state read back and listeners bound before serving; the
     // authority has their layout before the worker answers anyone.
     let (mut authority, snap_tx) = FailoverAuthority::new(cfg.settings.scopes.len());
@@ -148,34 +184,79 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         let _ = hook_tx.send(p.hook.clone());
         Some(p)
     };
-    // `[dataplane] backend`: AF_XDP (`xdp`, or `auto` when it can run here) or kernel UDP.
-    let xdp = crate::xdp_backend::select(&cfg)
-        .map_err(|e| DaemonError::Other(format!("backend = \"xdp\": {e}")))?;
-    let backend_name = if xdp.is_some() { "xdp" } else { "udp" };
-    let spawn = std::thread::Builder::new().name("tandem-worker-0".into());
-    let (worker_thread, handle, xdp_shared) = if let Some(x) = xdp {
-        let (mut worker, handle) = tandem_dataplane::xdp_worker::XdpWorker::new(
-            engine,
-            journal,
-            jcfg,
-            authority,
-            x.ports,
-            d.batch_size,
-            d.client_port,
-            wstats.clone(),
-            x.shared.stats.clone(),
-        )
-        .map_err(|e| DaemonError::Other(format!("worker set-up: {e}")))?;
-        worker.set_commit_hook(hook);
-        let t = spawn.spawn(move || worker.run());
-        (t, handle, Some(x.shared))
+    let mut threads = Vec::with_capacity(workers);
+    let mut handles = Vec::with_capacity(workers);
+    // Senders of the other workers' authorities (no relationship publishes to them: failover
+    // runs one worker), kept so their channels stay open.
+    let mut spare_snap_tx = Vec::new();
+    let spawn = |k: usize| std::thread::Builder::new().name(format!("tandem-worker-{k}"));
+    let start_err =
+        |e: std::io::Error| DaemonError::Other(format!("cannot start a worker thread: {e}"));
+    let xdp_shared = if let Some(x) = xdp {
+        let mut group = Vec::with_capacity(workers);
+        let mut authority = Some(authority);
+        let mut hook = Some(hook);
+        let busy_poll = cfg.dataplane.busy_poll;
+        for (k, ((ports, engine), (journal, jc))) in x
+            .ports
+            .into_iter()
+            .zip(engines.drain(..))
+            .zip(journals)
+            .enumerate()
+        {
+            let auth = match authority.take() {
+                Some(a) => a,
+                None => {
+                    let (a, tx) = FailoverAuthority::new(cfg.settings.scopes.len());
+                    spare_snap_tx.push(tx);
+                    a
+                }
+            };
+            let (mut worker, handle) = tandem_dataplane::xdp_worker::XdpWorker::new(
+                engine,
+                journal,
+                jc,
+                auth,
+                ports,
+                d.batch_size,
+                d.client_port,
+                wstats.clone(),
+                x.shared.stats.clone(),
+            )
+            .map_err(|e| DaemonError::Other(format!("worker {k} set-up: {e}")))?;
+            if let Some(h) = hook.take() {
+                worker.set_commit_hook(h);
+            }
+            worker.set_busy_poll(busy_poll);
+            worker.set_core(x.cores.get(k).copied().flatten());
+            group.push(worker);
+            handles.push(handle);
+        }
+        if workers > 1 {
+            let wakers: Vec<_> = group.iter().map(|w| w.waker()).collect();
+            let mesh = tandem_dataplane::xdp_worker::handoff_mesh(workers, HANDOFF_SLOTS);
+            for (w, h) in group.iter_mut().zip(mesh) {
+                w.set_handoff(h, &wakers);
+            }
+        }
+        for (k, worker) in group.into_iter().enumerate() {
+            threads.push(spawn(k).spawn(move || worker.run()).map_err(start_err)?);
+        }
+        Some(x.shared)
     } else {
         let backend = UdpBackend::open(&d.interfaces, d.server_port)?;
         let sockets = backend.sockets.into_iter().map(|(_, s)| s).collect();
+        let engine = engines
+            .pop()
+            .ok_or_else(|| DaemonError::Other("no engine".into()))?;
+        let (journal, jc) = journals
+            .into_iter()
+            .next()
+            .ok_or_else(|| DaemonError::Other("no journal".into()))?;
         let (mut worker, handle) = Worker::new(
             engine,
             journal,
-            jcfg,
+            jc,
             authority,
             sockets,
             d.batch_size,
@@ -184,10 +265,20 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         )
         .map_err(|e| DaemonError::Other(format!("worker set-up: {e}")))?;
         worker.set_commit_hook(hook);
-        (spawn.spawn(move || worker.run()), handle, None)
+        threads.push(spawn(0).spawn(move || worker.run()).map_err(start_err)?);
+        handles.push(handle);
+        None
     };
-    let worker_thread = worker_thread
-        .map_err(|e| DaemonError::Other(format!("cannot start worker thread: {e}")))?;
+    let handle = WorkerHandle::join(handles);
+    let rebalancer = if workers > 1 {
+        Some(
+            tandem_dataplane::shards::Rebalancer::spawn(handle.clone(), REBALANCE_EVERY).map_err(
+                |e| DaemonError::Other(format!("cannot start the shard rebalancer: {e}")),
+            )?,
+        )
+    } else {
+        None
+    };
     let fo = Arc::new(
         FailoverManager::start(
             &cfg,
@@ -259,17 +350,24 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     }
     admin.stop();
     alarms.stop();
+    if let Some(r) = rebalancer {
+        r.stop();
+    }
     fo.stop();
     handle.send(Control::Shutdown);
-    let joined = worker_thread.join();
+    let joined: Vec<_> = threads.into_iter().map(|t| t.join()).collect();
+    drop(spare_snap_tx);
     if let Some(x) = xdp_shared {
         x.detach();
     }
-    match joined {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(DaemonError::Other(format!("worker failed: {e}"))),
-        Err(_) => Err(DaemonError::Other("worker thread panicked".into())),
+    for (k, j) in joined.into_iter().enumerate() {
+        match j {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(DaemonError::Other(format!("worker {k} failed: {e}"))),
+            Err(_) => return Err(DaemonError::Other(format!("worker {k} panicked"))),
+        }
     }
+    Ok(())
 }
 
 /// Reload the configuration at `path` (SIGHUP, `POST /v1/reload`, changes made through the

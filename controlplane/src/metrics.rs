@@ -54,9 +54,11 @@
 //! `fragment`, `other_port`, `redirect_failed`), `tandem_xdp_bucket_keys_total{interface,key}`
 //! (what the load-balancing bucket was computed from: `client_id`, `chaddr`, `unknown`,
 //! `bad_dhcp`), `tandem_afxdp_frames_total{direction="rx"|"tx"}`,
-//! `tandem_afxdp_dropped_total{reason}` (`unparsed`, `no_tx_chunk`, `tx_ring_full`, and the
-//! kernel's socket statistics `xsk_rx_dropped`, `xsk_rx_fill_ring_empty`, `xsk_rx_ring_full`,
-//! `xsk_tx_invalid`) and `tandem_afxdp_tx_kicks_total`.
+//! `tandem_afxdp_dropped_total{reason}` (`unparsed`, `no_tx_chunk`, `tx_ring_full`,
+//! `handoff_full`, and the kernel's socket statistics `xsk_rx_dropped`,
+//! `xsk_rx_fill_ring_empty`, `xsk_rx_ring_full`, `xsk_tx_invalid`),
+//! `tandem_afxdp_tx_kicks_total` and `tandem_afxdp_handoffs_total{direction="out"|"in"}` (frames
+//! handed between workers to the owner of the client's bucket).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -721,13 +723,16 @@ impl Snapshot {
         let mut frames = Vec::new();
         let mut dropped = Vec::new();
         let mut kicks = Vec::new();
+        let mut handoffs = Vec::new();
         let mut other = Vec::new();
         for &(name, v) in &x.sockets {
             match name {
                 "rx_frames" => frames.push((vec![("direction", "rx")], v)),
                 "tx_frames" => frames.push((vec![("direction", "tx")], v)),
                 "tx_kicks" => kicks.push((Vec::new(), v)),
-                "unparsed" | "no_tx_chunk" | "tx_ring_full" => {
+                "handoff_out" => handoffs.push((vec![("direction", "out")], v)),
+                "handoff_in" => handoffs.push((vec![("direction", "in")], v)),
+                "unparsed" | "no_tx_chunk" | "tx_ring_full" | "handoff_full" => {
                     dropped.push((vec![("reason", name)], v))
                 }
                 _ if name.starts_with("xsk_") => dropped.push((vec![("reason", name)], v)),
@@ -751,6 +756,12 @@ impl Snapshot {
             "tandem_afxdp_tx_kicks",
             "Wake-ups of the kernel to send the TX ring",
             kicks,
+        )?;
+        counters(
+            enc,
+            "tandem_afxdp_handoffs",
+            "Frames handed between AF_XDP workers: out to the worker owning the client's bucket, in from the worker that received them",
+            handoffs,
         )?;
         counters(
             enc,

@@ -31,6 +31,9 @@ pub enum XdpBackendError {
     /// A check or the AF_XDP socket failed.
     #[error("{0}")]
     Setup(#[from] XdpSetupError),
+    /// The worker settings do not fit together or this host.
+    #[error("{0}")]
+    Workers(String),
     /// Loading, attaching or registering with the XDP program failed.
     #[error("XDP on {ifname}: {source}")]
     Steering {
@@ -42,11 +45,13 @@ pub enum XdpBackendError {
     },
 }
 
-/// The opened AF_XDP backend: one port and one steering program per interface, in the order
-/// of `server.interfaces`.
+/// The opened AF_XDP backend: one steering program per interface, and per worker one port per
+/// interface (in the order of `server.interfaces`) on the worker's receive queue.
 pub struct XdpBackend {
-    /// The AF_XDP ports, for the worker.
-    pub ports: Vec<XdpPort>,
+    /// The AF_XDP ports: `ports[k]` are worker `k`'s.
+    pub ports: Vec<Vec<XdpPort>>,
+    /// The core each worker is pinned to (`[dataplane] cores`), if any.
+    pub cores: Vec<Option<usize>>,
     /// The programs and their counters, for the admin endpoint and for detaching at shutdown.
     pub shared: Arc<XdpShared>,
 }
@@ -156,12 +161,48 @@ pub fn select(cfg: &Config) -> Result<Option<XdpBackend>, XdpBackendError> {
     }
 }
 
+/// How many AF_XDP workers `cfg` asks for: one per `[dataplane] cores` entry, else `[server]
+/// workers`; one with failover relationships (their ownership layout reaches one worker in this
+/// version), with a warning.
+pub fn worker_count(cfg: &Config) -> usize {
+    let n = if cfg.dataplane.cores.is_empty() {
+        cfg.daemon.workers.max(1)
+    } else {
+        cfg.dataplane.cores.len()
+    };
+    if n > 1 && !cfg.failover.is_empty() {
+        tracing::warn!(
+            workers = n,
+            "failover relationships run with one AF_XDP worker in this version; using 1 (the first of [dataplane] cores, if any)"
+        );
+        return 1;
+    }
+    n
+}
+
 /// Opens the AF_XDP backend on every configured interface (see the module docs).
 pub fn open(cfg: &Config) -> Result<XdpBackend, XdpBackendError> {
     let d = &cfg.daemon;
     let dp = &cfg.dataplane;
+    let workers = worker_count(cfg);
+    if !dp.cores.is_empty() && d.workers > 1 && d.workers != dp.cores.len() {
+        return Err(XdpBackendError::Workers(format!(
+            "[server] workers = {} but [dataplane] cores lists {} core(s); one AF_XDP worker runs per listed core (remove one of the two)",
+            d.workers,
+            dp.cores.len()
+        )));
+    }
+    let online = core_affinity::get_core_ids().unwrap_or_default();
+    for &c in &dp.cores {
+        if !online.is_empty() && !online.iter().any(|id| id.id == c) {
+            return Err(XdpBackendError::Workers(format!(
+                "[dataplane] cores lists core {c}, but this host's usable cores are {:?}",
+                online.iter().map(|id| id.id).collect::<Vec<_>>()
+            )));
+        }
+    }
     let per_port = u64::from(dp.frame_count) * u64::from(CHUNK_SIZE);
-    check_privileges(per_port * d.interfaces.len() as u64)?;
+    check_privileges(per_port * (d.interfaces.len() * workers) as u64)?;
     let mut infos = Vec::with_capacity(d.interfaces.len());
     for ifname in &d.interfaces {
         let info = interface_info(ifname)?;
@@ -179,11 +220,16 @@ pub fn open(cfg: &Config) -> Result<XdpBackend, XdpBackendError> {
             }
             .into());
         }
-        if info.rx_queues > 1 {
+        // workers <= 1024 ([dataplane] cores) or 256 ([server] workers).
+        let w = workers as u32;
+        let covered = dp.queue + w <= info.rx_queues
+            && (info.rx_queues == 1 || (dp.queue == 0 && info.rx_queues == w));
+        if !covered {
             return Err(XdpSetupError::Queues {
                 ifname: ifname.clone(),
                 queues: info.rx_queues,
                 queue: dp.queue,
+                workers: w,
             }
             .into());
         }
@@ -194,13 +240,8 @@ pub fn open(cfg: &Config) -> Result<XdpBackend, XdpBackendError> {
         XdpModeSetting::Generic => XdpMode::Generic,
         XdpModeSetting::Auto => XdpMode::Auto,
     };
-    let pcfg = PortConfig {
-        queue: dp.queue,
-        frame_count: dp.frame_count,
-        ring_size: dp.ring_size,
-    };
     let mut steering = Vec::with_capacity(infos.len());
-    let mut ports = Vec::with_capacity(infos.len());
+    let mut ports: Vec<Vec<XdpPort>> = (0..workers).map(|_| Vec::new()).collect();
     let mut modes = Vec::with_capacity(infos.len());
     for info in &infos {
         let serr = |source: SteerError| XdpBackendError::Steering {
@@ -214,18 +255,29 @@ pub fn open(cfg: &Config) -> Result<XdpBackend, XdpBackendError> {
             tracing::warn!(interface = %info.name, source_ip = %ip,
                 "the interface has no IPv4 address; reply frames leave from server_id, which the kernel will not answer ARP for here");
         }
-        let port = XdpPort::open(info, ip, &pcfg)?;
-        s.set_xsk(dp.queue, port.socket().as_fd()).map_err(serr)?;
         let mac: Vec<String> = info.mac.iter().map(|b| format!("{b:02x}")).collect();
-        tracing::info!(interface = %info.name, xdp_mode = %attached, queue = dp.queue,
-            mac = %mac.join(":"), source_ip = %ip, frame_count = dp.frame_count,
-            ring_size = dp.ring_size, carrier = info.running, "AF_XDP socket registered");
+        for (k, worker_ports) in ports.iter_mut().enumerate() {
+            // k < workers, which fits in u32 (checked above).
+            let queue = dp.queue + k as u32;
+            let pcfg = PortConfig {
+                queue,
+                frame_count: dp.frame_count,
+                ring_size: dp.ring_size,
+            };
+            let port = XdpPort::open(info, ip, &pcfg)?;
+            s.set_xsk(queue, port.socket().as_fd()).map_err(serr)?;
+            tracing::info!(interface = %info.name, xdp_mode = %attached, queue, worker = k,
+                mac = %mac.join(":"), source_ip = %ip, frame_count = dp.frame_count,
+                ring_size = dp.ring_size, carrier = info.running, "AF_XDP socket registered");
+            worker_ports.push(port);
+        }
         modes.push((info.name.clone(), attached));
         steering.push((info.name.clone(), s));
-        ports.push(port);
     }
+    let cores = (0..workers).map(|k| dp.cores.get(k).copied()).collect();
     Ok(XdpBackend {
         ports,
+        cores,
         shared: Arc::new(XdpShared {
             steering: Mutex::new(steering),
             modes,

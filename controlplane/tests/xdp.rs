@@ -2,7 +2,11 @@
 //! veth (native XDP): real clients (ISC dhclient, busybox udhcpc, and dhclient behind ISC
 //! dhcrelay) get leases while the kernel's UDP stack in the server's namespace sees none of
 //! their frames; `backend = "auto"` falls back to UDP where native XDP cannot attach; and
-//! `backend = "xdp"` refuses an interface with two receive queues.
+//! `backend = "xdp"` refuses an interface with two receive queues for one worker; and two
+//! workers pinned to two cores serve a two-queue interface, handing frames to the worker that
+//! owns the client's bucket and rebalancing their address shards, with real dhclient, dhcpcd and
+//! udhcpc clients renewing through it, and every lease kept when the server restarts with one
+//! worker.
 //!
 //! The tests need root and the tools of `deploy/install-deps.sh`; without them they fail with a
 //! message saying so (they never skip). Namespaces are `tdm-<pid>-<test>-<role>` and are
@@ -25,8 +29,8 @@ use std::time::Duration;
 
 use clients::{dhcrelay, Client, Kind, Opts};
 use harness::{
-    bridge, cpu_shared, in_range, poll, run, veth, Lab, Netns, Proc, Tandemd, ADMIN, TANDEMCTL,
-    TANDEMD,
+    bridge, cpu_exclusive, cpu_shared, in_range, perfdhcp, poll, run, veth, Lab, Netns, Proc,
+    Tandemd, ADMIN, TANDEMCTL, TANDEMD,
 };
 use serde_json::Value;
 
@@ -522,8 +526,218 @@ fn xdp_backend_refuses_an_interface_with_two_queues() {
     let log = p.log_text();
     assert!(!st.success(), "tandemd exited 0:\n{log}");
     assert!(
-        log.contains("tdm0 has 2 receive queues") && log.contains("ethtool -L tdm0 combined 1"),
+        log.contains("tdm0 has 2 receive queue(s), but 1 AF_XDP worker(s)")
+            && log.contains("ethtool -L tdm0 combined 1"),
         "{log}"
     );
+    assert_detached(&s, "tdm0");
+}
+
+/// A MAC `02:74:ww:00:00:nn` whose RFC 3074 bucket belongs to worker `worker` of 2.
+fn mac_for_worker(worker: usize, skip: usize) -> String {
+    (0u8..=255)
+        .map(|n| [0x02, 0x74, worker as u8, 0, 0, n])
+        .filter(|m| usize::from(tandem_dataplane::hash::client_bucket(None, m, 6)) % 2 == worker)
+        .nth(skip)
+        .map(|m| {
+            m.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+        .expect("some MAC hashes to each worker")
+}
+
+/// Two AF_XDP workers pinned to cores 0 and 1 serve a two-queue veth (queue k → worker k):
+/// DHCP broadcasts of several clients share one flow and so one queue, so the clients whose
+/// bucket the other worker owns are handed to it through the handoff ring and answered from its
+/// own socket. dhclient (worker 0's bucket), dhcpcd and udhcpc (worker 1's) bind and renew; the
+/// address shards start lopsided (exclusions leave worker 1 two addresses) and the rebalancer
+/// moves addresses so perfdhcp's clients of both workers are served; no address is leased twice.
+/// Restarted with one worker, the server keeps every lease of both workers' journals.
+#[test]
+fn two_workers_hand_off_rebalance_and_keep_leases_across_a_restart() {
+    let _cpu = cpu_exclusive();
+    let lab = Lab::new("xdp-2w");
+    let s = lab.netns("s");
+    let lan = lab.netns("lan");
+    let load = lab.netns("load");
+    let cs: Vec<Netns> = ["c1", "c2", "c3"].iter().map(|r| lab.netns(r)).collect();
+    let out = run(&[
+        "ip",
+        "link",
+        "add",
+        "tdm0",
+        "netns",
+        &s.name,
+        "numrxqueues",
+        "2",
+        "numtxqueues",
+        "2",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "tdm0",
+        "netns",
+        &lan.name,
+        "numrxqueues",
+        "2",
+        "numtxqueues",
+        "2",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    s.up("tdm0");
+    s.addr("tdm0", "10.215.0.1/24");
+    let mut ports = vec!["tdm0".to_string()];
+    for (i, c) in cs.iter().chain(std::iter::once(&load)).enumerate() {
+        let port = format!("tdm{}", i + 1);
+        veth(&lan, &port, c, "tdm0");
+        ports.push(port);
+    }
+    let port_refs: Vec<&str> = ports.iter().map(String::as_str).collect();
+    bridge(&lan, "tdmbr0", &port_refs);
+    // perfdhcp needs an address on the interface it sends from (outside the ranges).
+    load.addr("tdm0", "10.215.0.250/24");
+    // dhclient in worker 0's buckets, dhcpcd and udhcpc in worker 1's.
+    let macs = [
+        mac_for_worker(0, 0),
+        mac_for_worker(1, 0),
+        mac_for_worker(1, 1),
+    ];
+    for (c, mac) in cs.iter().zip(&macs) {
+        c.ip(&format!("link set tdm0 address {mac}"));
+    }
+    // 40 addresses, shard 0 = .100-.119, shard 1 = .120-.139 of which .122-.139 are excluded:
+    // 22 free, 20 with worker 0 and 2 with worker 1 at start.
+    let scope_text =
+        "\n[[scope]]\nname = \"lan\"\nsubnet = \"10.215.0.0/24\"\ninterface = \"tdm0\"\n\
+         ranges = [\"10.215.0.100-10.215.0.139\"]\nexclusions = [\"10.215.0.122-10.215.0.139\"]\n\
+         lease_time = \"20s\"\nauthoritative = true\n[scope.options]\nrouters = [\"10.215.0.1\"]\n";
+    let two = Tandemd::server_section(&lab, "10.215.0.1", &["tdm0"])
+        + "\n[dataplane]\nbackend = \"xdp\"\nxdp_mode = \"native\"\ncores = [0, 1]\n"
+        + scope_text;
+    let mut srv = Daemon::start(&lab, &s, &two);
+    let log = srv.proc.log_text();
+    for needle in [
+        "core=0",
+        "core=1",
+        "AF_XDP worker pinned",
+        "queue=1",
+        "worker=1",
+    ] {
+        assert!(log.contains(needle), "no {needle:?} in the log:\n{log}");
+    }
+    // The rebalancer evens out the lopsided shards before any client asks.
+    let moved = poll(Duration::from_secs(5), || {
+        srv.proc
+            .log_text()
+            .contains("address shards rebalanced")
+            .then_some(())
+    });
+    assert!(moved.is_some(), "no rebalancing:\n{}", srv.proc.log_text());
+
+    let s0 = srv.stats();
+    let kinds = [
+        (Kind::Dhclient, "dhclient"),
+        (Kind::Dhcpcd, "dhcpcd"),
+        (Kind::Udhcpc, "udhcpc"),
+    ];
+    let mut clients: Vec<Client> = cs
+        .iter()
+        .zip(kinds)
+        .map(|(c, (k, n))| Client::start(&lab, c, "tdm0", k, n, &Opts::default()))
+        .collect();
+    let ips: Vec<Ipv4Addr> = clients
+        .iter_mut()
+        .map(|c| c.wait_bound(BIND_TIMEOUT))
+        .collect();
+    for (ip, mac) in ips.iter().zip(&macs) {
+        assert!(in_range(*ip, "10.215.0.100", "10.215.0.121"), "{ip}");
+        let l = srv.wait_active(*ip);
+        assert_eq!(l["mac"].as_str(), Some(mac.as_str()), "{l}");
+    }
+    let s1 = srv.stats();
+    let handed = xdp(&s1, "handoff_out") - xdp(&s0, "handoff_out");
+    eprintln!("handoffs: {handed}; stats {s1}");
+    assert!(handed >= 2, "no frame was handed to its owner: {s1}");
+    assert_eq!(
+        xdp(&s1, "handoff_in"),
+        xdp(&s1, "handoff_out"),
+        "every handed frame was answered by its owner: {s1}"
+    );
+    assert_eq!(xdp(&s1, "handoff_full"), 0, "{s1}");
+    assert_eq!(xdp(&s1, "redirect_failed"), 0, "{s1}");
+
+    // Load from 16 more clients (perfdhcp, both workers' buckets); 19 of the 22 addresses.
+    let text = perfdhcp(&load, "tdm0", 40, 16, 6, "02:75:00:00:00:00");
+    eprintln!("{text}");
+    // The three real clients renew through XDP (lease 20 s, renewal at 10 s) and keep their
+    // addresses.
+    for (c, ip) in clients.iter_mut().zip(&ips) {
+        let ev = c.wait_renewed(Duration::from_secs(30));
+        assert_eq!(ev.ip, Some(*ip), "{} renewed to {ev:?}", c.kind.name());
+    }
+    let leases = srv.leases();
+    let active: Vec<&Value> = leases
+        .as_array()
+        .expect("lease list")
+        .iter()
+        .filter(|l| l["state"].as_str() == Some("active"))
+        .collect();
+    let mut addrs: Vec<&str> = active
+        .iter()
+        .filter_map(|l| l["address"].as_str())
+        .collect();
+    let mut owners: Vec<&str> = active.iter().filter_map(|l| l["mac"].as_str()).collect();
+    let n = addrs.len();
+    addrs.sort_unstable();
+    addrs.dedup();
+    owners.sort_unstable();
+    owners.dedup();
+    assert_eq!(addrs.len(), n, "an address is leased twice: {leases}");
+    assert_eq!(owners.len(), n, "a client holds two leases: {leases}");
+    let perf_clients = owners.iter().filter(|m| m.starts_with("02:75")).count();
+    assert!(
+        perf_clients >= 8,
+        "only {perf_clients} perfdhcp clients hold a lease (rebalancing should have served both workers' clients): {leases}"
+    );
+    let before: Vec<(String, String)> = active
+        .iter()
+        .map(|l| {
+            (
+                l["address"].as_str().unwrap_or_default().to_string(),
+                l["mac"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    drop(clients);
+    srv.stop();
+    assert_detached(&s, "tdm0");
+
+    // One worker on one queue now: both workers' journals are read and merged, worker 1's is
+    // emptied, and every binding is there with its client.
+    // (Native XDP on veth needs at least as many receive queues as the peer has transmit
+    // queues: shrink both ends.)
+    s.exec_ok(&["ethtool", "-L", "tdm0", "rx", "1", "tx", "1"]);
+    lan.exec_ok(&["ethtool", "-L", "tdm0", "rx", "1", "tx", "1"]);
+    let one = two.replace("cores = [0, 1]", "cores = [0]");
+    let mut srv = Daemon::start(&lab, &s, &one);
+    let log = srv.proc.log_text();
+    assert!(log.contains("journals_rewritten=1"), "{log}");
+    let after = srv.leases();
+    for (addr, mac) in &before {
+        let l = after
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|l| l["address"].as_str() == Some(addr.as_str()))
+            })
+            .unwrap_or_else(|| {
+                panic!("the binding of {addr} was lost across the restart: {after}")
+            });
+        assert_eq!(l["mac"].as_str(), Some(mac.as_str()), "{l}");
+    }
+    srv.stop();
     assert_detached(&s, "tdm0");
 }

@@ -743,15 +743,22 @@ impl Engine {
         out: &mut [u8],
         authority: &impl Authority,
     ) -> Outcome {
-        self.stats.bump(Counter::Received);
         let req = match Request::parse(frame) {
             Ok(r) => r,
             Err(e) => {
+                self.stats.bump(Counter::Received);
                 let c = wire_counter(e);
                 self.stats.bump(c);
                 return Outcome::Drop(c);
             }
         };
+        let bucket = client_bucket(&req);
+        let owner = self.bucket_owner(bucket);
+        if owner != self.worker {
+            // Counted once, by the owner that handles it.
+            return Outcome::Handoff(owner);
+        }
+        self.stats.bump(Counter::Received);
         self.stats.bump(match req.message_type() {
             MessageType::Discover => Counter::Discover,
             MessageType::Request => Counter::Request,
@@ -759,11 +766,6 @@ impl Engine {
             MessageType::Decline => Counter::Decline,
             _ => Counter::Inform,
         });
-        let bucket = client_bucket(&req);
-        let owner = self.bucket_owner(bucket);
-        if owner != self.worker {
-            return Outcome::Handoff(owner);
-        }
         let client = client_key(&req);
         let Some(si) = self.select_scope(&req, meta, &client) else {
             self.stats.bump(Counter::DropNoScope);
@@ -1587,6 +1589,8 @@ pub fn policy_matches(p: &Policy, req: &Request<'_>) -> bool {
 }
 
 mod admin_ops;
+mod shard_ops;
+pub use shard_ops::{binding_bucket, owner_of, shard_of};
 
 #[cfg(test)]
 mod tests;

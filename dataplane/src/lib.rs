@@ -21,6 +21,7 @@ pub mod hash;
 pub mod journal;
 pub mod pool;
 pub mod scope;
+pub mod shards;
 pub mod time;
 pub mod udp;
 pub mod wire;

@@ -1,9 +1,14 @@
-//! Address shards: the slice of each scope's ranges one worker allocates from.
+//! Address shards: the addresses of each scope one worker may allocate.
 //!
-//! Each scope range is cut into `shards` contiguous slices; worker `k` owns slice `k` of every
-//! range, so no two workers ever allocate the same address and allocation needs no lock. A shard
-//! keeps one bit per address (1 = free), which meets the memory budget of ARCHITECTURE §3
-//! (≤ 1 bit per free address) and lets a /8 load in 2 MiB.
+//! Each scope range is cut into `shards` contiguous slices and worker `k` starts owning slice `k`
+//! of every range, so no two workers ever allocate the same address and allocation needs no
+//! lock. A worker's pool keeps one bit per address of the whole range (1 = free *and* this
+//! worker's to allocate), so addresses can move between workers: a worker that releases an
+//! address it leased puts it in its own pool, wherever the address started, and shards
+//! rebalance by moving free addresses from one pool to another ([`Pool::give`],
+//! [`Pool::receive`]). The invariant is that an address is free in at most one worker's pool.
+//! Memory: one bit per address per worker (a /8 with two workers: 4 MiB); ARCHITECTURE §3's
+//! budget of one bit per free address holds for one worker.
 //!
 //! Allocation searches from a rotating cursor, so a just-freed address is not handed to the next
 //! new client at once (clients coming back find their previous address still free more often).
@@ -40,6 +45,24 @@ impl Slice {
             free: n,
             cursor: 0,
         }
+    }
+
+    /// Clear every bit outside the offsets `lo..hi` (and start the cursor at `lo`).
+    fn keep_only(&mut self, lo: u32, hi: u32) {
+        let n = u64::from(self.end - self.start) + 1;
+        for (w, word) in self.words.iter_mut().enumerate() {
+            let base = w as u64 * 64;
+            let mut mask = 0u64;
+            for bit in 0..64u64 {
+                let off = base + bit;
+                if off >= u64::from(lo) && off < u64::from(hi) && off < n {
+                    mask |= 1 << bit;
+                }
+            }
+            *word &= mask;
+        }
+        self.free = u64::from(hi.saturating_sub(lo));
+        self.cursor = lo;
     }
 
     fn contains(&self, a: u32) -> bool {
@@ -103,6 +126,9 @@ impl Slice {
 #[derive(Clone, Debug, Default)]
 pub struct Pool {
     slices: Vec<Slice>,
+    /// Addresses this shard is accountable for (its initial slice, plus what it received, minus
+    /// what it gave): summed over the workers, the scope's pool size.
+    size: u64,
 }
 
 impl Pool {
@@ -112,6 +138,7 @@ impl Pool {
         let shards = shards.max(1) as u64;
         let shard = shard as u64;
         let mut slices = Vec::new();
+        let mut size = 0;
         for r in &scope.ranges {
             let (s, e) = (u32::from(r.start), u32::from(r.end));
             if e < s {
@@ -120,12 +147,16 @@ impl Pool {
             let n = u64::from(e - s) + 1;
             let lo = u64::from(s) + n * shard / shards;
             let hi = u64::from(s) + n * (shard + 1) / shards;
-            if hi <= lo {
-                continue;
+            // The whole range is in the bitmap; only this shard's slice starts free.
+            let mut slice = Slice::new(s, e);
+            if shards > 1 {
+                // lo..hi lies inside s..=e, so the offsets fit in u32.
+                slice.keep_only((lo - u64::from(s)) as u32, (hi - u64::from(s)) as u32);
             }
-            slices.push(Slice::new(lo as u32, (hi - 1) as u32));
+            size += hi - lo;
+            slices.push(slice);
         }
-        let mut pool = Pool { slices };
+        let mut pool = Pool { slices, size };
         for x in &scope.exclusions {
             let (s, e) = (u32::from(x.start), u32::from(x.end));
             for a in s..=e {
@@ -136,6 +167,49 @@ impl Pool {
             pool.take(r.addr);
         }
         pool
+    }
+
+    /// Take up to `n` free addresses, spread evenly over the ranges (so every part of the pool
+    /// and every policy's range shares in proportion), for another worker's [`Pool::receive`].
+    /// The shard's size shrinks by the number given.
+    pub fn give(&mut self, n: u64) -> Vec<Ipv4Addr> {
+        let free = self.free();
+        let n = n.min(free);
+        let mut picked: Vec<u32> = Vec::with_capacity(n as usize);
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut seen = 0u64;
+        'slices: for s in &self.slices {
+            let mut a = s.start;
+            while let Some(f) = s.first_free(a, s.end) {
+                seen += 1;
+                // Pick when the share of picks so far falls behind n / free.
+                if (picked.len() as u64) * free < seen * n {
+                    picked.push(f);
+                    if picked.len() as u64 == n {
+                        break 'slices;
+                    }
+                }
+                match f.checked_add(1) {
+                    Some(next) if next <= s.end => a = next,
+                    _ => break,
+                }
+            }
+        }
+        for &a in &picked {
+            self.take(Ipv4Addr::from(a));
+        }
+        self.size -= picked.len() as u64;
+        picked.into_iter().map(Ipv4Addr::from).collect()
+    }
+
+    /// Add addresses another worker gave ([`Pool::give`]) as free ones of this shard. Returns
+    /// how many were added (addresses outside the ranges, or already free here, are not).
+    pub fn receive(&mut self, addrs: &[Ipv4Addr]) -> u64 {
+        let n = addrs.iter().filter(|&&a| self.put(a)).count() as u64;
+        self.size += n;
+        n
     }
 
     /// The same shard with no free address (the failover BACKUP pool starts this way and
@@ -154,18 +228,18 @@ impl Pool {
         self.slices.iter().position(|s| s.contains(a))
     }
 
-    /// True if `addr` belongs to this shard.
+    /// True if `addr` is in the scope's ranges (any worker's shard).
     pub fn contains(&self, addr: Ipv4Addr) -> bool {
         self.slice_of(u32::from(addr)).is_some()
     }
 
-    /// True if `addr` belongs to this shard and is free.
+    /// True if `addr` is free in this shard.
     pub fn is_free(&self, addr: Ipv4Addr) -> bool {
         let a = u32::from(addr);
         self.slice_of(a).is_some_and(|i| self.slices[i].is_free(a))
     }
 
-    /// Mark `addr` as in use; false if it was not free (or not in this shard).
+    /// Mark `addr` as in use; false if it was not free here.
     pub fn take(&mut self, addr: Ipv4Addr) -> bool {
         let a = u32::from(addr);
         match self.slice_of(a) {
@@ -174,7 +248,8 @@ impl Pool {
         }
     }
 
-    /// Mark `addr` as free again; false if it was already free (or not in this shard).
+    /// Mark `addr` as free in this shard; false if it was already free (or is outside the
+    /// ranges).
     pub fn put(&mut self, addr: Ipv4Addr) -> bool {
         let a = u32::from(addr);
         match self.slice_of(a) {
@@ -188,12 +263,10 @@ impl Pool {
         self.slices.iter().map(|s| s.free).sum()
     }
 
-    /// Number of addresses in the shard.
+    /// Number of addresses this shard is accountable for (see the field); the sizes of all
+    /// shards of a scope add up to its pool.
     pub fn size(&self) -> u64 {
-        self.slices
-            .iter()
-            .map(|s| u64::from(s.end - s.start) + 1)
-            .sum()
+        self.size
     }
 
     /// Take a free address inside `allowed` (every range if empty) and outside every range of
@@ -357,6 +430,47 @@ mod tests {
         p.put(a);
         let b = p.allocate(&[], &[]).unwrap();
         assert_ne!(a, b, "a released address is not the next one handed out");
+    }
+
+    #[test]
+    fn a_shard_gives_spread_addresses_and_another_receives_them() {
+        let s = scope(&[("10.0.0.0", "10.0.0.99"), ("10.0.1.0", "10.0.1.99")]);
+        let mut a = Pool::new(&s, 0, 2);
+        let mut b = Pool::new(&s, 1, 2);
+        assert_eq!(
+            (a.size(), b.size(), a.free(), b.free()),
+            (100, 100, 100, 100)
+        );
+        // Worker 0 starts with the first half of each range only.
+        assert!(a.is_free(ip("10.0.0.0")) && !a.is_free(ip("10.0.0.50")));
+        assert!(b.is_free(ip("10.0.0.50")) && !b.is_free(ip("10.0.0.49")));
+        let moved = b.give(40);
+        assert_eq!(moved.len(), 40);
+        // Spread: both ranges contribute in proportion.
+        let in_first = moved.iter().filter(|m| m.octets()[2] == 0).count();
+        assert_eq!(in_first, 20, "{moved:?}");
+        for m in &moved {
+            assert!(!b.is_free(*m));
+        }
+        assert_eq!(a.receive(&moved), 40);
+        assert_eq!((a.size(), b.size(), a.free(), b.free()), (140, 60, 140, 60));
+        // An address is free in at most one pool, and every address is free somewhere.
+        let mut seen = std::collections::HashSet::new();
+        for p in [&mut a, &mut b] {
+            while let Some(x) = p.allocate(&[], &[]) {
+                assert!(seen.insert(x), "{x} free in two shards");
+            }
+        }
+        assert_eq!(seen.len(), 200);
+        // A released address goes to the pool of the worker that releases it, wherever it
+        // started.
+        assert!(a.put(ip("10.0.1.99")));
+        assert_eq!(
+            a.receive(&[ip("10.0.1.99"), ip("10.9.9.9")]),
+            0,
+            "already free, or outside"
+        );
+        assert!(b.give(5).is_empty(), "nothing free to give");
     }
 
     proptest! {

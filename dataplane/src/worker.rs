@@ -166,26 +166,106 @@ impl WorkerStats {
     }
 }
 
-/// The daemon's side of a worker: send control messages and wake it.
+/// The daemon's side of the workers: send control messages and wake them.
+///
+/// One handle stands for every worker of a server ([`WorkerHandle::join`]). [`send`] delivers
+/// a message the way its kind needs: `Reload` and `Shutdown` to every worker (an authority
+/// layout, which only a one-worker server with failover relationships uses, to worker 0),
+/// `Leases` and `Pools` to every worker (each answers on the sender: expect
+/// [`workers`](WorkerHandle::workers) answers), and `Run` to worker 0 (use
+/// [`each`](WorkerHandle::each) or [`send_to`](WorkerHandle::send_to) to reach others).
+///
+/// [`send`]: WorkerHandle::send
 #[derive(Clone, Debug)]
 pub struct WorkerHandle {
-    tx: Sender<Control>,
-    waker: Arc<Waker>,
+    targets: Vec<(Sender<Control>, Arc<Waker>)>,
 }
 
 impl WorkerHandle {
     /// A handle over a worker's control channel and the waker of its poll, for worker loops
     /// outside this module (the AF_XDP worker, `crate::xdp_worker`).
     pub fn from_parts(tx: Sender<Control>, waker: Arc<Waker>) -> WorkerHandle {
-        WorkerHandle { tx, waker }
+        WorkerHandle {
+            targets: vec![(tx, waker)],
+        }
     }
 
-    /// Send `c` and wake the worker. False if the worker is gone.
-    pub fn send(&self, c: Control) -> bool {
-        let ok = self.tx.send(c).is_ok();
-        let _ = self.waker.wake();
+    /// One handle over several workers' handles, worker `k` being the `k`-th.
+    pub fn join(handles: Vec<WorkerHandle>) -> WorkerHandle {
+        WorkerHandle {
+            targets: handles.into_iter().flat_map(|h| h.targets).collect(),
+        }
+    }
+
+    /// Number of workers behind the handle.
+    pub fn workers(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Send `c` to worker `k` and wake it. False if it is gone (or there is no worker `k`).
+    pub fn send_to(&self, k: usize, c: Control) -> bool {
+        let Some((tx, waker)) = self.targets.get(k) else {
+            return false;
+        };
+        let ok = tx.send(c).is_ok();
+        let _ = waker.wake();
         ok
     }
+
+    /// Send `make(k)` to every worker `k`. False if one is gone.
+    pub fn each(&self, mut make: impl FnMut(usize) -> Control) -> bool {
+        let mut ok = true;
+        for k in 0..self.targets.len() {
+            ok &= self.send_to(k, make(k));
+        }
+        ok
+    }
+
+    /// Send `c` (see the type's docs for where each kind goes). False if a worker is gone.
+    pub fn send(&self, c: Control) -> bool {
+        match c {
+            Control::Run(_) => self.send_to(0, c),
+            Control::Shutdown => self.each(|_| Control::Shutdown),
+            Control::Leases(tx) => self.each(|_| Control::Leases(tx.clone())),
+            Control::Pools(tx) => self.each(|_| Control::Pools(tx.clone())),
+            Control::Reload {
+                settings,
+                iface_scopes,
+                replicated,
+                authority,
+            } => {
+                let mut authority = authority;
+                self.each(|_| Control::Reload {
+                    settings: settings.clone(),
+                    iface_scopes: iface_scopes.clone(),
+                    replicated: replicated.clone(),
+                    authority: authority.take(),
+                })
+            }
+        }
+    }
+}
+
+/// Pool rows of several workers summed per scope (the rows of each worker are in settings
+/// order; a worker with fewer rows, mid-reload, contributes to those it has).
+pub fn sum_pool_rows(per_worker: Vec<Vec<PoolRow>>) -> Vec<PoolRow> {
+    let mut it = per_worker.into_iter();
+    let Some(mut total) = it.next() else {
+        return Vec::new();
+    };
+    for rows in it {
+        for (t, r) in total.iter_mut().zip(rows) {
+            if t.scope == r.scope {
+                t.free += r.free;
+                t.size += r.size;
+                t.active += r.active;
+                t.backup += r.backup;
+                t.expired += r.expired;
+                t.abandoned += r.abandoned;
+            }
+        }
+    }
+    total
 }
 
 /// Why a worker stopped with an error.
@@ -260,7 +340,7 @@ impl<A: Authority> Worker<A> {
                 stats,
                 batch: batch.clamp(1, 4096),
             },
-            WorkerHandle { tx, waker },
+            WorkerHandle::from_parts(tx, waker),
         ))
     }
 

@@ -13,9 +13,21 @@
 //! One [`XdpPort`] per interface: one AF_XDP socket bound to one queue, with its own UMEM.
 //! The XDP program and the XSKMAP entry are the caller's (`tandem_ebpf::Steering`).
 //!
-//! The worker waits in `poll(2)` on its sockets for at most 50 ms at a time (less when an engine
-//! timer is due sooner), so a control message is noticed within 50 ms even when no frame
-//! arrives; the [`WorkerHandle`]'s waker has nothing to wake here.
+//! **Several workers** (one per receive queue, each pinned to its core with
+//! [`XdpWorker::set_core`]): worker `k` binds queue `k` of every interface. The RFC 3074 bucket of
+//! a client decides which worker owns its binding (bucket `b` → worker `b % workers`, see
+//! [`Engine::bucket_owner`]); the NIC's queue choice knows nothing of that (broadcast and relayed
+//! traffic share one flow), so a worker that receives a frame of another worker's client copies
+//! it into a slot of the bounded lock-free ring to that worker ([`handoff_mesh`]: one ring per
+//! ordered pair of workers, one producer and one consumer each, slots allocated once and
+//! recycled through a second ring) and wakes it once per batch; the owner answers it from its
+//! own socket on the same interface. A full ring drops the frame, counted (`handoff_full`; the
+//! client retries).
+//!
+//! The worker waits in `poll(2)` on its sockets and on its waker (the [`WorkerHandle`]'s, also
+//! woken by handoffs) for at most 50 ms at a time, less when an engine timer is due sooner; with
+//! [`XdpWorker::set_busy_poll`] it never sleeps and spins over its rings instead (lower latency,
+//! one core at 100 %).
 //!
 //! Also here: the interface facts the daemon needs before it opens a port
 //! ([`interface_info`]), and the privilege checks ([`missing_capabilities`],
@@ -29,10 +41,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use mio::{Poll, Waker};
+use crossbeam_queue::ArrayQueue;
+use mio::{Events, Poll, Waker};
 use nix::ifaddrs::getifaddrs;
 use nix::net::if_::InterfaceFlags;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use std::os::fd::AsRawFd;
 
 use crate::authority::Authority;
 use crate::engine::{Engine, Outcome, RxMeta};
@@ -77,11 +90,17 @@ pub struct XdpStats {
     pub xsk_rx_ring_full: AtomicU64,
     /// Kernel: invalid TX descriptors (sampled).
     pub xsk_tx_invalid: AtomicU64,
+    /// Frames handed to the worker that owns their client's bucket.
+    pub handoff_out: AtomicU64,
+    /// Frames answered for another worker that received them.
+    pub handoff_in: AtomicU64,
+    /// Frames dropped because the ring to their owner was full.
+    pub handoff_full: AtomicU64,
 }
 
 impl XdpStats {
     /// Every counter with a stable name, for the admin endpoint.
-    pub fn named(&self) -> [(&'static str, u64); 10] {
+    pub fn named(&self) -> [(&'static str, u64); 13] {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             ("rx_frames", g(&self.rx_frames)),
@@ -94,6 +113,9 @@ impl XdpStats {
             ("xsk_rx_fill_ring_empty", g(&self.xsk_rx_fill_ring_empty)),
             ("xsk_rx_ring_full", g(&self.xsk_rx_ring_full)),
             ("xsk_tx_invalid", g(&self.xsk_tx_invalid)),
+            ("handoff_out", g(&self.handoff_out)),
+            ("handoff_in", g(&self.handoff_in)),
+            ("handoff_full", g(&self.handoff_full)),
         ]
     }
 }
@@ -114,20 +136,23 @@ pub enum XdpSetupError {
         /// The interface.
         ifname: String,
     },
-    /// The interface has more receive queues than the one AF_XDP socket serves.
+    /// The interface's receive queues are not exactly the ones the AF_XDP workers serve.
     #[error(
-        "interface {ifname} has {queues} receive queues, but this version serves one (queue \
-         {queue}) with one AF_XDP socket and frames on the other queues would be lost; reduce \
-         them with `ethtool -L {ifname} combined 1` (or `rx 1 tx 1`), or use backend = \"udp\" \
-         until queue-per-worker support"
+        "interface {ifname} has {queues} receive queue(s), but {workers} AF_XDP worker(s) serve \
+         queue(s) {queue}..{last} and frames on any other queue would be lost; give the interface \
+         one queue per worker (`ethtool -L {ifname} combined {workers}`, or `rx {workers} tx \
+         {workers}` on veth) or list one core per queue in [dataplane] cores",
+        last = queue + workers - 1
     )]
     Queues {
         /// The interface.
         ifname: String,
         /// Receive queues it has.
         queues: u32,
-        /// The configured queue.
+        /// The first queue served.
         queue: u32,
+        /// Workers (one queue each).
+        workers: u32,
     },
     /// The configured queue does not exist on the interface.
     #[error("interface {ifname} has no receive queue {queue} (it has {queues})")]
@@ -497,6 +522,113 @@ impl XdpPort {
     }
 }
 
+/// A frame copied for the worker that owns its client.
+struct Slot {
+    /// Interface it arrived on (index into the workers' ports).
+    iface: usize,
+    /// Bytes of `data` used.
+    len: usize,
+    data: [u8; CHUNK_SIZE as usize],
+}
+
+/// The one-way ring from one worker to another: frames in `full`, slots to reuse in `empty`.
+/// One producer (the receiving worker) and one consumer (the owner) each way.
+struct Lane {
+    full: ArrayQueue<Box<Slot>>,
+    empty: ArrayQueue<Box<Slot>>,
+}
+
+impl Lane {
+    fn new(slots: usize) -> Lane {
+        let slots = slots.max(1);
+        let empty = ArrayQueue::new(slots);
+        for _ in 0..slots {
+            let _ = empty.push(Box::new(Slot {
+                iface: 0,
+                len: 0,
+                data: [0; CHUNK_SIZE as usize],
+            }));
+        }
+        Lane {
+            full: ArrayQueue::new(slots),
+            empty,
+        }
+    }
+}
+
+/// One worker's ends of the handoff rings (see the module docs).
+pub struct Handoff {
+    /// Ring to worker `j` (none to itself).
+    out: Vec<Option<Arc<Lane>>>,
+    /// Ring from worker `j`.
+    inn: Vec<Option<Arc<Lane>>>,
+    /// Wakers of the other workers, set by [`XdpWorker::set_handoff`].
+    wakers: Vec<Option<Arc<Waker>>>,
+    /// Workers handed a frame in this batch (to wake once).
+    pending_wake: Vec<bool>,
+}
+
+impl Handoff {
+    /// Copy `frame` into a slot of the ring to `owner`; false if the ring is full.
+    fn send(&mut self, owner: usize, iface: usize, frame: &[u8]) -> bool {
+        let Some(Some(lane)) = self.out.get(owner) else {
+            return false;
+        };
+        let Some(mut slot) = lane.empty.pop() else {
+            return false;
+        };
+        let n = frame.len().min(slot.data.len());
+        slot.data[..n].copy_from_slice(&frame[..n]);
+        slot.len = n;
+        slot.iface = iface;
+        match lane.full.push(slot) {
+            Ok(()) => {
+                if let Some(w) = self.pending_wake.get_mut(owner) {
+                    *w = true;
+                }
+                true
+            }
+            Err(slot) => {
+                // Cannot happen (as many slots as places), but never lose a slot.
+                let _ = lane.empty.push(slot);
+                false
+            }
+        }
+    }
+
+    /// Wake the workers handed frames since the last call.
+    fn wake(&mut self) {
+        for (j, w) in self.pending_wake.iter_mut().enumerate() {
+            if std::mem::take(w) {
+                if let Some(Some(waker)) = self.wakers.get(j) {
+                    let _ = waker.wake();
+                }
+            }
+        }
+    }
+}
+
+/// The handoff rings of `workers` workers, `slots` frames each way per pair: element `k` is
+/// worker `k`'s ends.
+pub fn handoff_mesh(workers: usize, slots: usize) -> Vec<Handoff> {
+    // lanes[i][j]: the ring from worker i to worker j.
+    let lanes: Vec<Vec<Option<Arc<Lane>>>> = (0..workers)
+        .map(|i| {
+            (0..workers)
+                .map(|j| (i != j).then(|| Arc::new(Lane::new(slots))))
+                .collect()
+        })
+        .collect();
+    (0..workers)
+        .map(|k| Handoff {
+            out: lanes[k].clone(),
+            inn: (0..workers).map(|i| lanes[i][k].clone()).collect(),
+            wakers: vec![None; workers],
+            pending_wake: vec![false; workers],
+        })
+        .collect()
+}
+
 /// The AF_XDP worker: engine + journal + one [`XdpPort`] per interface.
 pub struct XdpWorker<A: Authority> {
     engine: Engine,
@@ -505,11 +637,22 @@ pub struct XdpWorker<A: Authority> {
     authority: A,
     ports: Vec<XdpPort>,
     rx: Receiver<Control>,
-    /// Keeps the handle's waker registered (nothing polls it; see the module docs).
-    _poll: Poll,
+    /// The sockets and the handle's waker are registered here, so a frame, a control message
+    /// or a handoff wakes the worker.
+    poll: Poll,
+    events: Events,
+    waker: Arc<Waker>,
     stats: Arc<WorkerStats>,
     xstats: Arc<XdpStats>,
     batch: usize,
+    handoff: Option<Handoff>,
+    busy_poll: bool,
+    core: Option<usize>,
+    /// The worker's number, for logs and the thread name.
+    id: usize,
+    /// This worker's sockets' kernel counters at the last sample (dropped, fill ring empty,
+    /// RX ring full, TX invalid).
+    last_sample: [u64; 4],
 }
 
 impl<A: Authority> XdpWorker<A> {
@@ -531,7 +674,16 @@ impl<A: Authority> XdpWorker<A> {
     ) -> io::Result<(XdpWorker<A>, WorkerHandle)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0))?);
+        for (i, p) in ports.iter().enumerate() {
+            let fd = p.sock.as_fd().as_raw_fd();
+            poll.registry().register(
+                &mut mio::unix::SourceFd(&fd),
+                mio::Token(i + 1),
+                mio::Interest::READABLE,
+            )?;
+        }
         let (tx, rx) = crossbeam_channel::unbounded();
+        let id = usize::from(journal_cfg.worker);
         Ok((
             XdpWorker {
                 engine,
@@ -540,10 +692,17 @@ impl<A: Authority> XdpWorker<A> {
                 authority,
                 ports,
                 rx,
-                _poll: poll,
+                poll,
+                events: Events::with_capacity(16),
+                last_sample: [0; 4],
+                waker: waker.clone(),
                 stats,
                 xstats,
                 batch: batch.clamp(1, 4096),
+                handoff: None,
+                busy_poll: false,
+                core: None,
+                id,
             },
             WorkerHandle::from_parts(tx, waker),
         ))
@@ -555,8 +714,54 @@ impl<A: Authority> XdpWorker<A> {
         self.durable.hook = Some(hook);
     }
 
+    /// The waker of this worker (for the other workers' [`XdpWorker::set_handoff`]).
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    /// Join a group of workers: `handoff` is this worker's element of [`handoff_mesh`], and
+    /// `wakers[j]` worker `j`'s [`XdpWorker::waker`].
+    pub fn set_handoff(&mut self, mut handoff: Handoff, wakers: &[Arc<Waker>]) {
+        for (j, w) in wakers.iter().enumerate() {
+            if let Some(slot) = handoff.wakers.get_mut(j) {
+                *slot = Some(w.clone());
+            }
+        }
+        self.handoff = Some(handoff);
+    }
+
+    /// Spin over the rings instead of sleeping in `poll(2)` when idle.
+    pub fn set_busy_poll(&mut self, on: bool) {
+        self.busy_poll = on;
+    }
+
+    /// Pin the worker's thread to CPU `core` when it starts running.
+    pub fn set_core(&mut self, core: Option<usize>) {
+        self.core = core;
+    }
+
+    fn pin(&self) {
+        let Some(id) = self.core else { return };
+        if core_affinity::set_for_current(core_affinity::CoreId { id }) {
+            tracing::info!(worker = self.id, core = id, "AF_XDP worker pinned");
+        } else {
+            tracing::warn!(
+                worker = self.id,
+                core = id,
+                "cannot pin the AF_XDP worker to its core; it runs unpinned"
+            );
+        }
+    }
+
     /// Run until [`Control::Shutdown`] (or the handle is dropped).
     pub fn run(mut self) -> Result<(), WorkerError> {
+        self.pin();
+        tracing::info!(
+            worker = self.id,
+            queues = ?self.ports.iter().map(|p| (p.ifname.clone(), p.sock.queue())).collect::<Vec<_>>(),
+            busy_poll = self.busy_poll,
+            "AF_XDP worker running"
+        );
         self.durable.commit(&mut self.engine, &self.stats);
         let mut idle = false;
         let mut last_stats = Instant::now();
@@ -565,13 +770,17 @@ impl<A: Authority> XdpWorker<A> {
                 for p in &mut self.ports {
                     p.housekeeping(&self.xstats);
                 }
-                let wait = self
-                    .engine
-                    .next_timer()
-                    .map(|t| Duration::from_millis(t.millis_since(Time::now()).clamp(1, 50)))
-                    .unwrap_or(MAX_WAIT)
-                    .min(MAX_WAIT);
-                self.wait(wait)?;
+                if self.busy_poll {
+                    std::hint::spin_loop();
+                } else {
+                    let wait = self
+                        .engine
+                        .next_timer()
+                        .map(|t| Duration::from_millis(t.millis_since(Time::now()).clamp(1, 50)))
+                        .unwrap_or(MAX_WAIT)
+                        .min(MAX_WAIT);
+                    self.wait(wait)?;
+                }
             }
             // Busy from here to the end of the iteration: everything but the wait in poll(2).
             let busy = Instant::now();
@@ -580,7 +789,7 @@ impl<A: Authority> XdpWorker<A> {
                     Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
                         self.durable.commit(&mut self.engine, &self.stats);
                         self.drain_tx();
-                        tracing::info!("AF_XDP worker stopped");
+                        tracing::info!(worker = self.id, "AF_XDP worker stopped");
                         return Ok(());
                     }
                     Ok(c) => {
@@ -592,22 +801,25 @@ impl<A: Authority> XdpWorker<A> {
             self.authority.refresh();
             let now = Time::now();
             let mut received = 0;
+            let mut ctx = Ctx {
+                engine: &mut self.engine,
+                authority: &self.authority,
+                now,
+                client_port: self.client_port,
+                xs: &self.xstats,
+                ws: &self.stats,
+                handoff: self.handoff.as_mut(),
+            };
             for i in 0..self.ports.len() {
                 let want = self.batch - received;
                 if want == 0 {
                     break;
                 }
-                received += receive(
-                    i,
-                    &mut self.ports[i],
-                    &mut self.engine,
-                    &self.authority,
-                    now,
-                    want,
-                    self.client_port,
-                    &self.xstats,
-                    &self.stats,
-                );
+                received += receive(i, &mut self.ports[i], &mut ctx, want);
+            }
+            let handed = take_handoffs(&mut self.ports, &mut ctx, self.batch);
+            if let Some(h) = self.handoff.as_mut() {
+                h.wake();
             }
             self.engine.tick(now);
             // Replies that promise nothing durable (OFFER, NAK) need not wait for the flush.
@@ -626,34 +838,31 @@ impl<A: Authority> XdpWorker<A> {
                 }
                 p.housekeeping(&self.xstats);
             }
-            if received > 0 {
+            if received + handed > 0 {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.xstats
                     .rx_frames
                     .fetch_add(received as u64, Ordering::Relaxed);
             }
-            idle = received == 0;
+            idle = received + handed == 0;
             if last_stats.elapsed() >= STATS_EVERY {
                 last_stats = Instant::now();
                 self.sample_socket_stats();
             }
             self.durable.maybe_compact(&self.engine, &self.stats);
-            self.stats.record_busy(busy);
+            if !idle || !self.busy_poll {
+                self.stats.record_busy(busy);
+            }
         }
     }
 
-    /// Waits up to `timeout` for a frame on any socket.
-    fn wait(&self, timeout: Duration) -> Result<(), WorkerError> {
-        let mut fds: Vec<PollFd<'_>> = self
-            .ports
-            .iter()
-            .map(|p| PollFd::new(p.sock.as_fd(), PollFlags::POLLIN))
-            .collect();
-        // timeout <= MAX_WAIT (50 ms), which fits in a u16 of milliseconds.
-        let ms = PollTimeout::from(timeout.as_millis().min(u128::from(u16::MAX)) as u16);
-        match nix::poll::poll(&mut fds, ms) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
-            Err(e) => Err(WorkerError::Io(io::Error::from(e))),
+    /// Waits up to `timeout` for a frame on any socket, a control message or a handoff (the
+    /// sockets and the waker are registered in the worker's `mio` poll).
+    fn wait(&mut self, timeout: Duration) -> Result<(), WorkerError> {
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(WorkerError::Io(e)),
         }
     }
 
@@ -671,47 +880,149 @@ impl<A: Authority> XdpWorker<A> {
         }
     }
 
-    fn sample_socket_stats(&self) {
-        let (mut dropped, mut fill_empty, mut ring_full, mut tx_invalid) = (0, 0, 0, 0);
+    /// Add what this worker's sockets' kernel counters grew by since the last sample to the
+    /// shared counters (every worker adds its own).
+    fn sample_socket_stats(&mut self) {
+        let mut now = [0u64; 4];
         for p in &self.ports {
             if let Ok(s) = p.sock.statistics() {
-                dropped += s.rx_dropped;
-                fill_empty += s.rx_fill_ring_empty_descs;
-                ring_full += s.rx_ring_full;
-                tx_invalid += s.tx_invalid_descs;
+                now[0] += s.rx_dropped;
+                now[1] += s.rx_fill_ring_empty_descs;
+                now[2] += s.rx_ring_full;
+                now[3] += s.tx_invalid_descs;
             }
         }
         let x = &self.xstats;
-        x.xsk_rx_dropped.store(dropped, Ordering::Relaxed);
-        x.xsk_rx_fill_ring_empty
-            .store(fill_empty, Ordering::Relaxed);
-        x.xsk_rx_ring_full.store(ring_full, Ordering::Relaxed);
-        x.xsk_tx_invalid.store(tx_invalid, Ordering::Relaxed);
+        let shared = [
+            &x.xsk_rx_dropped,
+            &x.xsk_rx_fill_ring_empty,
+            &x.xsk_rx_ring_full,
+            &x.xsk_tx_invalid,
+        ];
+        for ((c, n), last) in shared.iter().zip(now).zip(self.last_sample.iter_mut()) {
+            c.fetch_add(n.saturating_sub(*last), Ordering::Relaxed);
+            *last = n;
+        }
     }
 }
 
-/// Takes up to `want` frames from `port`'s RX ring and answers them; replies are queued on the
-/// port's `tx_now` / `tx_durable` lists. Returns the number of frames taken.
-#[allow(clippy::too_many_arguments)]
-fn receive(
+/// What answering one frame needs besides the port.
+struct Ctx<'a, A: Authority> {
+    engine: &'a mut Engine,
+    authority: &'a A,
+    now: Time,
+    client_port: u16,
+    xs: &'a XdpStats,
+    ws: &'a WorkerStats,
+    handoff: Option<&'a mut Handoff>,
+}
+
+/// What became of one frame.
+enum Answered {
+    /// A reply of `len` bytes is in the TX chunk; `durable`: an ACK (leaves after the commit).
+    Reply { len: usize, durable: bool },
+    /// The client belongs to worker `owner`.
+    Handoff(usize),
+    /// Nothing to send.
+    Nothing,
+}
+
+/// Answer the frame `pkt` received on interface `iface`, writing the reply frame into
+/// `tx_chunk`.
+fn answer<A: Authority>(
+    ctx: &mut Ctx<'_, A>,
+    iface: usize,
+    mac: [u8; 6],
+    ip: Ipv4Addr,
+    pkt: &[u8],
+    tx_chunk: &mut [u8],
+) -> Answered {
+    let req = match UdpFrame::new_checked(pkt) {
+        Ok(r) => r,
+        Err(_) => {
+            ctx.xs.unparsed.fetch_add(1, Ordering::Relaxed);
+            return Answered::Nothing;
+        }
+    };
+    let hl = ETH_HEADER_LEN
+        + if req.vlan().is_some() {
+            VLAN_TAG_LEN
+        } else {
+            0
+        }
+        + IPV4_HEADER_LEN
+        + UDP_HEADER_LEN;
+    let meta = RxMeta {
+        iface,
+        src: SocketAddrV4::new(req.src_ip(), req.src_port()),
+    };
+    let outcome = match tx_chunk.get_mut(hl..) {
+        Some(body) => ctx
+            .engine
+            .handle(ctx.now, &meta, req.payload(), body, ctx.authority),
+        None => Outcome::Drop(crate::engine::Counter::Received),
+    };
+    match outcome {
+        Outcome::Reply { len, dest, msg } => {
+            let h = ReplyHeaders::for_request(&req, &dest, mac, ip, ctx.client_port);
+            match h.emit(tx_chunk, len) {
+                Ok(n) => Answered::Reply {
+                    len: n,
+                    durable: msg == MessageType::Ack,
+                },
+                Err(e) => {
+                    ctx.ws.send_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "reply frame does not fit its chunk");
+                    Answered::Nothing
+                }
+            }
+        }
+        Outcome::Handoff(owner) => Answered::Handoff(owner),
+        _ => Answered::Nothing,
+    }
+}
+
+/// The reply lists of a port (its fields other than the socket).
+struct Lists<'a> {
+    free: &'a mut Vec<Frame>,
+    tx_now: &'a mut Vec<Frame>,
+    tx_durable: &'a mut Vec<Frame>,
+}
+
+/// Queue the reply in `out` (or give the chunk back).
+fn queue_reply(l: Lists<'_>, mut out: Frame, a: &Answered) {
+    match *a {
+        Answered::Reply { len, durable } => {
+            // len <= chunk size (2048).
+            out.set_packet(0, len as u32);
+            if durable {
+                l.tx_durable.push(out);
+            } else {
+                l.tx_now.push(out);
+            }
+        }
+        _ => l.free.push(out),
+    }
+}
+
+/// Takes up to `want` frames from `port`'s RX ring and answers them (or hands them to their
+/// owner); replies are queued on the port's `tx_now` / `tx_durable` lists. Returns the number
+/// of frames taken.
+fn receive<A: Authority>(
     iface: usize,
     port: &mut XdpPort,
-    engine: &mut Engine,
-    authority: &impl Authority,
-    now: Time,
+    ctx: &mut Ctx<'_, A>,
     want: usize,
-    client_port: u16,
-    xs: &XdpStats,
-    ws: &WorkerStats,
 ) -> usize {
+    let (mac, ip) = (port.mac, port.ip);
     let p = port.sock.parts();
     // want <= batch <= 4096.
     let mut rx = p.rx.peek(want as u32);
     let mut taken = 0;
     for f in rx.by_ref() {
         taken += 1;
-        let Some(mut out) = port.free.pop() else {
-            xs.no_tx_chunk.fetch_add(1, Ordering::Relaxed);
+        let Some(out) = port.free.pop() else {
+            ctx.xs.no_tx_chunk.fetch_add(1, Ordering::Relaxed);
             port.recycle.push(f);
             continue;
         };
@@ -724,57 +1035,84 @@ fn receive(
         };
         let start = f.offset() as usize;
         let pkt = rx_chunk.get(start..start + f.len() as usize).unwrap_or(&[]);
-        let req = match UdpFrame::new_checked(pkt) {
-            Ok(r) => r,
-            Err(_) => {
-                xs.unparsed.fetch_add(1, Ordering::Relaxed);
-                port.free.push(out);
-                port.recycle.push(f);
-                continue;
-            }
-        };
-        let hl = ETH_HEADER_LEN
-            + if req.vlan().is_some() {
-                VLAN_TAG_LEN
+        let a = answer(ctx, iface, mac, ip, pkt, tx_chunk);
+        if let Answered::Handoff(owner) = a {
+            let sent = ctx
+                .handoff
+                .as_deref_mut()
+                .is_some_and(|h| h.send(owner, iface, pkt));
+            let c = if sent {
+                &ctx.xs.handoff_out
             } else {
-                0
-            }
-            + IPV4_HEADER_LEN
-            + UDP_HEADER_LEN;
-        let meta = RxMeta {
-            iface,
-            src: SocketAddrV4::new(req.src_ip(), req.src_port()),
-        };
-        let outcome = match tx_chunk.get_mut(hl..) {
-            Some(body) => engine.handle(now, &meta, req.payload(), body, authority),
-            None => Outcome::Drop(crate::engine::Counter::Received),
-        };
-        if let Outcome::Reply { len, dest, msg } = outcome {
-            let h = ReplyHeaders::for_request(&req, &dest, port.mac, port.ip, client_port);
-            match h.emit(tx_chunk, len) {
-                Ok(n) => {
-                    // n <= chunk size (2048).
-                    out.set_packet(0, n as u32);
-                    if msg == MessageType::Ack {
-                        port.tx_durable.push(out);
-                    } else {
-                        port.tx_now.push(out);
-                    }
-                }
-                Err(e) => {
-                    ws.send_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(error = %e, "reply frame does not fit its chunk");
-                    port.free.push(out);
-                }
-            }
-        } else {
-            // One worker per backend in this version, so Handoff cannot occur.
-            port.free.push(out);
+                &ctx.xs.handoff_full
+            };
+            c.fetch_add(1, Ordering::Relaxed);
         }
+        let lists = Lists {
+            free: &mut port.free,
+            tx_now: &mut port.tx_now,
+            tx_durable: &mut port.tx_durable,
+        };
+        queue_reply(lists, out, &a);
         port.recycle.push(f);
     }
     rx.release();
     taken
+}
+
+/// Answers up to `want` frames other workers handed to this one, from this worker's port of the
+/// interface they arrived on. Returns the number answered.
+fn take_handoffs<A: Authority>(ports: &mut [XdpPort], ctx: &mut Ctx<'_, A>, want: usize) -> usize {
+    // The inbound lanes, out of the context while frames are answered through it.
+    let Some(inn) = ctx
+        .handoff
+        .as_deref_mut()
+        .map(|h| std::mem::take(&mut h.inn))
+    else {
+        return 0;
+    };
+    let mut done = 0;
+    'lanes: for lane in inn.iter().flatten() {
+        while done < want {
+            let Some(slot) = lane.full.pop() else {
+                continue 'lanes;
+            };
+            done += 1;
+            ctx.xs.handoff_in.fetch_add(1, Ordering::Relaxed);
+            match ports.get_mut(slot.iface) {
+                Some(port) => match port.free.pop() {
+                    Some(out) => {
+                        let (mac, ip) = (port.mac, port.ip);
+                        let a = match port.sock.parts().umem.chunk_mut(&out) {
+                            Some(tx) => {
+                                answer(ctx, slot.iface, mac, ip, &slot.data[..slot.len], tx)
+                            }
+                            None => Answered::Nothing,
+                        };
+                        // This worker owns the bucket: no second handoff.
+                        let lists = Lists {
+                            free: &mut port.free,
+                            tx_now: &mut port.tx_now,
+                            tx_durable: &mut port.tx_durable,
+                        };
+                        queue_reply(lists, out, &a);
+                    }
+                    None => {
+                        ctx.xs.no_tx_chunk.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+                None => {
+                    ctx.xs.unparsed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let _ = lane.empty.push(slot);
+        }
+        break;
+    }
+    if let Some(h) = ctx.handoff.as_deref_mut() {
+        h.inn = inn;
+    }
+    done
 }
 
 #[cfg(test)]

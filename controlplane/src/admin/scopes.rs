@@ -19,7 +19,7 @@ use tandem_dataplane::binding::{Binding, BindingState};
 use tandem_dataplane::worker::{Control, EngineTask, PoolRow};
 
 use super::fo::invalid;
-use super::{ask, error, lease_json, percent_decode, state_name, AdminState, Resp};
+use super::{error, lease_json, percent_decode, pools, state_name, AdminState, Resp};
 use crate::config::edit::{ConfigDoc, EditError};
 use crate::config::Config;
 
@@ -62,7 +62,7 @@ fn scope_json(cfg: &Config, i: usize, pools: &[PoolRow]) -> Value {
 
 /// `GET /v1/scopes`.
 pub(super) fn list(state: &AdminState) -> Resp {
-    let Some(pools) = ask(state, Control::Pools) else {
+    let Some(pools) = pools(state) else {
         return error(503, "the worker did not answer");
     };
     let cfg = state.config.read().unwrap_or_else(|e| e.into_inner());
@@ -74,7 +74,7 @@ pub(super) fn list(state: &AdminState) -> Resp {
 
 /// `GET /v1/scopes/{name}`.
 pub(super) fn show(state: &AdminState, name: &str) -> Resp {
-    let Some(pools) = ask(state, Control::Pools) else {
+    let Some(pools) = pools(state) else {
         return error(503, "the worker did not answer");
     };
     let mut body = {
@@ -219,33 +219,60 @@ pub(super) fn lease_delete(state: &AdminState, addr: &str) -> Resp {
     else {
         return error(400, &format!("{addr:?} is not an IPv4 address"));
     };
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let task: EngineTask = Box::new(move |engine, now| {
-        let Some(previous) = engine.end_lease(a, now) else {
-            let _ = tx.send(Ended::NoLease(engine.binding(a).map(|b| b.state)));
-            return None;
-        };
-        let scope = engine
-            .settings()
-            .scopes
-            .iter()
-            .find(|s| s.subnet.contains(a))
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
-        // Answer only once the journal commit that records the end is done.
-        Some(Box::new(move |durable| {
-            let _ = tx.send(Ended::Done {
-                scope,
-                previous,
-                durable,
-            });
-        }))
-    });
-    if !state.worker.send(Control::Run(task)) {
+    // Every worker is asked (the lease lives with the worker owning its client's bucket); at
+    // most one holds it.
+    let n = state.worker.workers();
+    let (tx, rx) = crossbeam_channel::bounded(n);
+    let make = |_| {
+        let tx = tx.clone();
+        let task: EngineTask = Box::new(move |engine, now| {
+            let Some(previous) = engine.end_lease(a, now) else {
+                let _ = tx.send(Ended::NoLease(engine.binding(a).map(|b| b.state)));
+                return None;
+            };
+            let scope = engine
+                .settings()
+                .scopes
+                .iter()
+                .find(|s| s.subnet.contains(a))
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            // Answer only once the journal commit that records the end is done.
+            Some(Box::new(move |durable| {
+                let _ = tx.send(Ended::Done {
+                    scope,
+                    previous,
+                    durable,
+                });
+            }))
+        });
+        Control::Run(task)
+    };
+    if !state.worker.each(make) {
         return error(503, "the worker did not answer");
     }
-    match rx.recv_timeout(LEASE_DELETE_WAIT) {
-        Err(_) => error(
+    let until = std::time::Instant::now() + LEASE_DELETE_WAIT;
+    let mut answer: Result<Ended, ()> = Err(());
+    for _ in 0..n {
+        match rx.recv_deadline(until) {
+            Err(_) => {
+                answer = Err(());
+                break;
+            }
+            Ok(e @ Ended::Done { .. }) => {
+                answer = Ok(e);
+                break;
+            }
+            Ok(Ended::NoLease(st)) => {
+                // A worker that knows the address's state tells more than one that does not.
+                if !matches!(answer, Ok(Ended::NoLease(Some(_)))) {
+                    answer = Ok(Ended::NoLease(st));
+                }
+            }
+        }
+    }
+    match answer {
+        Err(()) => error(
             503,
             &format!("the worker did not answer in time; the lease of {a} may still end"),
         ),

@@ -8,8 +8,15 @@ use toml::de::DeTable;
 use super::reader::{self, Ctx, Val};
 
 /// Keys of `[dataplane]`.
-pub(crate) const DATAPLANE_KEYS: &[&str] =
-    &["backend", "xdp_mode", "queue", "frame_count", "ring_size"];
+pub(crate) const DATAPLANE_KEYS: &[&str] = &[
+    "backend",
+    "xdp_mode",
+    "queue",
+    "frame_count",
+    "ring_size",
+    "cores",
+    "busy_poll",
+];
 
 /// Which packet backend serves DHCP.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
@@ -48,6 +55,11 @@ pub struct DataplaneSettings {
     pub frame_count: u32,
     /// Entries of each AF_XDP ring (fill, completion, RX, TX), a power of two (default 2048).
     pub ring_size: u32,
+    /// CPU ids, one AF_XDP worker pinned to each, worker `k` serving receive queue `queue + k`
+    /// of every interface (default: empty, `[server] workers` unpinned workers).
+    pub cores: Vec<usize>,
+    /// AF_XDP workers spin over their rings instead of sleeping in `poll(2)` (default false).
+    pub busy_poll: bool,
 }
 
 impl Default for DataplaneSettings {
@@ -58,6 +70,8 @@ impl Default for DataplaneSettings {
             queue: 0,
             frame_count: 4096,
             ring_size: 2048,
+            cores: Vec::new(),
+            busy_poll: false,
         }
     }
 }
@@ -109,6 +123,39 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, span: Range<usize>, t: &DeTable<'_>) -> Da
     if let Some(v) = reader::get(t, "queue") {
         if let Some(n) = reader::integer_in(ctx, v, &p("queue"), 0, 1023) {
             d.queue = n as u32;
+        }
+    }
+    if let Some(v) = reader::get(t, "cores") {
+        if let Some(a) = reader::array(ctx, v, &p("cores")) {
+            let mut cores = Vec::new();
+            for (i, c) in a.iter().enumerate() {
+                let path = format!("{}[{i}]", p("cores"));
+                if let Some(n) = reader::integer_in(ctx, c, &path, 0, 1023) {
+                    let n = n as usize;
+                    if cores.contains(&n) {
+                        ctx.error(
+                            c.span(),
+                            &path,
+                            format!("core {n} is listed twice (one worker per core)"),
+                        );
+                    } else {
+                        cores.push(n);
+                    }
+                }
+            }
+            if a.is_empty() {
+                ctx.error(
+                    v.span(),
+                    p("cores"),
+                    "list at least one core, or leave `cores` out".to_string(),
+                );
+            }
+            d.cores = cores;
+        }
+    }
+    if let Some(v) = reader::get(t, "busy_poll") {
+        if let Some(b) = reader::boolean(ctx, v, &p("busy_poll")) {
+            d.busy_poll = b;
         }
     }
     let mut ring_at = None;
@@ -219,7 +266,18 @@ mod tests {
                 queue: 3,
                 frame_count: 1024,
                 ring_size: 512,
+                cores: Vec::new(),
+                busy_poll: false,
             }
+        );
+        let c = parse(
+            &doc("[dataplane]\nbackend = \"xdp\"\ncores = [1, 0]\nbusy_poll = true\n"),
+            "t",
+        )
+        .expect("valid");
+        assert_eq!(
+            (c.dataplane.cores.clone(), c.dataplane.busy_poll),
+            (vec![1, 0], true)
         );
         let c = parse(
             &doc("[dataplane]\nbackend = \"auto\"\nxdp_mode = \"generic\"\n"),
@@ -230,6 +288,20 @@ mod tests {
             (c.dataplane.backend, c.dataplane.xdp_mode),
             (Backend::Auto, XdpModeSetting::Generic)
         );
+    }
+
+    #[test]
+    fn cores_must_be_distinct_cpu_ids() {
+        let e = errors(&doc("[dataplane]\ncores = [0, 0]\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!((e[0].0, e[0].1.as_str()), (9, "dataplane.cores[1]"));
+        assert!(e[0].2.contains("listed twice"), "{}", e[0].2);
+        let e = errors(&doc("[dataplane]\ncores = []\nbusy_poll = 1\n"));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(e[0].1, "dataplane.cores");
+        assert_eq!(e[1].1, "dataplane.busy_poll");
+        let e = errors(&doc("[dataplane]\ncores = [2048]\n"));
+        assert!(e[0].2.contains("out of range 0..=1023"), "{e:?}");
     }
 
     #[test]

@@ -180,6 +180,14 @@ impl FailoverManager {
     /// Serve `new` (already validated; `iface_scopes` computed from it): reload the worker's
     /// scopes and bring the relationships in line, as the module documentation describes.
     pub fn apply(&self, new: &Config, iface_scopes: IfaceScopes) -> Result<Applied, String> {
+        let workers = self.worker.workers();
+        if workers > 1 && !new.failover.is_empty() {
+            return Err(format!(
+                "this server runs {workers} AF_XDP workers, and failover relationships need one \
+                 worker in this version: set [dataplane] cores to a single core (or [server] \
+                 workers = 1) and restart before adding a relationship"
+            ));
+        }
         let mut inner = self.inner();
         let layout = replicated_layout(new);
         let reload = |replicated: Option<Vec<String>>, authority: Option<Layout>| Control::Reload {

@@ -92,6 +92,10 @@ impl Req {
             opts: vec![53, 1, mt as u8],
         }
     }
+    pub(super) fn mac(mut self, mac: [u8; 6]) -> Req {
+        self.mac = mac;
+        self
+    }
     pub(super) fn opt(mut self, code: u8, v: &[u8]) -> Req {
         self.opts.push(code);
         self.opts.push(v.len() as u8);

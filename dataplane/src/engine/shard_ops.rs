@@ -1,0 +1,340 @@
+//! What lets several workers share a server: which worker owns a binding, loading one worker's
+//! part of the recovered bindings, and moving free addresses between workers' shards.
+//!
+//! The invariant across workers: every address is, at any moment, free in at most one worker's
+//! pool or held (ACTIVE, ABANDONED, or under an offer) by at most one worker's binding. A held
+//! binding lives with the worker that owns its client's RFC 3074 bucket, so the client's next
+//! request reaches it; an unheld one (free, expired, released) lives with the worker whose shard
+//! the address started in. Addresses move only while free ([`Engine::shard_give`] →
+//! [`Engine::shard_receive`]), and the giver forgets its record of them so that nothing it
+//! remembers can send the address to a returning client.
+
+use std::net::Ipv4Addr;
+
+use super::Engine;
+use crate::binding::{Binding, ClientKey};
+use crate::hash;
+use crate::scope::ServerSettings;
+use crate::time::Time;
+
+/// The RFC 3074 bucket of a stored binding's client: its option 61 if the binding was keyed by
+/// one, else its hardware address (the bucket its requests hash to). A client identifier longer
+/// than 32 bytes is stored digested and hashes differently; such a client's binding may then
+/// live with another worker than its requests reach (it gets a new address; nothing is leased
+/// twice).
+pub fn binding_bucket(b: &Binding) -> u8 {
+    if b.client == ClientKey::from_hw(b.htype, b.hw()) {
+        hash::client_bucket(None, b.hw(), b.hlen)
+    } else {
+        hash::bucket(b.client.as_bytes())
+    }
+}
+
+/// The worker of `workers` whose initial shard holds `addr` (0 if no scope range of `settings`
+/// contains it).
+pub fn shard_of(settings: &ServerSettings, addr: Ipv4Addr, workers: usize) -> usize {
+    let workers = workers.max(1) as u64;
+    let a = u64::from(u32::from(addr));
+    for s in &settings.scopes {
+        for r in &s.ranges {
+            let (lo, hi) = (u64::from(u32::from(r.start)), u64::from(u32::from(r.end)));
+            if a < lo || a > hi {
+                continue;
+            }
+            let n = hi - lo + 1;
+            // Shard k covers lo + n*k/w .. lo + n*(k+1)/w (see Pool::new).
+            for k in 0..workers {
+                if a < lo + n * (k + 1) / workers {
+                    return k as usize;
+                }
+            }
+        }
+    }
+    0
+}
+
+/// The worker of `workers` that keeps binding `b`: the owner of its client's bucket (bucket `b`
+/// → worker `b % workers`, as [`Engine::bucket_owner`]) if the address is held, else the worker
+/// of the address's initial shard.
+pub fn owner_of(settings: &ServerSettings, b: &Binding, workers: usize) -> usize {
+    let workers = workers.max(1);
+    if b.state.is_held() && !b.client.is_empty() {
+        usize::from(binding_bucket(b)) % workers
+    } else {
+        shard_of(settings, b.addr, workers)
+    }
+}
+
+impl Engine {
+    /// Load this worker's part of the bindings recovered from every worker's journal
+    /// (`all`, one binding per address): those [`owner_of`] gives this worker are loaded as
+    /// [`Engine::load`] does, and the addresses other workers hold are taken out of this
+    /// worker's pools. Returns the number loaded.
+    pub fn load_part(&mut self, all: &[Binding], now: Time) -> usize {
+        let (me, n) = (self.worker, self.workers);
+        let settings = self.settings.clone();
+        let mine: Vec<Binding> = all
+            .iter()
+            .filter(|b| owner_of(&settings, b, n) == me)
+            .copied()
+            .collect();
+        let count = mine.len();
+        self.load(mine, now);
+        for b in all {
+            if b.state.is_held() && owner_of(&settings, b, n) != me {
+                if let Some(si) = self.scope_of(b.addr) {
+                    self.scopes[si].take_addr(b.addr);
+                }
+            }
+        }
+        count
+    }
+
+    /// Free addresses of scope `si` in this worker's FREE pool.
+    pub fn shard_free(&self, si: usize) -> u64 {
+        self.scopes.get(si).map_or(0, |s| s.pool.free())
+    }
+
+    /// Give up to `n` free addresses of scope `si` (spread over its ranges) for another
+    /// worker's [`Engine::shard_receive`]; this worker forgets its records of them. Scopes shared
+    /// with a failover partner are never split this way (their pools move by failover rules).
+    pub fn shard_give(&mut self, si: usize, n: u64) -> Vec<Ipv4Addr> {
+        let Some(st) = self.scopes.get_mut(si) else {
+            return Vec::new();
+        };
+        if st.replicated {
+            return Vec::new();
+        }
+        let given = st.pool.give(n);
+        for a in &given {
+            if let Some(old) = st.bindings.remove(a) {
+                if st.by_client.get(&old.client) == Some(a) {
+                    st.by_client.remove(&old.client);
+                }
+            }
+            st.prior.remove(a);
+        }
+        given
+    }
+
+    /// Take addresses another worker gave ([`Engine::shard_give`]) into scope `si`'s FREE
+    /// pool. Returns how many were added.
+    pub fn shard_receive(&mut self, si: usize, addrs: &[Ipv4Addr]) -> u64 {
+        self.scopes
+            .get_mut(si)
+            .map_or(0, |st| st.pool.receive(addrs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use super::super::tests::{ip, send_at, Req, SID, T0};
+    use super::*;
+    use crate::authority::Standalone;
+    use crate::binding::BindingState;
+    use crate::engine::{Outcome, Stats};
+    use crate::scope::{AddrRange, OptionSet, Scope, Subnet};
+    use crate::wire::MessageType;
+
+    fn settings(lo: &str, hi: &str) -> Arc<ServerSettings> {
+        Arc::new(ServerSettings {
+            server_id: ip("10.0.0.1"),
+            global_options: OptionSet::new(),
+            scopes: vec![Scope {
+                name: "lan".into(),
+                subnet: Subnet {
+                    network: ip("10.0.0.0"),
+                    prefix: 24,
+                },
+                ranges: vec![AddrRange::new(ip(lo), ip(hi))],
+                exclusions: vec![],
+                reservations: vec![],
+                lease_time: 3600,
+                renew_time: None,
+                rebind_time: None,
+                options: OptionSet::new(),
+                policies: vec![],
+                authoritative: true,
+            }],
+            offer_hold_secs: 30,
+            decline_probation_secs: 600,
+            duplicate_window_ms: 2000,
+        })
+    }
+
+    fn engines(s: &Arc<ServerSettings>, n: usize) -> Vec<Engine> {
+        let stats = Arc::new(Stats::default());
+        (0..n)
+            .map(|k| Engine::new(s.clone(), vec![vec![0]], k, n, stats.clone()))
+            .collect()
+    }
+
+    /// A client (by MAC) whose bucket belongs to worker `w` of `n`.
+    fn mac_for(w: usize, n: usize, skip: usize) -> [u8; 6] {
+        (0u32..)
+            .map(|i| {
+                let b = i.to_be_bytes();
+                [2, 0, b[0], b[1], b[2], b[3]]
+            })
+            .filter(|m| usize::from(hash::client_bucket(None, m, 6)) % n == w)
+            .nth(skip)
+            .expect("some MAC hashes to every worker")
+    }
+
+    /// DORA for `mac` on whichever engine owns it; the leased address.
+    fn lease(es: &mut [Engine], mac: [u8; 6], at: Time) -> Option<Ipv4Addr> {
+        let n = es.len();
+        let w = usize::from(hash::client_bucket(None, &mac, 6)) % n;
+        let offer = send_at(
+            &mut es[w],
+            at,
+            &Req::new(MessageType::Discover, 0).mac(mac),
+            &Standalone,
+        );
+        offer.msg()?;
+        let req = Req::new(MessageType::Request, 0)
+            .mac(mac)
+            .xid(0x9000)
+            .sid(SID)
+            .requested(offer.yiaddr());
+        let ack = send_at(&mut es[w], at, &req, &Standalone);
+        (ack.msg() == Some(MessageType::Ack)).then(|| ack.yiaddr())
+    }
+
+    #[test]
+    fn a_worker_hands_off_clients_it_does_not_own() {
+        let s = settings("10.0.0.10", "10.0.0.29");
+        let mut es = engines(&s, 2);
+        let mac = mac_for(1, 2, 0);
+        let r = send_at(
+            &mut es[0],
+            T0,
+            &Req::new(MessageType::Discover, 0).mac(mac),
+            &Standalone,
+        );
+        assert_eq!(r.outcome, Outcome::Handoff(1));
+    }
+
+    #[test]
+    fn a_dry_shard_serves_again_after_receiving_addresses() {
+        let s = settings("10.0.0.10", "10.0.0.29"); // 20 addresses, 10 per worker
+        let mut es = engines(&s, 2);
+        let mut got = HashSet::new();
+        for i in 0..10 {
+            let a = lease(&mut es, mac_for(0, 2, i), T0).expect("worker 0 has 10");
+            assert!(got.insert(a));
+        }
+        assert_eq!(es[0].shard_free(0), 0);
+        assert_eq!(
+            lease(&mut es, mac_for(0, 2, 10), T0),
+            None,
+            "shard 0 is dry"
+        );
+        let moved = es[1].shard_give(0, 5);
+        assert_eq!(moved.len(), 5);
+        assert_eq!(es[0].shard_receive(0, &moved), 5);
+        // Later than the duplicate window, so the silent answer to the retry is not replayed.
+        let later = Time(T0.0 + 5_000);
+        for i in 10..15 {
+            let a = lease(&mut es, mac_for(0, 2, i), later).expect("received addresses serve");
+            assert!(got.insert(a), "{a} leased twice");
+        }
+        for i in 0..5 {
+            let a = lease(&mut es, mac_for(1, 2, i), T0).expect("worker 1 keeps 5");
+            assert!(got.insert(a), "{a} leased twice");
+        }
+        assert_eq!(lease(&mut es, mac_for(1, 2, 5), T0), None);
+        assert_eq!(got.len(), 20);
+    }
+
+    #[test]
+    fn the_giver_forgets_the_records_of_given_addresses() {
+        let s = settings("10.0.0.10", "10.0.0.13"); // 2 per worker
+        let mut es = engines(&s, 2);
+        let c = mac_for(1, 2, 0);
+        let a = lease(&mut es, c, T0).expect("lease");
+        // The client releases; worker 1 still remembers the address as the client's.
+        let rel = Req::new(MessageType::Release, 0)
+            .mac(c)
+            .xid(0x9100)
+            .ci(a)
+            .sid(SID);
+        send_at(&mut es[1], T0, &rel, &Standalone);
+        assert_eq!(
+            es[1].binding(a).map(|b| b.state),
+            Some(BindingState::Released)
+        );
+        let moved = es[1].shard_give(0, 2);
+        assert!(moved.contains(&a));
+        assert_eq!(es[1].binding(a), None);
+        es[0].shard_receive(0, &moved);
+        // The returning client does not get its old address back from worker 1: it moved.
+        let again = lease(&mut es, c, Time(T0.0 + 10_000));
+        assert_eq!(again, None, "worker 1 has nothing left to lease");
+    }
+
+    #[test]
+    fn each_worker_loads_its_part_and_keeps_out_of_the_others_addresses() {
+        let s = settings("10.0.0.10", "10.0.0.29");
+        // One server run with a single worker leases 12 addresses.
+        let mut one = engines(&s, 1);
+        let mut leased = Vec::new();
+        for i in 0..12 {
+            let a = lease(&mut one, mac_for(0, 1, i), T0).expect("lease");
+            leased.push(a);
+        }
+        let all: Vec<Binding> = one[0].durable_bindings().copied().collect();
+        assert_eq!(all.len(), 12);
+        // Restarted with two workers: every binding is loaded by exactly one, the one owning
+        // its client's bucket.
+        let mut two = engines(&s, 2);
+        let loaded: usize = two.iter_mut().map(|e| e.load_part(&all, T0)).sum();
+        assert_eq!(loaded, 12);
+        for b in &all {
+            let w = owner_of(&s, b, 2);
+            assert!(two[w].binding(b.addr).is_some());
+            assert!(two[1 - w].binding(b.addr).is_none());
+        }
+        // The 8 addresses left are leased to new clients without touching the 12.
+        let mut fresh = HashSet::new();
+        for w in 0..2 {
+            for i in 100..120 {
+                if let Some(a) = lease(&mut two, mac_for(w, 2, i), T0) {
+                    assert!(!leased.contains(&a), "{a} was held already");
+                    assert!(fresh.insert(a), "{a} leased twice");
+                }
+            }
+        }
+        assert_eq!(fresh.len(), 8);
+        // And every old client renews its own address with the worker that loaded it.
+        for (i, &a) in leased.iter().enumerate() {
+            assert_eq!(lease(&mut two, mac_for(0, 1, i), T0), Some(a));
+        }
+    }
+
+    #[test]
+    fn owners_follow_buckets_for_held_and_shards_for_the_rest() {
+        let s = settings("10.0.0.10", "10.0.0.29");
+        assert_eq!(shard_of(&s, ip("10.0.0.10"), 2), 0);
+        assert_eq!(shard_of(&s, ip("10.0.0.19"), 2), 0);
+        assert_eq!(shard_of(&s, ip("10.0.0.20"), 2), 1);
+        assert_eq!(shard_of(&s, ip("10.0.0.29"), 2), 1);
+        let mac = mac_for(1, 2, 3);
+        let mut b = Binding::empty(ip("10.0.0.11"), BindingState::Active);
+        b.client = ClientKey::from_hw(1, &mac);
+        b.htype = 1;
+        b.hlen = 6;
+        b.chaddr[..6].copy_from_slice(&mac);
+        assert_eq!(binding_bucket(&b), hash::client_bucket(None, &mac, 6));
+        assert_eq!(owner_of(&s, &b, 2), 1);
+        b.state = BindingState::Released;
+        assert_eq!(owner_of(&s, &b, 2), 0);
+        // Keyed by option 61: the identifier's bucket.
+        b.state = BindingState::Active;
+        b.client = ClientKey::new(b"\x00host-17");
+        assert_eq!(binding_bucket(&b), hash::bucket(b"\x00host-17"));
+    }
+}
