@@ -21,8 +21,6 @@ use crate::failover::manager::{self, FailoverManager};
 use crate::failover::service::{self as failover, FailoverAuthority};
 use crate::notify::{self, Notice};
 
-/// Frames each way between two AF_XDP workers that can wait for their owner.
-const HANDOFF_SLOTS: usize = 1024;
 /// How often the address shards of several workers are checked for one running low.
 const REBALANCE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -234,7 +232,10 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         }
         if workers > 1 {
             let wakers: Vec<_> = group.iter().map(|w| w.waker()).collect();
-            let mesh = tandem_dataplane::xdp_worker::handoff_mesh(workers, HANDOFF_SLOTS);
+            // As many frames each way between two workers as one RX ring holds: a full RX batch
+            // of the other worker's clients always fits.
+            let slots = cfg.dataplane.ring_size as usize;
+            let mesh = tandem_dataplane::xdp_worker::handoff_mesh(workers, slots);
             for (w, h) in group.iter_mut().zip(mesh) {
                 w.set_handoff(h, &wakers);
             }
