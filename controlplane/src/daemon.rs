@@ -140,7 +140,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             );
         }
     }
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Stats::new(workers));
     let wstats = Arc::new(WorkerStats::default());
     let settings = Arc::new(cfg.settings.clone());
     let now = Time::now();

@@ -169,29 +169,48 @@ counters! {
     ProbationEnded = "probation_ended",
 }
 
-/// The engine's counters, shared read-only with the admin endpoint.
+/// The engines' counters, shared read-only with the admin endpoint: one set per worker (each
+/// engine bumps its own, so workers on different cores never write the same cache line), summed
+/// when read.
 #[derive(Debug)]
 pub struct Stats {
-    values: Vec<AtomicU64>,
+    lanes: Vec<Box<[AtomicU64]>>,
 }
 
 impl Default for Stats {
     fn default() -> Self {
-        Stats {
-            values: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
-        }
+        Stats::new(1)
     }
 }
 
 impl Stats {
-    /// Add one to `c`.
-    pub fn bump(&self, c: Counter) {
-        self.values[c as usize].fetch_add(1, Ordering::Relaxed);
+    /// Counters for `workers` engines.
+    pub fn new(workers: usize) -> Stats {
+        Stats {
+            lanes: (0..workers.max(1))
+                .map(|_| Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect())
+                .collect(),
+        }
     }
 
-    /// Current value of `c`.
+    /// Add one to `c` (worker 0's set).
+    pub fn bump(&self, c: Counter) {
+        self.bump_at(0, c);
+    }
+
+    /// Add one to worker `worker`'s `c`.
+    pub fn bump_at(&self, worker: usize, c: Counter) {
+        // lanes is never empty (new takes at least one).
+        let lane = &self.lanes[worker % self.lanes.len()];
+        lane[c as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Current value of `c`, summed over the workers.
     pub fn get(&self, c: Counter) -> u64 {
-        self.values[c as usize].load(Ordering::Relaxed)
+        self.lanes
+            .iter()
+            .map(|l| l[c as usize].load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -569,7 +588,7 @@ impl Engine {
                 BindingState::Active if b.expires <= now_s => {
                     b.state = BindingState::Expired;
                     self.updates.push(b);
-                    self.stats.bump(Counter::Expired);
+                    self.stats.bump_at(self.worker, Counter::Expired);
                 }
                 _ => {}
             }
@@ -696,12 +715,12 @@ impl Engine {
                         s.pool.put(addr);
                     }
                     self.updates.push(b);
-                    self.stats.bump(Counter::Expired);
+                    self.stats.bump_at(self.worker, Counter::Expired);
                 }
                 BindingState::Offered => {
                     let client = b.client;
                     release_hold(s, addr, client);
-                    self.stats.bump(Counter::OfferExpired);
+                    self.stats.bump_at(self.worker, Counter::OfferExpired);
                 }
                 BindingState::Abandoned => {
                     let mut nb = Binding::empty(addr, BindingState::Free);
@@ -717,7 +736,7 @@ impl Engine {
                     }
                     *b = nb;
                     self.updates.push(nb);
-                    self.stats.bump(Counter::ProbationEnded);
+                    self.stats.bump_at(self.worker, Counter::ProbationEnded);
                 }
                 _ => {}
             }
@@ -746,9 +765,9 @@ impl Engine {
         let req = match Request::parse(frame) {
             Ok(r) => r,
             Err(e) => {
-                self.stats.bump(Counter::Received);
+                self.stats.bump_at(self.worker, Counter::Received);
                 let c = wire_counter(e);
-                self.stats.bump(c);
+                self.stats.bump_at(self.worker, c);
                 return Outcome::Drop(c);
             }
         };
@@ -758,17 +777,20 @@ impl Engine {
             // Counted once, by the owner that handles it.
             return Outcome::Handoff(owner);
         }
-        self.stats.bump(Counter::Received);
-        self.stats.bump(match req.message_type() {
-            MessageType::Discover => Counter::Discover,
-            MessageType::Request => Counter::Request,
-            MessageType::Release => Counter::Release,
-            MessageType::Decline => Counter::Decline,
-            _ => Counter::Inform,
-        });
+        self.stats.bump_at(self.worker, Counter::Received);
+        self.stats.bump_at(
+            self.worker,
+            match req.message_type() {
+                MessageType::Discover => Counter::Discover,
+                MessageType::Request => Counter::Request,
+                MessageType::Release => Counter::Release,
+                MessageType::Decline => Counter::Decline,
+                _ => Counter::Inform,
+            },
+        );
         let client = client_key(&req);
         let Some(si) = self.select_scope(&req, meta, &client) else {
-            self.stats.bump(Counter::DropNoScope);
+            self.stats.bump_at(self.worker, Counter::DropNoScope);
             return Outcome::Drop(Counter::DropNoScope);
         };
         let mt = req.message_type();
@@ -780,9 +802,10 @@ impl Engine {
         let dedup = matches!(mt, MessageType::Discover | MessageType::Request);
         let decision = match self.dedup.get(&dkey) {
             Some(e) if dedup && now.millis_since(e.at) <= self.settings.duplicate_window_ms => {
-                self.stats.bump(Counter::Duplicate);
+                self.stats.bump_at(self.worker, Counter::Duplicate);
                 if e.giaddr != req.giaddr() {
-                    self.stats.bump(Counter::DuplicateOtherRelay);
+                    self.stats
+                        .bump_at(self.worker, Counter::DuplicateOtherRelay);
                 }
                 e.decision
             }
@@ -1140,7 +1163,7 @@ impl Engine {
             Some(a) if ci.is_unspecified() => a, // INIT-REBOOT
             _ if !ci.is_unspecified() => ci,     // RENEWING / REBINDING
             _ => {
-                self.stats.bump(Counter::DropBadRequest);
+                self.stats.bump_at(self.worker, Counter::DropBadRequest);
                 return Decision::Silent(Counter::DropBadRequest);
             }
         };
@@ -1373,7 +1396,7 @@ impl Engine {
     fn answer(&self, req: &Request<'_>, meta: &RxMeta, d: Decision, out: &mut [u8]) -> Outcome {
         let (mt, si, yiaddr, lease) = match d {
             Decision::Silent(c) => {
-                self.stats.bump(c);
+                self.stats.bump_at(self.worker, c);
                 return Outcome::Silent(c);
             }
             Decision::Offer { scope, addr, lease } => {
@@ -1414,7 +1437,7 @@ impl Engine {
         let limit = req.max_message_size().unwrap_or(576).max(576);
         let chaddr = &req.bytes()[28..44];
         let Some(mut w) = ReplyWriter::new(out, limit, reserve, &hdr, chaddr, mt) else {
-            self.stats.bump(Counter::DropNoRoom);
+            self.stats.bump_at(self.worker, Counter::DropNoRoom);
             return Outcome::Drop(Counter::DropNoRoom);
         };
         let settings = &self.settings;
@@ -1478,11 +1501,14 @@ impl Engine {
             w.option_reserved(opt::RELAY_AGENT_INFO, ri);
         }
         let len = w.finish();
-        self.stats.bump(match mt {
-            MessageType::Offer => Counter::Offer,
-            MessageType::Nak => Counter::Nak,
-            _ => Counter::Ack,
-        });
+        self.stats.bump_at(
+            self.worker,
+            match mt {
+                MessageType::Offer => Counter::Offer,
+                MessageType::Nak => Counter::Nak,
+                _ => Counter::Ack,
+            },
+        );
         let dest = if !gi.is_unspecified() {
             Destination::Relay(SocketAddrV4::new(gi, SERVER_PORT))
         } else if !nak && !req.ciaddr().is_unspecified() {

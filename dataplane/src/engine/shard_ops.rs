@@ -205,6 +205,29 @@ mod tests {
     }
 
     #[test]
+    fn each_worker_counts_in_its_own_set_and_reads_add_them_up() {
+        let s = settings("10.0.0.10", "10.0.0.29");
+        let stats = Arc::new(Stats::new(2));
+        let mut es: Vec<Engine> = (0..2)
+            .map(|k| Engine::new(s.clone(), vec![vec![0]], k, 2, stats.clone()))
+            .collect();
+        lease(&mut es, mac_for(0, 2, 0), T0).expect("worker 0 leases");
+        lease(&mut es, mac_for(1, 2, 0), T0).expect("worker 1 leases");
+        lease(&mut es, mac_for(1, 2, 1), T0).expect("worker 1 leases");
+        assert_eq!(stats.get(crate::engine::Counter::Ack), 3);
+        assert_eq!(stats.get(crate::engine::Counter::Discover), 3);
+        // A handed-off frame is counted by the owner only.
+        send_at(
+            &mut es[0],
+            T0,
+            &Req::new(MessageType::Discover, 0).mac(mac_for(1, 2, 2)),
+            &Standalone,
+        );
+        assert_eq!(stats.get(crate::engine::Counter::Discover), 3);
+        assert_eq!(stats.get(crate::engine::Counter::Received), 6);
+    }
+
+    #[test]
     fn a_worker_hands_off_clients_it_does_not_own() {
         let s = settings("10.0.0.10", "10.0.0.29");
         let mut es = engines(&s, 2);
