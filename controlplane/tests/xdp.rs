@@ -357,7 +357,8 @@ fn real_clients_get_leases_through_af_xdp() {
 }
 
 /// dhclient behind ISC dhcrelay: the relay unicasts to the server's address, the XDP program
-/// redirects it, and the reply frame goes to the relay's MAC address.
+/// redirects it, and the reply frame goes to the relay's MAC address. The worker busy-polls
+/// (`busy_poll = true`, pinned to core 1).
 #[test]
 fn relayed_client_gets_a_lease_through_af_xdp() {
     let _cpu = cpu_shared();
@@ -374,6 +375,7 @@ fn relayed_client_gets_a_lease_through_af_xdp() {
     r.forwarding();
     let cfg = Tandemd::server_section(&lab, "10.211.1.1", &["tdm0"])
         + &dataplane("xdp")
+        + "cores = [1]\nbusy_poll = true\n"
         + &scope(
             "relayed",
             "10.211.2.0/24",
@@ -382,6 +384,11 @@ fn relayed_client_gets_a_lease_through_af_xdp() {
             "10.211.2.1",
         );
     let mut srv = Daemon::start(&lab, &s, &cfg);
+    let log = srv.proc.log_text();
+    assert!(
+        log.contains("busy_poll=true") && log.contains("core=1"),
+        "{log}"
+    );
     let s0 = srv.stats();
     let udp0 = udp_seen(&s);
     let relay = dhcrelay(&lab, &r, "dhcrelay", "down0", "up0", "10.211.1.1");
