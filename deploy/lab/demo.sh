@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# demo.sh - a Tandem failover pair in a network-namespace lab: real DHCP clients, perfdhcp load,
-# then a crash of one partner, service by the other, and recovery.
+# demo.sh - a Tandem failover pair on the XDP / AF_XDP data plane in a network-namespace lab:
+# real DHCP clients, perfdhcp load, then a crash of one partner, service by the other, recovery.
 #
-#   sudo bash deploy/lab/demo.sh [--rate N] [--period S] [--clients N] [--no-install] [--keep]
+#   sudo bash deploy/lab/demo.sh [--rate N] [--period S] [--clients N] [--backend xdp|auto|udp]
+#                                [--no-install] [--keep]
 #
-# 1. installs what is missing (deploy/install-deps.sh) and builds tandemd/tandemctl (release);
-# 2. builds namespaces (all named tdm-<pid>-demo-*) joined by veth pairs and two bridges:
+# 1. installs what is missing (deploy/install-deps.sh) and builds tandemd/tandemctl (cargo profile `demo`: release without LTO);
+# 2. builds namespaces (all named tdm-<pid>-demo-*) joined by veth pairs (one RX and one TX
+#    queue each: the AF_XDP backend serves one queue per interface) and two bridges:
 #
 #      tdm-..-demo-c1 (dhclient) ──┐                                  ┌── srv1 tandemd (primary)
 #      tdm-..-demo-c2 (dhcpcd)   ──┼── bridge br0 in tdm-..-demo-lan ─┤     tdm0 10.99.0.1/24 (scope "lan")
@@ -15,35 +17,47 @@
 #                        (broadcast: both partners see every client; scope "load")
 #
 #    The partners run one load-balance failover relationship (50/50 by RFC 3074 hash bucket, MCLT
-#    30 s) over TCP 647 on the lan bridge.
+#    30 s) over TCP 647 on the lan bridge. Both serve with `[dataplane] backend = "xdp"`: the XDP
+#    steering program on tdm0 and tdm1 (native mode, generic if native cannot attach: tandemd logs
+#    why) redirects DHCP to one AF_XDP socket per interface, served by one worker, and drops in the
+#    kernel the requests whose hash bucket the partner owns; the demo prints each partner's mode
+#    (`tandemctl stats --json`, `xdp.mode`). --backend udp runs the same demo on UDP sockets.
 # 3. phase 1: both partners NORMAL, the three real clients bind (one matches a vendor-class
 #    policy), one bounded perfdhcp run (-r RATE for -p PERIOD s); phase 2: srv1 is killed with
 #    SIGKILL and srv2 serves every client alone (COMMUNICATIONS-INTERRUPTED, leases capped at
 #    MCLT) under a second perfdhcp run; phase 3: srv1 restarts, catches up, both return to NORMAL,
 #    a third run;
-# 4. prints per phase leases/s, loss, the partners' states and their CPU per lease, the real
-#    clients' addresses across the failover, their leases and the failover status; then removes
-#    everything (also on Ctrl-C/failure).
+# 4. prints per phase leases/s, loss, the partners' states and their CPU per lease, then per phase
+#    and partner the XDP verdicts (redirected to AF_XDP, dropped because the partner owns the
+#    bucket, passed to the kernel): in NORMAL each partner drops about half of perfdhcp's
+#    broadcasts in the kernel, alone the survivor drops none; then the real clients' addresses
+#    across the failover, their leases and the failover status; then removes everything (also on
+#    Ctrl-C/failure). Exit status 1 if a real client's address changed or the XDP verdicts do not
+#    show that split.
 #
 # Nothing leaves the namespaces; the clients' scripts only set addresses inside their own
 # namespace (no resolv.conf, no host routes). --keep keeps the temp dir (logs, config, journal).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-RATE=2000 PERIOD=8 NCLIENTS=30000 INSTALL=1 KEEP=0
+RATE=2000 PERIOD=8 NCLIENTS=30000 INSTALL=1 KEEP=0 BACKEND=xdp
 while [[ $# -gt 0 ]]; do
     case $1 in
         --rate) RATE=$2; shift 2 ;;
         --period) PERIOD=$2; shift 2 ;;
         --clients) NCLIENTS=$2; shift 2 ;;
+        --backend) BACKEND=$2; shift 2 ;;
         --no-install) INSTALL=0; shift ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n 2,24p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,39p "$0"; exit 0 ;;
         *) echo "demo.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ $RATE =~ ^[0-9]+$ && $RATE -gt 0 && $PERIOD =~ ^[0-9]+$ && $PERIOD -gt 0 && $PERIOD -le 120 ]] ||
     { echo "demo.sh: --rate must be > 0 and --period 1..120" >&2; exit 2; }
+[[ $NCLIENTS =~ ^[0-9]+$ && $NCLIENTS -gt 0 ]] || { echo "demo.sh: --clients must be > 0" >&2; exit 2; }
+[[ $BACKEND == xdp || $BACKEND == auto || $BACKEND == udp ]] ||
+    { echo "demo.sh: --backend must be xdp, auto or udp" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "demo.sh: run as root: sudo bash $0 (it creates network namespaces)" >&2; exit 1; }
 
 log() { printf '[demo %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -52,10 +66,12 @@ log() { printf '[demo %s] %s\n' "$(date +%T)" "$*" >&2; }
 (( INSTALL )) && bash "$ROOT/deploy/install-deps.sh"
 export PATH="$HOME/.cargo/bin:$PATH"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-log "building tandemd and tandemctl (release) into $TARGET"
-(cd "$ROOT" && cargo build --release --locked -q -p tandem-controlplane --bins)
-TANDEMD=$TARGET/release/tandemd
-TANDEMCTL=$TARGET/release/tandemctl
+log "building tandemd and tandemctl (profile demo) into $TARGET/demo"
+built=$SECONDS
+(cd "$ROOT" && cargo build --profile demo --locked -q -p tandem-controlplane --bins)
+log "built in $((SECONDS - built)) s"
+TANDEMD=$TARGET/demo/tandemd
+TANDEMCTL=$TARGET/demo/tandemctl
 
 # ---------------------------------------------------------------- bookkeeping + cleanup
 WORK=$(mktemp -d /tmp/tdm-demo.XXXXXX)
@@ -91,8 +107,10 @@ mkns() {  # role
     ip -n "$P-$1" link set lo up
     ip netns exec "$P-$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 }
-link() {  # role-a if-a role-b if-b: veth created directly inside both namespaces
-    ip link add "$2" netns "$P-$1" type veth peer name "$4" netns "$P-$3"
+link() {  # role-a if-a role-b if-b: veth created directly inside both namespaces, one queue each
+    # (veth gets one queue per possible CPU by default; AF_XDP serves interfaces with exactly one)
+    ip link add "$2" netns "$P-$1" numrxqueues 1 numtxqueues 1 type veth \
+        peer name "$4" netns "$P-$3" numrxqueues 1 numtxqueues 1
     ip -n "$P-$1" link set "$2" up; ip -n "$P-$3" link set "$4" up
 }
 bridge_port() {  # role bridge port
@@ -138,6 +156,12 @@ interfaces = ["tdm0", "tdm1"]
 state_dir = "$WORK/srv$i/state"
 durability = "sync"
 admin_listen = "127.0.0.1:9167"
+workers = 1
+
+# XDP steering + one AF_XDP socket per interface (--backend udp: kernel UDP sockets)
+[dataplane]
+backend = "$BACKEND"
+xdp_mode = "auto"
 
 [options]
 dns_servers = ["10.99.0.53"]
@@ -186,18 +210,40 @@ start_server() {  # index
     local i=$1
     ip netns exec "$P-srv$i" "$TANDEMD" --check-config "$WORK/srv$i/tandem.toml"
     spawn "tandemd$i" "srv$i" "$TANDEMD" --config "$WORK/srv$i/tandem.toml"
-    for _ in $(seq 100); do
+    # ready: it logged "tandemd serving" (no UDP socket on port 67 with AF_XDP) and answers the admin API
+    for _ in $(seq 200); do
         kill -0 "${PID[tandemd$i]}" 2>/dev/null || { log "tandemd $i died:"; tail -20 "$WORK/tandemd$i.log" >&2; return 1; }
-        if ip netns exec "$P-srv$i" ss -Hlun 'sport = :67' | grep -q . &&
+        if grep -q 'tandemd serving' "$WORK/tandemd$i.log" &&
            ip netns exec "$P-srv$i" "$TANDEMCTL" --admin 127.0.0.1:9167 stats --json >/dev/null 2>&1; then
+            log "srv$i: $(backend_of "$i")"
+            # why native XDP or AF_XDP could not be used, as tandemd logged it
+            grep -E 'native XDP unavailable|falling back to the UDP backend' "$WORK/tandemd$i.log" |
+                sed "s/^/  srv$i: /" >&2 || true
             return 0
         fi
         sleep 0.1
     done
-    log "tandemd $i not ready after 10 s"; tail -20 "$WORK/tandemd$i.log" >&2; return 1
+    log "tandemd $i not ready after 20 s"; tail -20 "$WORK/tandemd$i.log" >&2; return 1
 }
 
 ctl() { local i=$1; shift; ip netns exec "$P-srv$i" "$TANDEMCTL" --admin 127.0.0.1:9167 "$@"; }
+
+# The XDP program's verdicts from `tandemctl stats --json` (`xdp` object, summed over tdm0 and tdm1):
+# redirected to the AF_XDP socket, dropped for a partner-owned bucket, passed to the kernel (every
+# other verdict: the failover link's TCP, ARP, other ports, no socket on the queue, ...), and of
+# those passed, the ones that were not UDP.
+XDP_PY='
+import json, sys
+x = json.load(sys.stdin).get("xdp")
+if sys.argv[1] == "mode":
+    print("XDP " + x["mode"] + ", one AF_XDP worker" if x else "UDP sockets (no XDP)")
+elif x is None:
+    print("- - - -")
+else:
+    passed = ("runt", "not_ipv4", "bad_ipv4", "not_udp", "fragment", "other_port", "redirect_failed")
+    print(x["redirect"], x["partner_drop"], sum(x[k] for k in passed), x["not_udp"])'
+backend_of() { ctl "$1" stats --json 2>/dev/null | python3 -c "$XDP_PY" mode 2>/dev/null || echo "unknown (stats failed)"; }
+xdp_counts() { ctl "$1" stats --json 2>/dev/null | python3 -c "$XDP_PY" counts 2>/dev/null || echo "- - - -"; }
 
 fo_state() {  # index -> "STATE/PARTNER-STATE" of the relationship ("down" if it does not answer)
     ctl "$1" failover show demo-pair --json 2>/dev/null | python3 -c '
@@ -280,20 +326,23 @@ RESULTS=$WORK/results.tsv
 ticks_of() { if kill -0 "$1" 2>/dev/null; then proc_ticks "$1"; else echo 0; fi; }
 load_phase() {  # label mac-byte: one bounded perfdhcp run (broadcast on the load bridge), one row
     local label=$1 mb=$2 out=$WORK/perfdhcp-$2.log
-    local p1=${PID[tandemd1]} p2=${PID[tandemd2]} t0a t0b t1a t1b w0 w1
+    local p1=${PID[tandemd1]} p2=${PID[tandemd2]} t0a t0b t1a t1b w0 w1 x0a x0b x1a x1b
     log "$label: perfdhcp $RATE DORA/s for $PERIOD s over $NCLIENTS simulated clients (broadcast)"
+    x0a=$(xdp_counts 1); x0b=$(xdp_counts 2)
     t0a=$(ticks_of "$p1"); t0b=$(ticks_of "$p2"); w0=$(date +%s.%N)
     timeout $((PERIOD + 30)) ip netns exec "$P-load" perfdhcp -4 -r "$RATE" -n $((RATE * PERIOD)) \
         -R "$NCLIENTS" -p "$PERIOD" -W 1000000 -b "mac=00:$mb:00:00:00:00" -l br0 >"$out" 2>&1 || true
     w1=$(date +%s.%N); t1a=$(ticks_of "$p1"); t1b=$(ticks_of "$p2")
+    x1a=$(xdp_counts 1); x1b=$(xdp_counts 2)
     (( t1a >= t0a )) || t1a=$t0a
-    read -r d_sent _ _ a_recv do_ms ra_ms < <(awk '
+    read -r d_sent _ r_sent a_recv do_ms ra_ms < <(awk '
         /Statistics for: DISCOVER-OFFER/ { s = "do" } /Statistics for: REQUEST-ACK/ { s = "ra" }
         /^sent packets:/ { sent[s] = $3 } /^received packets:/ { recv[s] = $3 } /^avg delay:/ { avg[s] = $3 }
         END { printf "%d %d %d %d %s %s\n", sent["do"], recv["do"], sent["ra"], recv["ra"], avg["do"] == "" ? "-" : avg["do"], avg["ra"] == "" ? "-" : avg["ra"] }
     ' "$out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$d_sent" "$a_recv" "$do_ms" "$ra_ms" \
-        "$((t1a - t0a))" "$((t1b - t0b))" "$(fo_state 1)" "$(fo_state 2)" "$PERIOD" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$d_sent" "$a_recv" "$do_ms" "$ra_ms" \
+        "$((t1a - t0a))" "$((t1b - t0b))" "$(fo_state 1)" "$(fo_state 2)" "$PERIOD" \
+        "$r_sent" "$x0a" "$x1a" "$x0b" "$x1b" >>"$RESULTS"
 }
 client_addrs() {  # the real clients' latest addresses, on one line
     local c a out=""
@@ -326,24 +375,80 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 tck, rate = int(sys.argv[2]), int(sys.argv[3])
 print(f"\n== perfdhcp against the Tandem pair ({rate} DORA/s offered for each phase, durability sync)")
 table = [("phase", "leases/s", "loss", "avg DO/RA ms", "CPU us/lease (both)", "srv1 state/partner", "srv2 state/partner")]
-for label, sent, acks, do_ms, ra_ms, ta, tb, s1, s2, period in rows:
+for label, sent, acks, do_ms, ra_ms, ta, tb, s1, s2, period, *_ in rows:
     sent, acks, period = int(sent), int(acks), int(period)
     cpu = (int(ta) + int(tb)) / tck
     table.append((label, f"{acks / period:.0f}", f"{100 * (1 - acks / sent):.2f} %" if sent else "-",
                   f"{do_ms}/{ra_ms}", f"{1e6 * cpu / acks:.1f}" if acks else "-", s1, s2))
 w = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
 for r in table:
-    print("  " + "  ".join(c.ljust(w[i]) for i, c in enumerate(r)))
+    print(("  " + "  ".join(c.ljust(w[i]) for i, c in enumerate(r))).rstrip())
+PY
+# XDP verdicts per phase and partner (the counters' increase over each perfdhcp run), and the check
+# that the load went through XDP: in NORMAL both partners drop part of it in the kernel, alone the
+# survivor drops none.
+XDP_OK=1
+python3 - "$RESULTS" "$BACKEND" <<'PY' || XDP_OK=0
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+def delta(before, after):  # [redirect, partner_drop, passed, not UDP] over the run; None if down or no XDP
+    b, a = before.split(), after.split()
+    return None if "-" in b or "-" in a else [int(y) - int(x) for x, y in zip(b, a)]
+table = [("phase", "perfdhcp sent", "srv1 redirect", "partner_drop", "passed", "kernel-drop",
+          "srv2 redirect", "partner_drop", "passed", "kernel-drop")]
+per_phase = []
+for label, d_sent, *_, r_sent, x0a, x1a, x0b, x1b in rows:
+    cells, per = [label, str(int(d_sent) + int(r_sent))], []
+    for before, after in ((x0a, x1a), (x0b, x1b)):
+        d = delta(before, after)
+        per.append(d)
+        if d is None:
+            cells += ["-", "-", "-", "-"]
+        else:
+            seen = d[0] + d[1]
+            cells += [str(d[0]), str(d[1]), str(d[2]), f"{100 * d[1] / seen:.1f} %" if seen else "-"]
+    per_phase.append(per)
+    table.append(cells)
+if sys.argv[2] != "xdp" and all(d is None for per in per_phase for d in per):
+    print(f"\n== XDP verdicts: none (--backend {sys.argv[2]}: the partners served on UDP sockets)")
+    sys.exit(0)
+print("\n== XDP verdicts per phase (tandemctl stats --json, xdp; tdm0 + tdm1). perfdhcp broadcasts its")
+print("   DISCOVERs and REQUESTs, so each partner sees all of them; kernel-drop = partner_drop share")
+w = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+for r in table:
+    print("  " + "  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)))
+passed = [d for per in per_phase for d in per if d is not None]
+if passed:
+    print(f"  passed = frames for the kernel: {sum(d[3] for d in passed)} of the {sum(d[2] for d in passed)} were not UDP")
+    print("  (the failover link's TCP on tdm0: binding updates and their acks), the rest ARP and the like")
+def split(d):  # both partners saw load and dropped 25..75 % of it in the kernel
+    return d is not None and d[0] > 0 and 0.25 <= d[1] / (d[0] + d[1]) <= 0.75
+problems = []
+if len(per_phase) != 3:
+    problems.append(f"{len(per_phase)} phases recorded, 3 expected")
+else:
+    for i in (0, 2):
+        for k, d in enumerate(per_phase[i]):
+            if not split(d):
+                problems.append(f"phase {i + 1}: srv{k + 1} did not drop about half in the kernel")
+    alone = per_phase[1][1]
+    if alone is None or alone[0] == 0 or alone[1] != 0:
+        problems.append("phase 2: srv2 alone did not take every request through AF_XDP without drops")
+if problems:
+    print("  XDP check FAILED: " + "; ".join(problems))
+    sys.exit(1)
+print("  XDP check: in NORMAL each partner dropped its partner's half in the kernel; alone, srv2 dropped none")
 PY
 echo
 echo "== the real clients' addresses across the failover"
 echo "  before the crash:  $before"
 echo "  srv1 down:         $during"
 echo "  after recovery:    $after"
+ADDR_OK=1
 if [[ $before == "$during" && $during == "$after" ]]; then
     echo "  every client kept its address"
 else
-    echo "  an address changed: see $WORK/events (run with --keep)"
+    echo "  an address changed: see $WORK/events (run with --keep)"; ADDR_OK=0
 fi
 
 # ---------------------------------------------------------------- the real clients' leases
@@ -371,4 +476,10 @@ echo
 echo "== tandemctl failover show demo-pair (srv1)"
 ctl 1 failover show demo-pair | sed 's/^/  /'
 echo
-log "done; cleaning up"
+for i in 1 2; do ctl "$i" stats --json >"$WORK/stats-srv$i.json" 2>/dev/null || true; done  # for --keep
+if (( ADDR_OK && XDP_OK )); then
+    log "done; cleaning up"
+else
+    log "FAILED:$( (( ADDR_OK )) || echo " a real client's address changed;")$( (( XDP_OK )) || echo " the XDP verdicts (above);") cleaning up"
+    exit 1
+fi
