@@ -23,11 +23,14 @@
 //! - [`latency`]: HdrHistogram latencies and percentile summaries.
 //! - [`cpu`]: process CPU time from `/proc`.
 //! - [`run`]: the UDP event loop around the generator.
+//! - [`xdp_run`]: the AF_XDP event loop around the generator (`dora --backend xdp`), and the
+//!   generator's own ceiling (`tandem-bench ceiling`).
 //! - [`report`]: the result as a table and as JSON.
 //! - [`chart`]: the result as an SVG chart (`--svg`, `tandem-bench chart`).
 #![forbid(unsafe_code)]
 
 pub mod chart;
+pub mod compare;
 pub mod cpu;
 pub mod dora;
 pub mod latency;
@@ -35,3 +38,5 @@ pub mod pace;
 pub mod packet;
 pub mod report;
 pub mod run;
+pub mod tune;
+pub mod xdp_run;

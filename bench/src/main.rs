@@ -15,6 +15,8 @@ use clap::{Args, Parser, Subcommand};
 use tandem_bench::chart::{self, label_for, Run};
 use tandem_bench::dora::{Config, Mix};
 use tandem_bench::run::{run, RunOptions};
+use tandem_bench::xdp_run::{self, Backend, CeilingOptions, Purpose, XdpIo, XdpOptions, XdpReport};
+use tandem_ebpf::XdpMode;
 
 /// Tandem's DHCPv4 load generator.
 #[derive(Parser, Debug)]
@@ -36,6 +38,16 @@ enum Cmd {
     /// Draw saved JSON reports (`dora --json`) as one SVG chart: leases/s over time and the
     /// latency CDF of each exchange step; several reports share one chart, a series each.
     Chart(ChartArgs),
+    /// The generator's own ceiling: DISCOVERs flat out, for a bounded time, to an address where
+    /// nothing answers; prints the frames/s the kernel took and the generator's CPU, so the
+    /// limit of a `dora` figure can be told apart from the server's.
+    Ceiling(CeilingArgs),
+    /// Tandem (AF_XDP and UDP, single and load-balance pair) beside Kea, ISC dhcpd and their
+    /// pairs, on the same load in one run, in namespaces: one table with ratios, one chart.
+    Compare(tandem_bench::compare::Args),
+    /// Sweep tandemd's AF_XDP worker cores, batch sizes and busy-poll on this host, and print
+    /// the best setting with the evidence.
+    Tune(tandem_bench::tune::Args),
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +186,177 @@ fn seed_journal(a: SeedArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// How requests leave and replies come back (`dora`, `ceiling`).
+#[derive(Args, Debug)]
+struct IoArgs {
+    /// I/O: udp (a socket on the relay address), xdp (AF_XDP frames on --interface, replies
+    /// steered past the kernel by XDP; needs root), auto (xdp if it can start, else udp, saying
+    /// why on stderr).
+    #[arg(long, default_value = "udp", value_name = "BACKEND")]
+    backend: Backend,
+    /// AF_XDP: the interface [default: the one the route to the server uses].
+    #[arg(long, value_name = "IFACE")]
+    interface: Option<String>,
+    /// AF_XDP: the queue whose socket sends the requests. Replies are received on every queue
+    /// of the interface, one AF_XDP socket (and 8 MiB UMEM) each.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    queue: u32,
+    /// AF_XDP: destination MAC of the request frames (the server's, or the gateway's when the
+    /// server is routed) [default: from the neighbour table, after one UDP probe].
+    #[arg(long, value_name = "MAC", value_parser = xdp_run::parse_mac_arg)]
+    server_mac: Option<[u8; 6]>,
+    /// AF_XDP: how to attach the steering program: auto (native, else generic), native,
+    /// generic.
+    #[arg(long, default_value = "auto", value_name = "MODE", value_parser = xdp_run::parse_xdp_mode)]
+    xdp_mode: XdpMode,
+}
+
+impl IoArgs {
+    fn xdp_options(&self) -> XdpOptions {
+        XdpOptions {
+            interface: self.interface.clone(),
+            queue: self.queue,
+            server_mac: self.server_mac,
+            mode: self.xdp_mode,
+            ..XdpOptions::default()
+        }
+    }
+
+    /// The AF_XDP backend if `--backend` asks for it: `Ok(None)` means UDP (asked for, or
+    /// `auto` fell back, which is said on stderr); `Err` is the exit code.
+    fn open_xdp(
+        &self,
+        server: SocketAddrV4,
+        relay: SocketAddrV4,
+        purpose: Purpose,
+    ) -> Result<Option<XdpIo>, ExitCode> {
+        match self.backend {
+            Backend::Udp => Ok(None),
+            Backend::Xdp => match XdpIo::open(server, relay, &self.xdp_options(), purpose) {
+                Ok(io) => Ok(Some(io)),
+                Err(e) => {
+                    eprintln!("tandem-bench: --backend xdp: {e}");
+                    Err(ExitCode::FAILURE)
+                }
+            },
+            Backend::Auto => match XdpIo::open(server, relay, &self.xdp_options(), purpose) {
+                Ok(io) => Ok(Some(io)),
+                Err(e) => {
+                    eprintln!("tandem-bench: --backend auto: AF_XDP cannot start ({e}); using UDP");
+                    Ok(None)
+                }
+            },
+        }
+    }
+}
+
+/// The JSON of a report with the backend that ran it (and its AF_XDP figures) added.
+fn with_backend(report: &impl serde::Serialize, xdp: Option<&XdpReport>) -> String {
+    let mut v = serde_json::to_value(report).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        let backend = if xdp.is_some() { "xdp" } else { "udp" };
+        o.entry("backend").or_insert_with(|| backend.into());
+        if let Some(x) = xdp {
+            o.insert("xdp".into(), serde_json::to_value(x).unwrap_or_default());
+        }
+    }
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+#[derive(Args, Debug)]
+struct CeilingArgs {
+    /// Where the DISCOVERs go: an address where nothing answers. For a fair figure its next
+    /// hop needs a neighbour entry (`ip neigh replace IP lladdr 02:00:00:00:00:00 dev IFACE nud
+    /// permanent`); without one, UDP frames die before the link and AF_XDP frames go to
+    /// 02:00:00:00:00:00.
+    #[arg(long, value_name = "IP")]
+    server: Ipv4Addr,
+    /// UDP port of the black hole.
+    #[arg(long, default_value_t = 67, value_name = "PORT")]
+    server_port: u16,
+    /// Source address and giaddr. Default: the local address the route to the server uses.
+    #[arg(long, value_name = "IP")]
+    relay: Option<Ipv4Addr>,
+    /// Source port.
+    #[arg(long, default_value_t = 67, value_name = "PORT")]
+    relay_port: u16,
+    /// Seconds to send.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    duration: f64,
+    /// Stop after this many frames.
+    #[arg(long, value_name = "N")]
+    max_frames: Option<u64>,
+    /// Distinct client MACs, round robin, at most 16777216.
+    #[arg(long, default_value_t = 65_536, value_name = "N")]
+    clients: u32,
+    /// Second byte of every MAC.
+    #[arg(long, default_value_t = 0, value_name = "BYTE")]
+    seed: u8,
+    /// Also send a client identifier (option 61).
+    #[arg(long)]
+    client_id: bool,
+    #[command(flatten)]
+    io: IoArgs,
+    /// Also write the result as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// No progress line on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn ceiling(a: CeilingArgs) -> ExitCode {
+    let server = SocketAddrV4::new(a.server, a.server_port);
+    let Some(relay_ip) = a.relay.or_else(|| route_source(server)) else {
+        eprintln!("tandem-bench: no route to {server}; give --relay IP");
+        return ExitCode::from(2);
+    };
+    if !(a.duration.is_finite() && a.duration > 0.0 && a.duration <= 86_400.0) {
+        eprintln!("tandem-bench: --duration must be more than 0 and at most 86400 seconds");
+        return ExitCode::from(2);
+    }
+    if a.clients == 0 || a.clients > tandem_bench::dora::MAX_CLIENTS {
+        eprintln!(
+            "tandem-bench: --clients must be between 1 and {}",
+            tandem_bench::dora::MAX_CLIENTS
+        );
+        return ExitCode::from(2);
+    }
+    let relay = SocketAddrV4::new(relay_ip, a.relay_port);
+    let co = CeilingOptions {
+        server,
+        relay,
+        duration: std::time::Duration::from_secs_f64(a.duration),
+        max_frames: a.max_frames,
+        clients: a.clients,
+        seed: a.seed,
+        client_id: a.client_id,
+        progress: !a.quiet,
+    };
+    let result = match a.io.open_xdp(server, relay, Purpose::Ceiling) {
+        Err(code) => return code,
+        Ok(Some(io)) => io.ceiling(&co),
+        Ok(None) => xdp_run::ceiling_udp(&co),
+    };
+    let r = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tandem-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", r.table());
+    let _ = std::io::stdout().flush();
+    if let Some(p) = &a.json {
+        let text = serde_json::to_string_pretty(&r).unwrap_or_default();
+        if let Err(e) = fs::write(p, text + "\n") {
+            eprintln!("tandem-bench: cannot write {}: {e}", p.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 #[derive(Args, Debug)]
 struct DoraArgs {
     /// The DHCP server's address.
@@ -240,6 +423,8 @@ struct DoraArgs {
     /// No progress line on stderr.
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    io: IoArgs,
 }
 
 /// The local address the kernel would use to reach `server` (no packet is sent).
@@ -291,7 +476,24 @@ fn dora(a: DoraArgs) -> ExitCode {
         server_pid: a.server_pid,
         progress: !a.quiet,
     };
-    let out = match run(cfg, &opts) {
+    if a.io.backend != Backend::Udp {
+        // Before anything is attached (the UDP path reports it from `run`, likewise exit 1).
+        if let Err(e) = cfg.validate() {
+            eprintln!("tandem-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let result = match a.io.open_xdp(server, opts.relay, Purpose::Dora) {
+        Err(code) => return code,
+        Ok(Some(io)) => io
+            .run_dora(cfg, &opts)
+            .map(|o| (o.outcome, Some(o.xdp)))
+            .map_err(|e| e.to_string()),
+        Ok(None) => run(cfg, &opts)
+            .map(|o| (o, None))
+            .map_err(|e| e.to_string()),
+    };
+    let (out, xdp) = match result {
         Ok(o) => o,
         Err(e) => {
             eprintln!("tandem-bench: {e}");
@@ -299,9 +501,12 @@ fn dora(a: DoraArgs) -> ExitCode {
         }
     };
     print!("{}", out.report.table());
+    if let Some(x) = &xdp {
+        print!("{}", x.table());
+    }
     let mut ok = true;
     if let Some(p) = &a.json {
-        let text = serde_json::to_string_pretty(&out.report).unwrap_or_default();
+        let text = with_backend(&out.report, xdp.as_ref());
         if let Err(e) = fs::write(p, text + "\n") {
             eprintln!("tandem-bench: cannot write {}: {e}", p.display());
             ok = false;
@@ -344,5 +549,8 @@ fn main() -> ExitCode {
         Cmd::Dora(a) => dora(a),
         Cmd::SeedJournal(a) => seed_journal(a),
         Cmd::Chart(a) => chart_cmd(a),
+        Cmd::Ceiling(a) => ceiling(a),
+        Cmd::Compare(a) => tandem_bench::compare::main(a),
+        Cmd::Tune(a) => tandem_bench::tune::main(a),
     }
 }
