@@ -5,7 +5,7 @@
 #
 # Steps (each timed; a failing step is reported and the others still run; the exit status is
 # non-zero if any step failed, and a failed install stops the run at once):
-#   deps     deploy/install-deps.sh --fuzz   (skip with SKIP_DEPS=1)
+#   deps     deploy/install-deps.sh --fuzz --lab   (skip with SKIP_DEPS=1; --lab: Kea for the compare tests)
 #   fmt      cargo fmt --check                (workspace and fuzz/)
 #   clippy   cargo clippy --workspace --all-targets -- -D warnings
 #   test     cargo test --workspace           (unit, simulation, and the network-namespace
@@ -45,7 +45,7 @@ report() {
 }
 
 if [[ ${SKIP_DEPS:-0} != 1 ]]; then
-    step deps bash deploy/install-deps.sh --fuzz || { report; exit 1; }
+    step deps bash deploy/install-deps.sh --fuzz --lab || { report; exit 1; }
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
