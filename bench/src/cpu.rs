@@ -83,16 +83,42 @@ pub fn host_ticks() -> io::Result<(u64, u64)> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc/stat: no cpu line"))
 }
 
-/// Number of CPUs the host has (for "% of one core" figures).
+/// Number of CPUs the host has (for "% of one core" figures): the `cpuN` lines of
+/// `/proc/stat`, which, unlike `available_parallelism`, do not shrink when this process is
+/// pinned (`taskset`); that as a fallback.
 pub fn cpus() -> u64 {
-    std::thread::available_parallelism()
-        .map(|n| n.get() as u64)
-        .unwrap_or(1)
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .map(|t| cpu_lines(&t))
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u64)
+                .unwrap_or(1)
+        })
+}
+
+/// The per-CPU lines (`cpu0`, `cpu1`, …) of a `/proc/stat` text.
+fn cpu_lines(stat: &str) -> u64 {
+    stat.lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .and_then(|r| r.chars().next())
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+        .count() as u64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpus_counts_per_cpu_lines_not_the_total() {
+        let stat = "cpu  10 0 5 100 0 0 0 0 0 0\ncpu0 5 0 2 50 0 0 0 0 0 0\ncpu1 5 0 3 50 0 0 0 0 0 0\nintr 1\nctxt 9\n";
+        assert_eq!(cpu_lines(stat), 2);
+        assert!(cpus() >= 1);
+    }
 
     #[test]
     fn parses_stat_with_odd_command_names() {

@@ -109,11 +109,53 @@ impl Tx for SockTx<'_> {
     }
 }
 
-struct CpuStart {
-    at: Instant,
+/// CPU counters at the start of a run (server process, this process, the host), shared by the
+/// UDP and AF_XDP shells.
+pub(crate) struct CpuStart {
+    pub(crate) at: Instant,
+    clk: u64,
     server: Option<(u32, u64)>,
     me: Option<u64>,
     host: Option<(u64, u64)>,
+}
+
+impl CpuStart {
+    /// The counters now; an error if the server's pid cannot be read.
+    pub(crate) fn now(server_pid: Option<u32>) -> Result<CpuStart, (u32, io::Error)> {
+        let server = match server_pid {
+            Some(pid) => Some((pid, cpu::process_ticks(pid).map_err(|e| (pid, e))?)),
+            None => None,
+        };
+        Ok(CpuStart {
+            at: Instant::now(),
+            clk: cpu::clock_ticks_per_sec(),
+            server,
+            me: cpu::self_ticks().ok(),
+            host: cpu::host_ticks().ok(),
+        })
+    }
+
+    fn secs(&self, ticks: u64) -> f64 {
+        ticks as f64 / self.clk as f64
+    }
+
+    /// This process's CPU seconds since the start.
+    pub(crate) fn my_cpu_s(&self) -> Option<f64> {
+        match (self.me, cpu::self_ticks()) {
+            (Some(a), Ok(b)) => Some(self.secs(b.saturating_sub(a))),
+            _ => None,
+        }
+    }
+
+    /// Whole-host CPU use since the start, % of one core.
+    pub(crate) fn host_busy_pct(&self) -> Option<f64> {
+        match (self.host, cpu::host_ticks()) {
+            (Some((b0, t0)), Ok((b1, t1))) if t1 > t0 => {
+                Some(100.0 * cpu::cpus() as f64 * (b1 - b0) as f64 / (t1 - t0) as f64)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Run the generator against the server until it stops by itself (sending period over and
@@ -132,20 +174,8 @@ pub fn run(cfg: Config, opts: &RunOptions) -> Result<Outcome, RunError> {
             what: "registering the socket",
             source,
         })?;
-    let clk = cpu::clock_ticks_per_sec();
-    let server = match opts.server_pid {
-        Some(pid) => Some((
-            pid,
-            cpu::process_ticks(pid).map_err(|source| RunError::ServerPid { pid, source })?,
-        )),
-        None => None,
-    };
-    let start = CpuStart {
-        at: Instant::now(),
-        server,
-        me: cpu::self_ticks().ok(),
-        host: cpu::host_ticks().ok(),
-    };
+    let start = CpuStart::now(opts.server_pid)
+        .map_err(|(pid, source)| RunError::ServerPid { pid, source })?;
     let t0 = Instant::now();
     let now = || u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
     let mut events = Events::with_capacity(16);
@@ -190,7 +220,7 @@ pub fn run(cfg: Config, opts: &RunOptions) -> Result<Outcome, RunError> {
         }
         let t = now();
         if opts.progress && t >= next_progress {
-            last = progress(&gen, t, &last);
+            last = progress(&gen, t, &last, "");
             next_progress += NANOS;
         }
         if gen.done(t) {
@@ -217,25 +247,27 @@ pub fn run(cfg: Config, opts: &RunOptions) -> Result<Outcome, RunError> {
             }
         }
     };
-    let report = build_report(&gen, opts, end, &start, clk, other_source, recv_errors);
+    let report = build_report(&gen, opts, end, &start, other_source, recv_errors);
     Ok(Outcome {
         held: gen.held_leases().collect(),
         report,
     })
 }
 
+/// The counts a progress line was computed from.
 #[derive(Default)]
-struct Snapshot {
+pub(crate) struct Snapshot {
     started: u64,
     leases: u64,
 }
 
-/// One progress line on stderr; returns the counts it was computed from.
-fn progress(gen: &Generator, t: u64, last: &Snapshot) -> Snapshot {
+/// One progress line on stderr (`tag` ends it, like " (AF_XDP)"); returns the counts it was
+/// computed from.
+pub(crate) fn progress(gen: &Generator, t: u64, last: &Snapshot, tag: &str) -> Snapshot {
     let c = gen.counters();
     let p99 = gen.latencies().dora.quantile(0.99) as f64 / 1000.0;
     let line = format!(
-        "[{:>5.1}s] offered {:>7}/s  leases {:>7}/s  in flight {:>6}  lost {}  NAK {}  unexpected {}  p99 DORA so far {:.0} µs",
+        "[{:>5.1}s] offered {:>7}/s  leases {:>7}/s  in flight {:>6}  lost {}  NAK {}  unexpected {}  p99 DORA so far {:.0} µs{tag}",
         t as f64 / NANOS as f64,
         c.started - last.started,
         c.leases - last.leases,
@@ -253,12 +285,12 @@ fn progress(gen: &Generator, t: u64, last: &Snapshot) -> Snapshot {
     }
 }
 
-fn build_report(
+/// The report of a finished run (both shells).
+pub(crate) fn build_report(
     gen: &Generator,
     opts: &RunOptions,
     end: u64,
     start: &CpuStart,
-    clk: u64,
     other_source: u64,
     recv_errors: u64,
 ) -> Report {
@@ -268,33 +300,23 @@ fn build_report(
     let sending = gen.sending_closed_at().unwrap_or(end).max(1);
     let lease_span = gen.last_lease_at().max(sending);
     let wall = start.at.elapsed().as_secs_f64().max(1e-9);
-    let tick_s = |ticks: u64| ticks as f64 / clk as f64;
-    let server_cpu = start.server.and_then(|(pid, t0)| match cpu::process_ticks(pid) {
-        Ok(t1) => {
-            let cpu_s = tick_s(t1.saturating_sub(t0));
-            Some(ServerCpu {
-                pid,
-                cpu_s,
-                cpu_us_per_lease: (c.leases > 0).then(|| cpu_s * 1e6 / c.leases as f64),
-                cpu_pct: 100.0 * cpu_s / wall,
-            })
-        }
-        Err(e) => {
-            eprintln!("tandem-bench: server pid {pid} could not be read at the end ({e}); no server CPU figures");
-            None
-        }
-    });
-    let generator_cpu_pct = match (start.me, cpu::self_ticks()) {
-        (Some(a), Ok(b)) => 100.0 * tick_s(b.saturating_sub(a)) / wall,
-        _ => 0.0,
-    };
-    let host_cpus = cpu::cpus();
-    let host_busy_pct = match (start.host, cpu::host_ticks()) {
-        (Some((b0, t0)), Ok((b1, t1))) if t1 > t0 => {
-            Some(100.0 * host_cpus as f64 * (b1 - b0) as f64 / (t1 - t0) as f64)
-        }
-        _ => None,
-    };
+    let server_cpu = start
+        .server
+        .and_then(|(pid, t0)| match cpu::process_ticks(pid) {
+            Ok(t1) => {
+                let cpu_s = start.secs(t1.saturating_sub(t0));
+                Some(ServerCpu {
+                    pid,
+                    cpu_s,
+                    cpu_us_per_lease: (c.leases > 0).then(|| cpu_s * 1e6 / c.leases as f64),
+                    cpu_pct: 100.0 * cpu_s / wall,
+                })
+            }
+            Err(e) => {
+                eprintln!("tandem-bench: server pid {pid} could not be read at the end ({e}); no server CPU figures");
+                None
+            }
+        });
     Report {
         tool: "tandem-bench",
         version: env!("CARGO_PKG_VERSION"),
@@ -325,9 +347,9 @@ fn build_report(
         recv_errors,
         latency_us: gen.latencies().summaries(),
         server_cpu,
-        generator_cpu_pct,
-        host_busy_pct,
-        host_cpus,
+        generator_cpu_pct: start.my_cpu_s().map_or(0.0, |s| 100.0 * s / wall),
+        host_busy_pct: start.host_busy_pct(),
+        host_cpus: cpu::cpus(),
         leases_timeline: gen.timeline().to_vec(),
     }
 }

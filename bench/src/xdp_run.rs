@@ -50,7 +50,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
-use std::io::{self, Write as _};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsFd;
 use std::str::FromStr;
@@ -71,8 +71,7 @@ use tandem_ebpf::{AttachedMode, Counters as ProgramCounters, SteerError, Steerin
 use crate::cpu;
 use crate::dora::{Config, ConfigError, Generator, Tx};
 use crate::packet::{build_request, client_mac, Ident, RequestKind, REQUEST_LEN};
-use crate::report::{malformed_map, Params, Report, ServerCpu};
-use crate::run::{Outcome, RunOptions};
+use crate::run::{build_report, progress, CpuStart, Outcome, RunOptions, Snapshot};
 
 const NANOS: u64 = 1_000_000_000;
 /// Most frames taken from one RX ring before the timers and the pacer get a turn.
@@ -926,7 +925,8 @@ impl XdpIo {
     /// every exchange finished, or the hard stop), then detaches the program.
     pub fn run_dora(mut self, cfg: Config, opts: &RunOptions) -> Result<XdpOutcome, XdpRunError> {
         let mut gen = Generator::new(cfg)?;
-        let start = CpuStart::now(opts.server_pid)?;
+        let start = CpuStart::now(opts.server_pid)
+            .map_err(|(pid, source)| XdpRunError::ServerPid { pid, source })?;
         let t0 = Instant::now();
         let now = || u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let mut buf = RxBuf {
@@ -934,7 +934,7 @@ impl XdpIo {
             items: Vec::with_capacity(RX_BATCH as usize),
         };
         let mut next_progress = NANOS;
-        let mut last = (0u64, 0u64);
+        let mut last = Snapshot::default();
         let end = loop {
             let more = self.receive(&now, &mut buf);
             {
@@ -949,7 +949,7 @@ impl XdpIo {
             self.flush();
             let t = now();
             if opts.progress && t >= next_progress {
-                last = progress(&gen, t, last);
+                last = progress(&gen, t, &last, " (AF_XDP)");
                 next_progress += NANOS;
             }
             if gen.done(t) {
@@ -998,7 +998,8 @@ impl XdpIo {
     /// and reports the rate the kernel took them at (the frames still on the TX ring when the
     /// time is up are let out, and counted, within the elapsed time).
     pub fn ceiling(mut self, co: &CeilingOptions) -> Result<CeilingReport, XdpRunError> {
-        let start = CpuStart::now(None)?;
+        let start =
+            CpuStart::now(None).map_err(|(pid, source)| XdpRunError::ServerPid { pid, source })?;
         let t0 = Instant::now();
         let limit = co.max_frames.unwrap_or(u64::MAX);
         let mut req = RequestSource::new(co);
@@ -1059,142 +1060,6 @@ pub struct XdpOutcome {
 
 // ---------------------------------------------------------------------------------------------
 // Reports
-
-struct CpuStart {
-    at: Instant,
-    clk: u64,
-    server: Option<(u32, u64)>,
-    me: Option<u64>,
-    host: Option<(u64, u64)>,
-}
-
-impl CpuStart {
-    fn now(server_pid: Option<u32>) -> Result<CpuStart, XdpRunError> {
-        let server = match server_pid {
-            Some(pid) => Some((
-                pid,
-                cpu::process_ticks(pid).map_err(|source| XdpRunError::ServerPid { pid, source })?,
-            )),
-            None => None,
-        };
-        Ok(CpuStart {
-            at: Instant::now(),
-            clk: cpu::clock_ticks_per_sec(),
-            server,
-            me: cpu::self_ticks().ok(),
-            host: cpu::host_ticks().ok(),
-        })
-    }
-
-    fn secs(&self, ticks: u64) -> f64 {
-        ticks as f64 / self.clk as f64
-    }
-
-    /// This process's CPU seconds since the start.
-    fn my_cpu_s(&self) -> Option<f64> {
-        match (self.me, cpu::self_ticks()) {
-            (Some(a), Ok(b)) => Some(self.secs(b.saturating_sub(a))),
-            _ => None,
-        }
-    }
-
-    /// Whole-host CPU use since the start, % of one core.
-    fn host_busy_pct(&self) -> Option<f64> {
-        match (self.host, cpu::host_ticks()) {
-            (Some((b0, t0)), Ok((b1, t1))) if t1 > t0 => {
-                Some(100.0 * cpu::cpus() as f64 * (b1 - b0) as f64 / (t1 - t0) as f64)
-            }
-            _ => None,
-        }
-    }
-}
-
-/// One progress line on stderr; returns (started, leases) it was computed from.
-fn progress(gen: &Generator, t: u64, last: (u64, u64)) -> (u64, u64) {
-    let c = gen.counters();
-    let p99 = gen.latencies().dora.quantile(0.99) as f64 / 1000.0;
-    let _ = writeln!(
-        io::stderr().lock(),
-        "[{:>5.1}s] offered {:>7}/s  leases {:>7}/s  in flight {:>6}  lost {}  NAK {}  unexpected {}  p99 DORA so far {:.0} µs (AF_XDP)",
-        t as f64 / NANOS as f64,
-        c.started - last.0,
-        c.leases - last.1,
-        gen.outstanding(),
-        c.lost,
-        c.naks,
-        c.unexpected(),
-        p99
-    );
-    (c.started, c.leases)
-}
-
-fn build_report(
-    gen: &Generator,
-    opts: &RunOptions,
-    end: u64,
-    start: &CpuStart,
-    other_source: u64,
-    recv_errors: u64,
-) -> Report {
-    let cfg = gen.config();
-    let c = gen.counters().clone();
-    let secs = |ns: u64| ns as f64 / NANOS as f64;
-    let sending = gen.sending_closed_at().unwrap_or(end).max(1);
-    let lease_span = gen.last_lease_at().max(sending);
-    let wall = start.at.elapsed().as_secs_f64().max(1e-9);
-    let server_cpu = start
-        .server
-        .and_then(|(pid, t0)| match cpu::process_ticks(pid) {
-            Ok(t1) => {
-                let cpu_s = start.secs(t1.saturating_sub(t0));
-                Some(ServerCpu {
-                    pid,
-                    cpu_s,
-                    cpu_us_per_lease: (c.leases > 0).then(|| cpu_s * 1e6 / c.leases as f64),
-                    cpu_pct: 100.0 * cpu_s / wall,
-                })
-            }
-            Err(e) => {
-                eprintln!("tandem-bench: server pid {pid} could not be read at the end ({e}); no server CPU figures");
-                None
-            }
-        });
-    Report {
-        tool: "tandem-bench",
-        version: env!("CARGO_PKG_VERSION"),
-        command: "dora",
-        params: Params {
-            server: opts.server.to_string(),
-            relay: opts.relay.to_string(),
-            clients: cfg.clients,
-            rate: cfg.rate,
-            window: cfg.window,
-            duration_s: secs(cfg.duration),
-            max_exchanges: cfg.max_exchanges,
-            mix: cfg.mix.to_string(),
-            timeout_ms: cfg.timeout / 1_000_000,
-            retries: cfg.retries,
-            client_id: cfg.client_id,
-            seed: cfg.seed,
-        },
-        elapsed_s: secs(end),
-        sending_s: secs(sending),
-        offered_per_s: c.started as f64 / secs(sending),
-        leases_per_s: c.leases as f64 / secs(lease_span),
-        loss_pct: Report::loss_pct_of(&c),
-        malformed_by_reason: malformed_map(&c.malformed_by_reason),
-        counts: c,
-        missed_slots: gen.missed_slots(),
-        other_source,
-        recv_errors,
-        latency_us: gen.latencies().summaries(),
-        server_cpu,
-        generator_cpu_pct: start.my_cpu_s().map_or(0.0, |s| 100.0 * s / wall),
-        host_busy_pct: start.host_busy_pct(),
-        host_cpus: cpu::cpus(),
-        leases_timeline: gen.timeline().to_vec(),
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The ceiling
@@ -1389,7 +1254,8 @@ pub fn ceiling_udp(co: &CeilingOptions) -> Result<CeilingReport, XdpRunError> {
         .map_err(io_err("SO_SNDTIMEO"))?;
     let sock: UdpSocket = s.into();
     let to = SocketAddr::V4(co.server);
-    let start = CpuStart::now(None)?;
+    let start =
+        CpuStart::now(None).map_err(|(pid, source)| XdpRunError::ServerPid { pid, source })?;
     let t0 = Instant::now();
     let limit = co.max_frames.unwrap_or(u64::MAX);
     let mut req = RequestSource::new(co);
