@@ -494,26 +494,7 @@ fn xdp_backend_refuses_an_interface_with_two_queues() {
     let lab = Lab::new("xdp-queues");
     let s = lab.netns("s");
     let c = lab.netns("c");
-    let out = run(&[
-        "ip",
-        "link",
-        "add",
-        "tdm0",
-        "netns",
-        &s.name,
-        "numrxqueues",
-        "2",
-        "numtxqueues",
-        "2",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "tdm0",
-        "netns",
-        &c.name,
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    veth_queues(&s, &c, 2, 1);
     s.addr("tdm0", "10.213.0.1/24");
     c.up("tdm0");
     let cfg = Tandemd::server_section(&lab, "10.213.0.1", &["tdm0"])
@@ -538,6 +519,36 @@ fn xdp_backend_refuses_an_interface_with_two_queues() {
         "{log}"
     );
     assert_detached(&s, "tdm0");
+}
+
+/// A veth pair `tdm0` between `a` (`queues_a` receive and transmit queues) and `b`
+/// (`queues_b`).
+fn veth_queues(a: &Netns, b: &Netns, queues_a: u32, queues_b: u32) {
+    let (qa, qb) = (queues_a.to_string(), queues_b.to_string());
+    let out = run(&[
+        "ip",
+        "link",
+        "add",
+        "tdm0",
+        "netns",
+        &a.name,
+        "numrxqueues",
+        &qa,
+        "numtxqueues",
+        &qa,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "tdm0",
+        "netns",
+        &b.name,
+        "numrxqueues",
+        &qb,
+        "numtxqueues",
+        &qb,
+    ]);
+    assert!(out.status.success(), "{out:?}");
 }
 
 /// A MAC `02:74:ww:00:00:nn` whose RFC 3074 bucket belongs to worker `worker` of 2.
@@ -570,30 +581,7 @@ fn two_workers_hand_off_rebalance_and_keep_leases_across_a_restart() {
     let lan = lab.netns("lan");
     let load = lab.netns("load");
     let cs: Vec<Netns> = ["c1", "c2", "c3"].iter().map(|r| lab.netns(r)).collect();
-    let out = run(&[
-        "ip",
-        "link",
-        "add",
-        "tdm0",
-        "netns",
-        &s.name,
-        "numrxqueues",
-        "2",
-        "numtxqueues",
-        "2",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "tdm0",
-        "netns",
-        &lan.name,
-        "numrxqueues",
-        "2",
-        "numtxqueues",
-        "2",
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    veth_queues(&s, &lan, 2, 2);
     s.up("tdm0");
     s.addr("tdm0", "10.215.0.1/24");
     let mut ports = vec!["tdm0".to_string()];
