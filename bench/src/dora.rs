@@ -51,15 +51,20 @@ pub enum Mix {
     Dora,
     /// The DORA, then a RELEASE (no reply expected).
     DoraRelease,
-    /// The DORA, then a RENEWING REQUEST (ciaddr set) answered by an ACK.
+    /// The DORA, then a RENEWING REQUEST (ciaddr set) answered by an ACK. Through a relay a
+    /// REBINDING request is the same message (ciaddr set, no server identifier), so this mix
+    /// measures rebinding too.
     DoraRenew,
+    /// The DORA, then a DECLINE of the address (no reply expected): the server quarantines it,
+    /// so each exchange uses up an address for the probation time.
+    DoraDecline,
 }
 
 impl Mix {
     /// Requests of one exchange that wait for a reply.
     pub fn answered_requests(self) -> u64 {
         match self {
-            Mix::Dora | Mix::DoraRelease => 2,
+            Mix::Dora | Mix::DoraRelease | Mix::DoraDecline => 2,
             Mix::DoraRenew => 3,
         }
     }
@@ -71,9 +76,10 @@ impl FromStr for Mix {
         match s {
             "dora" => Ok(Mix::Dora),
             "dora+release" => Ok(Mix::DoraRelease),
-            "dora+renew" => Ok(Mix::DoraRenew),
+            "dora+renew" | "dora+rebind" => Ok(Mix::DoraRenew),
+            "dora+decline" => Ok(Mix::DoraDecline),
             _ => Err(format!(
-                "unknown mix {s:?} (known: dora, dora+release, dora+renew)"
+                "unknown mix {s:?} (known: dora, dora+release, dora+renew (= dora+rebind through a relay), dora+decline)"
             )),
         }
     }
@@ -85,6 +91,7 @@ impl fmt::Display for Mix {
             Mix::Dora => "dora",
             Mix::DoraRelease => "dora+release",
             Mix::DoraRenew => "dora+renew",
+            Mix::DoraDecline => "dora+decline",
         })
     }
 }
@@ -284,6 +291,8 @@ pub struct Counters {
     pub sent_renew: u64,
     /// RELEASEs sent.
     pub sent_release: u64,
+    /// DECLINEs sent.
+    pub sent_decline: u64,
     /// Retransmissions.
     pub retransmits: u64,
     /// Sends that failed.
@@ -655,15 +664,24 @@ impl Generator {
                 self.clients[client as usize].bound = c.offered;
                 match self.cfg.mix {
                     Mix::Dora => self.complete(client),
-                    Mix::DoraRelease => {
-                        let kind = RequestKind::Release {
-                            ciaddr: Ipv4Addr::from(c.offered),
-                            server_id: Ipv4Addr::from(c.server_id),
+                    Mix::DoraRelease | Mix::DoraDecline => {
+                        let (addr, sid) = (Ipv4Addr::from(c.offered), Ipv4Addr::from(c.server_id));
+                        let kind = if self.cfg.mix == Mix::DoraDecline {
+                            self.counters.sent_decline += 1;
+                            RequestKind::Decline {
+                                requested: addr,
+                                server_id: sid,
+                            }
+                        } else {
+                            self.counters.sent_release += 1;
+                            RequestKind::Release {
+                                ciaddr: addr,
+                                server_id: sid,
+                            }
                         };
                         let ident = self.ident(client);
                         let xid = self.xid(client, c.gen);
                         build_request(&mut self.buf, &ident, xid, 0, self.cfg.giaddr, &kind);
-                        self.counters.sent_release += 1;
                         if !tx.send(&self.buf) {
                             self.counters.send_errors += 1;
                         }

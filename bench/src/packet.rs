@@ -65,6 +65,14 @@ pub enum RequestKind {
         /// The server that granted the lease.
         server_id: Ipv4Addr,
     },
+    /// DHCPDECLINE (the address was found in use): option 50 = the address, option 54 = the
+    /// server, ciaddr zero (RFC 2131 table 5).
+    Decline {
+        /// The declined address.
+        requested: Ipv4Addr,
+        /// The server that offered it.
+        server_id: Ipv4Addr,
+    },
 }
 
 impl RequestKind {
@@ -74,6 +82,7 @@ impl RequestKind {
             RequestKind::Discover => MessageType::Discover,
             RequestKind::Select { .. } | RequestKind::Renew { .. } => MessageType::Request,
             RequestKind::Release { .. } => MessageType::Release,
+            RequestKind::Decline { .. } => MessageType::Decline,
         }
     }
 }
@@ -119,6 +128,10 @@ pub fn build_request(
         RequestKind::Select {
             requested,
             server_id,
+        }
+        | RequestKind::Decline {
+            requested,
+            server_id,
         } => {
             w.put(opt::REQUESTED_IP, &requested.octets());
             w.put(opt::SERVER_ID, &server_id.octets());
@@ -128,7 +141,10 @@ pub fn build_request(
         }
         RequestKind::Discover | RequestKind::Renew { .. } => {}
     }
-    if !matches!(kind, RequestKind::Release { .. }) {
+    if !matches!(
+        kind,
+        RequestKind::Release { .. } | RequestKind::Decline { .. }
+    ) {
         w.put(opt::MAX_MESSAGE_SIZE, &MAX_MESSAGE_SIZE.to_be_bytes());
         w.put(opt::PARAMETER_REQUEST_LIST, &PARAMETER_REQUEST_LIST);
     }
@@ -463,6 +479,20 @@ mod tests {
         let r = Request::parse(&b).unwrap();
         assert_eq!(r.message_type(), MessageType::Release);
         assert_eq!(r.ciaddr(), YI);
+        assert_eq!(r.server_id(), Some(SID));
+        assert_eq!(r.parameter_request_list(), None);
+
+        let b = build(
+            RequestKind::Decline {
+                requested: YI,
+                server_id: SID,
+            },
+            false,
+        );
+        let r = Request::parse(&b).unwrap();
+        assert_eq!(r.message_type(), MessageType::Decline);
+        assert_eq!(r.ciaddr(), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(r.requested_ip(), Some(YI));
         assert_eq!(r.server_id(), Some(SID));
         assert_eq!(r.parameter_request_list(), None);
     }

@@ -168,11 +168,11 @@ impl Report {
             "  NAKs          {:>10}    retransmits {:>8}    send errors {}",
             c.naks, c.retransmits, c.send_errors
         );
-        if c.sent_renew > 0 || c.sent_release > 0 {
+        if c.sent_renew > 0 || c.sent_release > 0 || c.sent_decline > 0 {
             let _ = writeln!(
                 s,
-                "  renewed       {:>10}    releases sent {:>6}",
-                c.renewed, c.sent_release
+                "  renewed       {:>10}    releases sent {:>6}    declines sent {}",
+                c.renewed, c.sent_release, c.sent_decline
             );
         }
         let _ = writeln!(

@@ -251,6 +251,32 @@ fn dora_release_frees_every_address() {
 }
 
 #[test]
+fn dora_decline_quarantines_every_address() {
+    let mut g = Generator::new(cfg(100, Some(50), 1000, Mix::DoraDecline)).unwrap();
+    let mut srv = EngineServer::new();
+    simulate(&mut g, &mut srv);
+    let c = g.counters().clone();
+    assert_eq!(
+        (c.started, c.leases, c.sent_decline, c.completed),
+        (50, 50, 50, 50)
+    );
+    assert_eq!(c.sent_release, 0);
+    assert_eq!(c.lost + c.naks + c.unexpected(), 0, "{c:?}");
+    assert_eq!(g.held_leases().count(), 0);
+    // The real engine took every DECLINE: 50 addresses quarantined, none active.
+    let states: Vec<BindingState> = srv.engine.bindings().map(|(_, b)| b.state).collect();
+    assert_eq!(
+        states
+            .iter()
+            .filter(|s| **s == BindingState::Abandoned)
+            .count(),
+        50,
+        "{states:?}"
+    );
+    assert!(!states.contains(&BindingState::Active));
+}
+
+#[test]
 fn dora_renew_renews_from_ciaddr() {
     let mut g = Generator::new(cfg(300, Some(300), 1000, Mix::DoraRenew)).unwrap();
     let mut srv = EngineServer::new();
@@ -614,5 +640,8 @@ fn config_is_validated() {
     assert_eq!(Generator::new(c).err(), Some(ConfigError::Timeout));
     assert_eq!("dora+renew".parse::<Mix>(), Ok(Mix::DoraRenew));
     assert_eq!(Mix::DoraRelease.to_string(), "dora+release");
+    assert_eq!("dora+rebind".parse::<Mix>(), Ok(Mix::DoraRenew));
+    assert_eq!("dora+decline".parse::<Mix>(), Ok(Mix::DoraDecline));
+    assert_eq!(Mix::DoraDecline.to_string(), "dora+decline");
     assert!("dhcp".parse::<Mix>().is_err());
 }
