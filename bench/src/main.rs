@@ -306,15 +306,10 @@ struct CeilingArgs {
 }
 
 fn ceiling(a: CeilingArgs) -> ExitCode {
-    let server = SocketAddrV4::new(a.server, a.server_port);
-    let Some(relay_ip) = a.relay.or_else(|| route_source(server)) else {
-        eprintln!("tandem-bench: no route to {server}; give --relay IP");
-        return ExitCode::from(2);
+    let (server, relay_ip) = match endpoints(a.server, a.server_port, a.relay, a.duration) {
+        Ok(e) => e,
+        Err(code) => return code,
     };
-    if !(a.duration.is_finite() && a.duration > 0.0 && a.duration <= 86_400.0) {
-        eprintln!("tandem-bench: --duration must be more than 0 and at most 86400 seconds");
-        return ExitCode::from(2);
-    }
     if a.clients == 0 || a.clients > tandem_bench::dora::MAX_CLIENTS {
         eprintln!(
             "tandem-bench: --clients must be between 1 and {}",
@@ -392,7 +387,8 @@ struct DoraArgs {
     /// Start at most this many exchanges (the run ends sooner if they are done).
     #[arg(long, value_name = "N")]
     max_leases: Option<u64>,
-    /// What each exchange does after its DORA: dora, dora+release, dora+renew.
+    /// What each exchange does after its DORA: dora, dora+release, dora+renew (also dora+rebind: the
+    /// same message through a relay), dora+decline.
     #[arg(long, default_value = "dora", value_name = "MIX")]
     mix: Mix,
     /// How long each request waits for its reply before a retransmission, in ms.
@@ -437,16 +433,31 @@ fn route_source(server: SocketAddrV4) -> Option<Ipv4Addr> {
     }
 }
 
-fn dora(a: DoraArgs) -> ExitCode {
-    let server = SocketAddrV4::new(a.server, a.server_port);
-    let Some(relay_ip) = a.relay.or_else(|| route_source(server)) else {
+/// The server's socket address and the relay address (`relay`, else the route's source), after
+/// checking `duration`; `Err` is the usage-error exit code, said on stderr.
+fn endpoints(
+    server: Ipv4Addr,
+    server_port: u16,
+    relay: Option<Ipv4Addr>,
+    duration: f64,
+) -> Result<(SocketAddrV4, Ipv4Addr), ExitCode> {
+    let server = SocketAddrV4::new(server, server_port);
+    let Some(relay_ip) = relay.or_else(|| route_source(server)) else {
         eprintln!("tandem-bench: no route to {server}; give --relay IP");
-        return ExitCode::from(2);
+        return Err(ExitCode::from(2));
     };
-    if !(a.duration.is_finite() && a.duration > 0.0 && a.duration <= 86_400.0) {
+    if !(duration.is_finite() && duration > 0.0 && duration <= 86_400.0) {
         eprintln!("tandem-bench: --duration must be more than 0 and at most 86400 seconds");
-        return ExitCode::from(2);
+        return Err(ExitCode::from(2));
     }
+    Ok((server, relay_ip))
+}
+
+fn dora(a: DoraArgs) -> ExitCode {
+    let (server, relay_ip) = match endpoints(a.server, a.server_port, a.relay, a.duration) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
     let salt = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16))

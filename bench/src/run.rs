@@ -53,7 +53,16 @@ pub enum RunError {
         /// The OS error.
         source: io::Error,
     },
-    /// Another socket or poll failure.
+    /// A socket, poll or `/proc` failure.
+    #[error(transparent)]
+    Sys(#[from] SysError),
+}
+
+/// A system call or `/proc` read that failed during a run, with either backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SysError {
+    /// A socket, poll or file operation failed.
     #[error("{what}: {source}")]
     Io {
         /// What was being done.
@@ -69,6 +78,18 @@ pub enum RunError {
         /// The error.
         source: io::Error,
     },
+}
+
+impl SysError {
+    /// For `map_err`: the OS error of doing `what`.
+    pub(crate) fn io(what: &'static str) -> impl FnOnce(io::Error) -> SysError {
+        move |source| SysError::Io { what, source }
+    }
+
+    /// For `map_err` on [`CpuStart::now`]: the server pid whose CPU time cannot be read.
+    pub(crate) fn server_pid((pid, source): (u32, io::Error)) -> SysError {
+        SysError::ServerPid { pid, source }
+    }
 }
 
 /// The outcome of a run: the report and the leases the clients hold at the end.
@@ -164,18 +185,11 @@ pub fn run(cfg: Config, opts: &RunOptions) -> Result<Outcome, RunError> {
     let mut gen = Generator::new(cfg)?;
     let std_sock = bind_relay(opts.relay)?;
     let mut sock = mio::net::UdpSocket::from_std(std_sock);
-    let mut poll = Poll::new().map_err(|source| RunError::Io {
-        what: "creating the poll",
-        source,
-    })?;
+    let mut poll = Poll::new().map_err(SysError::io("creating the poll"))?;
     poll.registry()
         .register(&mut sock, SOCK, Interest::READABLE)
-        .map_err(|source| RunError::Io {
-            what: "registering the socket",
-            source,
-        })?;
-    let start = CpuStart::now(opts.server_pid)
-        .map_err(|(pid, source)| RunError::ServerPid { pid, source })?;
+        .map_err(SysError::io("registering the socket"))?;
+    let start = CpuStart::now(opts.server_pid).map_err(SysError::server_pid)?;
     let t0 = Instant::now();
     let now = || u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
     let mut events = Events::with_capacity(16);
@@ -238,12 +252,7 @@ pub fn run(cfg: Config, opts: &RunOptions) -> Result<Outcome, RunError> {
             match poll.poll(&mut events, Some(Duration::from_nanos(wake - t))) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(RunError::Io {
-                        what: "waiting for replies",
-                        source,
-                    })
-                }
+                Err(source) => return Err(SysError::io("waiting for replies")(source).into()),
             }
         }
     };

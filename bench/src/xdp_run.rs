@@ -50,7 +50,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
-use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsFd;
 use std::str::FromStr;
@@ -71,7 +70,7 @@ use tandem_ebpf::{AttachedMode, Counters as ProgramCounters, SteerError, Steerin
 use crate::cpu;
 use crate::dora::{Config, ConfigError, Generator, Tx};
 use crate::packet::{build_request, client_mac, Ident, RequestKind, REQUEST_LEN};
-use crate::run::{build_report, progress, CpuStart, Outcome, RunOptions, Snapshot};
+use crate::run::{build_report, progress, CpuStart, Outcome, RunOptions, Snapshot, SysError};
 
 const NANOS: u64 = 1_000_000_000;
 /// Most frames taken from one RX ring before the timers and the pacer get a turn.
@@ -229,22 +228,9 @@ pub enum XdpRunError {
     /// An AF_XDP ring or socket operation failed during the run.
     #[error("AF_XDP: {0}")]
     Xsk(#[from] XskError),
-    /// Another system call failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// The server pid cannot be read.
-    #[error("cannot read the CPU time of server pid {pid} from /proc: {source}")]
-    ServerPid {
-        /// The pid.
-        pid: u32,
-        /// The error.
-        source: io::Error,
-    },
+    /// A socket, poll or `/proc` failure.
+    #[error(transparent)]
+    Sys(#[from] SysError),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,7 +313,7 @@ pub fn parse_neighbour(text: &str, ip: Ipv4Addr, iface: &str) -> Option<[u8; 6]>
 }
 
 fn read_proc(path: &'static str) -> Result<String, XdpRunError> {
-    std::fs::read_to_string(path).map_err(|source| XdpRunError::Io { what: path, source })
+    Ok(std::fs::read_to_string(path).map_err(SysError::io(path))?)
 }
 
 /// The neighbour-table MAC of `next_hop` on `ifname`; with `probe`, a missing entry is asked for
@@ -347,10 +333,8 @@ fn resolve_mac(
             detail: "no complete entry in the neighbour table".into(),
         });
     };
-    let sock = UdpSocket::bind("0.0.0.0:0").map_err(|source| XdpRunError::Io {
-        what: "UDP socket for the neighbour probe",
-        source,
-    })?;
+    let sock =
+        UdpSocket::bind("0.0.0.0:0").map_err(SysError::io("UDP socket for the neighbour probe"))?;
     let start = Instant::now();
     let mut next_probe = start;
     while start.elapsed() < RESOLVE_WAIT {
@@ -855,10 +839,7 @@ impl XdpIo {
         let ms = timeout.as_millis().clamp(1, u128::from(u16::MAX)) as u16;
         match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
-            Err(e) => Err(XdpRunError::Io {
-                what: "poll(2) on the AF_XDP sockets",
-                source: io::Error::from(e),
-            }),
+            Err(e) => Err(SysError::io("poll(2) on the AF_XDP sockets")(e.into()).into()),
         }
     }
 
@@ -925,8 +906,7 @@ impl XdpIo {
     /// every exchange finished, or the hard stop), then detaches the program.
     pub fn run_dora(mut self, cfg: Config, opts: &RunOptions) -> Result<XdpOutcome, XdpRunError> {
         let mut gen = Generator::new(cfg)?;
-        let start = CpuStart::now(opts.server_pid)
-            .map_err(|(pid, source)| XdpRunError::ServerPid { pid, source })?;
+        let start = CpuStart::now(opts.server_pid).map_err(SysError::server_pid)?;
         let t0 = Instant::now();
         let now = || u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let mut buf = RxBuf {
@@ -998,8 +978,7 @@ impl XdpIo {
     /// and reports the rate the kernel took them at (the frames still on the TX ring when the
     /// time is up are let out, and counted, within the elapsed time).
     pub fn ceiling(mut self, co: &CeilingOptions) -> Result<CeilingReport, XdpRunError> {
-        let start =
-            CpuStart::now(None).map_err(|(pid, source)| XdpRunError::ServerPid { pid, source })?;
+        let start = CpuStart::now(None).map_err(SysError::server_pid)?;
         let t0 = Instant::now();
         let limit = co.max_frames.unwrap_or(u64::MAX);
         let mut req = RequestSource::new(co);
@@ -1244,18 +1223,17 @@ pub fn ceiling_udp(co: &CeilingOptions) -> Result<CeilingReport, XdpRunError> {
         }
     }
     let addr = co.relay;
-    let io_err = |what| move |source| XdpRunError::Io { what, source };
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-        .map_err(io_err("UDP socket"))?;
+        .map_err(SysError::io("UDP socket"))?;
     let _ = s.set_send_buffer_size(8 << 20);
-    s.bind(&SocketAddr::V4(addr).into())
-        .map_err(io_err("binding the relay address (port 67 needs root)"))?;
+    s.bind(&SocketAddr::V4(addr).into()).map_err(SysError::io(
+        "binding the relay address (port 67 needs root)",
+    ))?;
     s.set_write_timeout(Some(Duration::from_millis(100)))
-        .map_err(io_err("SO_SNDTIMEO"))?;
+        .map_err(SysError::io("SO_SNDTIMEO"))?;
     let sock: UdpSocket = s.into();
     let to = SocketAddr::V4(co.server);
-    let start =
-        CpuStart::now(None).map_err(|(pid, source)| XdpRunError::ServerPid { pid, source })?;
+    let start = CpuStart::now(None).map_err(SysError::server_pid)?;
     let t0 = Instant::now();
     let limit = co.max_frames.unwrap_or(u64::MAX);
     let mut req = RequestSource::new(co);

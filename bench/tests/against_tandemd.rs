@@ -20,14 +20,15 @@
 //! that holds `tandem-bench`. Set `TANDEM_BIN_DIR` to use prebuilt binaries from elsewhere
 //! instead (no build).
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::thread::sleep;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{run_ok, Netns, ADMIN};
 use serde_json::Value;
 
 const NS_SRV: &str = "tdmbn-s";
@@ -36,74 +37,12 @@ const IF_SRV: &str = "tdmbn0";
 const IF_CLI: &str = "tdmbn1";
 const SERVER: &str = "10.78.0.1";
 const RELAY: &str = "10.78.0.2";
-const ADMIN: &str = "127.0.0.1:9167";
-
-/// Run `argv` under `timeout 60`; its output.
-fn run(argv: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("60")
-        .args(argv)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
-}
-
-/// Run `argv`, which must succeed; its stdout.
-fn run_ok(argv: &[&str]) -> String {
-    let o = run(argv);
-    assert!(
-        o.status.success(),
-        "{argv:?} failed ({}):\n{}{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args(["-s", sig, &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Stop every process inside namespace `ns` (TERM, then KILL), then delete it. Only used on
-/// this test's own namespaces.
-fn remove_netns(ns: &str) {
-    let listed = run(&["ip", "netns", "list"]);
-    let exists = String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(ns));
-    if !exists {
-        return;
-    }
-    for sig in ["TERM", "KILL"] {
-        let out = run(&["ip", "netns", "pids", ns]);
-        let pids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        if pids.is_empty() {
-            break;
-        }
-        for p in &pids {
-            signal(*p, sig);
-        }
-        let t = Instant::now();
-        while pids.iter().any(|p| alive(*p)) && t.elapsed() < Duration::from_secs(3) {
-            sleep(Duration::from_millis(50));
-        }
-    }
-    let _ = run(&["ip", "netns", "del", ns]);
-}
 
 /// The two namespaces and the veth pair; removed on drop.
 struct Lab {
+    // Drop order: the client side, then the server side, then the lock.
+    c: Netns,
+    s: Netns,
     _lock: File,
 }
 
@@ -111,88 +50,23 @@ impl Lab {
     fn new() -> Lab {
         let lock = File::create("/tmp/tdmbn-test.lock").expect("create /tmp/tdmbn-test.lock");
         lock.lock().expect("lock /tmp/tdmbn-test.lock");
-        // stale namespaces of an earlier, interrupted run
-        remove_netns(NS_SRV);
-        remove_netns(NS_CLI);
-        let lab = Lab { _lock: lock };
-        run_ok(&["ip", "netns", "add", NS_SRV]);
-        run_ok(&["ip", "netns", "add", NS_CLI]);
-        // created directly inside the namespaces: nothing appears in the host's namespace
-        run_ok(&[
-            "ip", "link", "add", IF_SRV, "netns", NS_SRV, "type", "veth", "peer", "name", IF_CLI,
-            "netns", NS_CLI,
-        ]);
-        run_ok(&[
-            "ip",
-            "-n",
-            NS_SRV,
-            "addr",
-            "add",
-            &format!("{SERVER}/16"),
-            "dev",
-            IF_SRV,
-        ]);
-        run_ok(&[
-            "ip",
-            "-n",
-            NS_CLI,
-            "addr",
-            "add",
-            &format!("{RELAY}/16"),
-            "dev",
-            IF_CLI,
-        ]);
-        for (ns, ifc) in [(NS_SRV, IF_SRV), (NS_CLI, IF_CLI)] {
-            run_ok(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            run_ok(&["ip", "-n", ns, "link", "set", ifc, "up"]);
-        }
-        lab
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        remove_netns(NS_CLI);
-        remove_netns(NS_SRV);
-    }
-}
-
-/// A process this test started; stopped (TERM, then KILL) on drop.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM and wait up to 10 s; true if it exited successfully.
-    fn stop(&mut self) -> bool {
-        signal(self.pid(), "TERM");
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.success();
-            }
-            sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.stop();
-        }
+        // stale namespaces of an earlier, interrupted run are removed first
+        let s = Netns::new(NS_SRV.to_string());
+        let c = Netns::new(NS_CLI.to_string());
+        common::veth(
+            common::End {
+                ns: &s,
+                iface: IF_SRV,
+                cidr: &format!("{SERVER}/16"),
+            },
+            common::End {
+                ns: &c,
+                iface: IF_CLI,
+                cidr: &format!("{RELAY}/16"),
+            },
+            &[],
+        );
+        Lab { c, s, _lock: lock }
     }
 }
 
@@ -229,23 +103,11 @@ fn server_bins() -> PathBuf {
 }
 
 fn preflight() {
-    let uid = fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX);
-    assert_eq!(
-        uid, 0,
+    common::assert_root(
         "this test needs root: it creates network namespaces and a veth pair and binds UDP port 67 \
-         (run e.g. `sudo -E cargo test -p tandem-bench --test against_tandemd`)"
+         (run e.g. `sudo -E cargo test -p tandem-bench --test against_tandemd`)",
     );
-    for tool in ["ip", "timeout", "kill"] {
-        let found = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-            .iter()
-            .any(|d| Path::new(d).join(tool).is_file());
-        assert!(
-            found,
-            "this test needs `{tool}` (Debian: iproute2 / coreutils / procps)"
-        );
-    }
+    common::assert_tools();
 }
 
 /// The JSON leases tandemd lists, by address.
@@ -301,62 +163,30 @@ fn dora_against_tandemd_in_netns_has_no_loss_and_every_lease_is_active() {
         .expect("temp dir");
     let lab = Lab::new();
 
-    let cfg = tmp.path().join("tandem.toml");
-    fs::write(
-        &cfg,
-        format!(
-            "[server]\nserver_id = \"{SERVER}\"\ninterfaces = [\"{IF_SRV}\"]\n\
-             state_dir = \"{}\"\ndurability = \"sync\"\nadmin_listen = \"{ADMIN}\"\n\
-             log_format = \"text\"\n\n\
-             [[scope]]\nname = \"bench\"\nsubnet = \"10.78.0.0/16\"\n\
-             ranges = [\"10.78.0.10-10.78.255.250\"]\nlease_time = 3600\n",
-            tmp.path().join("state").display()
-        ),
-    )
-    .expect("write config");
-    let log = tmp.path().join("tandemd.log");
-    let logf = File::create(&log).expect("log file");
-    // `ip netns exec` execs the command, so the child's pid is tandemd's
-    let child = Command::new("ip")
-        .args(["netns", "exec", NS_SRV])
-        .arg(&tandemd)
-        .arg("--config")
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().expect("dup log"))
-        .stderr(logf)
-        .spawn()
-        .expect("start tandemd");
-    let mut srv = Proc { child, log };
+    let mut srv = common::start_tandemd(
+        &lab.s,
+        &tandemd,
+        tmp.path(),
+        &common::Scope {
+            server: SERVER,
+            iface: IF_SRV,
+            subnet: "10.78.0.0/16",
+            range: "10.78.0.10-10.78.255.250",
+        },
+    );
     let ctl = tandemctl.to_str().expect("UTF-8 path");
-    let t = Instant::now();
-    loop {
-        if let Ok(Some(st)) = srv.child.try_wait() {
-            panic!("tandemd exited ({st}) at start:\n{}", srv.log());
-        }
-        let o = run(&[
-            "ip", "netns", "exec", NS_SRV, ctl, "--admin", ADMIN, "status",
-        ]);
-        if o.status.success() {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "tandemd not answering its admin endpoint after 10 s:\n{}",
-            srv.log()
-        );
-        sleep(Duration::from_millis(100));
-    }
+    common::wait_ready(&mut srv, "not answering its admin endpoint", || {
+        lab.s
+            .exec(&[ctl, "--admin", ADMIN, "status"])
+            .status
+            .success()
+    });
 
     let json = tmp.path().join("report.json");
     let leases = tmp.path().join("leases.txt");
     let pid = srv.pid().to_string();
     let t = Instant::now();
-    let out = run(&[
-        "ip",
-        "netns",
-        "exec",
-        NS_CLI,
+    let out = lab.c.exec(&[
         bench,
         "dora",
         "--server",

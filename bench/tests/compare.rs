@@ -5,6 +5,8 @@
 //! target directory (`cargo build -p tandem-controlplane --bins` first, same profile). Missing
 //! any of them fails the test with the reason; nothing is skipped.
 
+mod common;
+
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -28,47 +30,20 @@ struct TuneCli {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn require_root() {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Uid:")
-                .map(|v| v.split_whitespace().next().map(str::to_string))
-        })
-        .flatten()
-        .unwrap_or_default();
-    assert_eq!(
-        uid, "0",
-        "these tests build network namespaces: run them as root"
-    );
+    common::assert_root("these tests build network namespaces: run them as root");
 }
 
-/// tandemd of the same profile: the test binary is target/<profile>/deps/compare-*.
+/// tandemd of the same profile as this test binary (or from `TANDEM_BIN_DIR`).
 fn tandemd() -> String {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>/deps");
-    let p = profile.join("tandemd");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first (cargo build -p tandem-controlplane --bins)",
-        p.display()
-    );
-    p.display().to_string()
+    common::tandemd_path().display().to_string()
 }
 
 fn no_namespaces_left(prefix: &str) {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !text.lines().any(|l| l.starts_with(prefix)),
-        "namespaces left behind: {text}"
-    );
+    let left: Vec<String> = common::netns_names()
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }
 
 #[test]

@@ -17,14 +17,15 @@
 //! lives in (`<target>/<profile>/tandemd`, the parent of `deps/`), or from `TANDEM_BIN_DIR`.
 //! CI builds it first: `cargo build -p tandem-controlplane --bin tandemd` (same profile).
 
+mod common;
+
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::sync::{Mutex, MutexGuard, Once};
-use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use common::{Netns, Proc};
 use serde_json::Value;
 
 const IF_S: &str = "tdmbx0";
@@ -43,68 +44,9 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Run `argv` under `timeout 60`; its output.
-fn run(argv: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("60")
-        .args(argv)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
-}
-
-/// Run `argv`, which must succeed; its stdout.
-fn run_ok(argv: &[&str]) -> String {
-    let o = run(argv);
-    assert!(
-        o.status.success(),
-        "{argv:?} failed ({}):\n{}{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args(["-s", sig, &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// TERM, then KILL, every process inside `ns`.
-fn kill_all_in(ns: &str) {
-    for sig in ["TERM", "KILL"] {
-        let out = run(&["ip", "netns", "pids", ns]);
-        let pids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        if pids.is_empty() {
-            return;
-        }
-        for p in &pids {
-            signal(*p, sig);
-        }
-        let t = Instant::now();
-        while pids.iter().any(|p| alive(*p)) && t.elapsed() < Duration::from_secs(3) {
-            sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 /// Remove `tdm-bx-<pid>-*` namespaces of earlier runs whose process is gone.
 fn remove_stale() {
-    let out = run(&["ip", "netns", "list"]);
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
-        };
+    for name in common::netns_names() {
         let Some(owner) = name
             .strip_prefix("tdm-bx-")
             .and_then(|r| r.split('-').next())
@@ -112,116 +54,20 @@ fn remove_stale() {
         else {
             continue;
         };
-        if owner != std::process::id() && !alive(owner) {
-            kill_all_in(name);
-            let _ = run(&["ip", "netns", "del", name]);
+        if owner != std::process::id() && !common::alive(owner) {
+            common::remove_netns(&name);
         }
     }
 }
 
 fn preflight() {
-    let uid = fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX);
-    assert_eq!(
-        uid, 0,
+    common::assert_root(
         "this test needs root: it creates network namespaces and a veth pair, attaches XDP, opens \
          AF_XDP sockets and binds UDP port 67 (run e.g. `sudo -E cargo test -p tandem-bench \
-         --test xdp_generator`)"
+         --test xdp_generator`)",
     );
-    for tool in ["ip", "timeout", "kill"] {
-        let found = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-            .iter()
-            .any(|d| Path::new(d).join(tool).is_file());
-        assert!(
-            found,
-            "this test needs `{tool}` (Debian: iproute2 / coreutils / procps)"
-        );
-    }
+    common::assert_tools();
     STALE.call_once(remove_stale);
-}
-
-/// A network namespace, deleted (after stopping what runs inside) on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(name: String) -> Netns {
-        let _ = run(&["ip", "netns", "del", &name]);
-        run_ok(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        for k in ["all", "default"] {
-            ns.exec_ok(&[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{k}.disable_ipv6=1"),
-            ]);
-        }
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut argv = vec!["ip", "-n", &self.name];
-        argv.extend_from_slice(args);
-        run_ok(&argv)
-    }
-
-    fn exec(&self, argv: &[&str]) -> Output {
-        let mut full = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(argv);
-        run(&full)
-    }
-
-    fn exec_ok(&self, argv: &[&str]) -> String {
-        let mut full = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(argv);
-        run_ok(&full)
-    }
-
-    /// A counter of `/sys/class/net/IFACE/statistics` in this namespace.
-    fn if_stat(&self, iface: &str, name: &str) -> u64 {
-        let path = format!("/sys/class/net/{iface}/statistics/{name}");
-        self.exec_ok(&["cat", &path])
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{path} in {}: {e}", self.name))
-    }
-
-    /// (InDatagrams, NoPorts) of the namespace's UDP stack (`/proc/net/snmp`).
-    fn udp_counters(&self) -> (u64, u64) {
-        let text = self.exec_ok(&["cat", "/proc/net/snmp"]);
-        let udp: Vec<&str> = text.lines().filter(|l| l.starts_with("Udp:")).collect();
-        assert!(udp.len() >= 2, "no Udp lines in /proc/net/snmp: {text}");
-        let names: Vec<&str> = udp[0].split_whitespace().collect();
-        let values: Vec<&str> = udp[1].split_whitespace().collect();
-        let get = |k: &str| -> u64 {
-            let i = names
-                .iter()
-                .position(|n| *n == k)
-                .unwrap_or_else(|| panic!("no {k} in {}", udp[0]));
-            values[i].parse().expect("a number")
-        };
-        (get("InDatagrams"), get("NoPorts"))
-    }
-
-    /// True if a socket is bound to UDP port `port` in the namespace (`/proc/net/udp`).
-    fn udp_bound(&self, port: u16) -> bool {
-        let text = self.exec_ok(&["cat", "/proc/net/udp"]);
-        let needle = format!(":{port:04X}");
-        text.lines()
-            .skip(1)
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .any(|local| local.ends_with(&needle))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        kill_all_in(&self.name);
-        let _ = run(&["ip", "netns", "del", &self.name]);
-    }
 }
 
 /// The two namespaces of one test, the veth pair between them (two queues each end), and a
@@ -243,34 +89,23 @@ impl Lab {
             .prefix("tdm-bx-")
             .tempdir()
             .expect("temp dir");
-        // created directly inside the namespaces: nothing appears in the host's namespace
-        run_ok(&[
-            "ip",
-            "link",
-            "add",
-            IF_S,
-            "netns",
-            &s.name,
-            "numtxqueues",
-            "2",
-            "numrxqueues",
-            "2",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            IF_C,
-            "netns",
-            &c.name,
-            "numtxqueues",
-            "2",
-            "numrxqueues",
-            "2",
-        ]);
-        s.ip(&["addr", "add", &format!("{SERVER}/16"), "dev", IF_S]);
-        c.ip(&["addr", "add", &format!("{RELAY}/16"), "dev", IF_C]);
-        s.ip(&["link", "set", IF_S, "up"]);
-        c.ip(&["link", "set", IF_C, "up"]);
+        for ns in [&s, &c] {
+            ns.disable_ipv6();
+        }
+        // two queues each end: the generator opens one AF_XDP socket per queue
+        common::veth(
+            common::End {
+                ns: &s,
+                iface: IF_S,
+                cidr: &format!("{SERVER}/16"),
+            },
+            common::End {
+                ns: &c,
+                iface: IF_C,
+                cidr: &format!("{RELAY}/16"),
+            },
+            &["numtxqueues", "2", "numrxqueues", "2"],
+        );
         Lab { c, s, dir }
     }
 
@@ -279,111 +114,23 @@ impl Lab {
     }
 }
 
-/// A process this test started; stopped (TERM, then KILL) on drop.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM and wait up to 10 s; true if it exited successfully.
-    fn stop(&mut self) -> bool {
-        signal(self.pid(), "TERM");
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.success();
-            }
-            sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.stop();
-        }
-    }
-}
-
-/// `tandemd` from `TANDEM_BIN_DIR`, else next to this test binary's `deps/` directory.
-fn tandemd_path() -> PathBuf {
-    let dir = match std::env::var_os("TANDEM_BIN_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let exe = std::env::current_exe().expect("the test binary's path");
-            // <target>/<profile>/deps/xdp_generator-HASH
-            exe.parent()
-                .and_then(Path::parent)
-                .expect("the test binary lives in <target>/<profile>/deps")
-                .to_path_buf()
-        }
-    };
-    let p = dir.join("tandemd");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first with `cargo build -p tandem-controlplane --bin tandemd` \
-         (same target directory and profile as this test), or set TANDEM_BIN_DIR",
-        p.display()
-    );
-    p
-}
-
 /// Start tandemd (UDP backend, durability sync, one relay-style scope holding the relay's
 /// subnet) in the lab's server namespace and wait until it has bound port 67.
 fn start_tandemd(lab: &Lab) -> Proc {
-    let tandemd = tandemd_path();
-    let cfg = lab.path("tandem.toml");
-    fs::write(
-        &cfg,
-        format!(
-            "[server]\nserver_id = \"{SERVER}\"\ninterfaces = [\"{IF_S}\"]\n\
-             state_dir = \"{}\"\ndurability = \"sync\"\nadmin_listen = \"127.0.0.1:9167\"\n\
-             log_format = \"text\"\n\n\
-             [[scope]]\nname = \"bench\"\nsubnet = \"10.79.0.0/16\"\n\
-             ranges = [\"10.79.1.0-10.79.255.250\"]\nlease_time = 3600\n",
-            lab.path("state").display()
-        ),
-    )
-    .expect("write config");
-    let log = lab.path("tandemd.log");
-    let logf = fs::File::create(&log).expect("log file");
-    // `ip netns exec` execs the command, so the child's pid is tandemd's
-    let child = Command::new("ip")
-        .args(["netns", "exec", &lab.s.name])
-        .arg(&tandemd)
-        .arg("--config")
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().expect("dup log"))
-        .stderr(logf)
-        .spawn()
-        .expect("start tandemd");
-    let mut srv = Proc { child, log };
-    let t = Instant::now();
-    while !lab.s.udp_bound(67) {
-        if let Ok(Some(st)) = srv.child.try_wait() {
-            panic!("tandemd exited ({st}) at start:\n{}", srv.log());
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "tandemd has not bound UDP port 67 after 10 s:\n{}",
-            srv.log()
-        );
-        sleep(Duration::from_millis(50));
-    }
+    let mut srv = common::start_tandemd(
+        &lab.s,
+        &common::tandemd_path(),
+        lab.dir.path(),
+        &common::Scope {
+            server: SERVER,
+            iface: IF_S,
+            subnet: "10.79.0.0/16",
+            range: "10.79.1.0-10.79.255.250",
+        },
+    );
+    common::wait_ready(&mut srv, "has not bound UDP port 67", || {
+        lab.s.udp_bound(67)
+    });
     srv
 }
 
@@ -392,13 +139,7 @@ fn bench(lab: &Lab, args: &[&str]) -> Output {
     let mut argv = vec![env!("CARGO_BIN_EXE_tandem-bench")];
     argv.extend_from_slice(args);
     let out = lab.c.exec(&argv);
-    assert!(
-        out.status.success(),
-        "tandem-bench {args:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&format!("tandem-bench {args:?}"), &out);
     out
 }
 
