@@ -382,7 +382,7 @@ fn read_server(ctx: &mut Ctx<'_>, span: Range<usize>, t: &DeTable<'_>) -> Server
         server_port: 67,
         client_port: 68,
         workers: 1,
-        batch_size: 64,
+        batch_size: 256,
         log_format: LogFormat::Text,
         compact_after_records: 1_000_000,
         offer_hold_secs: 30,

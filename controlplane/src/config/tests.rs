@@ -73,7 +73,7 @@ fn example_file_parses() {
     let s = &c.settings;
     assert_eq!(s.server_id, ip("10.20.0.2"));
     assert_eq!(c.daemon.interfaces, vec!["eth1".to_string()]);
-    assert_eq!(c.daemon.workers, 2);
+    assert_eq!((c.daemon.workers, c.daemon.batch_size), (1, 256));
     assert_eq!(c.daemon.durability, Durability::Sync);
     assert_eq!(c.scope_interfaces, vec![Some("eth1".to_string()), None]);
     assert_eq!(
@@ -210,7 +210,7 @@ fn minimal_config_takes_the_defaults() {
     );
     assert_eq!(d.interfaces, vec!["eth0".to_string()]);
     assert_eq!((d.server_port, d.client_port), (67, 68));
-    assert_eq!((d.workers, d.batch_size), (1, 64));
+    assert_eq!((d.workers, d.batch_size), (1, 256));
     assert_eq!(d.log_format, LogFormat::Text);
     assert_eq!(d.compact_after_records, 1_000_000);
     let s = &c.settings;
