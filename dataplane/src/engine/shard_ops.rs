@@ -131,38 +131,15 @@ mod tests {
     use std::collections::HashSet;
     use std::sync::Arc;
 
-    use super::super::tests::{ip, send_at, Req, SID, T0};
+    use super::super::tests::{ip, scope, send_at, settings as test_settings, Req, SID, T0};
     use super::*;
     use crate::authority::Standalone;
     use crate::binding::BindingState;
     use crate::engine::{Outcome, Stats};
-    use crate::scope::{AddrRange, OptionSet, Scope, Subnet};
     use crate::wire::MessageType;
 
     fn settings(lo: &str, hi: &str) -> Arc<ServerSettings> {
-        Arc::new(ServerSettings {
-            server_id: ip("10.0.0.1"),
-            global_options: OptionSet::new(),
-            scopes: vec![Scope {
-                name: "lan".into(),
-                subnet: Subnet {
-                    network: ip("10.0.0.0"),
-                    prefix: 24,
-                },
-                ranges: vec![AddrRange::new(ip(lo), ip(hi))],
-                exclusions: vec![],
-                reservations: vec![],
-                lease_time: 3600,
-                renew_time: None,
-                rebind_time: None,
-                options: OptionSet::new(),
-                policies: vec![],
-                authoritative: true,
-            }],
-            offer_hold_secs: 30,
-            decline_probation_secs: 600,
-            duplicate_window_ms: 2000,
-        })
+        Arc::new(test_settings(vec![scope("lan", "10.0.0.0", 24, lo, hi)]))
     }
 
     fn engines(s: &Arc<ServerSettings>, n: usize) -> Vec<Engine> {

@@ -15,7 +15,7 @@ pub(super) fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-fn scope(name: &str, net: &str, prefix: u8, lo: &str, hi: &str) -> Scope {
+pub(super) fn scope(name: &str, net: &str, prefix: u8, lo: &str, hi: &str) -> Scope {
     let mut options = OptionSet::new();
     let mut router = ip(net).octets();
     router[3] = 1;
@@ -38,7 +38,7 @@ fn scope(name: &str, net: &str, prefix: u8, lo: &str, hi: &str) -> Scope {
     }
 }
 
-fn settings(scopes: Vec<Scope>) -> ServerSettings {
+pub(super) fn settings(scopes: Vec<Scope>) -> ServerSettings {
     let mut global = OptionSet::new();
     global.set(6, vec![10, 0, 0, 53]);
     global.set(15, b"example.test".to_vec());
