@@ -398,15 +398,6 @@ fn replication_overwrites_the_partner_and_reaches_clients() {
     );
 }
 
-/// How many bindings of `srv` are in each state (with a client / without).
-fn states(srv: &Tandemd) -> std::collections::BTreeMap<(String, bool), usize> {
-    let mut m = std::collections::BTreeMap::new();
-    for l in srv.leases() {
-        *m.entry((l.state.clone(), l.mac.is_some())).or_insert(0) += 1;
-    }
-    m
-}
-
 /// Leases in `lo..=hi` among `leases`.
 fn in_range(
     leases: &std::collections::BTreeMap<std::net::Ipv4Addr, harness::Lease>,
@@ -513,35 +504,11 @@ fn live_range_and_mode_change_under_load() {
     wait_replicated(lab, &o.a, &o.b, "A's leases on B");
     wait_replicated(lab, &o.b, &o.a, "B's leases on A");
     check_tables_agree(&o.a, &o.b);
-    // Every binding of a client, running or ended, is on both servers for the same client.
-    // (Leases are capped at the MCLT, 10 s, here, so the first ones have ended; perfdhcp picks
-    // its clients at random among 600, so ACKs count returning clients again and are not a
-    // count of distinct leases.)
-    let clients_of = |srv: &Tandemd| -> std::collections::BTreeMap<_, _> {
-        srv.leases()
-            .into_iter()
-            .filter(|l| l.mac.is_some())
-            .map(|l| (l.address, l))
-            .collect()
-    };
-    let (la, lb) = (clients_of(&o.a), clients_of(&o.b));
-    let differ: Vec<String> = la
-        .iter()
-        .filter(|(a, l)| lb.get(*a).map(|m| &m.mac) != Some(&l.mac))
-        .chain(lb.iter().filter(|(a, _)| !la.contains_key(*a)))
-        .map(|(a, l)| format!("{a} {:?} {}", l.mac, l.state))
-        .collect();
+    let la = active(&o.a);
     assert!(
-        differ.is_empty(),
-        "bindings differ between A and B: {differ:?}; states on A {:?}, on B {:?}",
-        states(&o.a),
-        states(&o.b)
-    );
-    assert!(
-        la.len() as u64 * 2 >= acks,
-        "{} client bindings for {acks} ACKs (states on A {:?})",
-        la.len(),
-        states(&o.a)
+        la.len() as u64 >= acks,
+        "{} active leases for {acks} ACKs",
+        la.len()
     );
     assert!(
         in_range(&la, "10.79.3.0", "10.79.4.255") > 0,
