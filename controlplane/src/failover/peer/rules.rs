@@ -70,10 +70,7 @@ impl OwnershipSnapshot {
     ///   and ABANDONED from the partner do override a lease of the *same* client (the client may
     ///   have talked only to the partner).
     /// - EXPIRED is stored as EXPIRED and settles to FREE once its end (+ skew allowance) has
-    ///   passed here ([`Self::sweep`]); RELEASED and RESET become FREE at once. The partner's
-    ///   EXPIRED for a lease it issued (our copy came from it, same client, no later end here)
-    ///   is accepted even while our copy still runs on the skew allowance: the partner expires
-    ///   its own leases.
+    ///   passed here ([`Self::sweep`]); RELEASED and RESET become FREE at once.
     /// - FREE/BACKUP (pool transfers): giving an address to us is always accepted; the partner
     ///   claiming one of our own unleased addresses is accepted only from the primary.
     /// - While our own transfer of an unleased address is unacknowledged, any non-active update
@@ -126,12 +123,6 @@ impl OwnershipSnapshot {
                 }
             },
             BindingState::Expired => match held {
-                // The partner's own lease of the same client, ended on the partner's clock: it
-                // issued the lease, so its EXPIRED is the news (stored EXPIRED, free here only
-                // after the end plus the skew allowance, see `sweep`).
-                Some(l) if l.from_partner && l.client == r.client && r.expires >= l.expires => {
-                    Judgement::Accept(*r)
-                }
                 Some(l) => resend(l, RejectReason::OutdatedBindingInfo),
                 None => Judgement::Accept(*r),
             },
