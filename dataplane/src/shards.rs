@@ -157,17 +157,21 @@ pub fn merge<'a>(parts: impl Iterator<Item = &'a [Binding]>) -> Vec<Binding> {
 
 /// True if journal `worker` must be rewritten: it recovered a binding that is not what worker
 /// `worker` now keeps for that address (another worker keeps it, or another journal had a newer
-/// one).
+/// one). `merged` is [`merge`]'s result (sorted by address).
 pub fn needs_rewrite(
     recovered: &[Binding],
-    merged: &HashMap<Ipv4Addr, Binding>,
+    merged: &[Binding],
     settings: &ServerSettings,
     worker: usize,
     workers: usize,
 ) -> bool {
-    recovered
-        .iter()
-        .any(|b| merged.get(&b.addr) != Some(b) || owner_of(settings, b, workers) != worker)
+    recovered.iter().any(|b| {
+        let kept = merged
+            .binary_search_by_key(&u32::from(b.addr), |m| u32::from(m.addr))
+            .ok()
+            .map(|i| &merged[i]);
+        kept != Some(b) || owner_of(settings, b, workers) != worker
+    })
 }
 
 /// Bring the journals in line with the engines that loaded `rec.bindings`
@@ -181,11 +185,11 @@ pub fn rewrite_stale(
     settings: &ServerSettings,
 ) -> Result<(Vec<(Journal, JournalConfig)>, usize), JournalError> {
     let workers = rec.journals.len();
-    let merged: HashMap<Ipv4Addr, Binding> = rec.bindings.iter().map(|b| (b.addr, *b)).collect();
+    let merged = &rec.bindings;
     let mut rewritten = 0;
     let mut out = Vec::with_capacity(workers);
     for (k, mut wj) in rec.journals.into_iter().enumerate() {
-        if needs_rewrite(&wj.recovery.bindings, &merged, settings, k, workers) {
+        if needs_rewrite(&wj.recovery.bindings, merged, settings, k, workers) {
             let live = engines.get(k).map(live_bindings).unwrap_or_default();
             wj.journal.compact(live)?;
             wj.journal.wait_compaction()?;

@@ -406,14 +406,39 @@ pub struct XdpPort {
     /// Source IPv4 address of reply frames.
     pub ip: Ipv4Addr,
     sock: XskSocket,
-    /// Chunks free for reply frames.
-    free: Vec<Frame>,
     /// Received chunks to give back to the fill ring.
     recycle: Vec<Frame>,
+    /// Chunks for replies (a field of its own, so it can be borrowed beside the socket).
+    out: Replies,
+}
+
+/// The reply chunks of a port that are not lent to the kernel.
+#[derive(Debug)]
+struct Replies {
+    /// Chunks free for reply frames.
+    free: Vec<Frame>,
     /// Replies of this batch that leave before the journal commit (OFFER, NAK).
     tx_now: Vec<Frame>,
     /// Replies of this batch that leave after it (ACK).
     tx_durable: Vec<Frame>,
+}
+
+impl Replies {
+    /// Queue the reply written into `out` (or give the chunk back if there is none).
+    fn queue(&mut self, mut out: Frame, a: &Answered) {
+        match *a {
+            Answered::Reply { len, durable } => {
+                // len <= chunk size (2048).
+                out.set_packet(0, len as u32);
+                if durable {
+                    self.tx_durable.push(out);
+                } else {
+                    self.tx_now.push(out);
+                }
+            }
+            _ => self.free.push(out),
+        }
+    }
 }
 
 impl XdpPort {
@@ -457,10 +482,12 @@ impl XdpPort {
             mac: info.mac,
             ip,
             sock,
-            free,
             recycle: Vec::with_capacity(cap),
-            tx_now: Vec::with_capacity(cap),
-            tx_durable: Vec::with_capacity(cap),
+            out: Replies {
+                free,
+                tx_now: Vec::with_capacity(cap),
+                tx_durable: Vec::with_capacity(cap),
+            },
         })
     }
 
@@ -473,9 +500,9 @@ impl XdpPort {
     /// it. Returns the number queued.
     fn transmit(&mut self, durable: bool, xs: &XdpStats, ws: &WorkerStats) -> u64 {
         let list = if durable {
-            &mut self.tx_durable
+            &mut self.out.tx_durable
         } else {
-            &mut self.tx_now
+            &mut self.out.tx_now
         };
         if list.is_empty() {
             return 0;
@@ -488,7 +515,7 @@ impl XdpPort {
                 Ok(()) => sent += 1,
                 Err(f) => {
                     xs.tx_ring_full.fetch_add(1, Ordering::Relaxed);
-                    self.free.push(f);
+                    self.out.free.push(f);
                 }
             }
         }
@@ -510,7 +537,7 @@ impl XdpPort {
     /// while replies are still on it.
     fn housekeeping(&mut self, xs: &XdpStats) {
         let p = self.sock.parts();
-        p.completion.drain_into(&mut self.free, u32::MAX);
+        p.completion.drain_into(&mut self.out.free, u32::MAX);
         if !self.recycle.is_empty() {
             p.fill.fill_from(&mut self.recycle, u32::MAX);
         }
@@ -833,8 +860,8 @@ impl<A: Authority> XdpWorker<A> {
                 } else {
                     self.stats
                         .withheld_replies
-                        .fetch_add(p.tx_durable.len() as u64, Ordering::Relaxed);
-                    p.free.append(&mut p.tx_durable);
+                        .fetch_add(p.out.tx_durable.len() as u64, Ordering::Relaxed);
+                    p.out.free.append(&mut p.out.tx_durable);
                 }
                 p.housekeeping(&self.xstats);
             }
@@ -982,29 +1009,6 @@ fn answer<A: Authority>(
     }
 }
 
-/// The reply lists of a port (its fields other than the socket).
-struct Lists<'a> {
-    free: &'a mut Vec<Frame>,
-    tx_now: &'a mut Vec<Frame>,
-    tx_durable: &'a mut Vec<Frame>,
-}
-
-/// Queue the reply in `out` (or give the chunk back).
-fn queue_reply(l: Lists<'_>, mut out: Frame, a: &Answered) {
-    match *a {
-        Answered::Reply { len, durable } => {
-            // len <= chunk size (2048).
-            out.set_packet(0, len as u32);
-            if durable {
-                l.tx_durable.push(out);
-            } else {
-                l.tx_now.push(out);
-            }
-        }
-        _ => l.free.push(out),
-    }
-}
-
 /// Takes up to `want` frames from `port`'s RX ring and answers them (or hands them to their
 /// owner); replies are queued on the port's `tx_now` / `tx_durable` lists. Returns the number
 /// of frames taken.
@@ -1021,7 +1025,7 @@ fn receive<A: Authority>(
     let mut taken = 0;
     for f in rx.by_ref() {
         taken += 1;
-        let Some(out) = port.free.pop() else {
+        let Some(out) = port.out.free.pop() else {
             ctx.xs.no_tx_chunk.fetch_add(1, Ordering::Relaxed);
             port.recycle.push(f);
             continue;
@@ -1029,7 +1033,7 @@ fn receive<A: Authority>(
         // Two distinct tokens of this socket's UMEM: `f` came from its RX ring, `out` from its
         // free list, and a token exists once per chunk.
         let Some((rx_chunk, tx_chunk)) = p.umem.chunk_pair(&f, &out) else {
-            port.free.push(out);
+            port.out.free.push(out);
             port.recycle.push(f);
             continue;
         };
@@ -1048,12 +1052,7 @@ fn receive<A: Authority>(
             };
             c.fetch_add(1, Ordering::Relaxed);
         }
-        let lists = Lists {
-            free: &mut port.free,
-            tx_now: &mut port.tx_now,
-            tx_durable: &mut port.tx_durable,
-        };
-        queue_reply(lists, out, &a);
+        port.out.queue(out, &a);
         port.recycle.push(f);
     }
     rx.release();
@@ -1080,7 +1079,7 @@ fn take_handoffs<A: Authority>(ports: &mut [XdpPort], ctx: &mut Ctx<'_, A>, want
             done += 1;
             ctx.xs.handoff_in.fetch_add(1, Ordering::Relaxed);
             match ports.get_mut(slot.iface) {
-                Some(port) => match port.free.pop() {
+                Some(port) => match port.out.free.pop() {
                     Some(out) => {
                         let (mac, ip) = (port.mac, port.ip);
                         let a = match port.sock.parts().umem.chunk_mut(&out) {
@@ -1090,12 +1089,7 @@ fn take_handoffs<A: Authority>(ports: &mut [XdpPort], ctx: &mut Ctx<'_, A>, want
                             None => Answered::Nothing,
                         };
                         // This worker owns the bucket: no second handoff.
-                        let lists = Lists {
-                            free: &mut port.free,
-                            tx_now: &mut port.tx_now,
-                            tx_durable: &mut port.tx_durable,
-                        };
-                        queue_reply(lists, out, &a);
+                        port.out.queue(out, &a);
                     }
                     None => {
                         ctx.xs.no_tx_chunk.fetch_add(1, Ordering::Relaxed);
