@@ -57,7 +57,8 @@ if [[ -f fuzz/Cargo.toml ]]; then
 fi
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings || true
 TEST_LOG=$(mktemp /tmp/tandem-test.XXXXXX)
-run_tests() { set -o pipefail; cargo test --workspace --locked 2>&1 | tee "$TEST_LOG"; }
+# --no-fail-fast: every test binary runs even after one fails, so one run reports every failure.
+run_tests() { set -o pipefail; cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$TEST_LOG"; }
 step test run_tests || true
 
 if [[ -f fuzz/Cargo.toml && $FUZZ_SECS != 0 ]]; then
@@ -87,5 +88,14 @@ report
 # One closing line for the whole test run (every cargo test binary's counts added up), so a
 # reader of the log sees the total rather than the last binary's (often a doc-test run of 0).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$TEST_LOG"
+# The fuzz output buries the test output; repeat each failed test's own output (its panic
+# message and what it printed, up to 80 lines each) last, where a reader of the log's tail sees it.
+if grep -q '^test .* FAILED$' "$TEST_LOG"; then
+    printf '\n===== failed tests\n'
+    grep '^test .* FAILED$' "$TEST_LOG"
+    awk '/^---- .* stdout ----$/ { on = 1; n = 0 }
+         /^(failures:|test result:)/ { on = 0 }
+         on && n++ < 80' "$TEST_LOG"
+fi
 rm -f "$TEST_LOG"
 (( FAILED == 0 ))
