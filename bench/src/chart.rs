@@ -1075,6 +1075,7 @@ mod tests {
             command: "dora",
             params: Params {
                 server: "10.77.0.1:67".into(),
+                path: "relay",
                 relay: "10.77.0.2:67".into(),
                 clients: 3000,
                 rate: Some(1000),

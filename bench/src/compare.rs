@@ -36,7 +36,7 @@ use crate::chart::{self, Run, Step};
 use crate::cpu;
 use crate::dora::{Config, Mix};
 use crate::latency::Summary;
-use crate::run::{run, RunOptions};
+use crate::run::{run, Endpoint, RunOptions};
 
 /// The first server's address (`kb0` in the server namespace).
 pub const SRV_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -1391,7 +1391,7 @@ pub fn run_own(
         clients: load.clients,
         seed: 0,
         client_id: false,
-        giaddr: CLI_IP,
+        path: crate::dora::Path::Relay(CLI_IP),
         mix: Mix::Dora,
         rate: load.rate,
         window: load.window,
@@ -1403,7 +1403,7 @@ pub fn run_own(
     };
     let opts = RunOptions {
         server: SocketAddrV4::new(started.addr, 67),
-        relay: SocketAddrV4::new(CLI_IP, 67),
+        endpoint: Endpoint::Relay(SocketAddrV4::new(CLI_IP, 67)),
         server_pid: None,
         progress: false,
     };

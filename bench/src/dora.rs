@@ -19,6 +19,12 @@
 //!
 //! Every request waits `timeout` for its reply and is retransmitted (same xid) at most `retries`
 //! times; then the exchange is lost. Latencies run from the first transmission.
+//!
+//! [`Config::path`] says how requests reach the server: through a relay (giaddr set, every request
+//! unicast to the server) or directly as clients on its link (giaddr 0, BROADCAST flag, requests
+//! broadcast, RELEASE and RENEWING REQUEST unicast from ciaddr). Every frame goes to the [`Tx`]
+//! with its [`Via`]; a reply whose giaddr is not the path's (the server echoes the request's)
+//! is counted as `wrong_giaddr` and ignored.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -33,6 +39,7 @@ use crate::pace::Pacer;
 use crate::packet::{
     build_request, client_mac, Ident, Reply, ReplyError, RequestKind, REQUEST_LEN,
 };
+pub use crate::packet::{Path, Via};
 
 const NANOS: u64 = 1_000_000_000;
 
@@ -61,6 +68,12 @@ pub enum Mix {
 }
 
 impl Mix {
+    /// True if the mix sends requests from ciaddr (RELEASE, RENEWING REQUEST): on the direct
+    /// path those go unicast to the server.
+    pub fn sends_unicast(self) -> bool {
+        matches!(self, Mix::DoraRelease | Mix::DoraRenew)
+    }
+
     /// Requests of one exchange that wait for a reply.
     pub fn answered_requests(self) -> u64 {
         match self {
@@ -105,8 +118,8 @@ pub struct Config {
     pub seed: u8,
     /// Send option 61 (client identifier = 1 + MAC).
     pub client_id: bool,
-    /// The relay address written into giaddr.
-    pub giaddr: Ipv4Addr,
+    /// Through a relay (its address in giaddr) or direct (giaddr 0, broadcast).
+    pub path: Path,
     /// What each exchange does.
     pub mix: Mix,
     /// New exchanges per second; `None` runs flat out (limited by `window`).
@@ -185,10 +198,11 @@ impl Config {
     }
 }
 
-/// Where the generator's frames go: all to the server.
+/// Where the generator's frames go: all to the server, each by its [`Via`].
 pub trait Tx {
-    /// Send one frame; false if the send failed (counted; the retransmission timer still runs).
-    fn send(&mut self, frame: &[u8]) -> bool;
+    /// Send one frame (a DHCP message) by `route`; false if the send failed (counted; the
+    /// retransmission timer still runs).
+    fn send(&mut self, frame: &[u8], route: Via) -> bool;
 }
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -318,6 +332,9 @@ pub struct Counters {
     pub invalid_offer: u64,
     /// ACKs for another address or from another server than the OFFER's, or without server id.
     pub invalid_ack: u64,
+    /// Replies whose giaddr is not the path's (the relay's address, or 0 when direct): the
+    /// server saw another giaddr than the generator sent.
+    pub wrong_giaddr: u64,
 }
 
 impl Counters {
@@ -329,6 +346,7 @@ impl Counters {
             + self.wrong_type
             + self.invalid_offer
             + self.invalid_ack
+            + self.wrong_giaddr
     }
 }
 
@@ -493,7 +511,8 @@ impl Generator {
         let secs = u16::try_from(now.saturating_sub(c.exch_start) / NANOS).unwrap_or(u16::MAX);
         let ident = self.ident(client);
         let xid = self.xid(client, c.gen);
-        build_request(&mut self.buf, &ident, xid, secs, self.cfg.giaddr, &kind);
+        build_request(&mut self.buf, &ident, xid, secs, self.cfg.path, &kind);
+        let route = self.cfg.path.via(&kind, Ipv4Addr::from(c.server_id));
         let token = c.token.wrapping_add(1);
         self.clients[client as usize].token = token;
         self.timers.push_back(Timer {
@@ -501,7 +520,7 @@ impl Generator {
             client,
             token,
         });
-        if !tx.send(&self.buf) {
+        if !tx.send(&self.buf, route) {
             self.counters.send_errors += 1;
         }
     }
@@ -624,6 +643,10 @@ impl Generator {
             self.counters.foreign += 1;
             return;
         }
+        if r.giaddr != self.cfg.path.giaddr() {
+            self.counters.wrong_giaddr += 1;
+            return;
+        }
         let c = self.clients[client as usize];
         if c.phase == Phase::Idle || c.gen != gen {
             self.counters.late += 1;
@@ -681,8 +704,9 @@ impl Generator {
                         };
                         let ident = self.ident(client);
                         let xid = self.xid(client, c.gen);
-                        build_request(&mut self.buf, &ident, xid, 0, self.cfg.giaddr, &kind);
-                        if !tx.send(&self.buf) {
+                        build_request(&mut self.buf, &ident, xid, 0, self.cfg.path, &kind);
+                        let route = self.cfg.path.via(&kind, sid);
+                        if !tx.send(&self.buf, route) {
                             self.counters.send_errors += 1;
                         }
                         self.clients[client as usize].bound = 0;

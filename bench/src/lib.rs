@@ -1,10 +1,12 @@
 //! `tandem-bench`: Tandem's DHCPv4 load generator.
 //!
-//! This first slice runs relay-style DORA load over UDP (`tandem-bench dora`): many simulated
-//! clients, each a distinct MAC, go through DISCOVER → OFFER → REQUEST → ACK (optionally followed
-//! by a RELEASE or a RENEWING REQUEST) through one relay address, at a target rate or flat out,
-//! bounded in time and count. It reports leases/s, loss, NAKs, latency percentiles per step and
-//! the server's CPU time per lease.
+//! `tandem-bench dora` runs DORA load over UDP or AF_XDP: many simulated clients, each a distinct
+//! MAC, go through DISCOVER → OFFER → REQUEST → ACK (optionally followed by a RELEASE, a DECLINE
+//! or a RENEWING REQUEST) through one relay address (giaddr) or, with `--direct`, as clients on
+//! the server's own link (giaddr 0, broadcast), at a target rate or flat out, bounded in time and
+//! count. It reports leases/s, loss, NAKs, latency percentiles per step and the server's CPU time
+//! per lease. `compare` runs it against Tandem and its peers side by side, `tune` sweeps worker
+//! pinning, `ceiling` measures the generator alone.
 //!
 //! ```text
 //! # in the relay's namespace (10.77.0.2 must be a local address), tandemd at 10.77.0.1:
@@ -12,7 +14,7 @@
 //!     --duration 5 --server-pid "$(pidof tandemd)" --json result.json
 //! ```
 //!
-//! The relay socket is bound to RELAY:67 (servers answer relays on port 67), so the bench needs
+//! In relay mode the UDP socket is bound to RELAY:67 (servers answer relays on port 67), so the bench needs
 //! root or `CAP_NET_BIND_SERVICE`, and must not share a network namespace with a server bound to
 //! `0.0.0.0:67` on the same link. The table goes to stdout, a progress line to stderr once a
 //! second, and `--json` writes the same [`report::Report`] as JSON.

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Args, Parser, Subcommand};
 use tandem_bench::chart::{self, label_for, Run};
 use tandem_bench::dora::{Config, Mix};
-use tandem_bench::run::{run, RunOptions};
+use tandem_bench::run::{run, Endpoint, RunOptions};
 use tandem_bench::xdp_run::{self, Backend, CeilingOptions, Purpose, XdpIo, XdpOptions, XdpReport};
 use tandem_ebpf::XdpMode;
 
@@ -28,8 +28,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Relay-style DORA load: many simulated clients through one relay address (giaddr), at a
-    /// target rate or flat out, for a bounded time and count.
+    /// DORA load: many simulated clients through one relay address (giaddr), or with --direct
+    /// as clients on the server's own link (broadcast, giaddr 0), at a target rate or flat out,
+    /// for a bounded time and count.
     Dora(DoraArgs),
     /// Write a lease journal holding N active leases (distinct clients, consecutive addresses),
     /// for start-up, recovery and failover-synchronisation measurements. The directory must hold
@@ -194,7 +195,8 @@ struct IoArgs {
     /// why on stderr).
     #[arg(long, default_value = "udp", value_name = "BACKEND")]
     backend: Backend,
-    /// AF_XDP: the interface [default: the one the route to the server uses].
+    /// AF_XDP: the interface [default: the one the route to the server uses]. With --direct
+    /// (either backend, required): the interface the simulated clients sit on.
     #[arg(long, value_name = "IFACE")]
     interface: Option<String>,
     /// AF_XDP: the queue whose socket sends the requests. Replies are received on every queue
@@ -227,19 +229,19 @@ impl IoArgs {
     fn open_xdp(
         &self,
         server: SocketAddrV4,
-        relay: SocketAddrV4,
+        endpoint: &Endpoint,
         purpose: Purpose,
     ) -> Result<Option<XdpIo>, ExitCode> {
         match self.backend {
             Backend::Udp => Ok(None),
-            Backend::Xdp => match XdpIo::open(server, relay, &self.xdp_options(), purpose) {
+            Backend::Xdp => match XdpIo::open(server, endpoint, &self.xdp_options(), purpose) {
                 Ok(io) => Ok(Some(io)),
                 Err(e) => {
                     eprintln!("tandem-bench: --backend xdp: {e}");
                     Err(ExitCode::FAILURE)
                 }
             },
-            Backend::Auto => match XdpIo::open(server, relay, &self.xdp_options(), purpose) {
+            Backend::Auto => match XdpIo::open(server, endpoint, &self.xdp_options(), purpose) {
                 Ok(io) => Ok(Some(io)),
                 Err(e) => {
                     eprintln!("tandem-bench: --backend auto: AF_XDP cannot start ({e}); using UDP");
@@ -248,11 +250,27 @@ impl IoArgs {
             },
         }
     }
+
+    /// The direct clients' endpoint: `--interface`, which `--direct` requires (else the usage
+    /// error's exit code, said on stderr).
+    fn direct_endpoint(&self) -> Result<Endpoint, ExitCode> {
+        match &self.interface {
+            Some(i) => Ok(Endpoint::Direct {
+                interface: i.clone(),
+            }),
+            None => {
+                eprintln!(
+                    "tandem-bench: --direct needs --interface IFACE: the link the simulated \
+                     clients broadcast on"
+                );
+                Err(ExitCode::from(2))
+            }
+        }
+    }
 }
 
-/// The JSON of a report with the backend that ran it (and its AF_XDP figures) added.
-fn with_backend(report: &impl serde::Serialize, xdp: Option<&XdpReport>) -> String {
-    let mut v = serde_json::to_value(report).unwrap_or_default();
+/// The JSON `v` of a report with the backend that ran it (and its AF_XDP figures) added.
+fn with_backend(mut v: serde_json::Value, xdp: Option<&XdpReport>) -> String {
     if let Some(o) = v.as_object_mut() {
         let backend = if xdp.is_some() { "xdp" } else { "udp" };
         o.entry("backend").or_insert_with(|| backend.into());
@@ -268,9 +286,9 @@ struct CeilingArgs {
     /// Where the DISCOVERs go: an address where nothing answers. For a fair figure its next
     /// hop needs a neighbour entry (`ip neigh replace IP lladdr 02:00:00:00:00:00 dev IFACE nud
     /// permanent`); without one, UDP frames die before the link and AF_XDP frames go to
-    /// 02:00:00:00:00:00.
-    #[arg(long, value_name = "IP")]
-    server: Ipv4Addr,
+    /// 02:00:00:00:00:00. Not needed with --direct.
+    #[arg(long, value_name = "IP", required_unless_present = "direct")]
+    server: Option<Ipv4Addr>,
     /// UDP port of the black hole.
     #[arg(long, default_value_t = 67, value_name = "PORT")]
     server_port: u16,
@@ -280,6 +298,11 @@ struct CeilingArgs {
     /// Source port.
     #[arg(long, default_value_t = 67, value_name = "PORT")]
     relay_port: u16,
+    /// Send as clients on the link of --interface instead of a relay: DISCOVERs from
+    /// 0.0.0.0:68 to 255.255.255.255:67 (Ethernet broadcast), giaddr 0, BROADCAST flag. Every
+    /// DHCP server on that link receives (and answers) them: use a link without one.
+    #[arg(long, conflicts_with = "relay")]
+    direct: bool,
     /// Seconds to send.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     duration: f64,
@@ -306,9 +329,29 @@ struct CeilingArgs {
 }
 
 fn ceiling(a: CeilingArgs) -> ExitCode {
-    let (server, relay_ip) = match endpoints(a.server, a.server_port, a.relay, a.duration) {
-        Ok(e) => e,
-        Err(code) => return code,
+    let (server, endpoint) = if a.direct {
+        if let Err(code) = check_duration(a.duration) {
+            return code;
+        }
+        let endpoint = match a.io.direct_endpoint() {
+            Ok(e) => e,
+            Err(code) => return code,
+        };
+        let server = a.server.unwrap_or(Ipv4Addr::BROADCAST);
+        (SocketAddrV4::new(server, a.server_port), endpoint)
+    } else {
+        // clap requires --server without --direct
+        let Some(server) = a.server else {
+            eprintln!("tandem-bench: --server IP is required without --direct");
+            return ExitCode::from(2);
+        };
+        match endpoints(server, a.server_port, a.relay, a.duration) {
+            Ok((server, relay_ip)) => (
+                server,
+                Endpoint::Relay(SocketAddrV4::new(relay_ip, a.relay_port)),
+            ),
+            Err(code) => return code,
+        }
     };
     if a.clients == 0 || a.clients > tandem_bench::dora::MAX_CLIENTS {
         eprintln!(
@@ -317,10 +360,9 @@ fn ceiling(a: CeilingArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let relay = SocketAddrV4::new(relay_ip, a.relay_port);
     let co = CeilingOptions {
         server,
-        relay,
+        endpoint: endpoint.clone(),
         duration: std::time::Duration::from_secs_f64(a.duration),
         max_frames: a.max_frames,
         clients: a.clients,
@@ -328,7 +370,7 @@ fn ceiling(a: CeilingArgs) -> ExitCode {
         client_id: a.client_id,
         progress: !a.quiet,
     };
-    let result = match a.io.open_xdp(server, relay, Purpose::Ceiling) {
+    let result = match a.io.open_xdp(server, &endpoint, Purpose::Ceiling) {
         Err(code) => return code,
         Ok(Some(io)) => io.ceiling(&co),
         Ok(None) => xdp_run::ceiling_udp(&co),
@@ -369,6 +411,19 @@ struct DoraArgs {
     /// a test double of a server.
     #[arg(long, default_value_t = 67, value_name = "PORT")]
     relay_port: u16,
+    /// Run as clients on the server's own link (no relay) on --interface IFACE: requests with
+    /// hops 0, giaddr 0 and the BROADCAST flag, from port 68 to 255.255.255.255:67 (Ethernet
+    /// broadcast), so every server answers 255.255.255.255:68 without ARP. AF_XDP: IPv4 source
+    /// 0.0.0.0 and the interface's MAC as Ethernet source for every client (chaddr carries
+    /// each client's own MAC); replies are every UDP frame to port 68. UDP: a socket on
+    /// 0.0.0.0:68 bound to IFACE (nothing else may hold port 68 there); the kernel writes the
+    /// interface's address as IP source. RELEASE goes unicast from ciaddr (UDP: from the
+    /// socket) to the server id; DECLINE is broadcast. dora+renew (= dora+rebind) needs
+    /// --backend xdp: its REQUEST comes from ciaddr and its ACK is unicast to ciaddr; against a
+    /// server that sends through the kernel (tandemd's UDP backend, Kea, dhcpd) those ACKs wait
+    /// for an ARP answer for ciaddr that never comes, and the renewals are lost.
+    #[arg(long, conflicts_with_all = ["relay", "relay_port"])]
+    direct: bool,
     /// Simulated clients (distinct MACs), at most 16777216.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     clients: u32,
@@ -388,7 +443,8 @@ struct DoraArgs {
     #[arg(long, value_name = "N")]
     max_leases: Option<u64>,
     /// What each exchange does after its DORA: dora, dora+release, dora+renew (also dora+rebind: the
-    /// same message through a relay), dora+decline.
+    /// same message through a relay; with --direct: a RENEWING REQUEST unicast to the server,
+    /// AF_XDP only), dora+decline.
     #[arg(long, default_value = "dora", value_name = "MIX")]
     mix: Mix,
     /// How long each request waits for its reply before a retransmission, in ms.
@@ -446,17 +502,45 @@ fn endpoints(
         eprintln!("tandem-bench: no route to {server}; give --relay IP");
         return Err(ExitCode::from(2));
     };
+    check_duration(duration)?;
+    Ok((server, relay_ip))
+}
+
+/// `Err` (the usage-error exit code, said on stderr) unless `duration` is a usable --duration.
+fn check_duration(duration: f64) -> Result<(), ExitCode> {
     if !(duration.is_finite() && duration > 0.0 && duration <= 86_400.0) {
         eprintln!("tandem-bench: --duration must be more than 0 and at most 86400 seconds");
         return Err(ExitCode::from(2));
     }
-    Ok((server, relay_ip))
+    Ok(())
 }
 
 fn dora(a: DoraArgs) -> ExitCode {
-    let (server, relay_ip) = match endpoints(a.server, a.server_port, a.relay, a.duration) {
-        Ok(e) => e,
-        Err(code) => return code,
+    let (server, endpoint) = if a.direct {
+        if let Err(code) = check_duration(a.duration) {
+            return code;
+        }
+        if a.mix == Mix::DoraRenew && a.io.backend == Backend::Udp {
+            eprintln!(
+                "tandem-bench: --direct --mix {} needs --backend xdp: a RENEWING REQUEST comes \
+                 from the lease's address and its ACK is unicast to that address, which a UDP \
+                 socket on this host can neither send from nor receive at",
+                a.mix
+            );
+            return ExitCode::from(2);
+        }
+        match a.io.direct_endpoint() {
+            Ok(e) => (SocketAddrV4::new(a.server, a.server_port), e),
+            Err(code) => return code,
+        }
+    } else {
+        match endpoints(a.server, a.server_port, a.relay, a.duration) {
+            Ok((server, relay_ip)) => (
+                server,
+                Endpoint::Relay(SocketAddrV4::new(relay_ip, a.relay_port)),
+            ),
+            Err(code) => return code,
+        }
     };
     let salt = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -467,7 +551,7 @@ fn dora(a: DoraArgs) -> ExitCode {
         clients: a.clients,
         seed: a.seed,
         client_id: a.client_id,
-        giaddr: relay_ip,
+        path: endpoint.path(),
         mix: a.mix,
         rate: if a.flat_out {
             None
@@ -483,7 +567,7 @@ fn dora(a: DoraArgs) -> ExitCode {
     };
     let opts = RunOptions {
         server,
-        relay: SocketAddrV4::new(relay_ip, a.relay_port),
+        endpoint,
         server_pid: a.server_pid,
         progress: !a.quiet,
     };
@@ -494,7 +578,7 @@ fn dora(a: DoraArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let result = match a.io.open_xdp(server, opts.relay, Purpose::Dora) {
+    let result = match a.io.open_xdp(server, &opts.endpoint, Purpose::Dora) {
         Err(code) => return code,
         Ok(Some(io)) => io
             .run_dora(cfg, &opts)
@@ -517,7 +601,7 @@ fn dora(a: DoraArgs) -> ExitCode {
     }
     let mut ok = true;
     if let Some(p) = &a.json {
-        let text = with_backend(&out.report, xdp.as_ref());
+        let text = with_backend(out.report.json(), xdp.as_ref());
         if let Err(e) = fs::write(p, text + "\n") {
             eprintln!("tandem-bench: cannot write {}: {e}", p.display());
             ok = false;

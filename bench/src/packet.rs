@@ -1,5 +1,6 @@
-//! The generator's DHCP messages: requests as a relay agent forwards them, and a checked view of
-//! the server's replies.
+//! The generator's DHCP messages: requests as a relay agent forwards them or as a client on the
+//! server's link sends them ([`Path`]), how each leaves ([`Via`]), and a checked view of the
+//! server's replies.
 //!
 //! Requests are built into a fixed-size buffer ([`REQUEST_LEN`] bytes, the BOOTP minimum) without
 //! allocating. Replies are parsed by [`Reply::parse`], which validates the whole frame (header,
@@ -38,6 +39,68 @@ pub struct Ident {
     pub mac: [u8; 6],
     /// Send option 61.
     pub client_id: bool,
+}
+
+/// Which way the generator's requests reach the server.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Path {
+    /// Through a relay agent at this address: giaddr = the address, hops 1, flags 0; every
+    /// request goes unicast relay:67 → server:67 and the server answers giaddr:67.
+    Relay(Ipv4Addr),
+    /// As clients on the server's own link: giaddr 0, hops 0, the BROADCAST flag set while the
+    /// client has no address (so the server answers 255.255.255.255:68 without ARP); requests
+    /// without ciaddr are broadcast 0.0.0.0:68 → 255.255.255.255:67, those with ciaddr (RELEASE,
+    /// RENEWING REQUEST) go unicast ciaddr:68 → server id:67.
+    Direct,
+}
+
+impl Path {
+    /// The giaddr of every request (0.0.0.0 when direct), which the server echoes in replies.
+    pub fn giaddr(self) -> Ipv4Addr {
+        match self {
+            Path::Relay(a) => a,
+            Path::Direct => Ipv4Addr::UNSPECIFIED,
+        }
+    }
+
+    /// `"relay"` or `"direct"` (the report's `path`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Relay(_) => "relay",
+            Path::Direct => "direct",
+        }
+    }
+
+    /// How a request of `kind` leaves on this path; `server_id` is the server the client got
+    /// its lease from (the unicast destination of RELEASE and RENEWING REQUEST when direct).
+    pub fn via(self, kind: &RequestKind, server_id: Ipv4Addr) -> Via {
+        match (self, kind) {
+            (Path::Relay(_), _) => Via::Relayed,
+            (Path::Direct, RequestKind::Renew { ciaddr } | RequestKind::Release { ciaddr, .. }) => {
+                Via::Unicast {
+                    from: *ciaddr,
+                    to: server_id,
+                }
+            }
+            (Path::Direct, _) => Via::Broadcast,
+        }
+    }
+}
+
+/// How one request leaves the generator (the I/O shells turn it into addresses and ports).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// Relay agent → server, unicast, port 67 → 67 ([`Path::Relay`]).
+    Relayed,
+    /// A client without an address: 0.0.0.0:68 → 255.255.255.255:67, Ethernet broadcast.
+    Broadcast,
+    /// A client with an address: `from`:68 → `to`:67, unicast to the server.
+    Unicast {
+        /// The client's address (ciaddr).
+        from: Ipv4Addr,
+        /// The server identifier the lease came from.
+        to: Ipv4Addr,
+    },
 }
 
 /// Which request to build.
@@ -87,32 +150,43 @@ impl RequestKind {
     }
 }
 
-/// Write one relayed request into `buf` and return its length ([`REQUEST_LEN`]).
+/// The BROADCAST bit of the `flags` field (RFC 2131 §2).
+pub const FLAG_BROADCAST: u16 = 0x8000;
+
+/// Write one request into `buf` and return its length ([`REQUEST_LEN`]).
 ///
-/// Header: BOOTREQUEST, Ethernet, hlen 6, hops 1 (one relay), `xid`, `secs`, flags 0, the
-/// ciaddr of the kind, `giaddr`, chaddr = the MAC. Options: 53, 61 (if asked), 50/54 as the kind
-/// requires, 57 and 55 (not in RELEASE), END, then zero padding.
+/// Header: BOOTREQUEST, Ethernet, hlen 6, `xid`, `secs`, the ciaddr of the kind, chaddr = the
+/// MAC, and by `path`: [`Path::Relay`] hops 1 (one relay), flags 0, giaddr = the relay;
+/// [`Path::Direct`] hops 0, giaddr 0, flags = BROADCAST unless the kind carries a ciaddr (a
+/// client with an address takes unicast). Options: 53, 61 (if asked), 50/54 as the kind
+/// requires, 57 and 55 (not in RELEASE or DECLINE), END, then zero padding.
 pub fn build_request(
     buf: &mut [u8; REQUEST_LEN],
     ident: &Ident,
     xid: u32,
     secs: u16,
-    giaddr: Ipv4Addr,
+    path: Path,
     kind: &RequestKind,
 ) -> usize {
     buf.fill(0);
     buf[0] = OP_REQUEST;
     buf[1] = 1;
     buf[2] = 6;
-    buf[3] = 1;
+    buf[3] = match path {
+        Path::Relay(_) => 1,
+        Path::Direct => 0,
+    };
     buf[4..8].copy_from_slice(&xid.to_be_bytes());
     buf[8..10].copy_from_slice(&secs.to_be_bytes());
     let ciaddr = match kind {
         RequestKind::Renew { ciaddr } | RequestKind::Release { ciaddr, .. } => *ciaddr,
         _ => Ipv4Addr::UNSPECIFIED,
     };
+    if path == Path::Direct && ciaddr.is_unspecified() {
+        buf[10..12].copy_from_slice(&FLAG_BROADCAST.to_be_bytes());
+    }
     buf[12..16].copy_from_slice(&ciaddr.octets());
-    buf[24..28].copy_from_slice(&giaddr.octets());
+    buf[24..28].copy_from_slice(&path.giaddr().octets());
     buf[28..34].copy_from_slice(&ident.mac);
     buf[HEADER_LEN..OPTIONS_OFFSET].copy_from_slice(&MAGIC);
     let mut w = OptWriter {
@@ -404,7 +478,14 @@ mod tests {
 
     fn build(kind: RequestKind, client_id: bool) -> [u8; REQUEST_LEN] {
         let mut b = [0xffu8; REQUEST_LEN];
-        let n = build_request(&mut b, &ident(client_id), 0xabcd_0001, 3, GI, &kind);
+        let n = build_request(
+            &mut b,
+            &ident(client_id),
+            0xabcd_0001,
+            3,
+            Path::Relay(GI),
+            &kind,
+        );
         assert_eq!(n, REQUEST_LEN);
         b
     }
@@ -495,6 +576,78 @@ mod tests {
         assert_eq!(r.requested_ip(), Some(YI));
         assert_eq!(r.server_id(), Some(SID));
         assert_eq!(r.parameter_request_list(), None);
+    }
+
+    fn build_direct(kind: RequestKind) -> [u8; REQUEST_LEN] {
+        let mut b = [0xffu8; REQUEST_LEN];
+        let n = build_request(&mut b, &ident(true), 0x0102_0304, 0, Path::Direct, &kind);
+        assert_eq!(n, REQUEST_LEN);
+        b
+    }
+
+    #[test]
+    fn direct_requests_are_a_client_s_own() {
+        // DISCOVER, SELECTING REQUEST, DECLINE: no address yet, so hops 0, giaddr 0, the
+        // BROADCAST flag set (bytes 10..12 = 0x8000), and broadcast on the wire
+        let select = RequestKind::Select {
+            requested: YI,
+            server_id: SID,
+        };
+        let decline = RequestKind::Decline {
+            requested: YI,
+            server_id: SID,
+        };
+        for kind in [RequestKind::Discover, select, decline] {
+            let b = build_direct(kind);
+            assert_eq!(b[3], 0, "hops: {kind:?}");
+            assert_eq!(&b[10..12], &[0x80, 0x00], "flags: {kind:?}");
+            assert_eq!(&b[12..16], &[0; 4], "ciaddr: {kind:?}");
+            assert_eq!(&b[24..28], &[0; 4], "giaddr: {kind:?}");
+            let r = Request::parse(&b).unwrap();
+            assert_eq!(r.message_type(), kind.message_type());
+            assert_eq!(r.hops(), 0);
+            assert!(r.broadcast(), "{kind:?}");
+            assert_eq!(r.giaddr(), Ipv4Addr::UNSPECIFIED);
+            assert_eq!(r.mac(), Some([2, 7, 1, 2, 3, 4]));
+            assert_eq!(Path::Direct.via(&kind, SID), Via::Broadcast);
+        }
+        // RENEWING REQUEST and RELEASE: the client has ciaddr, takes unicast (flag clear) and
+        // sends unicast from ciaddr to the server that leased it
+        for kind in [
+            RequestKind::Renew { ciaddr: YI },
+            RequestKind::Release {
+                ciaddr: YI,
+                server_id: SID,
+            },
+        ] {
+            let b = build_direct(kind);
+            assert_eq!(b[3], 0, "hops: {kind:?}");
+            assert_eq!(&b[10..12], &[0, 0], "flags: {kind:?}");
+            let r = Request::parse(&b).unwrap();
+            assert_eq!(r.ciaddr(), YI);
+            assert_eq!(r.giaddr(), Ipv4Addr::UNSPECIFIED);
+            assert!(!r.broadcast());
+            assert_eq!(
+                Path::Direct.via(&kind, SID),
+                Via::Unicast { from: YI, to: SID }
+            );
+        }
+        // the relay path: hops 1, flags 0, giaddr set, always relayed
+        let b = build(RequestKind::Discover, false);
+        assert_eq!(
+            (b[3], &b[10..12], &b[24..28]),
+            (1, &[0u8, 0][..], &GI.octets()[..])
+        );
+        assert_eq!(
+            Path::Relay(GI).via(&RequestKind::Renew { ciaddr: YI }, SID),
+            Via::Relayed
+        );
+        assert_eq!(Path::Relay(GI).giaddr(), GI);
+        assert_eq!(Path::Direct.giaddr(), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(
+            (Path::Relay(GI).name(), Path::Direct.name()),
+            ("relay", "direct")
+        );
     }
 
     #[test]

@@ -15,7 +15,10 @@ use crate::packet::ReplyError;
 pub struct Params {
     /// Server address and port.
     pub server: String,
-    /// Relay address and port (giaddr and where replies come back).
+    /// Which path the requests took: `"relay"` (through a relay, giaddr set) or `"direct"`
+    /// (clients on the server's link: giaddr 0, broadcast).
+    pub path: &'static str,
+    /// Relay address and port (giaddr and where replies come back), or `direct on IFACE`.
     pub relay: String,
     /// Simulated clients.
     pub clients: u32,
@@ -129,18 +132,31 @@ impl Report {
         }
     }
 
+    /// The report as JSON: its fields, plus `"path"` at the top (a copy of `params.path`, so
+    /// a reader of several reports sees at once which path each ran).
+    pub fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("path".into(), self.params.path.into());
+        }
+        v
+    }
+
     /// The human-readable result table.
     pub fn table(&self) -> String {
         let p = &self.params;
         let c = &self.counts;
         let mut s = String::new();
         let rate = p.rate.map_or("flat out".to_string(), |r| format!("{r}/s"));
+        let via = match p.path {
+            "direct" => format!("{} (giaddr 0, broadcast)", p.relay),
+            _ => format!("via relay {}", p.relay),
+        };
         let _ = writeln!(
             s,
-            "tandem-bench dora: {} clients, {} via relay {} to {}, {} for {:.1} s{}",
+            "tandem-bench dora: {} clients, {} {via} to {}, {} for {:.1} s{}",
             p.clients,
             p.mix,
-            p.relay,
             p.server,
             rate,
             p.duration_s,
@@ -177,13 +193,14 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "  unexpected    {:>10}    (malformed {}, foreign {}, late {}, wrong type {}, invalid {})",
+            "  unexpected    {:>10}    (malformed {}, foreign {}, late {}, wrong type {}, invalid {}, wrong giaddr {})",
             c.unexpected(),
             c.malformed,
             c.foreign,
             c.late,
             c.wrong_type,
-            c.invalid_offer + c.invalid_ack
+            c.invalid_offer + c.invalid_ack,
+            c.wrong_giaddr
         );
         if self.missed_slots > 0 {
             let _ = writeln!(
@@ -278,6 +295,7 @@ mod tests {
             command: "dora",
             params: Params {
                 server: "10.77.0.1:67".into(),
+                path: "relay",
                 relay: "10.77.0.2:67".into(),
                 clients: 2000,
                 rate: Some(500),
@@ -352,6 +370,29 @@ mod tests {
             serde_json::json!([[50.0, 0.001], [100.0, 0.5], [900.0, 0.99], [12_000.0, 1.0]])
         );
         assert_eq!(v["latency_us"]["renew"]["cdf"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn the_path_shows_in_table_and_json() {
+        let relay = sample();
+        assert_eq!(relay.params.path, "relay");
+        assert!(relay
+            .table()
+            .contains("dora via relay 10.77.0.2:67 to 10.77.0.1:67"));
+        assert_eq!(relay.json()["path"], "relay");
+        let mut direct = sample();
+        direct.params.path = "direct";
+        direct.params.relay = "direct on eth1".into();
+        assert_eq!(direct.params.path, "direct");
+        let t = direct.table();
+        assert!(
+            t.contains("dora direct on eth1 (giaddr 0, broadcast) to 10.77.0.1:67"),
+            "{t}"
+        );
+        let v = direct.json();
+        assert_eq!(v["path"], "direct");
+        assert_eq!(v["params"]["relay"], "direct on eth1");
+        assert_eq!(v["leases_per_s"], 499.0, "the other fields stay");
     }
 
     #[test]

@@ -2,6 +2,14 @@
 //! default, where servers send relayed replies), a `mio` poll as the sleeper, a monotonic clock,
 //! the progress line, and CPU sampling.
 //!
+//! Direct path ([`Endpoint::Direct`]): the socket is bound to 0.0.0.0:68 with `SO_BROADCAST` and
+//! `SO_BINDTODEVICE(interface)`; requests without ciaddr go to 255.255.255.255:67 (the kernel
+//! writes the interface's address as IP source, not 0.0.0.0 as a real client would: servers
+//! answer by giaddr, ciaddr and the BROADCAST flag, not by the source address), RELEASEs go to
+//! the server id, and the broadcast replies arrive on :68. The RENEWING mix is refused: its
+//! REQUEST must come from ciaddr and its ACK goes unicast to ciaddr, an address this host does
+//! not own (the AF_XDP backend runs it).
+//!
 //! The loop: receive everything waiting (each reply stamped with the clock as it is read), fire
 //! the timeouts, start the exchanges that are due, print progress once a second, and sleep until
 //! the next thing is due or a reply arrives. The poll sleeps with millisecond granularity, so at
@@ -16,7 +24,7 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cpu;
-use crate::dora::{Config, ConfigError, Generator, HeldLease, Tx};
+use crate::dora::{Config, ConfigError, Generator, HeldLease, Mix, Path, Tx, Via};
 use crate::report::{malformed_map, Params, Report, ServerCpu};
 
 const SOCK: Token = Token(0);
@@ -24,14 +32,50 @@ const NANOS: u64 = 1_000_000_000;
 /// Most datagrams read before the timers and the pacer get a turn.
 const RECV_BATCH: usize = 1024;
 
+/// DHCP's client port: direct replies go there.
+pub const CLIENT_PORT: u16 = 68;
+/// DHCP's server port.
+pub const SERVER_PORT: u16 = 67;
+
+/// The generator's end of the conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A relay agent: the address and port to bind (port 67 normally: servers answer relays on
+    /// 67); the address goes into giaddr.
+    Relay(SocketAddrV4),
+    /// Clients on the server's link, on `interface`: 0.0.0.0:68, giaddr 0, requests broadcast.
+    Direct {
+        /// The interface the clients sit on.
+        interface: String,
+    },
+}
+
+impl Endpoint {
+    /// The path the generator's requests take.
+    pub fn path(&self) -> Path {
+        match self {
+            Endpoint::Relay(a) => Path::Relay(*a.ip()),
+            Endpoint::Direct { .. } => Path::Direct,
+        }
+    }
+
+    /// For the report's `params.relay`: the relay's address and port, or `direct on IFACE`
+    /// (see [`crate::report::Params::path`]).
+    pub fn describe(&self) -> String {
+        match self {
+            Endpoint::Relay(a) => a.to_string(),
+            Endpoint::Direct { interface } => format!("direct on {interface}"),
+        }
+    }
+}
+
 /// Where to send and listen, and what to measure besides.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     /// The server (port 67 normally).
     pub server: SocketAddrV4,
-    /// The relay address to bind and write into giaddr (port 67 normally: servers answer
-    /// relays on 67).
-    pub relay: SocketAddrV4,
+    /// The relay address to bind and write into giaddr, or the interface of direct clients.
+    pub endpoint: Endpoint,
     /// Server process to charge CPU time to.
     pub server_pid: Option<u32>,
     /// Print a progress line on stderr once a second.
@@ -52,6 +96,25 @@ pub enum RunError {
         addr: SocketAddrV4,
         /// The OS error.
         source: io::Error,
+    },
+    /// The direct clients' socket could not be set up.
+    #[error("cannot bind 0.0.0.0:68 on {interface} for direct clients: {source} (the interface must exist; port 68 needs root or CAP_NET_BIND_SERVICE and must be free: stop any DHCP client in this namespace)")]
+    BindClient {
+        /// The interface.
+        interface: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The renewing mix over UDP on the direct path.
+    #[error("--direct with --mix {0} needs --backend xdp: a RENEWING REQUEST comes from the lease's address and the server unicasts its ACK to that address, which this host does not own, so a UDP socket can neither send from it nor receive at it")]
+    DirectRenewOverUdp(Mix),
+    /// The generator's path does not match the endpoint (a programming error of the caller).
+    #[error("the generator's path ({path:?}) does not match the endpoint ({endpoint:?})")]
+    PathMismatch {
+        /// The generator's.
+        path: Path,
+        /// The endpoint's.
+        endpoint: Endpoint,
     },
     /// A socket, poll or `/proc` failure.
     #[error(transparent)]
@@ -113,15 +176,44 @@ fn bind_relay(addr: SocketAddrV4) -> Result<UdpSocket, RunError> {
     Ok(s.into())
 }
 
+/// The direct clients' socket: 0.0.0.0:68 on `interface`, broadcast allowed, non-blocking,
+/// large buffers.
+pub(crate) fn bind_client(interface: &str) -> Result<UdpSocket, RunError> {
+    let err = |source| RunError::BindClient {
+        interface: interface.to_string(),
+        source,
+    };
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    let _ = s.set_recv_buffer_size(8 << 20);
+    let _ = s.set_send_buffer_size(8 << 20);
+    s.set_broadcast(true).map_err(err)?;
+    s.bind_device(Some(interface.as_bytes())).map_err(err)?;
+    let any = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, CLIENT_PORT);
+    s.bind(&SocketAddr::V4(any).into()).map_err(err)?;
+    s.set_nonblocking(true).map_err(err)?;
+    Ok(s.into())
+}
+
+/// The destination of a request sent by `route` over a UDP socket (the source is the
+/// socket's: the relay address, or the direct interface's address).
+pub(crate) fn udp_destination(route: Via, server: SocketAddrV4) -> SocketAddr {
+    SocketAddr::V4(match route {
+        Via::Relayed => server,
+        Via::Broadcast => SocketAddrV4::new(std::net::Ipv4Addr::BROADCAST, SERVER_PORT),
+        Via::Unicast { to, .. } => SocketAddrV4::new(to, server.port()),
+    })
+}
+
 struct SockTx<'a> {
     sock: &'a mio::net::UdpSocket,
-    to: SocketAddr,
+    server: SocketAddrV4,
 }
 
 impl Tx for SockTx<'_> {
-    fn send(&mut self, frame: &[u8]) -> bool {
+    fn send(&mut self, frame: &[u8], route: Via) -> bool {
+        let to = udp_destination(route, self.server);
         loop {
-            match self.sock.send_to(frame, self.to) {
+            match self.sock.send_to(frame, to) {
                 Ok(_) => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return false,
@@ -182,8 +274,20 @@ impl CpuStart {
 /// Run the generator against the server until it stops by itself (sending period over and
 /// every exchange finished, or the hard stop).
 pub fn run(cfg: Config, opts: &RunOptions) -> Result<Outcome, RunError> {
+    if cfg.path != opts.endpoint.path() {
+        return Err(RunError::PathMismatch {
+            path: cfg.path,
+            endpoint: opts.endpoint.clone(),
+        });
+    }
+    if cfg.path == Path::Direct && cfg.mix == Mix::DoraRenew {
+        return Err(RunError::DirectRenewOverUdp(cfg.mix));
+    }
     let mut gen = Generator::new(cfg)?;
-    let std_sock = bind_relay(opts.relay)?;
+    let std_sock = match &opts.endpoint {
+        Endpoint::Relay(a) => bind_relay(*a)?,
+        Endpoint::Direct { interface } => bind_client(interface)?,
+    };
     let mut sock = mio::net::UdpSocket::from_std(std_sock);
     let mut poll = Poll::new().map_err(SysError::io("creating the poll"))?;
     poll.registry()
@@ -203,7 +307,7 @@ pub fn run(cfg: Config, opts: &RunOptions) -> Result<Outcome, RunError> {
         {
             let mut tx = SockTx {
                 sock: &sock,
-                to: SocketAddr::V4(opts.server),
+                server: opts.server,
             };
             let mut n = 0;
             loop {
@@ -332,7 +436,8 @@ pub(crate) fn build_report(
         command: "dora",
         params: Params {
             server: opts.server.to_string(),
-            relay: opts.relay.to_string(),
+            path: opts.endpoint.path().name(),
+            relay: opts.endpoint.describe(),
             clients: cfg.clients,
             rate: cfg.rate,
             window: cfg.window,
@@ -435,7 +540,7 @@ mod tests {
             clients: 300,
             seed: 1,
             client_id: true,
-            giaddr: *relay.ip(),
+            path: Path::Relay(*relay.ip()),
             mix: Mix::Dora,
             rate: Some(1000),
             window: 500,
@@ -447,7 +552,7 @@ mod tests {
         };
         let opts = RunOptions {
             server,
-            relay,
+            endpoint: Endpoint::Relay(relay),
             server_pid: Some(std::process::id()),
             progress: false,
         };
@@ -484,6 +589,83 @@ mod tests {
         );
     }
 
+    fn direct_cfg(mix: Mix) -> Config {
+        Config {
+            clients: 1,
+            seed: 0,
+            client_id: false,
+            path: Path::Direct,
+            mix,
+            rate: Some(1),
+            window: 1,
+            duration: 1,
+            max_exchanges: None,
+            timeout: 1,
+            retries: 0,
+            xid_salt: 0,
+        }
+    }
+
+    #[test]
+    fn direct_path_checks_come_before_any_socket() {
+        let direct = RunOptions {
+            server: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 67),
+            endpoint: Endpoint::Direct {
+                interface: "tdm-no-such-if".into(),
+            },
+            server_pid: None,
+            progress: false,
+        };
+        // renewing over UDP on the direct path is refused, saying why
+        let e = run(direct_cfg(Mix::DoraRenew), &direct)
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(e, RunError::DirectRenewOverUdp(Mix::DoraRenew)),
+            "{e}"
+        );
+        assert!(e.to_string().contains("--backend xdp"), "{e}");
+        // the generator's path must be the endpoint's
+        let relay = RunOptions {
+            endpoint: Endpoint::Relay(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6767)),
+            ..direct.clone()
+        };
+        let e = run(direct_cfg(Mix::Dora), &relay).err().expect("mismatch");
+        assert!(matches!(e, RunError::PathMismatch { .. }), "{e}");
+        // the direct socket names the interface it could not bind to
+        let e = run(direct_cfg(Mix::Dora), &direct)
+            .err()
+            .expect("no such interface");
+        assert!(matches!(e, RunError::BindClient { .. }), "{e}");
+        assert!(e.to_string().contains("tdm-no-such-if"), "{e}");
+        assert_eq!(direct.endpoint.describe(), "direct on tdm-no-such-if");
+        assert_eq!(relay.endpoint.describe(), "127.0.0.1:6767");
+    }
+
+    #[test]
+    fn udp_destinations_follow_the_route() {
+        let server = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 67);
+        assert_eq!(
+            udp_destination(Via::Relayed, server),
+            SocketAddr::V4(server)
+        );
+        assert_eq!(
+            udp_destination(Via::Broadcast, server),
+            "255.255.255.255:67".parse::<SocketAddr>().unwrap()
+        );
+        let to = Ipv4Addr::new(10, 0, 0, 9);
+        assert_eq!(
+            udp_destination(
+                Via::Unicast {
+                    from: Ipv4Addr::new(10, 0, 3, 3),
+                    to
+                },
+                server
+            ),
+            SocketAddr::V4(SocketAddrV4::new(to, 67))
+        );
+    }
+
     #[test]
     fn bind_failure_is_an_error_not_a_panic() {
         // 192.0.2.1 (TEST-NET-1) is not configured on this host
@@ -491,7 +673,7 @@ mod tests {
             clients: 1,
             seed: 0,
             client_id: false,
-            giaddr: Ipv4Addr::new(192, 0, 2, 1),
+            path: Path::Relay(Ipv4Addr::new(192, 0, 2, 1)),
             mix: Mix::Dora,
             rate: Some(1),
             window: 1,
@@ -503,7 +685,7 @@ mod tests {
         };
         let opts = RunOptions {
             server: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 67),
-            relay: SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 6767),
+            endpoint: Endpoint::Relay(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 6767)),
             server_pid: None,
             progress: false,
         };

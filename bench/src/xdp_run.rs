@@ -12,6 +12,17 @@
 //! taskset -c 1 tandem-bench ceiling --backend xdp --interface eth1 --server 10.77.0.99 --duration 5
 //! ```
 //!
+//! Direct path (`dora --direct`, [`Endpoint::Direct`]): the generator plays clients on the
+//! server's link. Requests without ciaddr leave as Ethernet broadcasts from the interface's MAC
+//! (every simulated client shares it; chaddr carries the simulated MAC) and IPv4 0.0.0.0:68 to
+//! 255.255.255.255:67; RELEASE and RENEWING REQUEST leave unicast from ciaddr:68 to the server
+//! id:67 at the server's MAC. The steering program is loaded for port 68 and every UDP frame to
+//! port 68 is a reply for the generator, whatever its destination MAC and address (broadcast,
+//! or unicast to a client's ciaddr): so renewals work against a server that sends its unicast
+//! ACK to the MAC the request came from (tandemd on AF_XDP). A server on the kernel's stack
+//! first ARPs for ciaddr, which nobody answers (the addresses are not on the interface), and
+//! its ACKs never leave: those renewals are lost.
+//!
 //! Set-up ([`XdpIo::open`]), in this order, each step with its own error:
 //! 1. the interface: `--interface`, else the one the route to the server leaves by
 //!    (`/proc/net/route`); it must be up, and for `dora` the relay address must be one of its
@@ -20,10 +31,11 @@
 //! 3. the server's MAC: `--server-mac`, else the neighbour-table entry of the next hop
 //!    (`/proc/net/arp`); for `dora`, after a UDP probe to the server's discard port (9) if the
 //!    entry is missing, waiting at most 1 s; the ceiling never probes and falls back to
-//!    [`BLACKHOLE_MAC`];
-//! 4. the steering program of `tandem-ebpf` loaded for the relay port, one AF_XDP socket per
-//!    receive queue of the interface, each registered in the XSKMAP, then the program attached
-//!    (native, else generic with `--xdp-mode auto`).
+//!    [`BLACKHOLE_MAC`]; on the direct path a missing MAC is an error only when the mix sends
+//!    unicast (RELEASE, RENEWING REQUEST), and said when the run starts;
+//! 4. the steering program of `tandem-ebpf` loaded for the relay port (68 when direct), one
+//!    AF_XDP socket per receive queue of the interface, each registered in the XSKMAP, then the
+//!    program attached (native, else generic with `--xdp-mode auto`).
 //!
 //! Queues: every receive queue gets its own socket and UMEM, because a socket only receives
 //! from the queue it is bound to and the NIC (or veth) picks the queue of each reply; requests
@@ -68,9 +80,13 @@ use tandem_dataplane::xsk::{
 use tandem_ebpf::{AttachedMode, Counters as ProgramCounters, SteerError, Steering, XdpMode};
 
 use crate::cpu;
-use crate::dora::{Config, ConfigError, Generator, Tx};
+use crate::dora::{Config, ConfigError, Generator, Path, Tx, Via};
 use crate::packet::{build_request, client_mac, Ident, RequestKind, REQUEST_LEN};
-use crate::run::{build_report, progress, CpuStart, Outcome, RunOptions, Snapshot, SysError};
+use crate::run::{
+    bind_client, build_report, progress, udp_destination, CpuStart, Endpoint, Outcome, RunError,
+    RunOptions, Snapshot, SysError, CLIENT_PORT, SERVER_PORT,
+};
+use tandem_dataplane::frame::BROADCAST_MAC;
 
 const NANOS: u64 = 1_000_000_000;
 /// Most frames taken from one RX ring before the timers and the pacer get a turn.
@@ -210,6 +226,18 @@ pub enum XdpRunError {
         /// Its addresses, comma-separated.
         have: String,
     },
+    /// The generator's path does not match the backend's endpoint (a programming error of the
+    /// caller).
+    #[error(
+        "the generator's path ({path:?}) does not match the endpoint the backend was opened for"
+    )]
+    PathMismatch {
+        /// The generator's.
+        path: Path,
+    },
+    /// The direct clients' UDP socket (ceiling over UDP) could not be set up.
+    #[error("{0}")]
+    Udp(#[from] RunError),
     /// The next hop's MAC could not be found.
     #[error(
         "cannot resolve the MAC address of {next_hop} on {ifname}: {detail}; give --server-mac"
@@ -380,6 +408,88 @@ pub fn request_headers(
         dst_port: server.port(),
         ttl: TTL,
         udp_checksum: true,
+    }
+}
+
+/// The headers of direct requests without ciaddr: from our interface's MAC and 0.0.0.0:68 to
+/// ff:ff:ff:ff:ff:ff and 255.255.255.255:67.
+pub fn broadcast_headers(src_mac: [u8; 6]) -> ReplyHeaders {
+    ReplyHeaders {
+        src_mac,
+        dst_mac: BROADCAST_MAC,
+        vlan: None,
+        src_ip: Ipv4Addr::UNSPECIFIED,
+        dst_ip: Ipv4Addr::BROADCAST,
+        src_port: CLIENT_PORT,
+        dst_port: SERVER_PORT,
+        ttl: TTL,
+        udp_checksum: true,
+    }
+}
+
+/// The headers of direct requests with ciaddr: from our interface's MAC and `from`:68 to the
+/// server's MAC and `to`:67.
+pub fn unicast_headers(
+    src_mac: [u8; 6],
+    server_mac: [u8; 6],
+    from: Ipv4Addr,
+    to: Ipv4Addr,
+) -> ReplyHeaders {
+    ReplyHeaders {
+        src_mac,
+        dst_mac: server_mac,
+        vlan: None,
+        src_ip: from,
+        dst_ip: to,
+        src_port: CLIENT_PORT,
+        dst_port: SERVER_PORT,
+        ttl: TTL,
+        udp_checksum: true,
+    }
+}
+
+/// The headers of every request frame, by [`Via`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RequestHeaders {
+    /// Relay path: every request relay → server ([`request_headers`]).
+    Relay(ReplyHeaders),
+    /// Direct path, from the interface's MAC: broadcasts, and unicasts to the server's MAC if
+    /// it is known.
+    Direct {
+        /// Our interface's MAC.
+        src_mac: [u8; 6],
+        /// The server's MAC (`None`: unknown, unicast requests cannot be sent).
+        server_mac: Option<[u8; 6]>,
+    },
+}
+
+impl RequestHeaders {
+    /// The headers of a request sent by `route`; `None` if this path cannot send it (a relayed
+    /// route on the direct path or the reverse, or a unicast without the server's MAC).
+    pub fn for_route(&self, route: Via) -> Option<ReplyHeaders> {
+        match (self, route) {
+            (RequestHeaders::Relay(h), Via::Relayed) => Some(*h),
+            (RequestHeaders::Direct { src_mac, .. }, Via::Broadcast) => {
+                Some(broadcast_headers(*src_mac))
+            }
+            (
+                RequestHeaders::Direct {
+                    src_mac,
+                    server_mac: Some(m),
+                },
+                Via::Unicast { from, to },
+            ) => Some(unicast_headers(*src_mac, *m, from, to)),
+            _ => None,
+        }
+    }
+
+    /// The destination MAC reported as `server_mac`: the relay path's next hop, the direct
+    /// path's server (`ff:ff:ff:ff:ff:ff` when unknown: only broadcasts are sent).
+    fn next_hop_mac(&self) -> [u8; 6] {
+        match self {
+            RequestHeaders::Relay(h) => h.dst_mac,
+            RequestHeaders::Direct { server_mac, .. } => server_mac.unwrap_or(BROADCAST_MAC),
+        }
     }
 }
 
@@ -556,12 +666,16 @@ struct XdpTx<'a> {
     completion: &'a mut CompletionRing,
     free: &'a mut Vec<Frame>,
     queued: &'a mut Vec<Frame>,
-    hdr: &'a ReplyHeaders,
+    hdrs: &'a RequestHeaders,
     counts: &'a mut ShellCounts,
 }
 
 impl Tx for XdpTx<'_> {
-    fn send(&mut self, payload: &[u8]) -> bool {
+    fn send(&mut self, payload: &[u8], route: Via) -> bool {
+        let Some(hdr) = self.hdrs.for_route(route) else {
+            self.counts.frame_errors += 1;
+            return false;
+        };
         if self.free.is_empty() {
             self.counts.tx_completed += u64::from(self.completion.drain_into(self.free, u32::MAX));
         }
@@ -573,7 +687,7 @@ impl Tx for XdpTx<'_> {
             .umem
             .chunk_mut(&f)
             .ok_or(FrameError::BufferTooSmall)
-            .and_then(|chunk| write_request_frame(chunk, self.hdr, payload));
+            .and_then(|chunk| write_request_frame(chunk, &hdr, payload));
         match written {
             Ok(n) => {
                 // n <= CHUNK_SIZE (the chunk's length bounds the frame).
@@ -606,9 +720,11 @@ pub struct XdpIo {
     tx: usize,
     info: InterfaceInfo,
     mode: AttachedMode,
-    hdr: ReplyHeaders,
+    hdrs: RequestHeaders,
     server: SocketAddrV4,
-    relay: SocketAddrV4,
+    endpoint: Endpoint,
+    /// Direct path without the server's MAC: why (said when a mix needs unicast).
+    no_server_mac: Option<XdpRunError>,
     baseline: ProgramCounters,
     counts: ShellCounts,
 }
@@ -619,7 +735,7 @@ impl fmt::Debug for XdpIo {
             .field("interface", &self.info.name)
             .field("mode", &self.mode)
             .field("queues", &self.ports.len())
-            .field("headers", &self.hdr)
+            .field("headers", &self.hdrs)
             .finish_non_exhaustive()
     }
 }
@@ -636,18 +752,20 @@ pub enum Purpose {
 }
 
 impl XdpIo {
-    /// Sets the backend up for requests from `relay` to `server` (see the module docs for the
-    /// steps). Nothing is attached when this fails.
+    /// Sets the backend up for requests from `endpoint` (a relay address, or clients on the
+    /// direct interface, which overrides `xo.interface`) to `server` (see the module docs for
+    /// the steps). Nothing is attached when this fails.
     pub fn open(
         server: SocketAddrV4,
-        relay: SocketAddrV4,
+        endpoint: &Endpoint,
         xo: &XdpOptions,
         purpose: Purpose,
     ) -> Result<XdpIo, XdpRunError> {
         let routes = parse_routes(&read_proc("/proc/net/route")?);
-        let ifname = match &xo.interface {
-            Some(i) => i.clone(),
-            None => {
+        let ifname = match (endpoint, &xo.interface) {
+            (Endpoint::Direct { interface }, _) => interface.clone(),
+            (Endpoint::Relay(_), Some(i)) => i.clone(),
+            (Endpoint::Relay(_), None) => {
                 next_hop(&routes, *server.ip(), None)
                     .ok_or(XdpRunError::NoRoute {
                         server: *server.ip(),
@@ -667,33 +785,64 @@ impl XdpIo {
             }
             .into());
         }
-        if purpose == Purpose::Dora && !info.ipv4.contains(relay.ip()) {
-            let have: Vec<String> = info.ipv4.iter().map(Ipv4Addr::to_string).collect();
-            return Err(XdpRunError::RelayNotLocal {
-                relay: *relay.ip(),
-                ifname,
-                have: if have.is_empty() {
-                    "no IPv4 address".into()
-                } else {
-                    have.join(", ")
-                },
-            });
+        if let (Purpose::Dora, Endpoint::Relay(relay)) = (purpose, endpoint) {
+            if !info.ipv4.contains(relay.ip()) {
+                let have: Vec<String> = info.ipv4.iter().map(Ipv4Addr::to_string).collect();
+                return Err(XdpRunError::RelayNotLocal {
+                    relay: *relay.ip(),
+                    ifname,
+                    have: if have.is_empty() {
+                        "no IPv4 address".into()
+                    } else {
+                        have.join(", ")
+                    },
+                });
+            }
         }
         let per_socket = u64::from(CHUNK_SIZE) * u64::from(xo.frame_count);
         check_privileges(per_socket * u64::from(info.rx_queues))?;
         let hop =
             next_hop(&routes, *server.ip(), Some(&ifname)).map_or(*server.ip(), |(_, hop)| hop);
-        let dst_mac = match (xo.server_mac, purpose) {
-            (Some(m), _) => m,
-            (None, Purpose::Dora) => resolve_mac(
-                &ifname,
-                hop,
-                Some(SocketAddrV4::new(*server.ip(), PROBE_PORT)),
-            )?,
-            (None, Purpose::Ceiling) => resolve_mac(&ifname, hop, None).unwrap_or(BLACKHOLE_MAC),
+        let probe = Some(SocketAddrV4::new(*server.ip(), PROBE_PORT));
+        let mut no_server_mac = None;
+        let (hdrs, port) = match endpoint {
+            Endpoint::Relay(relay) => {
+                let dst_mac = match (xo.server_mac, purpose) {
+                    (Some(m), _) => m,
+                    (None, Purpose::Dora) => resolve_mac(&ifname, hop, probe)?,
+                    (None, Purpose::Ceiling) => {
+                        resolve_mac(&ifname, hop, None).unwrap_or(BLACKHOLE_MAC)
+                    }
+                };
+                let h = request_headers(info.mac, dst_mac, *relay, server);
+                (RequestHeaders::Relay(h), relay.port())
+            }
+            Endpoint::Direct { .. } => {
+                // Only RELEASE and RENEWING REQUEST need the server's MAC; the probe needs an
+                // address on the interface, which direct clients need not have.
+                let m = match (xo.server_mac, purpose) {
+                    (Some(m), _) => Some(m),
+                    (None, Purpose::Dora) => {
+                        let probe = probe.filter(|_| !info.ipv4.is_empty());
+                        match resolve_mac(&ifname, hop, probe) {
+                            Ok(m) => Some(m),
+                            Err(e) => {
+                                no_server_mac = Some(e);
+                                None
+                            }
+                        }
+                    }
+                    (None, Purpose::Ceiling) => None,
+                };
+                let h = RequestHeaders::Direct {
+                    src_mac: info.mac,
+                    server_mac: m,
+                };
+                (h, CLIENT_PORT)
+            }
         };
 
-        let mut steering = Steering::load(relay.port())?;
+        let mut steering = Steering::load(port)?;
         let mut ports = Vec::with_capacity(info.rx_queues as usize);
         for q in 0..info.rx_queues {
             let port = Port::open(&info, q, xo)?;
@@ -706,11 +855,12 @@ impl XdpIo {
             steering,
             ports,
             tx: xo.queue as usize,
-            hdr: request_headers(info.mac, dst_mac, relay, server),
+            hdrs,
             info,
             mode,
             server,
-            relay,
+            endpoint: endpoint.clone(),
+            no_server_mac,
             baseline,
             counts: ShellCounts::default(),
         })
@@ -726,9 +876,9 @@ impl XdpIo {
         self.mode
     }
 
-    /// The headers every request frame carries.
-    pub fn headers(&self) -> &ReplyHeaders {
-        &self.hdr
+    /// The headers of the request frames.
+    pub fn headers(&self) -> &RequestHeaders {
+        &self.hdrs
     }
 
     /// The sender for the generator: writes into the TX socket's UMEM.
@@ -740,19 +890,23 @@ impl XdpIo {
             completion: p.completion,
             free: &mut port.free,
             queued: &mut port.queued,
-            hdr: &self.hdr,
+            hdrs: &self.hdrs,
             counts: &mut self.counts,
         }
     }
 
     /// Takes up to [`RX_BATCH`] frames from every RX ring; copies the DHCP payloads for the
-    /// relay into `buf` (stamped by `now`) and lends the chunks to the fill rings again.
-    /// Returns true if some ring had a full batch (more may be waiting).
+    /// relay (for the direct clients: every UDP frame to port 68) into `buf` (stamped by `now`)
+    /// and lends the chunks to the fill rings again. Returns true if some ring had a full batch
+    /// (more may be waiting).
     fn receive(&mut self, now: &impl Fn() -> u64, buf: &mut RxBuf) -> bool {
         buf.bytes.clear();
         buf.items.clear();
         let mut full = false;
-        let relay = self.relay;
+        let ours = |ip: Ipv4Addr, port: u16| match &self.endpoint {
+            Endpoint::Relay(r) => ip == *r.ip() && port == r.port(),
+            Endpoint::Direct { .. } => port == CLIENT_PORT,
+        };
         let server_ip = *self.server.ip();
         for port in &mut self.ports {
             let p = port.sock.parts();
@@ -764,9 +918,7 @@ impl XdpIo {
                 let pkt = p.umem.packet(&f).unwrap_or(&[]);
                 match UdpFrame::new_checked(pkt) {
                     Err(_) => self.counts.unparsed += 1,
-                    Ok(u) if u.dst_ip() != *relay.ip() || u.dst_port() != relay.port() => {
-                        self.counts.not_for_us += 1
-                    }
+                    Ok(u) if !ours(u.dst_ip(), u.dst_port()) => self.counts.not_for_us += 1,
                     Ok(u) => {
                         if u.src_ip() != server_ip {
                             self.counts.other_source += 1;
@@ -884,7 +1036,7 @@ impl XdpIo {
             attach_mode: self.mode.to_string(),
             queues: self.ports.len() as u32,
             tx_queue: self.tx as u32,
-            server_mac: format_mac(&self.hdr.dst_mac),
+            server_mac: format_mac(&self.hdrs.next_hop_mac()),
             program,
             rx_frames: c.rx_frames,
             unparsed: c.unparsed,
@@ -905,6 +1057,14 @@ impl XdpIo {
     /// Runs the generator over this backend until it stops by itself (sending period over and
     /// every exchange finished, or the hard stop), then detaches the program.
     pub fn run_dora(mut self, cfg: Config, opts: &RunOptions) -> Result<XdpOutcome, XdpRunError> {
+        if cfg.path != self.endpoint.path() || opts.endpoint != self.endpoint {
+            return Err(XdpRunError::PathMismatch { path: cfg.path });
+        }
+        if cfg.mix.sends_unicast() {
+            if let Some(e) = self.no_server_mac.take() {
+                return Err(e);
+            }
+        }
         let mut gen = Generator::new(cfg)?;
         let start = CpuStart::now(opts.server_pid).map_err(SysError::server_pid)?;
         let t0 = Instant::now();
@@ -995,7 +1155,8 @@ impl XdpIo {
             {
                 let mut tx = self.sender();
                 for _ in 0..limit.saturating_sub(written).min(burst) {
-                    if !tx.send(req.next_request()) {
+                    let route = req.route();
+                    if !tx.send(req.next_request(), route) {
                         break;
                     }
                     written += 1;
@@ -1046,10 +1207,12 @@ pub struct XdpOutcome {
 /// What a ceiling run sends.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CeilingOptions {
-    /// Where the DISCOVERs go (nothing needs to listen).
+    /// Where the DISCOVERs go (nothing needs to listen); on the direct path they are broadcast
+    /// and this is only reported.
     pub server: SocketAddrV4,
-    /// The relay address (giaddr and source).
-    pub relay: SocketAddrV4,
+    /// The relay address (giaddr and source), or direct clients on an interface (broadcasts
+    /// 0.0.0.0:68 → 255.255.255.255:67: whatever serves DHCP on that link answers them).
+    pub endpoint: Endpoint,
     /// How long to send.
     pub duration: Duration,
     /// Stop after this many frames.
@@ -1071,7 +1234,7 @@ struct RequestSource {
     clients: u32,
     seed: u8,
     client_id: bool,
-    giaddr: Ipv4Addr,
+    path: Path,
 }
 
 impl RequestSource {
@@ -1082,8 +1245,13 @@ impl RequestSource {
             clients: co.clients.max(1),
             seed: co.seed,
             client_id: co.client_id,
-            giaddr: *co.relay.ip(),
+            path: co.endpoint.path(),
         }
+    }
+
+    /// How every request leaves (a DISCOVER: relayed, or broadcast).
+    fn route(&self) -> Via {
+        self.path.via(&RequestKind::Discover, Ipv4Addr::UNSPECIFIED)
     }
 
     fn next_request(&mut self) -> &[u8] {
@@ -1096,7 +1264,7 @@ impl RequestSource {
             &ident,
             self.n,
             0,
-            self.giaddr,
+            self.path,
             &RequestKind::Discover,
         );
         self.n = self.n.wrapping_add(1);
@@ -1115,9 +1283,9 @@ pub struct CeilingReport {
     pub command: &'static str,
     /// `udp` or `xdp`.
     pub backend: Backend,
-    /// Destination address and port.
+    /// Destination address and port (255.255.255.255:67 on the direct path).
     pub server: String,
-    /// Source address and port.
+    /// Source address and port, or `direct on IFACE`.
     pub relay: String,
     /// Sending time, seconds.
     pub elapsed_s: f64,
@@ -1157,8 +1325,8 @@ impl CeilingReport {
             version: env!("CARGO_PKG_VERSION"),
             command: "ceiling",
             backend,
-            server: co.server.to_string(),
-            relay: co.relay.to_string(),
+            server: udp_destination(RequestSource::new(co).route(), co.server).to_string(),
+            relay: co.endpoint.describe(),
             elapsed_s: secs,
             frames_sent: sent,
             frames_per_s: sent as f64 / secs,
@@ -1208,35 +1376,22 @@ impl CeilingReport {
 /// Without a complete neighbour entry for the next hop the kernel drops the frames before the
 /// link (the figure is then only the system-call rate); a warning says so.
 pub fn ceiling_udp(co: &CeilingOptions) -> Result<CeilingReport, XdpRunError> {
-    if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
-        if let Some((ifname, hop)) = next_hop(&parse_routes(&text), *co.server.ip(), None) {
-            let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
-            if parse_neighbour(&arp, hop, &ifname).is_none() {
-                eprintln!(
-                    "tandem-bench: warning: {hop} has no complete neighbour entry on {ifname}: \
-                     the kernel drops these frames before the link, so this measures system \
-                     calls only; add one (ip neigh replace {hop} lladdr {} dev {ifname} nud \
-                     permanent)",
-                    format_mac(&BLACKHOLE_MAC)
-                );
-            }
+    let sock = match &co.endpoint {
+        Endpoint::Relay(addr) => relay_sender(co.server, *addr)?,
+        Endpoint::Direct { interface } => {
+            let s = bind_client(interface)?;
+            s.set_nonblocking(false)
+                .map_err(SysError::io("blocking mode"))?;
+            s.set_write_timeout(Some(Duration::from_millis(100)))
+                .map_err(SysError::io("SO_SNDTIMEO"))?;
+            s
         }
-    }
-    let addr = co.relay;
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-        .map_err(SysError::io("UDP socket"))?;
-    let _ = s.set_send_buffer_size(8 << 20);
-    s.bind(&SocketAddr::V4(addr).into()).map_err(SysError::io(
-        "binding the relay address (port 67 needs root)",
-    ))?;
-    s.set_write_timeout(Some(Duration::from_millis(100)))
-        .map_err(SysError::io("SO_SNDTIMEO"))?;
-    let sock: UdpSocket = s.into();
-    let to = SocketAddr::V4(co.server);
+    };
     let start = CpuStart::now(None).map_err(SysError::server_pid)?;
     let t0 = Instant::now();
     let limit = co.max_frames.unwrap_or(u64::MAX);
     let mut req = RequestSource::new(co);
+    let to = udp_destination(req.route(), co.server);
     let (mut sent, mut errors) = (0u64, 0u64);
     let mut next_progress = Duration::from_secs(1);
     let mut last_sent = 0u64;
@@ -1276,6 +1431,34 @@ pub fn ceiling_udp(co: &CeilingOptions) -> Result<CeilingReport, XdpRunError> {
     ))
 }
 
+/// The ceiling's relay socket, blocking with a send timeout; warns when the next hop to
+/// `server` has no neighbour entry.
+fn relay_sender(server: SocketAddrV4, addr: SocketAddrV4) -> Result<UdpSocket, XdpRunError> {
+    if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
+        if let Some((ifname, hop)) = next_hop(&parse_routes(&text), *server.ip(), None) {
+            let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+            if parse_neighbour(&arp, hop, &ifname).is_none() {
+                eprintln!(
+                    "tandem-bench: warning: {hop} has no complete neighbour entry on {ifname}: \
+                     the kernel drops these frames before the link, so this measures system \
+                     calls only; add one (ip neigh replace {hop} lladdr {} dev {ifname} nud \
+                     permanent)",
+                    format_mac(&BLACKHOLE_MAC)
+                );
+            }
+        }
+    }
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+        .map_err(SysError::io("UDP socket"))?;
+    let _ = s.set_send_buffer_size(8 << 20);
+    s.bind(&SocketAddr::V4(addr).into()).map_err(SysError::io(
+        "binding the relay address (port 67 needs root)",
+    ))?;
+    s.set_write_timeout(Some(Duration::from_millis(100)))
+        .map_err(SysError::io("SO_SNDTIMEO"))?;
+    Ok(s.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1311,10 +1494,109 @@ mod tests {
             },
             0xdead_beef,
             0,
-            Ipv4Addr::new(10, 78, 0, 2),
+            Path::Relay(Ipv4Addr::new(10, 78, 0, 2)),
             &RequestKind::Discover,
         );
         buf
+    }
+
+    /// The frame of `payload` behind `hdr`, checked like `request_frames_carry_correct_...`:
+    /// returns (Ethernet dst, Ethernet src, IPv4 src, IPv4 dst, UDP src port, UDP dst port).
+    fn checked_frame(
+        hdr: &ReplyHeaders,
+        payload: &[u8],
+    ) -> ([u8; 6], [u8; 6], Ipv4Addr, Ipv4Addr, u16, u16) {
+        let mut chunk = vec![0u8; CHUNK_SIZE as usize];
+        let n = write_request_frame(&mut chunk, hdr, payload).unwrap();
+        let f = &chunk[..n];
+        let ip = &f[14..34];
+        assert_eq!(ones_complement_sum(&[ip]), 0xffff, "IPv4 checksum");
+        let udp = &f[34..];
+        let len = (udp.len() as u16).to_be_bytes();
+        assert_eq!(
+            ones_complement_sum(&[&ip[12..20], &[0, 17], &len[..], udp]),
+            0xffff,
+            "UDP checksum"
+        );
+        let v = UdpFrame::new_checked(f).unwrap();
+        assert_eq!(v.payload(), payload);
+        (
+            v.dst_mac(),
+            v.src_mac(),
+            v.src_ip(),
+            v.dst_ip(),
+            u16::from_be_bytes([udp[0], udp[1]]),
+            v.dst_port(),
+        )
+    }
+
+    #[test]
+    fn direct_frames_are_broadcast_or_unicast_from_ciaddr() {
+        let ours = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01];
+        let srv = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x02];
+        let sid = Ipv4Addr::new(10, 78, 0, 1);
+        let ci = Ipv4Addr::new(10, 78, 3, 4);
+        let mut disc = [0u8; REQUEST_LEN];
+        build_request(
+            &mut disc,
+            &Ident {
+                mac: client_mac(7, 1),
+                client_id: false,
+            },
+            1,
+            0,
+            Path::Direct,
+            &RequestKind::Discover,
+        );
+        let h = RequestHeaders::Direct {
+            src_mac: ours,
+            server_mac: Some(srv),
+        };
+        // DISCOVER: Ethernet broadcast from our MAC (not the client's chaddr), 0.0.0.0:68 ->
+        // 255.255.255.255:67; the payload has giaddr 0, hops 0, the BROADCAST flag
+        let b = h.for_route(Via::Broadcast).unwrap();
+        assert_eq!(
+            checked_frame(&b, &disc),
+            (
+                BROADCAST_MAC,
+                ours,
+                Ipv4Addr::UNSPECIFIED,
+                Ipv4Addr::BROADCAST,
+                68,
+                67
+            )
+        );
+        let r = Request::parse(&disc).unwrap();
+        assert_eq!(
+            (r.hops(), r.giaddr(), r.broadcast()),
+            (0, Ipv4Addr::UNSPECIFIED, true)
+        );
+        // RELEASE / RENEWING REQUEST: unicast from ciaddr:68 to the server id:67, server's MAC
+        let u = h.for_route(Via::Unicast { from: ci, to: sid }).unwrap();
+        assert_eq!(checked_frame(&u, &disc), (srv, ours, ci, sid, 68, 67));
+        // no relayed frames on the direct path, no unicast without the server's MAC
+        assert_eq!(h.for_route(Via::Relayed), None);
+        let blind = RequestHeaders::Direct {
+            src_mac: ours,
+            server_mac: None,
+        };
+        assert_eq!(blind.for_route(Via::Unicast { from: ci, to: sid }), None);
+        assert!(blind.for_route(Via::Broadcast).is_some());
+        assert_eq!(blind.next_hop_mac(), BROADCAST_MAC);
+        assert_eq!(h.next_hop_mac(), srv);
+        // and the relay path sends only relayed frames
+        let relay = SocketAddrV4::new(Ipv4Addr::new(10, 78, 0, 2), 67);
+        let rh = RequestHeaders::Relay(request_headers(
+            ours,
+            srv,
+            relay,
+            SocketAddrV4::new(sid, 67),
+        ));
+        assert_eq!(rh.for_route(Via::Broadcast), None);
+        assert_eq!(
+            checked_frame(&rh.for_route(Via::Relayed).unwrap(), &disc),
+            (srv, ours, *relay.ip(), sid, 67, 67)
+        );
     }
 
     #[test]
@@ -1515,7 +1797,7 @@ mod tests {
     fn ceiling_requests_are_distinct_discovers() {
         let co = CeilingOptions {
             server: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 67),
-            relay: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 67),
+            endpoint: Endpoint::Relay(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 67)),
             duration: Duration::from_secs(1),
             max_frames: None,
             clients: 3,
@@ -1539,17 +1821,31 @@ mod tests {
         assert_eq!(seen[0], client_mac(9, 0));
         assert_eq!(seen[2], client_mac(9, 2));
         assert_eq!(seen[3], seen[0]);
+        assert_eq!(src.route(), Via::Relayed);
+        // direct: giaddr 0, the BROADCAST flag, broadcast
+        let mut src = RequestSource::new(&CeilingOptions {
+            endpoint: Endpoint::Direct {
+                interface: "eth9".into(),
+            },
+            ..co
+        });
+        let r = Request::parse(src.next_request()).unwrap();
+        assert_eq!(
+            (r.giaddr(), r.hops(), r.broadcast()),
+            (Ipv4Addr::UNSPECIFIED, 0, true)
+        );
+        assert_eq!(src.route(), Via::Broadcast);
     }
 
     #[test]
     fn setup_errors_name_the_problem() {
         let server = SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 1), 67);
-        let relay = SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 2), 67);
+        let relay = Endpoint::Relay(SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 2), 67));
         let xo = XdpOptions {
             interface: Some("tdm-no-such-if".into()),
             ..XdpOptions::default()
         };
-        let e = XdpIo::open(server, relay, &xo, Purpose::Dora).unwrap_err();
+        let e = XdpIo::open(server, &relay, &xo, Purpose::Dora).unwrap_err();
         assert!(
             matches!(e, XdpRunError::Setup(XdpSetupError::NoInterface { .. })),
             "{e}"
@@ -1559,7 +1855,7 @@ mod tests {
             interface: Some("lo".into()),
             ..XdpOptions::default()
         };
-        let e = XdpIo::open(server, relay, &xo, Purpose::Dora).unwrap_err();
+        let e = XdpIo::open(server, &relay, &xo, Purpose::Dora).unwrap_err();
         assert!(matches!(e, XdpRunError::RelayNotLocal { .. }), "{e}");
         assert!(e.to_string().contains("10.99.0.2"), "{e}");
         // queue out of range
@@ -1568,10 +1864,20 @@ mod tests {
             queue: 4096,
             ..XdpOptions::default()
         };
-        let e = XdpIo::open(server, relay, &xo, Purpose::Ceiling).unwrap_err();
+        let e = XdpIo::open(server, &relay, &xo, Purpose::Ceiling).unwrap_err();
         assert!(
             matches!(e, XdpRunError::Setup(XdpSetupError::NoQueue { .. })),
             "{e}"
         );
+        // the direct path opens its own interface, whatever --interface says
+        let direct = Endpoint::Direct {
+            interface: "tdm-no-such-if".into(),
+        };
+        let xo = XdpOptions {
+            interface: Some("lo".into()),
+            ..XdpOptions::default()
+        };
+        let e = XdpIo::open(server, &direct, &xo, Purpose::Dora).unwrap_err();
+        assert!(e.to_string().contains("tdm-no-such-if"), "{e}");
     }
 }

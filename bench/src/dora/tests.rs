@@ -26,7 +26,7 @@ fn cfg(clients: u32, rate: Option<u64>, duration_ms: u64, mix: Mix) -> Config {
         clients,
         seed: 9,
         client_id: false,
-        giaddr: GI,
+        path: Path::Relay(GI),
         mix,
         rate,
         window: 1000,
@@ -38,27 +38,34 @@ fn cfg(clients: u32, rate: Option<u64>, duration_ms: u64, mix: Mix) -> Config {
     }
 }
 
-/// Collects what the generator sends.
+/// Collects what the generator sends, and by which route.
 #[derive(Default)]
-struct Frames(Vec<Vec<u8>>);
+struct Frames(Vec<Vec<u8>>, Vec<Via>);
 
 impl Tx for Frames {
-    fn send(&mut self, frame: &[u8]) -> bool {
+    fn send(&mut self, frame: &[u8], route: Via) -> bool {
         self.0.push(frame.to_vec());
+        self.1.push(route);
         true
     }
 }
 
-/// A server model: given the time and a request, the replies and their delays.
+/// A server model: given the time, a request and how it was sent, the replies and their delays.
 trait Server {
-    fn handle(&mut self, now: u64, frame: &[u8]) -> Vec<(u64, Vec<u8>)>;
+    fn handle(&mut self, now: u64, frame: &[u8], route: Via) -> Vec<(u64, Vec<u8>)>;
 }
 
-/// Tandem's engine answering every request after a fixed delay per message type.
+/// Tandem's engine answering every request after a fixed delay per message type. Relay style
+/// (the scope serves the relay's subnet) unless `direct`: then the scope serves the receiving
+/// interface, requests come from 0.0.0.0:68 (or ciaddr:68), and every route and destination is
+/// checked against what a client on the link sends and gets.
 struct EngineServer {
     engine: Engine,
     offer_delay: u64,
     ack_delay: u64,
+    direct: bool,
+    /// Replies per destination kind: (relay, unicast to ciaddr:68, broadcast).
+    dests: (u64, u64, u64),
 }
 
 fn settings() -> ServerSettings {
@@ -92,33 +99,68 @@ fn settings() -> ServerSettings {
 
 impl EngineServer {
     fn new() -> EngineServer {
+        EngineServer::with_path(false)
+    }
+
+    fn with_path(direct: bool) -> EngineServer {
+        // direct: the scope is the local link of interface 0
+        let iface_scopes = if direct { vec![vec![0]] } else { vec![vec![]] };
         EngineServer {
             engine: Engine::new(
                 Arc::new(settings()),
-                vec![vec![]],
+                iface_scopes,
                 0,
                 1,
                 Arc::new(Stats::default()),
             ),
             offer_delay: 100_000,
             ack_delay: 250_000,
+            direct,
+            dests: (0, 0, 0),
         }
     }
 }
 
 impl Server for EngineServer {
-    fn handle(&mut self, now: u64, frame: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    fn handle(&mut self, now: u64, frame: &[u8], route: Via) -> Vec<(u64, Vec<u8>)> {
         let t = Time(EPOCH_MS + now / MS);
-        let meta = RxMeta {
-            iface: 0,
-            src: SocketAddrV4::new(GI, 67),
+        let req = Request::parse(frame).expect("the generator's requests parse");
+        let src = match route {
+            Via::Relayed => SocketAddrV4::new(GI, 67),
+            Via::Broadcast => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
+            Via::Unicast { from, to } => {
+                assert_eq!(to, SID, "unicast to the server id");
+                assert_eq!(from, req.ciaddr(), "unicast from ciaddr");
+                SocketAddrV4::new(from, 68)
+            }
         };
+        if self.direct {
+            assert_ne!(route, Via::Relayed, "a direct run relays nothing");
+            assert_eq!((req.hops(), req.giaddr()), (0, Ipv4Addr::UNSPECIFIED));
+            assert_eq!(req.broadcast(), route == Via::Broadcast);
+        } else {
+            assert_eq!(route, Via::Relayed);
+        }
+        let meta = RxMeta { iface: 0, src };
         let mut out = vec![0u8; 1500];
         let o = self.engine.handle(t, &meta, frame, &mut out, &Standalone);
         self.engine.take_updates().for_each(drop);
         match o {
             Outcome::Reply { len, dest, msg } => {
-                assert_eq!(dest, Destination::Relay(SocketAddrV4::new(GI, 67)));
+                match dest {
+                    Destination::Relay(a) => {
+                        assert_eq!(a, SocketAddrV4::new(GI, 67));
+                        self.dests.0 += 1;
+                    }
+                    Destination::Unicast(a) => {
+                        assert_eq!(a, SocketAddrV4::new(req.ciaddr(), 68));
+                        self.dests.1 += 1;
+                    }
+                    Destination::Broadcast { iface } => {
+                        assert_eq!(iface, 0);
+                        self.dests.2 += 1;
+                    }
+                }
                 out.truncate(len);
                 let d = if msg == MessageType::Offer {
                     self.offer_delay
@@ -136,7 +178,7 @@ impl Server for EngineServer {
 struct Silent;
 
 impl Server for Silent {
-    fn handle(&mut self, _: u64, _: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    fn handle(&mut self, _: u64, _: &[u8], _: Via) -> Vec<(u64, Vec<u8>)> {
         vec![]
     }
 }
@@ -159,8 +201,8 @@ fn simulate(g: &mut Generator, srv: &mut impl Server) -> u64 {
         }
         g.on_timers(now, &mut frames);
         g.start_due(now, &mut frames);
-        for f in frames.0.drain(..) {
-            for (delay, reply) in srv.handle(now, &f) {
+        for (f, route) in frames.0.drain(..).zip(frames.1.drain(..)) {
+            for (delay, reply) in srv.handle(now, &f, route) {
                 seq += 1;
                 inflight.push(Reverse((now + delay, seq, reply)));
             }
@@ -438,6 +480,15 @@ fn replies_are_validated_and_bad_ones_counted() {
         &mut tx,
     );
     assert_eq!(g.counters().wrong_type, 1);
+    // an OFFER with giaddr 0 to a relayed DISCOVER: the server did not see our giaddr
+    g.on_reply(
+        MS,
+        &answer(&disc, MessageType::Offer, yi, Some(SID), |b| {
+            b[24..28].copy_from_slice(&[0; 4])
+        }),
+        &mut tx,
+    );
+    assert_eq!(g.counters().wrong_giaddr, 1);
     // OFFERs without server id or without address: invalid
     g.on_reply(
         MS,
@@ -531,7 +582,11 @@ fn replies_are_validated_and_bad_ones_counted() {
         &mut tx,
     );
     assert_eq!(g.counters().late, 3);
-    assert_eq!(g.counters().received, 16);
+    assert_eq!(
+        g.counters().received,
+        17,
+        "16 before the wrong-giaddr OFFER"
+    );
 }
 
 #[test]
@@ -644,4 +699,120 @@ fn config_is_validated() {
     assert_eq!("dora+decline".parse::<Mix>(), Ok(Mix::DoraDecline));
     assert_eq!(Mix::DoraDecline.to_string(), "dora+decline");
     assert!("dhcp".parse::<Mix>().is_err());
+}
+
+fn direct_cfg(clients: u32, rate: u64, duration_ms: u64, mix: Mix) -> Config {
+    Config {
+        path: Path::Direct,
+        ..cfg(clients, Some(rate), duration_ms, mix)
+    }
+}
+
+#[test]
+fn direct_dora_against_the_engine_is_broadcast_both_ways() {
+    let mut g = Generator::new(direct_cfg(200, 1000, 300, Mix::Dora)).unwrap();
+    let mut srv = EngineServer::with_path(true);
+    simulate(&mut g, &mut srv);
+    let c = g.counters().clone();
+    assert_eq!((c.started, c.leases, c.completed), (300, 300, 300));
+    assert_eq!(c.lost + c.naks + c.unexpected(), 0, "{c:?}");
+    // every OFFER and ACK went to 255.255.255.255:68 (the BROADCAST flag, no ciaddr, no relay)
+    assert_eq!(srv.dests, (0, 0, 600));
+    // 200 clients, 300 exchanges: 200 distinct leases, active for the right MACs
+    let held: Vec<HeldLease> = g.held_leases().collect();
+    assert_eq!(held.len(), 200);
+    for h in &held {
+        let (_, b) = srv
+            .engine
+            .bindings()
+            .find(|(_, b)| b.addr == h.addr)
+            .unwrap_or_else(|| panic!("no binding for {}", h.addr));
+        assert_eq!((b.state, b.hw()), (BindingState::Active, &h.mac[..]));
+    }
+}
+
+#[test]
+fn direct_release_and_decline_reach_the_engine() {
+    let mut g = Generator::new(direct_cfg(100, 500, 200, Mix::DoraRelease)).unwrap();
+    let mut srv = EngineServer::with_path(true);
+    simulate(&mut g, &mut srv);
+    let c = g.counters().clone();
+    assert_eq!((c.leases, c.sent_release, c.completed), (100, 100, 100));
+    assert_eq!(c.lost + c.naks + c.unexpected(), 0, "{c:?}");
+    assert_eq!(srv.dests, (0, 0, 200));
+    assert!(
+        srv.engine
+            .bindings()
+            .all(|(_, b)| b.state != BindingState::Active),
+        "every lease was released"
+    );
+
+    let mut g = Generator::new(direct_cfg(50, 500, 100, Mix::DoraDecline)).unwrap();
+    let mut srv = EngineServer::with_path(true);
+    simulate(&mut g, &mut srv);
+    let c = g.counters().clone();
+    assert_eq!((c.leases, c.sent_decline), (50, 50));
+    assert_eq!(c.lost + c.naks + c.unexpected(), 0, "{c:?}");
+    let abandoned = srv
+        .engine
+        .bindings()
+        .filter(|(_, b)| b.state == BindingState::Abandoned)
+        .count();
+    assert_eq!(abandoned, 50);
+}
+
+#[test]
+fn direct_renew_goes_unicast_and_is_answered_to_ciaddr() {
+    let mut g = Generator::new(direct_cfg(100, 1000, 100, Mix::DoraRenew)).unwrap();
+    let mut srv = EngineServer::with_path(true);
+    simulate(&mut g, &mut srv);
+    let c = g.counters().clone();
+    assert_eq!((c.leases, c.sent_renew, c.renewed), (100, 100, 100));
+    assert_eq!(c.lost + c.naks + c.unexpected(), 0, "{c:?}");
+    // OFFER and first ACK broadcast, the renewal's ACK unicast to ciaddr:68
+    assert_eq!(srv.dests, (0, 100, 200));
+}
+
+#[test]
+fn direct_routes_follow_the_request() {
+    let yi = Ipv4Addr::new(10, 77, 1, 1);
+    let mut g = Generator::new(direct_cfg(1, 1000, 10, Mix::DoraRelease)).unwrap();
+    let mut tx = Frames::default();
+    g.start_due(0, &mut tx);
+    assert_eq!(tx.1, [Via::Broadcast]);
+    let disc = tx.0[0].clone();
+    // a relayed-looking reply (giaddr set) is not ours on the direct path
+    g.on_reply(
+        MS,
+        &answer(&disc, MessageType::Offer, yi, Some(SID), |b| {
+            b[24..28].copy_from_slice(&GI.octets())
+        }),
+        &mut tx,
+    );
+    assert_eq!(g.counters().wrong_giaddr, 1);
+    assert_eq!(tx.0.len(), 1);
+    g.on_reply(
+        MS,
+        &answer(&disc, MessageType::Offer, yi, Some(SID), |_| {}),
+        &mut tx,
+    );
+    let req = tx.0[1].clone();
+    g.on_reply(
+        2 * MS,
+        &answer(&req, MessageType::Ack, yi, Some(SID), |_| {}),
+        &mut tx,
+    );
+    // DISCOVER and REQUEST broadcast, RELEASE unicast from the lease to the server id
+    assert_eq!(
+        tx.1,
+        [
+            Via::Broadcast,
+            Via::Broadcast,
+            Via::Unicast { from: yi, to: SID }
+        ]
+    );
+    let rel = Request::parse(&tx.0[2]).unwrap();
+    assert_eq!(rel.message_type(), MessageType::Release);
+    assert_eq!((rel.ciaddr(), rel.giaddr()), (yi, Ipv4Addr::UNSPECIFIED));
+    assert_eq!(g.counters().leases, 1);
 }

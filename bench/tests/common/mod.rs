@@ -371,3 +371,74 @@ pub fn wait_ready(srv: &mut Proc, not_ready: &str, mut ready: impl FnMut() -> bo
         sleep(Duration::from_millis(50));
     }
 }
+
+/// `tandemctl` from `TANDEM_BIN_DIR`, else from [`profile_dir`] (`cargo test --workspace` builds
+/// it there).
+pub fn tandemctl_path() -> PathBuf {
+    let dir = std::env::var_os("TANDEM_BIN_DIR").map_or_else(profile_dir, PathBuf::from);
+    let p = dir.join("tandemctl");
+    assert!(
+        p.is_file(),
+        "{} is missing: build it first with `cargo build -p tandem-controlplane --bin tandemctl` \
+         (same target directory and profile as this test), or set TANDEM_BIN_DIR",
+        p.display()
+    );
+    p
+}
+
+/// Start `tandemd` in namespace `ns` like [`start_tandemd`], but serving `scope` as the local
+/// link of `scope.iface` (`interface = ...` in the scope: clients without a relay get addresses
+/// from it), on the AF_XDP backend (native XDP) if `xdp`. Returns at once.
+pub fn start_tandemd_on_link(
+    ns: &Netns,
+    tandemd: &Path,
+    dir: &Path,
+    scope: &Scope,
+    xdp: bool,
+) -> Proc {
+    let cfg = dir.join("tandem.toml");
+    let dataplane = if xdp {
+        "\n[dataplane]\nbackend = \"xdp\"\nxdp_mode = \"native\"\n"
+    } else {
+        ""
+    };
+    fs::write(
+        &cfg,
+        format!(
+            "[server]\nserver_id = \"{}\"\ninterfaces = [\"{}\"]\n\
+             state_dir = \"{}\"\ndurability = \"sync\"\nadmin_listen = \"{ADMIN}\"\n\
+             log_format = \"text\"\n{dataplane}\n\
+             [[scope]]\nname = \"link\"\nsubnet = \"{}\"\ninterface = \"{}\"\n\
+             ranges = [\"{}\"]\nlease_time = 3600\nauthoritative = true\n",
+            scope.server,
+            scope.iface,
+            dir.join("state").display(),
+            scope.subnet,
+            scope.iface,
+            scope.range
+        ),
+    )
+    .expect("write config");
+    let log = dir.join("tandemd.log");
+    let logf = fs::File::create(&log).expect("log file");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(tandemd)
+        .arg("--config")
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().expect("dup log"))
+        .stderr(logf)
+        .spawn()
+        .expect("start tandemd");
+    Proc { child, log }
+}
+
+/// `tandemctl --admin ADMIN --json ARGS` inside `ns`, which must succeed; its JSON.
+pub fn tandemctl_json(ns: &Netns, tandemctl: &Path, args: &[&str]) -> serde_json::Value {
+    let ctl = tandemctl.to_str().expect("UTF-8 path");
+    let mut argv = vec![ctl, "--admin", ADMIN, "--json"];
+    argv.extend_from_slice(args);
+    let text = ns.exec_ok(&argv);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("tandemctl {args:?}: {e}: {text}"))
+}
