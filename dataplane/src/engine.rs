@@ -39,6 +39,16 @@ pub const SERVER_PORT: u16 = 67;
 /// Port DHCP clients listen on.
 pub const CLIENT_PORT: u16 = 68;
 
+/// Seconds a lease this server issued in a replicated scope stays bound to its client after
+/// its end before it expires (and the EXPIRED goes to the partner): a client that renews a
+/// little late (busybox udhcpc renews a lease shorter than 30 s as if it lasted 30 s, so an
+/// MCLT-capped lease is always renewed after its end) gets its address confirmed instead of a
+/// NAK. Safe: the address is not reused during the grace (it is not back in any pool), and a
+/// renewal is capped by the MCLT rule like any other grant. Shorter than the failover skew
+/// allowance (61 s by default), so the partner's copy of the lease still runs when the EXPIRED
+/// arrives and the partner does not expire its copy first.
+pub const REPLICATED_EXPIRY_GRACE_SECS: u32 = 15;
+
 /// Where a request came from.
 #[derive(Copy, Clone, Debug)]
 pub struct RxMeta {
@@ -698,13 +708,20 @@ impl Engine {
             let Some(b) = s.bindings.get_mut(&addr) else {
                 continue;
             };
-            if b.expires != when {
+            let graced = b.expires.saturating_add(REPLICATED_EXPIRY_GRACE_SECS);
+            let own_replicated = s.replicated && !b.from_partner && b.state == BindingState::Active;
+            if b.expires != when && !(own_replicated && graced == when) {
                 continue; // superseded (renewed, released...)
             }
             match b.state {
                 BindingState::Active if s.replicated && b.from_partner => {
                     // The partner's lease, on the partner's clock: the failover sweep expires
                     // it with the skew allowance.
+                }
+                BindingState::Active if own_replicated && when < graced => {
+                    // Ours, ended: still the client's for the grace (a late renewal).
+                    self.expiry
+                        .push(Reverse((u64::from(graced) * 1000, u32::from(addr))));
                 }
                 BindingState::Active => {
                     b.state = BindingState::Expired;

@@ -15,6 +15,9 @@ const T0S: u32 = 1_800_000_000;
 const LEASE: u32 = 3600;
 /// The potential expiration the default test grant reports.
 const PE: u32 = T0S + 5400;
+/// When a lease of `LEASE` s from T0 of this server expires in a replicated scope (its end
+/// plus the late-renewal grace).
+const ENDED: u64 = (LEASE + REPLICATED_EXPIRY_GRACE_SECS) as u64;
 
 fn scope(name: &str, net: &str, lo: &str, hi: &str) -> Scope {
     Scope {
@@ -461,7 +464,17 @@ fn expire_and_release(e: &mut Engine, auth: &Partner) -> (Ipv4Addr, Ipv4Addr) {
     );
     assert_eq!(r.outcome, Outcome::Silent(Counter::SilentNoReply));
     e.tick(T0.plus_secs(u64::from(LEASE)));
-    let u = updates(e);
+    let mut u = updates(e);
+    if e.is_replicated(0) {
+        // At its end the lease stays the client's for the grace: only the release is news.
+        assert_eq!(
+            u.iter().map(|x| (x.addr, x.state)).collect::<Vec<_>>(),
+            vec![(b, BindingState::Released)]
+        );
+        assert_eq!(e.binding(a).map(|x| x.state), Some(BindingState::Active));
+        e.tick(T0.plus_secs(ENDED));
+        u.extend(updates(e));
+    }
     assert_eq!(
         u.iter().map(|x| (x.addr, x.state)).collect::<Vec<_>>(),
         vec![(b, BindingState::Released), (a, BindingState::Expired)]
@@ -639,7 +652,7 @@ fn offer_hold_over_an_expired_lease_gives_it_back() {
     let mut e = engine(101, true);
     let pri = Partner::new(AllocFrom::Free);
     let a = lease_at(&mut e, T0, 1, &pri);
-    let exp = T0.plus_secs(u64::from(LEASE));
+    let exp = T0.plus_secs(ENDED);
     e.tick(exp);
     updates(&mut e);
     let prev = *e.binding(a).unwrap();
@@ -783,7 +796,7 @@ fn reclaim_makes_an_expired_address_a_candidate() {
     assert!(!e.reclaim(a), "an ACTIVE lease is not reclaimed");
     assert!(!e.reclaim(ip("10.0.0.50")), "no binding");
     assert!(!e.reclaim(ip("192.0.2.1")), "no scope");
-    let exp = T0.plus_secs(u64::from(LEASE));
+    let exp = T0.plus_secs(ENDED);
     e.tick(exp);
     updates(&mut e);
     let now = exp.plus_secs(10);
@@ -882,7 +895,7 @@ fn client_gets_its_just_expired_address_back() {
         x.acked_expiry = x.sent_expiry;
         e.install(x);
     }
-    let exp = T0.plus_secs(u64::from(LEASE));
+    let exp = T0.plus_secs(ENDED);
     e.tick(exp);
     updates(&mut e);
     assert_eq!(e.binding(a).unwrap().state, BindingState::Expired);
@@ -960,4 +973,41 @@ fn silent_verdict_still_takes_releases() {
     );
     assert_eq!(e.pool_counts(0), (1, 0), "released, not yet free");
     assert!(quiet.grants().is_empty() && quiet.asked().is_empty());
+}
+
+#[test]
+fn late_renewal_in_the_grace_keeps_the_address() {
+    let mut e = engine(101, true);
+    let pri = Partner::new(AllocFrom::Free);
+    let a = lease_at(&mut e, T0, 1, &pri);
+    updates(&mut e);
+    // Ended 5 s ago (busybox udhcpc renews a short lease late): still the client's.
+    let late = T0.plus_secs(u64::from(LEASE) + 5);
+    e.tick(late);
+    assert!(updates(&mut e).is_empty(), "no EXPIRED inside the grace");
+    assert_eq!(e.stats().get(Counter::Expired), 0);
+    let r = send_at(
+        &mut e,
+        late,
+        &Req::new(MessageType::Request, 1).xid(21).ci(a),
+        &pri,
+    );
+    assert_eq!(r.msg(), Some(MessageType::Ack));
+    assert_eq!(r.yiaddr(), a);
+    let x = *e.binding(a).unwrap();
+    assert_eq!((x.state, x.client), (BindingState::Active, client(1)));
+    assert_eq!(updates(&mut e), vec![x], "the renewal goes to the partner");
+    // The renewed lease expires at its own end plus the grace; the old timers do nothing.
+    e.tick(T0.plus_secs(ENDED + 1));
+    assert!(
+        updates(&mut e).is_empty(),
+        "the first lease's timers are superseded"
+    );
+    let end = u64::from(x.expires - T0S);
+    e.tick(T0.plus_secs(end + u64::from(REPLICATED_EXPIRY_GRACE_SECS)));
+    let u = updates(&mut e);
+    assert_eq!(
+        u.iter().map(|b| (b.addr, b.state)).collect::<Vec<_>>(),
+        vec![(a, BindingState::Expired)]
+    );
 }

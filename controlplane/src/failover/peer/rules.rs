@@ -17,6 +17,7 @@
 //! EXPIRED, RELEASED or RESET (those turn FREE on acknowledgement): see [`needs_update`].
 
 use tandem_dataplane::binding::{Binding, BindingState, ClientKey};
+use tandem_dataplane::engine::REPLICATED_EXPIRY_GRACE_SECS;
 use tandem_dataplane::time::Time;
 
 use crate::failover::message::{BindingStatus, BindingUpdate, HardwareAddr, RejectReason};
@@ -70,7 +71,10 @@ impl OwnershipSnapshot {
     ///   and ABANDONED from the partner do override a lease of the *same* client (the client may
     ///   have talked only to the partner).
     /// - EXPIRED is stored as EXPIRED and settles to FREE once its end (+ skew allowance) has
-    ///   passed here ([`Self::sweep`]); RELEASED and RESET become FREE at once.
+    ///   passed here ([`Self::sweep`]); RELEASED and RESET become FREE at once. The partner's
+    ///   EXPIRED for a lease it issued (our copy came from it, same client, no later end here)
+    ///   is accepted even while our copy still runs on the skew allowance: the partner expires
+    ///   its own leases.
     /// - FREE/BACKUP (pool transfers): giving an address to us is always accepted; the partner
     ///   claiming one of our own unleased addresses is accepted only from the primary.
     /// - While our own transfer of an unleased address is unacknowledged, any non-active update
@@ -123,6 +127,12 @@ impl OwnershipSnapshot {
                 }
             },
             BindingState::Expired => match held {
+                // The partner's own lease of the same client, ended on the partner's clock: it
+                // issued the lease, so its EXPIRED is the news (stored EXPIRED, free here only
+                // after the end plus the skew allowance, see `sweep`).
+                Some(l) if l.from_partner && l.client == r.client && r.expires >= l.expires => {
+                    Judgement::Accept(*r)
+                }
                 Some(l) => resend(l, RejectReason::OutdatedBindingInfo),
                 None => Judgement::Accept(*r),
             },
@@ -148,15 +158,15 @@ impl OwnershipSnapshot {
     }
 
     /// Look at binding `b` at `now`:
-    /// - our ACTIVE lease (or one from the partner, after the skew allowance) that has ended
-    ///   becomes EXPIRED and must be sent to the partner;
+    /// - our ACTIVE lease that ended more than the late-renewal grace ago (one from the partner:
+    ///   after the skew allowance) becomes EXPIRED and must be sent to the partner;
     /// - an EXPIRED binding that came from the partner becomes FREE once its end (+ skew
     ///   allowance) has passed;
     /// - a RELEASED or RESET binding from the partner becomes FREE.
     pub fn sweep(&self, b: &Binding, now: Time) -> Sweep {
         let t = secs(now);
         match b.state {
-            BindingState::Active if t >= binding_end(b, self.skew) => {
+            BindingState::Active if t >= sweep_end(b, self.skew) => {
                 let mut e = *b;
                 e.state = BindingState::Expired;
                 e.from_partner = false;
@@ -171,6 +181,17 @@ impl OwnershipSnapshot {
             }
             _ => Sweep::Keep,
         }
+    }
+}
+
+/// When the sweep expires an ACTIVE binding: the partner's after the skew allowance, ours after
+/// the late-renewal grace of the data plane (the engine keeps our ended lease the client's that
+/// long, see [`REPLICATED_EXPIRY_GRACE_SECS`]).
+fn sweep_end(b: &Binding, skew: u32) -> u32 {
+    if b.from_partner {
+        binding_end(b, skew)
+    } else {
+        b.expires.saturating_add(REPLICATED_EXPIRY_GRACE_SECS)
     }
 }
 

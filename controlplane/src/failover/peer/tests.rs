@@ -1132,6 +1132,42 @@ fn conflict_resolution_rules() {
             ..
         }
     ));
+    // The partner's EXPIRED for its own lease of the same client is accepted while our copy
+    // still runs on the skew allowance (the partner expires the leases it issued) ...
+    let mut copy = mine;
+    copy.from_partner = true;
+    let mut ended = copy;
+    ended.state = BindingState::Expired;
+    assert_eq!(
+        prim.judge(Some(&copy), &ended, now),
+        Judgement::Accept(ended)
+    );
+    match prim.sweep(&ended, now) {
+        Sweep::Keep => {}
+        other => panic!("an EXPIRED copy must wait for its end plus the allowance: {other:?}"),
+    }
+    // ... but not when the lease is our own, or the client renewed later than it says.
+    assert!(matches!(
+        prim.judge(
+            Some(&mine),
+            &{
+                let mut e = mine;
+                e.state = BindingState::Expired;
+                e
+            },
+            now
+        ),
+        Judgement::Reject {
+            reason: RejectReason::OutdatedBindingInfo,
+            ..
+        }
+    ));
+    let mut renewed_copy = copy;
+    renewed_copy.expires = copy.expires + 600;
+    assert!(matches!(
+        prim.judge(Some(&renewed_copy), &ended, now),
+        Judgement::Reject { .. }
+    ));
     // The partner's RELEASED for the same client wins when it is newer.
     let mut released = mine;
     released.state = BindingState::Released;
