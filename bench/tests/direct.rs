@@ -49,22 +49,6 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Remove `tdm-dr-<pid>-*` namespaces of earlier runs whose process is gone.
-fn remove_stale() {
-    for name in common::netns_names() {
-        let Some(owner) = name
-            .strip_prefix("tdm-dr-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if owner != std::process::id() && !common::alive(owner) {
-            common::remove_netns(&name);
-        }
-    }
-}
-
 fn preflight() {
     common::assert_root(
         "this test needs root: it creates network namespaces and a veth pair, attaches XDP, opens \
@@ -72,7 +56,7 @@ fn preflight() {
          tandem-bench --test direct`)",
     );
     common::assert_tools();
-    STALE.call_once(remove_stale);
+    STALE.call_once(|| common::remove_stale_netns("tdm-dr-"));
 }
 
 /// The two namespaces of one test, the veth pair between them, tandemd and a scratch directory.

@@ -44,22 +44,6 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Remove `tdm-bx-<pid>-*` namespaces of earlier runs whose process is gone.
-fn remove_stale() {
-    for name in common::netns_names() {
-        let Some(owner) = name
-            .strip_prefix("tdm-bx-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if owner != std::process::id() && !common::alive(owner) {
-            common::remove_netns(&name);
-        }
-    }
-}
-
 fn preflight() {
     common::assert_root(
         "this test needs root: it creates network namespaces and a veth pair, attaches XDP, opens \
@@ -67,7 +51,7 @@ fn preflight() {
          --test xdp_generator`)",
     );
     common::assert_tools();
-    STALE.call_once(remove_stale);
+    STALE.call_once(|| common::remove_stale_netns("tdm-bx-"));
 }
 
 /// The two namespaces of one test, the veth pair between them (two queues each end), and a

@@ -336,6 +336,11 @@ pub fn start_tandemd(ns: &Netns, tandemd: &Path, dir: &Path, scope: &Scope) -> P
         ),
     )
     .expect("write config");
+    spawn_tandemd(ns, tandemd, dir, &cfg)
+}
+
+/// Run `tandemd --config CFG` in `ns`, its output to `dir/tandemd.log`.
+fn spawn_tandemd(ns: &Netns, tandemd: &Path, dir: &Path, cfg: &Path) -> Proc {
     let log = dir.join("tandemd.log");
     let logf = fs::File::create(&log).expect("log file");
     // `ip netns exec` execs the command, so the child's pid is tandemd's
@@ -343,7 +348,7 @@ pub fn start_tandemd(ns: &Netns, tandemd: &Path, dir: &Path, scope: &Scope) -> P
         .args(["netns", "exec", &ns.name])
         .arg(tandemd)
         .arg("--config")
-        .arg(&cfg)
+        .arg(cfg)
         .stdin(Stdio::null())
         .stdout(logf.try_clone().expect("dup log"))
         .stderr(logf)
@@ -419,19 +424,7 @@ pub fn start_tandemd_on_link(
         ),
     )
     .expect("write config");
-    let log = dir.join("tandemd.log");
-    let logf = fs::File::create(&log).expect("log file");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(tandemd)
-        .arg("--config")
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().expect("dup log"))
-        .stderr(logf)
-        .spawn()
-        .expect("start tandemd");
-    Proc { child, log }
+    spawn_tandemd(ns, tandemd, dir, &cfg)
 }
 
 /// `tandemctl --admin ADMIN --json ARGS` inside `ns`, which must succeed; its JSON.
@@ -441,4 +434,21 @@ pub fn tandemctl_json(ns: &Netns, tandemctl: &Path, args: &[&str]) -> serde_json
     argv.extend_from_slice(args);
     let text = ns.exec_ok(&argv);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("tandemctl {args:?}: {e}: {text}"))
+}
+
+/// Remove the namespaces `{prefix}<pid>-*` that earlier runs left behind (their process is
+/// gone), e.g. after a test was killed before its guards ran.
+pub fn remove_stale_netns(prefix: &str) {
+    for name in netns_names() {
+        let Some(owner) = name
+            .strip_prefix(prefix)
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if owner != std::process::id() && !alive(owner) {
+            remove_netns(&name);
+        }
+    }
 }
