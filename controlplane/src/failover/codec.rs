@@ -366,11 +366,7 @@ impl Codec {
     /// 2048-byte limit: `overhead() + Σ binding_len ≤ MAX_MESSAGE_LEN`). `usize::MAX` if the
     /// binding cannot be encoded at all (a value longer than 65 535 bytes).
     pub fn binding_len(&self, binding: &BindingUpdate) -> usize {
-        let mut scratch = Vec::new();
-        match put_binding(&mut scratch, binding, self.dialect) {
-            Ok(()) => scratch.len(),
-            Err(_) => usize::MAX,
-        }
+        binding_update_len(binding, self.dialect)
     }
 
     /// Encodes `msg` and appends it to `out`; returns how many messages were written (more than
@@ -426,7 +422,7 @@ impl Codec {
         }
         let first_option = payload_offset.max(HEADER_LEN);
 
-        let mut builder = BodyBuilder::new(message_type, header.xid);
+        let mut builder = BodyBuilder::new(message_type, header.xid, length);
         let mut digest: Option<(usize, &[u8])> = None;
         let mut at = first_option;
         while at < length {
@@ -762,6 +758,46 @@ fn put_binding(out: &mut Vec<u8>, b: &BindingUpdate, dialect: Dialect) -> Result
     put_binding_tail(out, b, dialect)
 }
 
+/// Bytes `b` takes in a BNDUPD in `dialect` (what [`put_binding`] writes), computed without
+/// encoding; `usize::MAX` if a value is too long for an option (65 535 bytes).
+pub fn binding_update_len(b: &BindingUpdate, dialect: Dialect) -> usize {
+    let opt = |len: usize| {
+        if len > usize::from(u16::MAX) {
+            usize::MAX
+        } else {
+            OPTION_HEADER_LEN + len
+        }
+    };
+    let some = |v: Option<&Vec<u8>>| v.map_or(0, |v| opt(v.len()));
+    let u32s = [
+        b.lease_expiration,
+        b.potential_expiration,
+        b.start_time_of_state,
+        b.cltt,
+    ]
+    .iter()
+    .filter(|v| v.is_some())
+    .count();
+    let parts = [
+        opt(4),
+        opt(1),
+        some(b.client_id.as_ref()),
+        b.chaddr.as_ref().map_or(0, |h| opt(1 + h.addr.len())),
+        u32s * opt(4),
+        b.ip_flags.map_or(0, |_| opt(2)),
+        match (&b.ddns, dialect) {
+            (Some(d), Dialect::Tandem) => opt(2 + d.name.len()),
+            _ => 0,
+        },
+        some(b.client_request_options.as_ref()),
+        some(b.client_reply_options.as_ref()),
+    ];
+    parts
+        .iter()
+        .try_fold(0usize, |a, &p| a.checked_add(p))
+        .unwrap_or(usize::MAX)
+}
+
 /// The binding status a BNDACK without one decodes to. ISC dhcpd 4.4 acknowledges with the
 /// assigned address alone (plus reject reason and message when refusing): every other binding
 /// option of its BNDACK is compiled out. Such an acknowledgement encodes back without a status.
@@ -1059,18 +1095,18 @@ impl<'a> Fields<'a> {
 
     /// The binding part of a BNDACK: only the assigned address is required (see
     /// [`ACK_WITHOUT_STATUS`]).
-    fn binding_of_ack(&self, t: MessageType, xid: u32) -> Result<BindingUpdate, CodecError> {
+    fn binding_of_ack(self, t: MessageType, xid: u32) -> Result<BindingUpdate, CodecError> {
         self.binding_or(t, xid, Some(ACK_WITHOUT_STATUS.code()))
     }
 
-    fn binding(&self, t: MessageType, xid: u32) -> Result<BindingUpdate, CodecError> {
+    fn binding(self, t: MessageType, xid: u32) -> Result<BindingUpdate, CodecError> {
         self.binding_or(t, xid, None)
     }
 
-    /// The binding these fields describe; without a binding-status option, `default_status`
-    /// (or the error that it is missing).
+    /// The binding these fields describe (the owned values move into it); without a
+    /// binding-status option, `default_status` (or the error that it is missing).
     fn binding_or(
-        &self,
+        self,
         t: MessageType,
         xid: u32,
         default_status: Option<u8>,
@@ -1090,13 +1126,13 @@ impl<'a> Fields<'a> {
                     .ok_or_else(|| missing(OptionCode::BindingStatus))?,
             ),
             client_id: self.client_id.map(<[u8]>::to_vec),
-            chaddr: self.chaddr.clone(),
+            chaddr: self.chaddr,
             lease_expiration: self.lease_expiration,
             potential_expiration: self.potential_expiration,
             start_time_of_state: self.stos,
             cltt: self.cltt,
             ip_flags: self.ip_flags.map(IpFlags),
-            ddns: self.ddns.clone(),
+            ddns: self.ddns,
             client_request_options: self.request_options.map(<[u8]>::to_vec),
             client_reply_options: self.reply_options.map(<[u8]>::to_vec),
         })
@@ -1113,12 +1149,21 @@ struct BodyBuilder<'a> {
 }
 
 impl<'a> BodyBuilder<'a> {
-    fn new(message_type: MessageType, xid: u32) -> BodyBuilder<'a> {
+    /// A builder for a message of `length` bytes (the length sizes the list of bindings).
+    fn new(message_type: MessageType, xid: u32, length: usize) -> BodyBuilder<'a> {
+        let mut fields = Vec::new();
+        if matches!(message_type, MessageType::BndUpd | MessageType::BndAck) {
+            // A binding with a client takes some 60 bytes or more; a message is at most 2048
+            // bytes, so this stays small whatever the partner sends (more bindings than
+            // reserved just grow the list).
+            fields.reserve(length / 56 + 1);
+        }
+        fields.push(Fields::default());
         BodyBuilder {
             message_type,
             xid,
             allowed: allowed(message_type),
-            fields: vec![Fields::default()],
+            fields,
         }
     }
 
@@ -1179,19 +1224,21 @@ impl<'a> BodyBuilder<'a> {
             MessageType::BndUpd => Body::BndUpd(BndUpd {
                 bindings: self
                     .fields
-                    .iter()
+                    .into_iter()
                     .map(|f| f.binding(t, xid))
                     .collect::<Result<_, _>>()?,
             }),
             MessageType::BndAck => Body::BndAck(BndAck {
                 acks: self
                     .fields
-                    .iter()
+                    .into_iter()
                     .map(|f| {
+                        let reject_reason = f.reject_reason.map(RejectReason::from_code);
+                        let message = bytes(f.message);
                         Ok(BindingAck {
                             binding: f.binding_of_ack(t, xid)?,
-                            reject_reason: f.reject_reason.map(RejectReason::from_code),
-                            message: bytes(f.message),
+                            reject_reason,
+                            message,
                         })
                     })
                     .collect::<Result<_, CodecError>>()?,
@@ -2361,6 +2408,31 @@ mod tests {
             tandem().binding_len(&b) - isc().binding_len(&b),
             4 + 2 + b"host.example".len()
         );
+    }
+
+    #[test]
+    fn binding_len_is_what_the_encoder_writes_for_every_shape() {
+        let ip = Ipv4Addr::new(10, 0, 0, 9);
+        let bare = BindingUpdate::new(ip, BindingStatus::Free);
+        let mut with_id = isc_binding();
+        with_id.client_id = Some(vec![0xee; 32]);
+        with_id.ip_flags = Some(IpFlags(1));
+        let mut options = full_binding(3);
+        options.client_request_options = Some(vec![1; 300]);
+        options.client_reply_options = Some(Vec::new());
+        options.chaddr = None;
+        for b in [bare, isc_binding(), with_id, full_binding(5), options] {
+            for dialect in [Dialect::Isc, Dialect::Tandem] {
+                let mut wire = Vec::new();
+                put_binding(&mut wire, &b, dialect).expect("encodable");
+                assert_eq!(binding_update_len(&b, dialect), wire.len(), "{b:?}");
+            }
+        }
+        // A value too long for an option cannot be encoded.
+        let mut huge = BindingUpdate::new(ip, BindingStatus::Active);
+        huge.client_request_options = Some(vec![0; 70_000]);
+        assert_eq!(tandem().binding_len(&huge), usize::MAX);
+        assert!(put_binding(&mut Vec::new(), &huge, Dialect::Tandem).is_err());
     }
 
     // -----------------------------------------------------------------------------------------

@@ -235,6 +235,9 @@ pub struct Link<S> {
     next_connect: Option<Time>,
     backoff: Duration,
     waker: Arc<Waker>,
+    /// The codec messages are sent with (rebuilt when the peer's dialect changes; the HMAC key
+    /// schedule is not redone per message).
+    tx_codec: Codec,
 }
 
 impl<S: StateStore> Link<S> {
@@ -256,7 +259,15 @@ impl<S: StateStore> Link<S> {
         }
         let next_connect =
             (peer.config().role == Role::Primary && cfg.partner.is_some()).then_some(Time(0));
+        let tx_codec = {
+            let c = Codec::new(peer.dialect());
+            match &cfg.secret {
+                Some(s) => c.with_secret(s),
+                None => c,
+            }
+        };
         Ok(Link {
+            tx_codec,
             backoff: cfg.backoff_initial,
             cfg,
             poll,
@@ -641,8 +652,9 @@ impl<S: StateStore> Link<S> {
                         out.push(LinkEvent::Received(msg.clone()));
                     }
                     self.peer.handle_message(now, msg);
-                    // Send replies and act on CloseLink before the next message.
-                    self.pump(now, out);
+                    // Queue replies and act on CloseLink before the next message; the bytes go
+                    // out in one write once everything received is handled.
+                    self.encode_pending(now, out, false);
                 }
                 Ok(None) => return true,
                 Err(error) => {
@@ -686,15 +698,20 @@ impl<S: StateStore> Link<S> {
     }
 
     /// Moves the peer's messages into the write buffer and its events out, until neither has
-    /// anything more (closing the link on [`Event::CloseLink`]).
+    /// anything more (closing the link on [`Event::CloseLink`]), and writes the buffer.
     fn pump(&mut self, now: Time, out: &mut Vec<LinkEvent>) {
+        self.encode_pending(now, out, true);
+    }
+
+    /// [`Link::pump`], writing the buffer to the socket only if `write` (otherwise it is
+    /// written by a later pump, or by the close).
+    fn encode_pending(&mut self, now: Time, out: &mut Vec<LinkEvent>, write: bool) {
+        if self.tx_codec.dialect() != self.peer.dialect() {
+            self.tx_codec = self.codec();
+        }
         loop {
             let mut progressed = false;
-            let codec = Codec::new(self.peer.dialect());
-            let codec = match &self.cfg.secret {
-                Some(s) => codec.with_secret(s),
-                None => codec,
-            };
+            let codec = &self.tx_codec;
             match &mut self.conn {
                 Some(c) if c.established => {
                     while c.pending() < HIGH_WATER {
@@ -714,7 +731,7 @@ impl<S: StateStore> Link<S> {
                             }
                         }
                     }
-                    if c.pending() > 0 {
+                    if write && c.pending() > 0 {
                         if let Err(e) = c.flush() {
                             self.close(now, CloseCause::Io(e.to_string()), out);
                             continue;

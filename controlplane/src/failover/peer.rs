@@ -99,7 +99,7 @@ use tandem_dataplane::binding::{Binding, BindingState};
 use tandem_dataplane::hash::BucketMap;
 use tandem_dataplane::time::Time;
 
-use super::codec::Dialect;
+use super::codec::{binding_update_len, Dialect, DIGEST_OPTION_LEN, HEADER_LEN, MAX_MESSAGE_LEN};
 use super::message::{
     BindingAck, BndAck, BndUpd, Body, Connect, ConnectAck, Disconnect, Message, PoolResp,
     RejectReason, ServerFlags, State as StateBody, TlsReply, TlsRequest, PROTOCOL_VERSION,
@@ -114,6 +114,7 @@ pub use snapshot::{binding_end, in_transit_from_us, Grant, OwnershipSnapshot, MI
 pub use state::{PartnerDownCause, PeerState, Service};
 pub use store::{MemoryStore, PersistedState, Start, StateStore, StoreError, PERSISTED_LEN};
 
+pub(crate) use queue::AddrHash;
 use queue::Outbox;
 use snapshot::{secs, PartnerDownInfo};
 
@@ -756,11 +757,20 @@ impl<S: StateStore> Peer<S> {
     /// transfer; or every binding after [`Event::SendAllBindings`]). It is queued and sent
     /// within the partner's window when the states allow. OFFERED bindings are never sent.
     pub fn local_update(&mut self, now: Time, binding: Binding) {
-        if binding.state == BindingState::Offered {
-            return;
-        }
+        self.local_updates(now, std::iter::once(binding));
+    }
+
+    /// Several local changes at once (see [`Peer::local_update`]): every binding is queued
+    /// before anything is sent, so towards a Tandem partner they share BNDUPD messages (up to
+    /// the configured batch size each) instead of one message per binding while the window has
+    /// room.
+    pub fn local_updates(&mut self, now: Time, bindings: impl IntoIterator<Item = Binding>) {
         let before = self.snapshot();
-        self.outbox.push(binding);
+        for b in bindings {
+            if b.state != BindingState::Offered {
+                self.outbox.push(b);
+            }
+        }
         self.finish(now, before);
     }
 
@@ -785,14 +795,43 @@ impl<S: StateStore> Peer<S> {
         id: UpdateId,
         result: Result<(), RejectReason>,
     ) {
+        self.ack_partner_updates(now, std::iter::once((id, result)));
+    }
+
+    /// Several verdicts at once (see [`Peer::ack_partner_update`]): every BNDACK they complete
+    /// is sent, in the order the partner's messages arrived, before anything else is done.
+    pub fn ack_partner_updates(
+        &mut self,
+        now: Time,
+        results: impl IntoIterator<Item = (UpdateId, Result<(), RejectReason>)>,
+    ) {
         let before = self.snapshot();
-        let live = self.link.as_ref().is_some_and(|l| l.epoch == id.epoch);
-        if live {
-            if let Some(pos) = self.incoming.iter().position(|b| b.batch == id.batch) {
-                if let Some(slot) = self.incoming[pos].outcomes.get_mut(usize::from(id.index)) {
-                    *slot = Some(result);
+        let epoch = self.link.as_ref().map(|l| l.epoch);
+        let mut any = false;
+        // Verdicts come back in the order the bindings arrived: look where the last one was
+        // first.
+        let mut pos = 0;
+        for (id, result) in results {
+            if epoch != Some(id.epoch) {
+                continue;
+            }
+            if self.incoming.get(pos).is_none_or(|b| b.batch != id.batch) {
+                match self.incoming.iter().position(|b| b.batch == id.batch) {
+                    Some(p) => pos = p,
+                    None => continue,
                 }
-                self.flush_incoming(now, pos);
+            }
+            if let Some(slot) = self.incoming[pos].outcomes.get_mut(usize::from(id.index)) {
+                *slot = Some(result);
+                any = true;
+            }
+        }
+        if any {
+            let mut pos = 0;
+            while pos < self.incoming.len() {
+                if !self.flush_incoming(now, pos) {
+                    pos += 1;
+                }
             }
         }
         self.finish(now, before);
@@ -1487,22 +1526,29 @@ impl<S: StateStore> Peer<S> {
         self.flush_incoming(now, pos);
     }
 
-    /// Send the BNDACK of incoming batch `pos` if every verdict is in.
-    fn flush_incoming(&mut self, now: Time, pos: usize) {
+    /// Send the BNDACK of incoming batch `pos` if every verdict is in (true: sent, and the
+    /// batch removed).
+    fn flush_incoming(&mut self, now: Time, pos: usize) -> bool {
         if self.incoming[pos].outcomes.iter().any(Option::is_none) {
-            return;
+            return false;
         }
         let inc = self.incoming.remove(pos);
+        // The acknowledgement echoes each update: move it rather than copy it.
         let acks = inc
             .updates
-            .iter()
+            .into_iter()
             .zip(inc.outcomes)
-            .map(|(u, o)| match o {
-                Some(Err(reason)) => BindingAck::reject(u, reason, None),
-                _ => BindingAck::accept(u),
+            .map(|(binding, o)| BindingAck {
+                binding,
+                reject_reason: match o {
+                    Some(Err(reason)) => Some(reason),
+                    _ => None,
+                },
+                message: None,
             })
             .collect();
         self.send(now, inc.xid, Body::BndAck(BndAck { acks }));
+        true
     }
 
     fn on_bndack(&mut self, xid: u32, a: BndAck) {
@@ -1589,12 +1635,32 @@ impl<S: StateStore> Peer<S> {
                 && !quiet(self.state)
                 && self.partner.is_some_and(|p| !quiet(p)));
         if may_push {
+            // Room for the bindings of one message: what is left of the 2048 bytes after the
+            // header and a digest (counted whether or not the link signs its messages).
+            let room = MAX_MESSAGE_LEN - HEADER_LEN - DIGEST_OPTION_LEN;
+            let dialect = l.dialect;
             while self.outbox.in_flight_msgs() < window && !self.outbox.queue_is_empty() {
-                let items = self.outbox.pop(per_msg);
-                let bindings: Vec<_> = items
-                    .iter()
-                    .filter_map(|(_, b)| update_from_binding(b))
-                    .collect();
+                let mut items = Vec::new();
+                let mut bindings = Vec::new();
+                let mut used = 0usize;
+                while items.len() < per_msg {
+                    let Some(b) = self.outbox.front() else { break };
+                    let Some(u) = update_from_binding(b) else {
+                        // Never queued (offers are not sent): drop it.
+                        self.outbox.pop_front();
+                        continue;
+                    };
+                    let len = binding_update_len(&u, dialect);
+                    if !bindings.is_empty() && used.saturating_add(len) > room {
+                        break;
+                    }
+                    used = used.saturating_add(len);
+                    let Some(item) = self.outbox.pop_front() else {
+                        break;
+                    };
+                    items.push(item);
+                    bindings.push(u);
+                }
                 if bindings.is_empty() {
                     continue;
                 }
@@ -1799,3 +1865,241 @@ pub fn next_state(
 
 #[cfg(test)]
 mod tests;
+
+/// The batch forms of `local_update` and `ack_partner_update` (what the daemon's relationship
+/// thread uses): message packing and acknowledgement order.
+#[cfg(test)]
+mod batch_tests {
+    use std::net::Ipv4Addr;
+
+    use tandem_dataplane::binding::{Binding, BindingState, ClientKey};
+    use tandem_dataplane::time::Time;
+
+    use super::*;
+
+    const T0: u64 = 1_700_000_000;
+
+    fn lease(n: u8) -> Binding {
+        let mut b = Binding::empty(Ipv4Addr::new(10, 0, 0, n), BindingState::Active);
+        b.client = ClientKey::from_hw(1, &[2, 0, 0, 0, 0, n]);
+        b.htype = 1;
+        b.hlen = 6;
+        b.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, n]);
+        b.expires = T0 as u32 + 300;
+        b.start = T0 as u32;
+        b.cltt = b.start;
+        b.sent_expiry = T0 as u32 + 900;
+        b
+    }
+
+    /// A fresh primary and secondary, connected and in NORMAL; `batch_max` bindings per
+    /// BNDUPD, a window of 4 messages.
+    fn normal_pair(batch_max: u16) -> [Peer<MemoryStore>; 2] {
+        let now = Time::from_secs(T0);
+        let mk = |role| {
+            let mut c = PeerConfig::new(b"rel", role);
+            c.batch_max = batch_max;
+            c.max_unacked = 4;
+            Peer::new(c, MemoryStore::default(), Start::Fresh, now).expect("valid config")
+        };
+        let mut p = [mk(Role::Primary), mk(Role::Secondary)];
+        for s in &mut p {
+            s.connected(now);
+        }
+        shuttle(&mut p, now);
+        assert_eq!(p[0].state(), PeerState::Normal);
+        assert_eq!(p[1].state(), PeerState::Normal);
+        assert_eq!(p[0].dialect(), Dialect::Tandem);
+        p
+    }
+
+    /// Deliver every message both ways until none is left; return what each side sent and
+    /// the events it raised.
+    fn shuttle(p: &mut [Peer<MemoryStore>; 2], now: Time) -> [(Vec<Message>, Vec<Event>); 2] {
+        let mut seen: [(Vec<Message>, Vec<Event>); 2] = Default::default();
+        loop {
+            let mut moved = false;
+            for i in 0..2 {
+                while let Some(m) = p[i].poll_transmit() {
+                    moved = true;
+                    seen[i].0.push(m.clone());
+                    p[1 - i].handle_message(now, m);
+                }
+                while let Some(e) = p[i].poll_event() {
+                    if e == Event::SendAllBindings {
+                        // No bindings here: the full update is empty.
+                        p[i].end_full_update(now);
+                    }
+                    seen[i].1.push(e);
+                }
+            }
+            if !moved {
+                return seen;
+            }
+        }
+    }
+
+    fn bndupds(msgs: &[Message]) -> Vec<usize> {
+        msgs.iter()
+            .filter_map(|m| match &m.body {
+                Body::BndUpd(u) => Some(u.bindings.len()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn partner_ids(events: &[Event]) -> Vec<UpdateId> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::PartnerBinding { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_of_local_updates_shares_bndupds() {
+        let now = Time::from_secs(T0);
+        let mut p = normal_pair(4);
+        p[0].local_updates(now, (1..=10).map(lease));
+        let seen = shuttle(&mut p, now);
+        // 10 bindings, 4 per message: 3 messages, not one per binding.
+        assert_eq!(bndupds(&seen[0].0), vec![4, 4, 2]);
+        assert_eq!(partner_ids(&seen[1].1).len(), 10);
+        // One at a time, each goes out alone while the window has room.
+        let mut q = normal_pair(4);
+        for n in 1..=3 {
+            q[0].local_update(now, lease(n));
+        }
+        let seen = shuttle(&mut q, now);
+        assert_eq!(bndupds(&seen[0].0), vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn bndupds_stay_within_2048_bytes_with_a_digest() {
+        use crate::failover::codec::Codec;
+        let now = Time::from_secs(T0);
+        let mut p = normal_pair(32);
+        // Long client identifiers (not the hardware address): about 100 bytes per binding,
+        // so 32 of them do not fit in one message.
+        let big = (1..=32).map(|n| {
+            let mut b = lease(n);
+            b.client = ClientKey::new(&[n; 32]);
+            b
+        });
+        p[0].local_updates(now, big);
+        let seen = shuttle(&mut p, now);
+        let counts = bndupds(&seen[0].0);
+        assert!(counts.len() > 1, "{counts:?}");
+        assert_eq!(counts.iter().sum::<usize>(), 32);
+        let signed = Codec::new(Dialect::Tandem).with_secret(b"secret");
+        for m in seen[0]
+            .0
+            .iter()
+            .filter(|m| matches!(m.body, Body::BndUpd(_)))
+        {
+            let wire = signed.encode_to_vec(m).expect("fits in 2048 bytes");
+            assert!(wire.len() <= crate::failover::codec::MAX_MESSAGE_LEN);
+        }
+        // Every binding got to the partner.
+        assert_eq!(partner_ids(&seen[1].1).len(), 32);
+    }
+
+    #[test]
+    fn offers_are_never_queued_by_the_batch_form() {
+        let now = Time::from_secs(T0);
+        let mut p = normal_pair(8);
+        let mut offered = lease(2);
+        offered.state = BindingState::Offered;
+        p[0].local_updates(now, [lease(1), offered, lease(3)]);
+        let seen = shuttle(&mut p, now);
+        assert_eq!(bndupds(&seen[0].0), vec![2]);
+        assert_eq!(p[0].pending_updates(), 2);
+    }
+
+    #[test]
+    fn batched_verdicts_send_one_bndack_per_bndupd_in_arrival_order() {
+        let now = Time::from_secs(T0);
+        let mut p = normal_pair(3);
+        p[0].local_updates(now, (1..=5).map(lease));
+        let seen = shuttle(&mut p, now);
+        let ids = partner_ids(&seen[1].1);
+        assert_eq!(ids.len(), 5);
+        // Refuse the fourth binding, accept the others, all in one call.
+        let verdicts = ids.iter().enumerate().map(|(k, id)| {
+            let r = if k == 3 {
+                Err(RejectReason::OutdatedBindingInfo)
+            } else {
+                Ok(())
+            };
+            (*id, r)
+        });
+        p[1].ack_partner_updates(now, verdicts);
+        let seen = shuttle(&mut p, now);
+        let acks: Vec<Vec<(Ipv4Addr, Option<RejectReason>)>> = seen[1]
+            .0
+            .iter()
+            .filter_map(|m| match &m.body {
+                Body::BndAck(a) => Some(
+                    a.acks
+                        .iter()
+                        .map(|x| (x.binding.assigned_ip, x.reject_reason))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect();
+        let ip = |n| Ipv4Addr::new(10, 0, 0, n);
+        assert_eq!(
+            acks,
+            vec![
+                vec![(ip(1), None), (ip(2), None), (ip(3), None)],
+                vec![
+                    (ip(4), Some(RejectReason::OutdatedBindingInfo)),
+                    (ip(5), None)
+                ],
+            ]
+        );
+        // The sender saw four acknowledgements and one refusal, and has nothing outstanding.
+        let acked = seen[0]
+            .1
+            .iter()
+            .filter(|e| matches!(e, Event::UpdateAcked { .. }))
+            .count();
+        let refused = seen[0]
+            .1
+            .iter()
+            .filter(|e| matches!(e, Event::UpdateRejected { .. }))
+            .count();
+        assert_eq!((acked, refused), (4, 1));
+        assert_eq!(p[0].pending_updates(), 0);
+    }
+
+    #[test]
+    fn verdicts_arriving_in_pieces_complete_a_bndack_only_when_all_are_in() {
+        let now = Time::from_secs(T0);
+        let mut p = normal_pair(4);
+        p[0].local_updates(now, (1..=4).map(lease));
+        let seen = shuttle(&mut p, now);
+        let ids = partner_ids(&seen[1].1);
+        p[1].ack_partner_updates(now, ids[..3].iter().map(|id| (*id, Ok(()))));
+        assert!(shuttle(&mut p, now)[1].0.is_empty());
+        // The last verdict completes the message.
+        p[1].ack_partner_updates(now, [(ids[3], Ok(()))]);
+        let seen = shuttle(&mut p, now);
+        let n: Vec<usize> = seen[1]
+            .0
+            .iter()
+            .filter_map(|m| match &m.body {
+                Body::BndAck(a) => Some(a.acks.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(n, vec![4]);
+        assert_eq!(p[0].pending_updates(), 0);
+        // Verdicts for a message already acknowledged are ignored.
+        p[1].ack_partner_updates(now, ids.iter().map(|id| (*id, Ok(()))));
+        assert!(shuttle(&mut p, now)[1].0.is_empty());
+    }
+}

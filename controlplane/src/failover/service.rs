@@ -40,8 +40,8 @@ use super::filestore::FileStore;
 use super::link::{Link, LinkEvent};
 use super::message::RejectReason;
 use super::peer::{
-    needs_update, settle_acked, transfer, Event, Judgement, Mode, OwnershipSnapshot, Peer,
-    PeerState, PoolCounts, Role, Service, Start, Sweep, UpdateId,
+    needs_update, settle_acked, transfer, AddrHash, Event, Judgement, Mode, OwnershipSnapshot,
+    Peer, PeerState, PoolCounts, Role, Service, Start, Sweep, UpdateId,
 };
 use crate::config::{Config, FailoverSettings};
 use crate::xdp_backend::XdpShared;
@@ -786,7 +786,7 @@ impl Starter {
                 rel,
                 last_pools: None,
                 last_sweep: None,
-                handed_at: HashMap::new(),
+                handed_at: HashMap::default(),
             };
             let name = format!("tandem-fo-{r}");
             threads.push(
@@ -932,12 +932,55 @@ struct RelRuntime {
     rel: RelPrepared,
     last_pools: Option<Instant>,
     last_sweep: Option<Instant>,
-    /// When each committed update was handed over (for the lag histogram).
-    handed_at: HashMap<(Ipv4Addr, u32, u8), Instant>,
+    /// When the latest committed update of each address was handed over, and which version of
+    /// the binding it was (for the lag histogram). One entry per address: a newer update
+    /// replaces an older one still unacknowledged.
+    handed_at: HashMap<Ipv4Addr, ((u32, u8), Instant), AddrHash>,
 }
 
-fn lag_key(b: &Binding) -> (Ipv4Addr, u32, u8) {
-    (b.addr, b.sent_expiry, b.state as u8)
+/// Acknowledgements of one loop turn, added to the status under one lock.
+struct AckTally {
+    /// When the turn's events were taken (the end of every lag counted).
+    at: Instant,
+    acked: u64,
+    lag_buckets: [u64; LAG_BUCKETS_US.len() + 1],
+    lag_sum_us: u64,
+}
+
+impl AckTally {
+    fn new(at: Instant) -> AckTally {
+        AckTally {
+            at,
+            acked: 0,
+            lag_buckets: [0; LAG_BUCKETS_US.len() + 1],
+            lag_sum_us: 0,
+        }
+    }
+
+    /// One acknowledged update, with its lag if known.
+    fn count(&mut self, lag: Option<Duration>) {
+        self.acked += 1;
+        if let Some(l) = lag {
+            let us = u64::try_from(l.as_micros()).unwrap_or(u64::MAX);
+            let slot = LAG_BUCKETS_US.partition_point(|&b| b < us);
+            self.lag_buckets[slot] += 1;
+            self.lag_sum_us = self.lag_sum_us.saturating_add(us);
+        }
+    }
+
+    fn add_to(&self, s: &mut RelationshipStatus) {
+        s.updates_acked += self.acked;
+        for (total, n) in s.lag_buckets.iter_mut().zip(self.lag_buckets) {
+            *total += n;
+        }
+        s.lag_sum_us = s.lag_sum_us.saturating_add(self.lag_sum_us);
+    }
+}
+
+/// Which version of an address's binding an update carries (matches an acknowledgement to
+/// the hand-over it answers).
+fn lag_version(b: &Binding) -> (u32, u8) {
+    (b.sent_expiry, b.state as u8)
 }
 
 impl RelRuntime {
@@ -968,14 +1011,16 @@ impl RelRuntime {
             while let Ok((stream, remote)) = self.rel.adopt_rx.try_recv() {
                 evs.extend(self.rel.link.adopt(stream, remote));
             }
+            let mut tally = AckTally::new(Instant::now());
             for ev in evs {
-                self.on_link_event(ev, now, &mut publish, &mut partner, &mut acked);
+                self.on_link_event(ev, now, &mut publish, &mut partner, &mut acked, &mut tally);
             }
-            if !partner.is_empty() {
-                self.judge(partner);
+            if tally.acked > 0 {
+                self.bump(|s| tally.add_to(s));
             }
-            if !acked.is_empty() {
-                self.settle(acked);
+            if !partner.is_empty() || !acked.is_empty() {
+                // One task (one wake of the worker) for both.
+                self.judge_and_settle(partner, acked);
             }
             while let Ok(m) = self.rel.from_worker.try_recv() {
                 self.on_worker(m, now);
@@ -1066,27 +1111,32 @@ impl RelRuntime {
         publish: &mut bool,
         partner: &mut Vec<(UpdateId, Binding)>,
         acked: &mut Vec<Binding>,
+        tally: &mut AckTally,
     ) {
+        // The two per-binding events first, without the per-event work of the others.
+        let ev = match ev {
+            LinkEvent::Peer(Event::PartnerBinding { id, binding }) => {
+                partner.push((id, binding));
+                return;
+            }
+            LinkEvent::Peer(Event::UpdateAcked { binding }) => {
+                let lag = match self.handed_at.get(&binding.addr) {
+                    Some(&(v, t)) if v == lag_version(&binding) => {
+                        self.handed_at.remove(&binding.addr);
+                        Some(tally.at.saturating_duration_since(t))
+                    }
+                    _ => None,
+                };
+                tally.count(lag);
+                acked.push(binding);
+                return;
+            }
+            other => other,
+        };
         let name = self.rel.settings.name.clone();
         match ev {
             LinkEvent::Peer(e) => match e {
-                Event::PartnerBinding { id, binding } => partner.push((id, binding)),
-                Event::UpdateAcked { binding } => {
-                    let lag = self
-                        .handed_at
-                        .remove(&lag_key(&binding))
-                        .map(|t| t.elapsed());
-                    self.bump(|s| {
-                        s.updates_acked += 1;
-                        if let Some(l) = lag {
-                            let us = l.as_micros() as u64;
-                            let slot = LAG_BUCKETS_US.partition_point(|&b| b < us);
-                            s.lag_buckets[slot] += 1;
-                            s.lag_sum_us += us;
-                        }
-                    });
-                    acked.push(binding);
-                }
+                Event::PartnerBinding { .. } | Event::UpdateAcked { .. } => {}
                 Event::UpdateRejected { binding, reason } => {
                     self.bump(|s| s.updates_rejected += 1);
                     tracing::warn!(relationship = %name, addr = %binding.addr, ?reason,
@@ -1249,11 +1299,16 @@ impl RelRuntime {
         });
     }
 
-    fn judge(&self, batch: Vec<(UpdateId, Binding)>) {
+    /// On the worker, as one task: judge, install and (with the worker's next commit) journal
+    /// the partner's bindings (`batch`), whose verdicts come back as [`FromWorker::Judged`];
+    /// then apply the partner's acknowledgements of our updates (`acked`, see
+    /// [`settle_acked`]).
+    fn judge_and_settle(&self, batch: Vec<(UpdateId, Binding)>, acked: Vec<Binding>) {
         let snap = self.rel.link.peer().snapshot();
         let subnets = self.rel.subnets.clone();
         let (tx, waker) = self.back();
         self.run_task(move |engine, now| {
+            let judged = !batch.is_empty();
             let mut results = Vec::with_capacity(batch.len());
             for (id, b) in batch {
                 if !subnets.iter().any(|s| s.contains(b.addr)) {
@@ -1269,21 +1324,18 @@ impl RelRuntime {
                     Judgement::Reject { reason, resend } => results.push((id, Err(reason), resend)),
                 }
             }
-            Some(Box::new(move |durable| {
-                let _ = tx.send(FromWorker::Judged { results, durable });
-                let _ = waker.wake();
-            }))
-        });
-    }
-
-    fn settle(&self, acked: Vec<Binding>) {
-        self.run_task(move |engine, _| {
             for a in acked {
                 if let Some(s) = engine.binding(a.addr).and_then(|l| settle_acked(l, &a)) {
                     engine.install(s);
                 }
             }
-            None
+            if !judged {
+                return None;
+            }
+            Some(Box::new(move |durable| {
+                let _ = tx.send(FromWorker::Judged { results, durable });
+                let _ = waker.wake();
+            }))
         });
     }
 
@@ -1330,10 +1382,10 @@ impl RelRuntime {
                     self.handed_at.clear();
                 }
                 let t = Instant::now();
-                for b in v {
-                    self.handed_at.insert(lag_key(&b), t);
-                    peer.local_update(now, b);
+                for b in &v {
+                    self.handed_at.insert(b.addr, (lag_version(b), t));
                 }
+                peer.local_updates(now, v);
             }
             FromWorker::Judged { results, durable } => {
                 if !durable {
@@ -1341,17 +1393,18 @@ impl RelRuntime {
                         "partner bindings not journaled (commit failed); not acknowledged, the partner sends them again");
                     return;
                 }
-                let (mut ok, mut bad) = (0u64, 0u64);
-                for (id, res, resend) in results {
-                    if res.is_ok() {
-                        ok += 1;
-                    } else {
-                        bad += 1;
-                    }
-                    peer.ack_partner_update(now, id, res);
-                    if let Some(b) = resend {
-                        peer.local_update(now, b);
-                    }
+                let ok = results.iter().filter(|(_, r, _)| r.is_ok()).count() as u64;
+                let bad = results.len() as u64 - ok;
+                let mut resend = Vec::new();
+                peer.ack_partner_updates(
+                    now,
+                    results.into_iter().map(|(id, res, again)| {
+                        resend.extend(again);
+                        (id, res)
+                    }),
+                );
+                if !resend.is_empty() {
+                    peer.local_updates(now, resend);
                 }
                 self.bump(|s| {
                     s.partner_bindings += ok;
@@ -1360,9 +1413,7 @@ impl RelRuntime {
             }
             FromWorker::Bindings { bindings, all } => {
                 let n = bindings.len();
-                for b in bindings {
-                    peer.local_update(now, b);
-                }
+                peer.local_updates(now, bindings);
                 if all {
                     peer.end_full_update(now);
                     tracing::info!(relationship = %self.rel.settings.name, bindings = n,

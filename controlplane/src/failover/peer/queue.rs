@@ -7,9 +7,48 @@
 //! queued up to a marker has been acknowledged.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::Ipv4Addr;
 
 use tandem_dataplane::binding::Binding;
+
+/// A cheap hasher for maps keyed by our own addresses (multiply-rotate, as FxHash does).
+///
+/// Only for keys this server chose (addresses of its own bindings), never for keys a remote
+/// party picks freely: it is not collision resistant.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct AddrHasher(u64);
+
+impl AddrHasher {
+    fn add(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        // The multiply mixes upwards: bring the well-mixed high bits down to where the table
+        // picks its bucket.
+        self.0.rotate_left(26)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.add(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.add(u64::from(v));
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.add(v);
+    }
+}
+
+/// [`AddrHasher`] for `HashMap`s.
+pub(crate) type AddrHash = BuildHasherDefault<AddrHasher>;
 
 /// One BNDUPD message on the wire, waiting for its BNDACK.
 #[derive(Clone, Debug)]
@@ -22,7 +61,7 @@ struct InFlight {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Outbox {
     queue: BTreeMap<i64, Binding>,
-    by_addr: HashMap<Ipv4Addr, i64>,
+    by_addr: HashMap<Ipv4Addr, i64, AddrHash>,
     next_back: i64,
     next_front: i64,
     in_flight: VecDeque<InFlight>,
@@ -68,16 +107,28 @@ impl Outbox {
     }
 
     /// Take up to `n` bindings from the front.
+    #[cfg(test)]
     pub(crate) fn pop(&mut self, n: usize) -> Vec<(i64, Binding)> {
         let mut out = Vec::with_capacity(n.min(self.queue.len()));
         while out.len() < n {
-            let Some((seq, b)) = self.queue.pop_first() else {
+            let Some(item) = self.pop_front() else {
                 break;
             };
-            self.by_addr.remove(&b.addr);
-            out.push((seq, b));
+            out.push(item);
         }
         out
+    }
+
+    /// The binding at the front, if any.
+    pub(crate) fn front(&self) -> Option<&Binding> {
+        self.queue.first_key_value().map(|(_, b)| b)
+    }
+
+    /// Take the binding at the front.
+    pub(crate) fn pop_front(&mut self) -> Option<(i64, Binding)> {
+        let (seq, b) = self.queue.pop_first()?;
+        self.by_addr.remove(&b.addr);
+        Some((seq, b))
     }
 
     /// Record a BNDUPD sent with `xid` carrying `items`.
