@@ -248,6 +248,8 @@ pub enum FromWorker {
         results: Vec<(UpdateId, Result<(), RejectReason>, Option<Binding>)>,
         /// The commit reached the disk.
         durable: bool,
+        /// The first few refused updates, for the log.
+        refused: Vec<Refusal>,
     },
     /// Bindings to send (start-up catch-up, or every binding for UPDREQALL when `all`).
     Bindings {
@@ -938,6 +940,32 @@ struct RelRuntime {
     handed_at: HashMap<Ipv4Addr, ((u32, u8), Instant), AddrHash>,
 }
 
+/// One of the partner's binding updates we refused (for the log).
+#[derive(Debug)]
+pub struct Refusal {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// The state the partner sent.
+    pub sent: BindingState,
+    /// Why we refused it.
+    pub reason: RejectReason,
+    /// Our binding's state, sent back to the partner, if we hold one.
+    pub ours: Option<BindingState>,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}: {:?}", self.addr, self.sent, self.reason)?;
+        match self.ours {
+            Some(st) => write!(f, " (ours {st:?})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How many refused updates of one batch the log names.
+const REFUSALS_LOGGED: usize = 4;
+
 /// Acknowledgements of one loop turn, added to the status under one lock.
 struct AckTally {
     /// When the turn's events were taken (the end of every lag counted).
@@ -1310,6 +1338,7 @@ impl RelRuntime {
         self.run_task(move |engine, now| {
             let judged = !batch.is_empty();
             let mut results = Vec::with_capacity(batch.len());
+            let mut refused = Vec::new();
             for (id, b) in batch {
                 if !subnets.iter().any(|s| s.contains(b.addr)) {
                     results.push((id, Err(RejectReason::IllegalIpAddress), None));
@@ -1321,7 +1350,17 @@ impl RelRuntime {
                         results.push((id, Ok(()), None));
                     }
                     Judgement::Ignore => results.push((id, Ok(()), None)),
-                    Judgement::Reject { reason, resend } => results.push((id, Err(reason), resend)),
+                    Judgement::Reject { reason, resend } => {
+                        if refused.len() < REFUSALS_LOGGED {
+                            refused.push(Refusal {
+                                addr: b.addr,
+                                sent: b.state,
+                                reason,
+                                ours: resend.map(|l| l.state),
+                            });
+                        }
+                        results.push((id, Err(reason), resend));
+                    }
                 }
             }
             for a in acked {
@@ -1333,7 +1372,11 @@ impl RelRuntime {
                 return None;
             }
             Some(Box::new(move |durable| {
-                let _ = tx.send(FromWorker::Judged { results, durable });
+                let _ = tx.send(FromWorker::Judged {
+                    results,
+                    durable,
+                    refused,
+                });
                 let _ = waker.wake();
             }))
         });
@@ -1387,7 +1430,11 @@ impl RelRuntime {
                 }
                 peer.local_updates(now, v);
             }
-            FromWorker::Judged { results, durable } => {
+            FromWorker::Judged {
+                results,
+                durable,
+                refused,
+            } => {
                 if !durable {
                     tracing::error!(relationship = %self.rel.settings.name, n = results.len(),
                         "partner bindings not journaled (commit failed); not acknowledged, the partner sends them again");
@@ -1395,6 +1442,12 @@ impl RelRuntime {
                 }
                 let ok = results.iter().filter(|(_, r, _)| r.is_ok()).count() as u64;
                 let bad = results.len() as u64 - ok;
+                if bad > 0 {
+                    tracing::warn!(relationship = %self.rel.settings.name, refused = bad,
+                        of = results.len(),
+                        first = %refused.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                        "refused binding updates of the partner (our binding, where we hold one, is sent back)");
+                }
                 let mut resend = Vec::new();
                 peer.ack_partner_updates(
                     now,
