@@ -46,9 +46,14 @@ pub struct Args {
     /// Packet backend of the tuned tandemd (the worker settings are AF_XDP's).
     #[arg(long, default_value = "xdp", value_name = "udp|xdp")]
     pub backend: String,
-    /// Seconds of flat-out load per point (0 < SECS <= 30).
+    /// Seconds of load per point (0 < SECS <= 30).
     #[arg(long, default_value_t = 3.0, value_name = "SECS")]
     pub duration: f64,
+    /// Offer this many DORA/s to every point instead of running flat out (e.g. half the best
+    /// flat-out figure): every point then serves the same load, and the best is the one with the
+    /// lowest DORA p99 (within 5 %: less server CPU per lease).
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..=200_000))]
+    pub rate: Option<u64>,
     /// Simulated clients, 1..=60000.
     #[arg(long, default_value_t = 50_000, value_name = "N")]
     pub clients: u32,
@@ -217,19 +222,43 @@ pub fn points(cores: &str, batch: &str, busy: &str) -> Result<Vec<Point>, String
     Ok(out)
 }
 
-/// The best row: the most leases/s among the measured rows with at most 1 % loss; ties (within
-/// 0.5 %) go to less server CPU per lease.
-pub fn best(rows: &[TuneRow]) -> Option<usize> {
-    let ok = |r: &TuneRow| r.error.is_none() && r.leases_per_s > 0.0 && r.loss_pct <= 1.0;
+/// What a sweep looks for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Goal {
+    /// Flat out: the most leases/s.
+    Throughput,
+    /// At an offered rate: the lowest DORA p99.
+    Latency,
+}
+
+/// The best row: the most leases/s (or, for [`Goal::Latency`], the lowest DORA p99) among the
+/// measured rows with at most 1 % loss; near ties (leases/s within 0.5 %, p99 within 5 %) go
+/// to less server CPU per lease.
+pub fn best(rows: &[TuneRow], goal: Goal) -> Option<usize> {
+    let ok = |r: &TuneRow| {
+        r.error.is_none()
+            && r.leases_per_s > 0.0
+            && r.loss_pct <= 1.0
+            && (goal == Goal::Throughput || r.dora_p99_us.is_some())
+    };
+    // Bigger is better in both cases (the p99 is negated).
+    let score = |r: &TuneRow| match goal {
+        Goal::Throughput => r.leases_per_s,
+        Goal::Latency => -r.dora_p99_us.unwrap_or(f64::INFINITY),
+    };
+    let margin = match goal {
+        Goal::Throughput => 0.005,
+        Goal::Latency => 0.05,
+    };
     let mut best: Option<usize> = None;
     for (i, r) in rows.iter().enumerate().filter(|(_, r)| ok(r)) {
         best = match best {
             None => Some(i),
             Some(b) => {
                 let cur = &rows[b];
-                let near = (r.leases_per_s - cur.leases_per_s).abs() <= 0.005 * cur.leases_per_s;
+                let near = (score(r) - score(cur)).abs() <= margin * score(cur).abs();
                 let cpu = |x: &TuneRow| x.cpu_us_per_lease.unwrap_or(f64::INFINITY);
-                if (near && cpu(r) < cpu(cur)) || (!near && r.leases_per_s > cur.leases_per_s) {
+                if (near && cpu(r) < cpu(cur)) || (!near && score(r) > score(cur)) {
                     Some(i)
                 } else {
                     Some(b)
@@ -241,7 +270,7 @@ pub fn best(rows: &[TuneRow]) -> Option<usize> {
 }
 
 /// The table of every point, and the choice with its evidence.
-pub fn table(rows: &[TuneRow], chosen: Option<usize>) -> String {
+pub fn table(rows: &[TuneRow], chosen: Option<usize>, goal: Goal) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -277,6 +306,25 @@ pub fn table(rows: &[TuneRow], chosen: Option<usize>) -> String {
         None => {
             let _ = writeln!(s, "\n  no point ran with at most 1 % loss: nothing chosen");
         }
+        Some(c) if goal == Goal::Latency => {
+            let b = &rows[c];
+            let p99 = |r: &TuneRow| r.dora_p99_us.unwrap_or(f64::INFINITY);
+            let _ = write!(
+                s,
+                "\n  best: {} at DORA p99 {}",
+                b.point.label(),
+                opt_us(b.dora_p99_us)
+            );
+            let runner = rows
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| *i != c && r.error.is_none() && r.loss_pct <= 1.0)
+                .min_by(|a, b| p99(a.1).total_cmp(&p99(b.1)));
+            if let Some((_, r)) = runner {
+                let _ = write!(s, "; next {} at {}", r.point.label(), opt_us(r.dora_p99_us));
+            }
+            let _ = writeln!(s);
+        }
         Some(c) => {
             let b = &rows[c];
             let runner = rows
@@ -306,15 +354,18 @@ pub fn table(rows: &[TuneRow], chosen: Option<usize>) -> String {
 }
 
 /// The chosen settings as a TOML snippet for tandem.toml, with the evidence as comments.
-pub fn snippet(rows: &[TuneRow], chosen: usize, backend: &str) -> String {
+pub fn snippet(rows: &[TuneRow], chosen: usize, backend: &str, rate: Option<u64>) -> String {
     let b = &rows[chosen];
     let e = b.point.extra();
     let mut s = String::new();
+    let how = match rate {
+        None => format!("{:.0} leases/s flat out", b.leases_per_s),
+        Some(r) => format!("DORA p99 {} at {r} DORA/s offered", opt_us(b.dora_p99_us)),
+    };
     let _ = writeln!(
         s,
-        "# Chosen by `tandem-bench tune` on this host: {:.0} leases/s flat out, {:.2} % loss, \
+        "# Chosen by `tandem-bench tune` on this host: {how}, {:.2} % loss, \
          server CPU {} µs/lease ({} points measured).",
-        b.leases_per_s,
         b.loss_pct,
         b.cpu_us_per_lease.map_or("-".into(), |v| format!("{v:.1}")),
         rows.iter().filter(|r| r.error.is_none()).count()
@@ -373,7 +424,7 @@ pub fn tune(a: &Args, stop: Arc<AtomicBool>) -> Result<(Vec<TuneRow>, Option<usi
         return Err("ethtool is not installed (needed to give kb0 one queue per worker)".into());
     }
     let load = Load {
-        rate: None,
+        rate: a.rate,
         duration: a.duration,
         clients: a.clients,
         window: a.window,
@@ -434,8 +485,17 @@ pub fn tune(a: &Args, stop: Arc<AtomicBool>) -> Result<(Vec<TuneRow>, Option<usi
         }
         rows.push(row);
     }
-    let chosen = best(&rows);
+    let chosen = best(&rows, goal(a));
     Ok((rows, chosen))
+}
+
+/// What the sweep of `a` looks for: latency at an offered rate, else throughput.
+pub fn goal(a: &Args) -> Goal {
+    if a.rate.is_some() {
+        Goal::Latency
+    } else {
+        Goal::Throughput
+    }
 }
 
 /// `tandem-bench tune`. Exit codes: 0 a point was chosen, 1 none could be (or the lab failed),
@@ -449,13 +509,16 @@ pub fn main(a: Args) -> ExitCode {
             return ExitCode::from(if e.starts_with("--") { 2 } else { 1 });
         }
     };
+    let load = a
+        .rate
+        .map_or("flat out".to_string(), |r| format!("{r} DORA/s offered"));
     println!(
-        "tandem-bench tune: {} points, flat out for {:.1} s each, {} CPUs shared by tandemd and the generator\n",
+        "tandem-bench tune: {} points, {load} for {:.1} s each, {} CPUs shared by tandemd and the generator\n",
         rows.len(),
         a.duration,
         cpu::cpus()
     );
-    print!("{}", table(&rows, chosen));
+    print!("{}", table(&rows, chosen, goal(&a)));
     if let Some(p) = &a.json {
         let text = serde_json::to_string_pretty(&rows).unwrap_or_default();
         if let Err(e) = fs::write(p, text + "\n") {
@@ -469,7 +532,7 @@ pub fn main(a: Args) -> ExitCode {
         .snippet
         .clone()
         .unwrap_or_else(|| PathBuf::from("/tmp/tandem-tune.toml"));
-    let text = snippet(&rows, c, &a.backend);
+    let text = snippet(&rows, c, &a.backend, a.rate);
     if let Err(e) = fs::write(&path, &text) {
         eprintln!("tandem-bench tune: cannot write {}: {e}", path.display());
         return ExitCode::FAILURE;
@@ -535,13 +598,13 @@ mod tests {
             row(9000.0, 0.0, 1.0, true),
         ];
         // 2005 and 2000 are within 0.5 %: the cheaper one (index 3) wins; 3000 lost 5 %
-        assert_eq!(best(&rows), Some(3));
-        assert_eq!(best(&rows[..1]), Some(0));
-        assert_eq!(best(&rows[4..]), None);
-        let t = table(&rows, best(&rows));
+        assert_eq!(best(&rows, Goal::Throughput), Some(3));
+        assert_eq!(best(&rows[..1], Goal::Throughput), Some(0));
+        assert_eq!(best(&rows[4..], Goal::Throughput), None);
+        let t = table(&rows, best(&rows, Goal::Throughput), Goal::Throughput);
         assert!(t.contains("best: cores [0]"), "{t}");
         assert!(t.contains("FAILED: no"), "{t}");
-        let s = snippet(&rows, 3, "xdp");
+        let s = snippet(&rows, 3, "xdp", None);
         assert!(s.contains("[server]\nbatch_size = 2005\n"), "{s}");
         assert!(
             s.contains("[dataplane]\nbackend = \"xdp\"\ncores = [0]\n"),
@@ -551,5 +614,30 @@ mod tests {
             s.starts_with("# Chosen by `tandem-bench tune` on this host: 2005"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn at_a_rate_the_best_is_the_lowest_p99_within_one_percent_loss() {
+        let with_p99 = |leases, loss, cpu, p99| TuneRow {
+            dora_p99_us: p99,
+            ..row(leases, loss, cpu, false)
+        };
+        let rows = vec![
+            with_p99(5000.0, 0.0, 9.0, Some(400.0)),
+            with_p99(5001.0, 0.0, 7.0, Some(180.0)),
+            with_p99(5002.0, 0.0, 5.0, Some(185.0)),
+            with_p99(5003.0, 3.0, 1.0, Some(50.0)),
+            with_p99(5004.0, 0.0, 1.0, None),
+        ];
+        // 180 and 185 µs are within 5 %: the cheaper (index 2); 50 µs lost 3 %; no p99, no rank
+        assert_eq!(best(&rows, Goal::Latency), Some(2));
+        assert_eq!(best(&rows[4..], Goal::Latency), None);
+        let t = table(&rows, Some(2), Goal::Latency);
+        assert!(t.contains("best: cores [0]     batch 5002"), "{t}");
+        assert!(t.contains("at DORA p99 185"), "{t}");
+        assert!(t.contains("next cores [0]     batch 5001"), "{t}");
+        let s = snippet(&rows, 2, "xdp", Some(5000));
+        assert!(s.contains("DORA p99 185"), "{s}");
+        assert!(s.contains("at 5000 DORA/s offered"), "{s}");
     }
 }

@@ -154,8 +154,8 @@ fn tune_two_points_chooses_the_best_row() {
             || (near && best.cpu_us_per_lease <= other.cpu_us_per_lease),
         "{rows:?}"
     );
-    assert_eq!(tune::best(&rows), Some(c));
-    let text = tune::snippet(&rows, c, "xdp");
+    assert_eq!(tune::best(&rows, tune::Goal::Throughput), Some(c));
+    let text = tune::snippet(&rows, c, "xdp", None);
     assert!(
         text.contains(&format!("batch_size = {}", best.point.batch_size.unwrap())),
         "{text}"
