@@ -58,10 +58,12 @@ pub enum Mix {
     Dora,
     /// The DORA, then a RELEASE (no reply expected).
     DoraRelease,
-    /// The DORA, then a RENEWING REQUEST (ciaddr set) answered by an ACK. Through a relay a
-    /// REBINDING request is the same message (ciaddr set, no server identifier), so this mix
-    /// measures rebinding too.
+    /// The DORA, then a RENEWING REQUEST (ciaddr set, unicast to the server) answered by an
+    /// ACK.
     DoraRenew,
+    /// The DORA, then a REBINDING REQUEST: the renewing message, but broadcast on the direct
+    /// path (through a relay both are the same relayed message).
+    DoraRebind,
     /// The DORA, then a DECLINE of the address (no reply expected): the server quarantines it,
     /// so each exchange uses up an address for the probation time.
     DoraDecline,
@@ -74,11 +76,17 @@ impl Mix {
         matches!(self, Mix::DoraRelease | Mix::DoraRenew)
     }
 
+    /// True if the server answers the mix's last request by unicast to ciaddr (RENEWING and
+    /// REBINDING): on the direct path only the AF_XDP generator takes those replies.
+    pub fn replies_to_ciaddr(self) -> bool {
+        matches!(self, Mix::DoraRenew | Mix::DoraRebind)
+    }
+
     /// Requests of one exchange that wait for a reply.
     pub fn answered_requests(self) -> u64 {
         match self {
             Mix::Dora | Mix::DoraRelease | Mix::DoraDecline => 2,
-            Mix::DoraRenew => 3,
+            Mix::DoraRenew | Mix::DoraRebind => 3,
         }
     }
 }
@@ -89,10 +97,11 @@ impl FromStr for Mix {
         match s {
             "dora" => Ok(Mix::Dora),
             "dora+release" => Ok(Mix::DoraRelease),
-            "dora+renew" | "dora+rebind" => Ok(Mix::DoraRenew),
+            "dora+renew" => Ok(Mix::DoraRenew),
+            "dora+rebind" => Ok(Mix::DoraRebind),
             "dora+decline" => Ok(Mix::DoraDecline),
             _ => Err(format!(
-                "unknown mix {s:?} (known: dora, dora+release, dora+renew (= dora+rebind through a relay), dora+decline)"
+                "unknown mix {s:?} (known: dora, dora+release, dora+renew, dora+rebind, dora+decline)"
             )),
         }
     }
@@ -104,6 +113,7 @@ impl fmt::Display for Mix {
             Mix::Dora => "dora",
             Mix::DoraRelease => "dora+release",
             Mix::DoraRenew => "dora+renew",
+            Mix::DoraRebind => "dora+rebind",
             Mix::DoraDecline => "dora+decline",
         })
     }
@@ -504,6 +514,9 @@ impl Generator {
                 requested: Ipv4Addr::from(c.offered),
                 server_id: Ipv4Addr::from(c.server_id),
             },
+            Phase::Renewing if self.cfg.mix == Mix::DoraRebind => RequestKind::Rebind {
+                ciaddr: Ipv4Addr::from(c.bound),
+            },
             Phase::Renewing => RequestKind::Renew {
                 ciaddr: Ipv4Addr::from(c.bound),
             },
@@ -712,7 +725,7 @@ impl Generator {
                         self.clients[client as usize].bound = 0;
                         self.complete(client);
                     }
-                    Mix::DoraRenew => {
+                    Mix::DoraRenew | Mix::DoraRebind => {
                         let cm = &mut self.clients[client as usize];
                         cm.gen = cm.gen.wrapping_add(1) & self.xids.gen_mask();
                         self.begin(now, client, Phase::Renewing, tx);

@@ -418,8 +418,9 @@ struct DoraArgs {
     /// each client's own MAC); replies are every UDP frame to port 68. UDP: a socket on
     /// 0.0.0.0:68 bound to IFACE (nothing else may hold port 68 there); the kernel writes the
     /// interface's address as IP source. RELEASE goes unicast from ciaddr (UDP: from the
-    /// socket) to the server id; DECLINE is broadcast. dora+renew (= dora+rebind) needs
-    /// --backend xdp: its REQUEST comes from ciaddr and its ACK is unicast to ciaddr; against a
+    /// socket) to the server id; DECLINE is broadcast; the REBINDING REQUEST of dora+rebind is
+    /// broadcast with ciaddr set. dora+renew and dora+rebind need --backend xdp: the server
+    /// unicasts their ACK to ciaddr; against a
     /// server that sends through the kernel (tandemd's UDP backend, Kea, dhcpd) those ACKs wait
     /// for an ARP answer for ciaddr that never comes, and the renewals are lost.
     #[arg(long, conflicts_with_all = ["relay", "relay_port"])]
@@ -442,9 +443,9 @@ struct DoraArgs {
     /// Start at most this many exchanges (the run ends sooner if they are done).
     #[arg(long, value_name = "N")]
     max_leases: Option<u64>,
-    /// What each exchange does after its DORA: dora, dora+release, dora+renew (also dora+rebind: the
-    /// same message through a relay; with --direct: a RENEWING REQUEST unicast to the server,
-    /// AF_XDP only), dora+decline.
+    /// What each exchange does after its DORA: dora, dora+release, dora+renew, dora+rebind
+    /// (through a relay the same message as dora+renew; with --direct the REQUEST is unicast to
+    /// the server for renew, broadcast for rebind; both AF_XDP only), dora+decline.
     #[arg(long, default_value = "dora", value_name = "MIX")]
     mix: Mix,
     /// How long each request waits for its reply before a retransmission, in ms.
@@ -520,7 +521,7 @@ fn dora(a: DoraArgs) -> ExitCode {
         if let Err(code) = check_duration(a.duration) {
             return code;
         }
-        if a.mix == Mix::DoraRenew && a.io.backend == Backend::Udp {
+        if a.mix.replies_to_ciaddr() && a.io.backend == Backend::Udp {
             eprintln!(
                 "tandem-bench: --direct --mix {} needs --backend xdp: a RENEWING REQUEST comes \
                  from the lease's address and its ACK is unicast to that address, which a UDP \

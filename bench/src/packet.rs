@@ -116,8 +116,15 @@ pub enum RequestKind {
         /// The OFFER's server identifier.
         server_id: Ipv4Addr,
     },
-    /// DHCPREQUEST in RENEWING state: ciaddr = the leased address, no option 50 or 54.
+    /// DHCPREQUEST in RENEWING state: ciaddr = the leased address, no option 50 or 54,
+    /// unicast to the server that granted the lease.
     Renew {
+        /// The leased address.
+        ciaddr: Ipv4Addr,
+    },
+    /// DHCPREQUEST in REBINDING state: the same message as [`RequestKind::Renew`], broadcast
+    /// (to any server) on the direct path.
+    Rebind {
         /// The leased address.
         ciaddr: Ipv4Addr,
     },
@@ -143,7 +150,9 @@ impl RequestKind {
     pub fn message_type(&self) -> MessageType {
         match self {
             RequestKind::Discover => MessageType::Discover,
-            RequestKind::Select { .. } | RequestKind::Renew { .. } => MessageType::Request,
+            RequestKind::Select { .. } | RequestKind::Renew { .. } | RequestKind::Rebind { .. } => {
+                MessageType::Request
+            }
             RequestKind::Release { .. } => MessageType::Release,
             RequestKind::Decline { .. } => MessageType::Decline,
         }
@@ -179,7 +188,9 @@ pub fn build_request(
     buf[4..8].copy_from_slice(&xid.to_be_bytes());
     buf[8..10].copy_from_slice(&secs.to_be_bytes());
     let ciaddr = match kind {
-        RequestKind::Renew { ciaddr } | RequestKind::Release { ciaddr, .. } => *ciaddr,
+        RequestKind::Renew { ciaddr }
+        | RequestKind::Rebind { ciaddr }
+        | RequestKind::Release { ciaddr, .. } => *ciaddr,
         _ => Ipv4Addr::UNSPECIFIED,
     };
     if path == Path::Direct && ciaddr.is_unspecified() {
@@ -213,7 +224,7 @@ pub fn build_request(
         RequestKind::Release { server_id, .. } => {
             w.put(opt::SERVER_ID, &server_id.octets());
         }
-        RequestKind::Discover | RequestKind::Renew { .. } => {}
+        RequestKind::Discover | RequestKind::Renew { .. } | RequestKind::Rebind { .. } => {}
     }
     if !matches!(
         kind,

@@ -280,7 +280,7 @@ pub fn run(cfg: Config, opts: &RunOptions) -> Result<Outcome, RunError> {
             endpoint: opts.endpoint.clone(),
         });
     }
-    if cfg.path == Path::Direct && cfg.mix == Mix::DoraRenew {
+    if cfg.path == Path::Direct && cfg.mix.replies_to_ciaddr() {
         return Err(RunError::DirectRenewOverUdp(cfg.mix));
     }
     let mut gen = Generator::new(cfg)?;

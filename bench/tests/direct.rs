@@ -491,6 +491,31 @@ fn direct_xdp_generator_against_tandemd_xdp() {
     let s2 = lab.stats();
     assert!(grew(&s1, &s2, "ack") >= 200, "{s2:#}");
 
+    // DORA+REBIND: the REBINDING REQUEST broadcast with ciaddr set, the ACK unicast to ciaddr:68
+    let (r, held, _) = lab.dora(
+        "rebind",
+        &[
+            "--backend",
+            "xdp",
+            "--mix",
+            "dora+rebind",
+            "--seed",
+            "7",
+            "--clients",
+            "100",
+            "--max-leases",
+            "100",
+            "--rate",
+            "1000",
+        ],
+    );
+    assert_all_answered(&r, 100, "xdp");
+    let c = &r["counts"];
+    assert_eq!((u(c, "sent_renew"), u(c, "renewed")), (100, 100), "{r:#}");
+    assert_eq!(r["params"]["mix"], "dora+rebind", "{r:#}");
+    assert_held_active(&lab, &held, 100);
+    let s2 = lab.stats();
+
     // DORA+RELEASE
     let (r, held, _) = lab.dora(
         "release",

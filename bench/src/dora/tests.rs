@@ -66,6 +66,8 @@ struct EngineServer {
     direct: bool,
     /// Replies per destination kind: (relay, unicast to ciaddr:68, broadcast).
     dests: (u64, u64, u64),
+    /// Broadcast requests with ciaddr set (REBINDING).
+    rebinding: u64,
 }
 
 fn settings() -> ServerSettings {
@@ -117,6 +119,7 @@ impl EngineServer {
             ack_delay: 250_000,
             direct,
             dests: (0, 0, 0),
+            rebinding: 0,
         }
     }
 }
@@ -137,7 +140,12 @@ impl Server for EngineServer {
         if self.direct {
             assert_ne!(route, Via::Relayed, "a direct run relays nothing");
             assert_eq!((req.hops(), req.giaddr()), (0, Ipv4Addr::UNSPECIFIED));
-            assert_eq!(req.broadcast(), route == Via::Broadcast);
+            // The BROADCAST flag: a client without an address (a REBINDING one has ciaddr).
+            let no_address = req.ciaddr().is_unspecified();
+            assert_eq!(req.broadcast(), route == Via::Broadcast && no_address);
+            if route == Via::Broadcast && !no_address {
+                self.rebinding += 1;
+            }
         } else {
             assert_eq!(route, Via::Relayed);
         }
@@ -695,7 +703,7 @@ fn config_is_validated() {
     assert_eq!(Generator::new(c).err(), Some(ConfigError::Timeout));
     assert_eq!("dora+renew".parse::<Mix>(), Ok(Mix::DoraRenew));
     assert_eq!(Mix::DoraRelease.to_string(), "dora+release");
-    assert_eq!("dora+rebind".parse::<Mix>(), Ok(Mix::DoraRenew));
+    assert_eq!("dora+rebind".parse::<Mix>(), Ok(Mix::DoraRebind));
     assert_eq!("dora+decline".parse::<Mix>(), Ok(Mix::DoraDecline));
     assert_eq!(Mix::DoraDecline.to_string(), "dora+decline");
     assert!("dhcp".parse::<Mix>().is_err());
@@ -771,6 +779,24 @@ fn direct_renew_goes_unicast_and_is_answered_to_ciaddr() {
     assert_eq!(c.lost + c.naks + c.unexpected(), 0, "{c:?}");
     // OFFER and first ACK broadcast, the renewal's ACK unicast to ciaddr:68
     assert_eq!(srv.dests, (0, 100, 200));
+}
+
+#[test]
+fn direct_rebind_is_broadcast_with_ciaddr_and_answered_to_ciaddr() {
+    let mut g = Generator::new(direct_cfg(100, 1000, 100, Mix::DoraRebind)).unwrap();
+    let mut srv = EngineServer::with_path(true);
+    simulate(&mut g, &mut srv);
+    let c = g.counters().clone();
+    assert_eq!((c.leases, c.sent_renew, c.renewed), (100, 100, 100));
+    assert_eq!(c.lost + c.naks + c.unexpected(), 0, "{c:?}");
+    assert_eq!(srv.rebinding, 100, "every REBINDING REQUEST broadcast");
+    assert_eq!(srv.dests, (0, 100, 200));
+    // through a relay, rebinding is the renewing message relayed
+    let mut g = Generator::new(cfg(50, Some(50), 1000, Mix::DoraRebind)).unwrap();
+    let mut srv = EngineServer::new();
+    simulate(&mut g, &mut srv);
+    assert_eq!(g.counters().renewed, 50);
+    assert_eq!(srv.dests, (150, 0, 0));
 }
 
 #[test]
