@@ -74,27 +74,11 @@ impl Lab {
     fn new(tag: &str, xdp: bool) -> Lab {
         preflight();
         let ctl = common::tandemctl_path();
-        let base = format!("tdm-dr-{}-{tag}", std::process::id());
-        let s = Netns::new(format!("{base}-s"));
-        let c = Netns::new(format!("{base}-c"));
-        let dir = tempfile::Builder::new()
-            .prefix("tdm-dr-")
-            .tempdir()
-            .expect("temp dir");
-        for ns in [&s, &c] {
-            ns.disable_ipv6();
-        }
-        common::veth(
-            common::End {
-                ns: &s,
-                iface: IF_S,
-                cidr: &format!("{SERVER}/16"),
-            },
-            common::End {
-                ns: &c,
-                iface: IF_C,
-                cidr: &format!("{GEN}/16"),
-            },
+        let (s, c, dir) = common::two_ns_link(
+            "tdm-dr-",
+            tag,
+            (IF_S, &format!("{SERVER}/16")),
+            (IF_C, &format!("{GEN}/16")),
             &[],
         );
         let mut srv = common::start_tandemd_on_link(

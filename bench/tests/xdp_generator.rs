@@ -66,28 +66,12 @@ struct Lab {
 impl Lab {
     fn new(tag: &str) -> Lab {
         preflight();
-        let base = format!("tdm-bx-{}-{tag}", std::process::id());
-        let s = Netns::new(format!("{base}-s"));
-        let c = Netns::new(format!("{base}-c"));
-        let dir = tempfile::Builder::new()
-            .prefix("tdm-bx-")
-            .tempdir()
-            .expect("temp dir");
-        for ns in [&s, &c] {
-            ns.disable_ipv6();
-        }
         // two queues each end: the generator opens one AF_XDP socket per queue
-        common::veth(
-            common::End {
-                ns: &s,
-                iface: IF_S,
-                cidr: &format!("{SERVER}/16"),
-            },
-            common::End {
-                ns: &c,
-                iface: IF_C,
-                cidr: &format!("{RELAY}/16"),
-            },
+        let (s, c, dir) = common::two_ns_link(
+            "tdm-bx-",
+            tag,
+            (IF_S, &format!("{SERVER}/16")),
+            (IF_C, &format!("{RELAY}/16")),
             &["numtxqueues", "2", "numrxqueues", "2"],
         );
         Lab { c, s, dir }

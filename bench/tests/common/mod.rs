@@ -452,3 +452,40 @@ pub fn remove_stale_netns(prefix: &str) {
         }
     }
 }
+
+/// The two-namespace lab of a test: namespaces `{prefix}<pid>-{tag}-s` (the server's) and `-c`
+/// (the generator's), IPv6 off, joined by a veth pair `server.0`/`client.0` addressed
+/// `server.1`/`client.1` (`veth_opts` as for [`veth`]), and a temp dir named `{prefix}...`.
+/// Returns (server namespace, client namespace, dir).
+pub fn two_ns_link(
+    prefix: &str,
+    tag: &str,
+    server: (&str, &str),
+    client: (&str, &str),
+    veth_opts: &[&str],
+) -> (Netns, Netns, tempfile::TempDir) {
+    let base = format!("{prefix}{}-{tag}", std::process::id());
+    let s = Netns::new(format!("{base}-s"));
+    let c = Netns::new(format!("{base}-c"));
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    for ns in [&s, &c] {
+        ns.disable_ipv6();
+    }
+    veth(
+        End {
+            ns: &s,
+            iface: server.0,
+            cidr: server.1,
+        },
+        End {
+            ns: &c,
+            iface: client.0,
+            cidr: client.1,
+        },
+        veth_opts,
+    );
+    (s, c, dir)
+}
