@@ -1633,7 +1633,7 @@ pub fn policy_matches(p: &Policy, req: &Request<'_>) -> bool {
 
 mod admin_ops;
 mod shard_ops;
-pub use shard_ops::{binding_bucket, owner_of, shard_of};
+pub use shard_ops::{binding_bucket, owner_of, shard_of, Extracted};
 
 #[cfg(test)]
 mod tests;

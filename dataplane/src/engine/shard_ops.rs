@@ -12,7 +12,7 @@
 use std::net::Ipv4Addr;
 
 use super::Engine;
-use crate::binding::{Binding, ClientKey};
+use crate::binding::{Binding, BindingState, ClientKey};
 use crate::hash;
 use crate::scope::ServerSettings;
 use crate::time::Time;
@@ -65,6 +65,17 @@ pub fn owner_of(settings: &ServerSettings, b: &Binding, workers: usize) -> usize
     }
 }
 
+/// What [`Engine::extract`] took out of a worker for one address.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Extracted {
+    /// The durable binding, if the worker had one.
+    pub record: Option<Binding>,
+    /// The pool the address was free in (FREE or BACKUP), if any.
+    pub pooled: Option<BindingState>,
+    /// An offer hold over the address, if any (its durable binding is `record`).
+    pub hold: Option<Binding>,
+}
+
 impl Engine {
     /// Load this worker's part of the bindings recovered from every worker's journal
     /// (`all`, one binding per address): those [`owner_of`] gives this worker are loaded as
@@ -115,6 +126,89 @@ impl Engine {
             st.prior.remove(a);
         }
         given
+    }
+
+    /// Take everything this worker knows about `addr` out of it, for a failover partner's
+    /// update judged across workers: its durable binding, an offer hold over it, and its place
+    /// in the FREE or BACKUP pool. Until [`Engine::put_back`] or an [`Engine::install`] somewhere, the
+    /// address is in no worker's pool and held by none, so nothing can lease it meanwhile.
+    /// `None` if this worker knows nothing of `addr`. Nothing is journaled: the binding stays
+    /// in this worker's journal until a newer record (here or in another worker's journal)
+    /// supersedes it.
+    pub fn extract(&mut self, addr: Ipv4Addr) -> Option<Extracted> {
+        let Some(si) = self.scope_of(addr) else {
+            return self.orphans.remove(&addr).map(|b| Extracted {
+                record: Some(b),
+                pooled: None,
+                hold: None,
+            });
+        };
+        let st = &mut self.scopes[si];
+        let mut hold = None;
+        let record = match st.bindings.remove(&addr) {
+            Some(h) if h.state == BindingState::Offered => {
+                if st.by_client.get(&h.client) == Some(&addr) {
+                    st.by_client.remove(&h.client);
+                }
+                hold = Some(h);
+                st.prior.remove(&addr)
+            }
+            Some(b) => Some(b),
+            None => None,
+        };
+        if let Some(b) = &record {
+            if st.by_client.get(&b.client) == Some(&addr) {
+                st.by_client.remove(&b.client);
+            }
+        }
+        let pooled = if st.pool.take(addr) {
+            Some(BindingState::Free)
+        } else if st.backup.take(addr) {
+            Some(BindingState::Backup)
+        } else {
+            None
+        };
+        if record.is_none() && pooled.is_none() && hold.is_none() {
+            return None;
+        }
+        Some(Extracted {
+            record,
+            pooled,
+            hold,
+        })
+    }
+
+    /// Undo an [`Engine::extract`] of this worker: the binding and the pool place come back as
+    /// they were, without a journal record (nothing changed on disk).
+    pub fn put_back(&mut self, addr: Ipv4Addr, x: Extracted) {
+        if let Some(b) = x.record {
+            self.insert_binding(b);
+        }
+        if let Some(si) = self.scope_of(addr) {
+            let st = &mut self.scopes[si];
+            st.take_addr(addr);
+            match x.pooled {
+                Some(BindingState::Backup) => {
+                    st.backup.put(addr);
+                }
+                Some(_) => {
+                    st.pool.put(addr);
+                }
+                None => {}
+            }
+            if let Some(h) = x.hold {
+                // The offer stands again, over the record it replaced.
+                st.take_addr(addr);
+                if let Some(b) = x.record {
+                    if b.client != h.client && st.by_client.get(&b.client) == Some(&addr) {
+                        st.by_client.remove(&b.client);
+                    }
+                    st.prior.insert(addr, b);
+                }
+                st.by_client.insert(h.client, addr);
+                st.bindings.insert(addr, h);
+            }
+        }
     }
 
     /// Take addresses another worker gave ([`Engine::shard_give`]) into scope `si`'s FREE
@@ -313,6 +407,61 @@ mod tests {
         for (i, &a) in leased.iter().enumerate() {
             assert_eq!(lease(&mut two, mac_for(0, 1, i), T0), Some(a));
         }
+    }
+
+    #[test]
+    fn extract_takes_an_address_out_and_put_back_restores_it_exactly() {
+        let s = settings("10.0.0.10", "10.0.0.13"); // 2 per worker
+        let mut es = engines(&s, 2);
+        let c = mac_for(0, 2, 0);
+        let a = lease(&mut es, c, T0).expect("lease");
+        let before = *es[0].binding(a).expect("leased");
+        let (free0, _) = es[0].pool_counts(0);
+        // A leased address: its record comes out, nothing is pooled, and meanwhile the
+        // worker neither knows it nor can lease it.
+        let x = es[0].extract(a).expect("known");
+        assert_eq!(x.record, Some(before));
+        assert_eq!((x.pooled, x.hold), (None, None));
+        assert_eq!(es[0].binding(a), None);
+        assert_eq!(es[0].extract(a), None, "taken once");
+        es[0].put_back(a, x);
+        assert_eq!(es[0].binding(a), Some(&before));
+        assert_eq!(es[0].pool_counts(0).0, free0);
+        // The client renews its address as before.
+        assert_eq!(lease(&mut es, c, Time(T0.0 + 10_000)), Some(a));
+        // A free address leaves the pool and comes back to it.
+        let free_addr = (10..=11)
+            .map(|n| ip(&format!("10.0.0.{n}")))
+            .find(|&f| f != a)
+            .expect("worker 0 has a second address");
+        let x = es[0].extract(free_addr).expect("pooled");
+        assert_eq!(x.pooled, Some(BindingState::Free));
+        assert_eq!(es[0].pool_counts(0).0, free0 - 1);
+        es[0].put_back(free_addr, x);
+        assert_eq!(es[0].pool_counts(0).0, free0);
+        // An outstanding offer survives the round trip: the REQUEST that follows is ACKed.
+        let c2 = mac_for(0, 2, 1);
+        let offer = send_at(
+            &mut es[0],
+            T0,
+            &Req::new(MessageType::Discover, 0).mac(c2),
+            &Standalone,
+        );
+        let offered = offer.yiaddr();
+        assert_eq!(offered, free_addr);
+        let x = es[0].extract(offered).expect("offered");
+        assert_eq!(x.hold.map(|h| h.state), Some(BindingState::Offered));
+        es[0].put_back(offered, x);
+        let req = Req::new(MessageType::Request, 0)
+            .mac(c2)
+            .xid(0x9200)
+            .sid(SID)
+            .requested(offered);
+        let ack = send_at(&mut es[0], T0, &req, &Standalone);
+        assert_eq!(ack.msg(), Some(MessageType::Ack));
+        assert_eq!(ack.yiaddr(), offered);
+        // An address no worker knows (another worker's shard) gives nothing.
+        assert_eq!(es[0].extract(ip("10.0.0.12")), None);
     }
 
     #[test]
