@@ -18,7 +18,7 @@ use tandem_dataplane::worker::{Control, Worker, WorkerHandle, WorkerStats};
 use crate::admin::{Admin, AdminState};
 use crate::config::{self, Config, LogFormat};
 use crate::failover::manager::{self, FailoverManager};
-use crate::failover::service::{self as failover, FailoverAuthority};
+use crate::failover::service::{self as failover, FailoverAuthority, HookBus, SnapBus};
 use crate::notify::{self, Notice};
 
 /// How often the address shards of several workers are checked for one running low.
@@ -168,48 +168,43 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         elapsed_ms = t.elapsed().as_millis() as u64,
         "leases loaded"
     );
-    // Failover relationships: saved state read back and listeners bound before serving; the
-    // authority has their layout before the worker answers anyone.
-    let (mut authority, snap_tx) = FailoverAuthority::new(cfg.settings.scopes.len());
-    let (hook, hook_tx) = failover::commit_router();
+    // Failover relationships: saved state read back and listeners bound before serving; every
+    // worker's authority and commit hook has their layout before the worker answers anyone.
+    let (mut authorities, snap_txs): (Vec<_>, Vec<_>) = (0..workers)
+        .map(|_| FailoverAuthority::new(cfg.settings.scopes.len()))
+        .unzip();
+    let (mut hooks, hook_txs): (Vec<_>, Vec<_>) =
+        (0..workers).map(|_| failover::commit_router()).unzip();
+    let (snap_bus, hook_bus) = (SnapBus::new(snap_txs), HookBus::new(hook_txs));
     let gen = 1;
     let prepared = if cfg.failover.is_empty() {
         None
     } else {
-        let p = failover::prepare(&cfg, Time::now(), gen, &snap_tx)
+        let p = failover::prepare(&cfg, Time::now(), gen, &snap_bus)
             .map_err(|e| DaemonError::Other(e.to_string()))?;
-        authority.set_layout(p.layout.clone());
-        let _ = hook_tx.send(p.hook.clone());
+        for a in &mut authorities {
+            a.set_layout(p.layout.clone());
+        }
+        hook_bus.send(&p.hook);
         Some(p)
     };
     let mut threads = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
-    // Senders of the other workers' authorities (no relationship publishes to them: failover
-    // runs one worker), kept so their channels stay open.
-    let mut spare_snap_tx = Vec::new();
     let spawn = |k: usize| std::thread::Builder::new().name(format!("tandem-worker-{k}"));
     let start_err =
         |e: std::io::Error| DaemonError::Other(format!("cannot start a worker thread: {e}"));
     let xdp_shared = if let Some(x) = xdp {
         let mut group = Vec::with_capacity(workers);
-        let mut authority = Some(authority);
-        let mut hook = Some(hook);
         let busy_poll = cfg.dataplane.busy_poll;
-        for (k, ((ports, engine), (journal, jc))) in x
+        for (k, ((((ports, engine), (journal, jc)), auth), hook)) in x
             .ports
             .into_iter()
             .zip(engines.drain(..))
             .zip(journals)
+            .zip(authorities.drain(..))
+            .zip(hooks.drain(..))
             .enumerate()
         {
-            let auth = match authority.take() {
-                Some(a) => a,
-                None => {
-                    let (a, tx) = FailoverAuthority::new(cfg.settings.scopes.len());
-                    spare_snap_tx.push(tx);
-                    a
-                }
-            };
             let (mut worker, handle) = tandem_dataplane::xdp_worker::XdpWorker::new(
                 engine,
                 journal,
@@ -222,9 +217,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
                 x.shared.stats.clone(),
             )
             .map_err(|e| DaemonError::Other(format!("worker {k} set-up: {e}")))?;
-            if let Some(h) = hook.take() {
-                worker.set_commit_hook(h);
-            }
+            worker.set_commit_hook(hook);
             worker.set_busy_poll(busy_poll);
             worker.set_core(x.cores.get(k).copied().flatten());
             group.push(worker);
@@ -254,6 +247,10 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             .into_iter()
             .next()
             .ok_or_else(|| DaemonError::Other("no journal".into()))?;
+        let (authority, hook) = authorities
+            .pop()
+            .zip(hooks.pop())
+            .ok_or_else(|| DaemonError::Other("no failover authority".into()))?;
         let (mut worker, handle) = Worker::new(
             engine,
             journal,
@@ -287,8 +284,8 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             gen,
             handle.clone(),
             xdp_shared.clone(),
-            snap_tx,
-            hook_tx,
+            snap_bus,
+            hook_bus,
         )
         .map_err(|e| DaemonError::Other(format!("cannot start the failover threads: {e}")))?,
     );
@@ -357,7 +354,6 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     fo.stop();
     handle.send(Control::Shutdown);
     let joined: Vec<_> = threads.into_iter().map(|t| t.join()).collect();
-    drop(spare_snap_tx);
     if let Some(x) = xdp_shared {
         x.detach();
     }

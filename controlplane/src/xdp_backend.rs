@@ -162,22 +162,13 @@ pub fn select(cfg: &Config) -> Result<Option<XdpBackend>, XdpBackendError> {
 }
 
 /// How many AF_XDP workers `cfg` asks for: one per `[dataplane] cores` entry, else `[server]
-/// workers`; one with failover relationships (their ownership layout reaches one worker in this
-/// version), with a warning.
+/// workers` (failover relationships included: every worker serves its share of each).
 pub fn worker_count(cfg: &Config) -> usize {
-    let n = if cfg.dataplane.cores.is_empty() {
+    if cfg.dataplane.cores.is_empty() {
         cfg.daemon.workers.max(1)
     } else {
         cfg.dataplane.cores.len()
-    };
-    if n > 1 && !cfg.failover.is_empty() {
-        tracing::warn!(
-            workers = n,
-            "failover relationships run with one AF_XDP worker in this version; using 1 (the first of [dataplane] cores, if any)"
-        );
-        return 1;
     }
-    n
 }
 
 /// Opens the AF_XDP backend on every configured interface (see the module docs).

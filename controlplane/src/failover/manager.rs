@@ -16,14 +16,13 @@
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
-use crossbeam_channel::Sender;
 use tandem_dataplane::hash::BucketMap;
 use tandem_dataplane::time::Time;
 use tandem_dataplane::worker::{Control, WorkerHandle};
 
 use super::service::{
-    prepare, FailoverHandle, HookLayout, Layout, Prepared, Published, RelationshipStatus,
-    ServiceError,
+    prepare, FailoverHandle, HookBus, HookLayout, Layout, Prepared, RelationshipStatus,
+    ServiceError, SnapBus,
 };
 use crate::config::{Config, FailoverSettings};
 use crate::xdp_backend::XdpShared;
@@ -78,8 +77,8 @@ struct Inner {
 pub struct FailoverManager {
     worker: WorkerHandle,
     xdp: Option<Arc<XdpShared>>,
-    snap_tx: Sender<Published>,
-    hook_tx: Sender<HookLayout>,
+    snap_tx: SnapBus,
+    hook_tx: HookBus,
     inner: Mutex<Inner>,
 }
 
@@ -99,8 +98,8 @@ impl FailoverManager {
         gen: u64,
         worker: WorkerHandle,
         xdp: Option<Arc<XdpShared>>,
-        snap_tx: Sender<Published>,
-        hook_tx: Sender<HookLayout>,
+        snap_tx: SnapBus,
+        hook_tx: HookBus,
     ) -> std::io::Result<FailoverManager> {
         let running = match prepared {
             Some(p) => Some(p.starter.start(worker.clone(), xdp.clone())?),
@@ -180,14 +179,6 @@ impl FailoverManager {
     /// Serve `new` (already validated; `iface_scopes` computed from it): reload the worker's
     /// scopes and bring the relationships in line, as the module documentation describes.
     pub fn apply(&self, new: &Config, iface_scopes: IfaceScopes) -> Result<Applied, String> {
-        let workers = self.worker.workers();
-        if workers > 1 && !new.failover.is_empty() {
-            return Err(format!(
-                "this server runs {workers} AF_XDP workers, and failover relationships need one \
-                 worker in this version: set [dataplane] cores to a single core (or [server] \
-                 workers = 1) and restart before adding a relationship"
-            ));
-        }
         let mut inner = self.inner();
         let layout = replicated_layout(new);
         let reload = |replicated: Option<Vec<String>>, authority: Option<Layout>| Control::Reload {
@@ -258,9 +249,11 @@ impl FailoverManager {
                 HookLayout::empty(),
             ),
         };
+        // Every worker switches to the new scopes and layout together with its authority.
+        let names = replicated_names(new);
         self.worker
-            .send(reload(Some(replicated_names(new)), Some(authority)));
-        let _ = self.hook_tx.send(hook);
+            .each(|_| reload(Some(names.clone()), Some(authority.clone())));
+        self.hook_tx.send(&hook);
         if prepared.as_ref().is_none_or(|p| p.starter.len() != 1) {
             if let Some(x) = &self.xdp {
                 x.set_partner_buckets(BucketMap::EMPTY.as_bytes());

@@ -129,6 +129,18 @@ pub struct UpdateId {
     index: u16,
 }
 
+#[cfg(test)]
+impl UpdateId {
+    /// An id for tests of code that only carries ids around.
+    pub(crate) fn for_test(index: u16) -> UpdateId {
+        UpdateId {
+            epoch: 0,
+            batch: 0,
+            index,
+        }
+    }
+}
+
 /// How many unleased addresses each side holds, as this server sees them (for pool balancing).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolCounts {

@@ -1,20 +1,23 @@
-//! Failover inside `tandemd`: the relationships' threads, and the glue between them and the
-//! worker.
+//! Failover inside `tandemd`: the relationships' threads (the replication side; the workers'
+//! side is in [`super::workers`]).
 //!
 //! Each `[[failover]]` relationship gets one thread that owns its [`Link`] (the TCP link on 647
-//! and the [`Peer`] state machine) and talks to the worker only through channels:
-//! - **Worker → relationship**: the worker's commit hook hands over every committed binding of
+//! and the [`Peer`] state machine) and talks to the workers only through channels:
+//! - **Workers → relationship**: every worker's commit hook hands over each committed binding of
 //!   the relationship's scopes that the partner has not acknowledged ([`needs_update`]); the
 //!   thread queues them with [`Peer::local_update`]. Clients are answered first (within the
 //!   MCLT rule); replication follows, batched by the peer up to the partner's window.
-//! - **Relationship → worker**: partner bindings, acknowledgements, pool transfers and sweeps
-//!   run as [`Control::Run`] tasks on the worker's thread, which owns the bindings. Partner
-//!   bindings are judged there ([`OwnershipSnapshot::judge`]), installed, journaled with the
-//!   worker's next commit, and only then acknowledged (the BNDACK leaves after the fdatasync).
-//! - **Ownership**: every change of the relationship's [`OwnershipSnapshot`] is published to the
-//!   worker's [`FailoverAuthority`] (picked up between batches, no lock on the request path)
-//!   and, with the AF_XDP backend and a single relationship, to the XDP program's partner-bucket
-//!   map (partner's clients dropped in the kernel in NORMAL, everyone accepted otherwise).
+//! - **Relationship → workers**: partner bindings, acknowledgements, pool transfers and sweeps
+//!   run as [`Control::Run`](tandem_dataplane::worker::Control::Run) tasks on the workers' threads, which own the bindings, through a
+//!   [`Fanout`]. Partner bindings are judged against the server's one record of their address
+//!   ([`OwnershipSnapshot::judge`]), installed with the worker that keeps them, journaled with
+//!   that worker's next commit, and only then acknowledged (the BNDACK leaves after the
+//!   fdatasync).
+//! - **Ownership**: every change of the relationship's [`OwnershipSnapshot`] is published to
+//!   every worker's [`FailoverAuthority`] (picked up between batches, no lock on the request
+//!   path) and, with the AF_XDP backend and a single relationship, to the XDP program's
+//!   partner-bucket map (partner's clients dropped in the kernel in NORMAL, everyone accepted
+//!   otherwise).
 //!
 //! The relationship state is persisted by a [`FileStore`] in the state directory.
 
@@ -28,20 +31,23 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 use serde_json::{json, Value};
-use tandem_dataplane::authority::{Authority, LeaseGrant, Verdict};
 use tandem_dataplane::binding::{Binding, BindingState};
 use tandem_dataplane::engine::Engine;
 use tandem_dataplane::hash::BucketMap;
-use tandem_dataplane::scope::Subnet;
+use tandem_dataplane::scope::{ServerSettings, Subnet};
 use tandem_dataplane::time::Time;
-use tandem_dataplane::worker::{pool_row, CommitHook, Control, PoolRow, WorkerHandle};
+use tandem_dataplane::worker::{pool_row, EngineTask, WorkerHandle};
 
 use super::filestore::FileStore;
 use super::link::{Link, LinkEvent};
 use super::message::RejectReason;
 use super::peer::{
-    needs_update, settle_acked, transfer, AddrHash, Event, Judgement, Mode, OwnershipSnapshot,
-    Peer, PeerState, PoolCounts, Role, Service, Start, Sweep, UpdateId,
+    needs_update, transfer, AddrHash, Event, Mode, Peer, PeerState, PoolCounts, Role, Service,
+    Start, Sweep, UpdateId,
+};
+pub use super::workers::{
+    commit_router, FailoverAuthority, Fanout, FromWorker, HookBus, HookLayout, Layout, Published,
+    Refusal, ScopePools, SnapBus,
 };
 use crate::config::{Config, FailoverSettings};
 use crate::xdp_backend::XdpShared;
@@ -59,210 +65,6 @@ pub const LAG_BUCKETS_US: [u64; 16] = [
 ];
 /// Most updates whose hand-over time is remembered for the lag histogram.
 const LAG_TRACKED_MAX: usize = 1 << 20;
-
-/// A snapshot published by a relationship thread: (layout generation, relationship index,
-/// snapshot).
-pub type Published = (u64, usize, OwnershipSnapshot);
-
-/// Which relationship decides for which scope, and each relationship's first snapshot: what the
-/// worker's [`FailoverAuthority`] takes with the reload that renumbers the scopes.
-#[derive(Clone, Debug)]
-pub struct Layout {
-    gen: u64,
-    scope_rel: Vec<Option<usize>>,
-    snaps: Vec<OwnershipSnapshot>,
-}
-
-impl Layout {
-    /// A layout without relationships: every one of `scopes` scopes served alone.
-    pub fn standalone(gen: u64, scopes: usize) -> Layout {
-        Layout {
-            gen,
-            scope_rel: vec![None; scopes],
-            snaps: Vec::new(),
-        }
-    }
-}
-
-/// The worker's view of every relationship: which snapshot decides for which scope.
-pub struct FailoverAuthority {
-    gen: u64,
-    scope_rel: Vec<Option<usize>>,
-    snaps: Vec<OwnershipSnapshot>,
-    rx: Receiver<Published>,
-    /// Snapshots of a layout the worker has not switched to yet.
-    early: Vec<Published>,
-}
-
-impl FailoverAuthority {
-    /// An authority for a server without relationships (every scope served alone) and the
-    /// sender relationship threads publish their snapshots with.
-    pub fn new(scopes: usize) -> (FailoverAuthority, Sender<Published>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let a = FailoverAuthority {
-            gen: 0,
-            scope_rel: vec![None; scopes],
-            snaps: Vec::new(),
-            rx,
-            early: Vec::new(),
-        };
-        (a, tx)
-    }
-
-    /// Switch to `layout` now (before the worker runs; later through a reload).
-    pub fn set_layout(&mut self, layout: Layout) {
-        self.gen = layout.gen;
-        self.scope_rel = layout.scope_rel;
-        self.snaps = layout.snaps;
-        let early = std::mem::take(&mut self.early);
-        for p in early {
-            self.take(p);
-        }
-    }
-
-    fn take(&mut self, (gen, r, snap): Published) {
-        if gen == self.gen {
-            if let Some(slot) = self.snaps.get_mut(r) {
-                *slot = snap;
-            }
-        } else if gen > self.gen {
-            self.early.push((gen, r, snap));
-        }
-    }
-
-    fn snap(&self, scope_index: usize) -> Option<&OwnershipSnapshot> {
-        let r = (*self.scope_rel.get(scope_index)?)?;
-        self.snaps.get(r)
-    }
-}
-
-impl Authority for FailoverAuthority {
-    fn verdict(&self, scope_index: usize, bucket: u8, has_binding: bool, now: Time) -> Verdict {
-        match self.snap(scope_index) {
-            Some(s) => s.verdict(scope_index, bucket, has_binding, now),
-            None => Verdict::SERVE_ALL,
-        }
-    }
-
-    fn grant(
-        &self,
-        scope_index: usize,
-        desired_secs: u32,
-        acked_expiry: u32,
-        now: Time,
-    ) -> Option<LeaseGrant> {
-        match self.snap(scope_index) {
-            Some(s) => s
-                .grant(desired_secs, acked_expiry, now)
-                .map(|g| LeaseGrant {
-                    lease_secs: g.lease_secs,
-                    potential_expiry: g.potential_expiry,
-                }),
-            None => Some(LeaseGrant {
-                lease_secs: desired_secs,
-                potential_expiry: 0,
-            }),
-        }
-    }
-
-    fn may_allocate(&self, scope_index: usize, b: &Binding, now: Time) -> bool {
-        self.snap(scope_index)
-            .is_none_or(|s| s.may_allocate(b, now))
-    }
-
-    fn refresh(&mut self) {
-        while let Ok(p) = self.rx.try_recv() {
-            self.take(p);
-        }
-    }
-
-    fn reconfigure(&mut self, layout: Box<dyn std::any::Any + Send>) {
-        match layout.downcast::<Layout>() {
-            Ok(l) => self.set_layout(*l),
-            Err(_) => tracing::error!("failover authority: a reload carried an unknown layout"),
-        }
-    }
-}
-
-/// Where the commit hook sends committed bindings: per scope subnet, the relationship thread.
-#[derive(Clone)]
-pub struct HookLayout {
-    routes: Vec<(Subnet, usize)>,
-    senders: Vec<(Sender<FromWorker>, Arc<Waker>)>,
-}
-
-impl HookLayout {
-    /// No relationship: nothing is forwarded.
-    pub fn empty() -> HookLayout {
-        HookLayout {
-            routes: Vec::new(),
-            senders: Vec::new(),
-        }
-    }
-}
-
-/// The worker's commit hook, routing every committed binding the partner lacks to its
-/// relationship's thread, and the sender that gives it a new [`HookLayout`] (taken at its next
-/// call). Without a layout it forwards nothing.
-pub fn commit_router() -> (CommitHook, Sender<HookLayout>) {
-    let (tx, rx) = crossbeam_channel::unbounded::<HookLayout>();
-    let mut layout = HookLayout {
-        routes: Vec::new(),
-        senders: Vec::new(),
-    };
-    let mut per: Vec<Vec<Binding>> = Vec::new();
-    let hook: CommitHook = Box::new(move |bs: &[Binding]| {
-        while let Ok(l) = rx.try_recv() {
-            per = vec![Vec::new(); l.senders.len()];
-            layout = l;
-        }
-        if layout.routes.is_empty() {
-            return;
-        }
-        for b in bs {
-            if !needs_update(b) {
-                continue;
-            }
-            if let Some((_, r)) = layout.routes.iter().find(|(s, _)| s.contains(b.addr)) {
-                per[*r].push(*b);
-            }
-        }
-        for (r, v) in per.iter_mut().enumerate() {
-            if !v.is_empty() {
-                let (tx, waker) = &layout.senders[r];
-                let _ = tx.send(FromWorker::Committed(std::mem::take(v)));
-                let _ = waker.wake();
-            }
-        }
-    });
-    (hook, tx)
-}
-
-/// What the worker sends a relationship thread.
-pub enum FromWorker {
-    /// Committed local changes the partner must learn.
-    Committed(Vec<Binding>),
-    /// The verdicts on a batch of partner bindings, after the commit that made them durable.
-    Judged {
-        /// Per partner update: its id, the verdict, and our binding to send back if refused.
-        results: Vec<(UpdateId, Result<(), RejectReason>, Option<Binding>)>,
-        /// The commit reached the disk.
-        durable: bool,
-        /// The first few refused updates, for the log.
-        refused: Vec<Refusal>,
-    },
-    /// Bindings to send (start-up catch-up, or every binding for UPDREQALL when `all`).
-    Bindings {
-        /// The bindings.
-        bindings: Vec<Binding>,
-        /// For UPDREQALL (end the full update after them).
-        all: bool,
-    },
-    /// Unleased addresses in the relationship's scopes: (FREE, BACKUP).
-    Pools(u64, u64),
-    /// Addresses by binding state, per scope of the relationship.
-    Counts(Vec<ScopePools>),
-}
 
 /// An operator's request to a relationship thread.
 enum Command {
@@ -382,37 +184,6 @@ impl RelationshipStatus {
     }
 }
 
-impl From<PoolRow> for ScopePools {
-    fn from(r: PoolRow) -> ScopePools {
-        ScopePools {
-            scope: r.scope,
-            free: r.free.saturating_sub(r.backup),
-            backup: r.backup,
-            active: r.active,
-            expired: r.expired,
-            abandoned: r.abandoned,
-        }
-    }
-}
-
-/// Addresses of one scope of a relationship, by binding state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ScopePools {
-    /// Scope name.
-    pub scope: String,
-    /// Unleased, in the primary's FREE pool.
-    pub free: u64,
-    /// Unleased, in the secondary's BACKUP pool.
-    pub backup: u64,
-    /// Leased (ACTIVE, including offers).
-    pub active: u64,
-    /// EXPIRED, RELEASED or RESET, waiting for the partner's acknowledgement before turning
-    /// FREE.
-    pub expired: u64,
-    /// ABANDONED (declined or found in use).
-    pub abandoned: u64,
-}
-
 impl RelationshipStatus {
     /// The replication lag quantile `q` (0..1) in milliseconds, as the upper bound of its
     /// histogram bucket; `None` before the first acknowledgement.
@@ -529,7 +300,9 @@ struct RelPrepared {
     gen: u64,
     from_worker: Receiver<FromWorker>,
     to_self: Sender<FromWorker>,
-    snap_tx: Sender<Published>,
+    snap_tx: SnapBus,
+    /// The server's settings (for the workers' address shards).
+    server: Arc<ServerSettings>,
     cmd_rx: Receiver<Command>,
     status: Arc<Mutex<RelationshipStatus>>,
     subnets: Vec<Subnet>,
@@ -612,12 +385,12 @@ pub struct Prepared {
 }
 
 /// Set up every relationship of `cfg` for layout generation `gen`, publishing snapshots through
-/// `snap_tx` (from [`FailoverAuthority::new`]).
+/// `snap_tx` (to every worker's [`FailoverAuthority`]).
 pub fn prepare(
     cfg: &Config,
     now: Time,
     gen: u64,
-    snap_tx: &Sender<Published>,
+    snap_tx: &SnapBus,
 ) -> Result<Prepared, ServiceError> {
     let mut scope_rel = vec![None; cfg.settings.scopes.len()];
     let mut snaps = Vec::new();
@@ -726,6 +499,7 @@ pub fn prepare(
             from_worker: rx,
             to_self: tx,
             snap_tx: snap_tx.clone(),
+            server: Arc::new(cfg.settings.clone()),
             cmd_rx,
             status,
             subnets,
@@ -758,7 +532,7 @@ impl Starter {
         self.rels.is_empty()
     }
 
-    /// Start one thread per relationship, talking to the worker through `worker`, publishing
+    /// Start one thread per relationship, talking to the workers through `worker`, publishing
     /// bucket ownership to `xdp` (if the AF_XDP backend runs and there is one relationship).
     pub fn start(
         self,
@@ -780,9 +554,10 @@ impl Starter {
             );
         }
         for (r, rel) in self.rels.into_iter().enumerate() {
+            let back = (rel.to_self.clone(), rel.link.waker());
             let rt = RelRuntime {
                 index: r,
-                worker: worker.clone(),
+                fan: Fanout::new(worker.clone(), rel.server.clone(), back),
                 xdp: if single { xdp.clone() } else { None },
                 stop: stop.clone(),
                 rel,
@@ -928,7 +703,7 @@ fn mode_name(m: Mode, role: Role) -> String {
 
 struct RelRuntime {
     index: usize,
-    worker: WorkerHandle,
+    fan: Fanout,
     xdp: Option<Arc<XdpShared>>,
     stop: Arc<AtomicBool>,
     rel: RelPrepared,
@@ -939,32 +714,6 @@ struct RelRuntime {
     /// replaces an older one still unacknowledged.
     handed_at: HashMap<Ipv4Addr, ((u32, u8), Instant), AddrHash>,
 }
-
-/// One of the partner's binding updates we refused (for the log).
-#[derive(Debug)]
-pub struct Refusal {
-    /// The address.
-    pub addr: Ipv4Addr,
-    /// The state the partner sent.
-    pub sent: BindingState,
-    /// Why we refused it.
-    pub reason: RejectReason,
-    /// Our binding's state, sent back to the partner, if we hold one.
-    pub ours: Option<BindingState>,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {:?}: {:?}", self.addr, self.sent, self.reason)?;
-        match self.ours {
-            Some(st) => write!(f, " (ours {st:?})"),
-            None => Ok(()),
-        }
-    }
-}
-
-/// How many refused updates of one batch the log names.
-const REFUSALS_LOGGED: usize = 4;
 
 /// Acknowledgements of one loop turn, added to the status under one lock.
 struct AckTally {
@@ -1254,10 +1003,10 @@ impl RelRuntime {
         f(&mut self.rel.status.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// Publish the snapshot to the worker and, with XDP, the partner's buckets to the kernel.
+    /// Publish the snapshot to every worker and, with XDP, the partner's buckets to the kernel.
     fn publish(&mut self) {
         let snap = self.rel.link.peer().snapshot();
-        let _ = self.rel.snap_tx.send((self.rel.gen, self.index, snap));
+        self.rel.snap_tx.publish((self.rel.gen, self.index, snap));
         if let Some(x) = &self.xdp {
             let partner = if snap.state().service() == Service::OwnBuckets {
                 snap.buckets().complement()
@@ -1270,150 +1019,107 @@ impl RelRuntime {
         }
     }
 
-    /// Run `task` on the worker's thread.
-    fn run_task(
-        &self,
-        task: impl FnOnce(&mut Engine, Time) -> Option<tandem_dataplane::worker::AfterCommit>
-            + Send
-            + 'static,
-    ) {
-        if !self.worker.send(Control::Run(Box::new(task))) {
-            tracing::error!(relationship = %self.name(), "the worker is gone");
+    /// Run `make(k)` on every worker `k`.
+    fn run_each(&self, make: impl FnMut(usize) -> EngineTask) {
+        if !self.fan.run_each(make) {
+            tracing::error!(relationship = %self.name(), "a worker is gone");
         }
     }
 
-    /// Sender back to this thread, with its waker.
-    fn back(&self) -> (Sender<FromWorker>, Arc<Waker>) {
-        (self.rel.to_self.clone(), self.rel.link.waker())
-    }
-
     /// Queue the bindings the partner has not acknowledged (every binding of a brand-new
-    /// relationship, so a server that served alone before shares its leases).
+    /// relationship, so a server that served alone before shares its leases), from every
+    /// worker.
     fn send_catch_up(&self) {
-        let scopes = self.rel.settings.scopes.clone();
         let everything = self.rel.fresh;
-        let (tx, waker) = self.back();
-        self.run_task(move |engine, _| {
-            let bindings = rel_bindings(engine, &scopes)
-                .filter(|b| {
-                    if everything {
-                        b.state != BindingState::Free || !b.client.is_empty()
-                    } else {
-                        needs_update(b)
-                    }
-                })
-                .copied()
-                .collect();
-            let _ = tx.send(FromWorker::Bindings {
-                bindings,
-                all: false,
-            });
-            let _ = waker.wake();
-            None
-        });
-    }
-
-    fn send_all(&self) {
-        let scopes = self.rel.settings.scopes.clone();
-        let (tx, waker) = self.back();
-        self.run_task(move |engine, _| {
-            let bindings = rel_bindings(engine, &scopes).copied().collect();
-            let _ = tx.send(FromWorker::Bindings {
-                bindings,
-                all: true,
-            });
-            let _ = waker.wake();
-            None
-        });
-    }
-
-    /// On the worker, as one task: judge, install and (with the worker's next commit) journal
-    /// the partner's bindings (`batch`), whose verdicts come back as [`FromWorker::Judged`];
-    /// then apply the partner's acknowledgements of our updates (`acked`, see
-    /// [`settle_acked`]).
-    fn judge_and_settle(&self, batch: Vec<(UpdateId, Binding)>, acked: Vec<Binding>) {
-        let snap = self.rel.link.peer().snapshot();
-        let subnets = self.rel.subnets.clone();
-        let (tx, waker) = self.back();
-        self.run_task(move |engine, now| {
-            let judged = !batch.is_empty();
-            let mut results = Vec::with_capacity(batch.len());
-            let mut refused = Vec::new();
-            for (id, b) in batch {
-                if !subnets.iter().any(|s| s.contains(b.addr)) {
-                    results.push((id, Err(RejectReason::IllegalIpAddress), None));
-                    continue;
-                }
-                match snap.judge(engine.binding(b.addr), &b, now) {
-                    Judgement::Accept(nb) => {
-                        engine.install(nb);
-                        results.push((id, Ok(()), None));
-                    }
-                    Judgement::Ignore => results.push((id, Ok(()), None)),
-                    Judgement::Reject { reason, resend } => {
-                        if refused.len() < REFUSALS_LOGGED {
-                            refused.push(Refusal {
-                                addr: b.addr,
-                                sent: b.state,
-                                reason,
-                                ours: resend.map(|l| l.state),
-                            });
+        self.run_each(|_| {
+            let scopes = self.rel.settings.scopes.clone();
+            let (tx, waker) = self.fan.back();
+            Box::new(move |engine: &mut Engine, _| {
+                let bindings = rel_bindings(engine, &scopes)
+                    .filter(|b| {
+                        if everything {
+                            b.state != BindingState::Free || !b.client.is_empty()
+                        } else {
+                            needs_update(b)
                         }
-                        results.push((id, Err(reason), resend));
-                    }
-                }
-            }
-            for a in acked {
-                if let Some(s) = engine.binding(a.addr).and_then(|l| settle_acked(l, &a)) {
-                    engine.install(s);
-                }
-            }
-            if !judged {
-                return None;
-            }
-            Some(Box::new(move |durable| {
-                let _ = tx.send(FromWorker::Judged {
-                    results,
-                    durable,
-                    refused,
+                    })
+                    .copied()
+                    .collect();
+                let _ = tx.send(FromWorker::Bindings {
+                    bindings,
+                    all: false,
                 });
                 let _ = waker.wake();
-            }))
+                None
+            })
         });
     }
 
-    /// Pool balancing: move `count` of our unleased addresses to the partner's pool, from each
-    /// scope in proportion to what it holds.
+    /// Every binding of every worker, for the partner's UPDREQALL (ended after the last part).
+    fn send_all(&mut self) {
+        self.fan.full_update_requested();
+        self.run_each(|_| {
+            let scopes = self.rel.settings.scopes.clone();
+            let (tx, waker) = self.fan.back();
+            Box::new(move |engine: &mut Engine, _| {
+                let bindings = rel_bindings(engine, &scopes).copied().collect();
+                let _ = tx.send(FromWorker::Bindings {
+                    bindings,
+                    all: true,
+                });
+                let _ = waker.wake();
+                None
+            })
+        });
+    }
+
+    /// Judge, install and journal the partner's bindings (`batch`) with the workers that keep
+    /// them, whose verdicts come back as [`FromWorker::Judged`] after the commits that made
+    /// them durable; and apply the partner's acknowledgements of our updates (`acked`).
+    fn judge_and_settle(&mut self, batch: Vec<(UpdateId, Binding)>, acked: Vec<Binding>) {
+        let snap = self.rel.link.peer().snapshot();
+        self.fan.judge(batch, acked, &snap, &self.rel.subnets);
+    }
+
+    /// Pool balancing: move `count` of our unleased addresses to the partner's pool, each worker
+    /// its share from its own shards, from each scope in proportion to what it holds.
     fn transfer(&self, count: u32, to: BindingState) {
         let own = self.rel.link.peer().snapshot().own_pool();
-        let scopes = self.rel.settings.scopes.clone();
-        let name = self.name().to_string();
-        self.run_task(move |engine, now| {
-            let held: Vec<u64> = scopes
-                .iter()
-                .map(|&si| {
-                    let (f, b) = engine.pool_counts(si);
-                    if own == BindingState::Backup {
-                        b
-                    } else {
-                        f
-                    }
-                })
-                .collect();
-            let total: u64 = held.iter().sum();
-            if total == 0 {
-                return None;
-            }
-            let mut moved = 0usize;
-            for (k, &si) in scopes.iter().enumerate() {
-                let n = (u64::from(count) * held[k]).div_ceil(total).min(held[k]) as usize;
-                for b in engine.take_for_transfer(si, own, n) {
-                    engine.install(transfer(&b, to, now));
-                    moved += 1;
+        self.run_each(|k| {
+            let count = self.fan.share(count, k);
+            let scopes = self.rel.settings.scopes.clone();
+            let name = self.name().to_string();
+            Box::new(move |engine: &mut Engine, now| {
+                if count == 0 {
+                    return None;
                 }
-            }
-            tracing::info!(relationship = %name, moved, to = ?to, "pool balancing: addresses handed to the partner");
-            None
+                let held: Vec<u64> = scopes
+                    .iter()
+                    .map(|&si| {
+                        let (f, b) = engine.pool_counts(si);
+                        if own == BindingState::Backup {
+                            b
+                        } else {
+                            f
+                        }
+                    })
+                    .collect();
+                let total: u64 = held.iter().sum();
+                if total == 0 {
+                    return None;
+                }
+                let mut moved = 0usize;
+                for (i, &si) in scopes.iter().enumerate() {
+                    let n = (u64::from(count) * held[i]).div_ceil(total).min(held[i]) as usize;
+                    for b in engine.take_for_transfer(si, own, n) {
+                        engine.install(transfer(&b, to, now));
+                        moved += 1;
+                    }
+                }
+                tracing::info!(relationship = %name, worker = k, moved, to = ?to,
+                    "pool balancing: addresses handed to the partner");
+                None
+            })
         });
     }
 
@@ -1468,15 +1174,24 @@ impl RelRuntime {
                 let n = bindings.len();
                 peer.local_updates(now, bindings);
                 if all {
-                    peer.end_full_update(now);
-                    tracing::info!(relationship = %self.rel.settings.name, bindings = n,
-                        "sending every binding to the partner (its update request)");
+                    let last = self.fan.full_part_arrived();
+                    if last {
+                        peer.end_full_update(now);
+                    }
+                    tracing::info!(relationship = %self.rel.settings.name, bindings = n, last,
+                        "sending every binding to the partner (its update request; one worker's part)");
                 } else if n > 0 {
                     tracing::info!(relationship = %self.rel.settings.name, bindings = n,
                         "bindings queued for the partner at start-up");
                 }
             }
-            FromWorker::Pools(free, backup) => {
+            FromWorker::Pools {
+                worker,
+                free,
+                backup,
+            } => {
+                let (free, backup) = self.fan.pools_part(worker, free, backup);
+                let peer = self.rel.link.peer_mut();
                 let (own, partner) = match self.rel.settings.role {
                     Role::Primary => (free, backup),
                     Role::Secondary => (backup, free),
@@ -1490,7 +1205,19 @@ impl RelRuntime {
                     s.backup = backup;
                 });
             }
-            FromWorker::Counts(c) => self.bump(|s| s.pools = c),
+            FromWorker::Counts { worker, pools } => {
+                let sum = self.fan.counts_part(worker, pools);
+                self.bump(|s| s.pools = sum);
+            }
+            FromWorker::Extracted {
+                round,
+                worker,
+                found,
+            } => {
+                let snap = peer.snapshot();
+                self.fan
+                    .on_extracted(round, worker, found, &snap, &self.rel.subnets, now);
+            }
         }
     }
 
@@ -1498,60 +1225,68 @@ impl RelRuntime {
         let due = |t: Option<Instant>, every: Duration| t.is_none_or(|t| t.elapsed() >= every);
         if due(self.last_pools, POOL_EVERY) {
             self.last_pools = Some(Instant::now());
-            let scopes = self.rel.settings.scopes.clone();
-            let (tx, waker) = self.back();
-            self.run_task(move |engine, _| {
-                let (mut f, mut b) = (0, 0);
-                for &si in &scopes {
-                    let (x, y) = engine.pool_counts(si);
-                    f += x;
-                    b += y;
-                }
-                let _ = tx.send(FromWorker::Pools(f, b));
-                let _ = waker.wake();
-                None
+            self.run_each(|k| {
+                let scopes = self.rel.settings.scopes.clone();
+                let (tx, waker) = self.fan.back();
+                Box::new(move |engine: &mut Engine, _| {
+                    let (mut free, mut backup) = (0, 0);
+                    for &si in &scopes {
+                        let (x, y) = engine.pool_counts(si);
+                        free += x;
+                        backup += y;
+                    }
+                    let _ = tx.send(FromWorker::Pools {
+                        worker: k,
+                        free,
+                        backup,
+                    });
+                    let _ = waker.wake();
+                    None
+                })
             });
         }
         if due(self.last_sweep, SWEEP_EVERY) {
             self.last_sweep = Some(Instant::now());
             let snap = self.rel.link.peer().snapshot();
-            let scopes = self.rel.settings.scopes.clone();
-            let (tx, waker) = self.back();
-            self.run_task(move |engine, now| {
-                let counts = scopes
-                    .iter()
-                    .filter_map(|&si| pool_row(engine, si))
-                    .map(ScopePools::from)
-                    .collect();
-                let _ = tx.send(FromWorker::Counts(counts));
-                let _ = waker.wake();
-                let mut reclaim = Vec::new();
-                let changes: Vec<Binding> = rel_bindings(engine, &scopes)
-                    .filter_map(|b| match snap.sweep(b, now) {
-                        Sweep::Keep => {
-                            let unacked = matches!(
-                                b.state,
-                                BindingState::Expired
-                                    | BindingState::Released
-                                    | BindingState::Reset
-                            );
-                            if unacked && snap.may_allocate(b, now) {
-                                // PARTNER-DOWN after MCLT with a silent partner.
-                                reclaim.push(b.addr);
+            self.run_each(|k| {
+                let scopes = self.rel.settings.scopes.clone();
+                let (tx, waker) = self.fan.back();
+                Box::new(move |engine: &mut Engine, now| {
+                    let pools = scopes
+                        .iter()
+                        .filter_map(|&si| pool_row(engine, si))
+                        .map(ScopePools::from)
+                        .collect();
+                    let _ = tx.send(FromWorker::Counts { worker: k, pools });
+                    let _ = waker.wake();
+                    let mut reclaim = Vec::new();
+                    let changes: Vec<Binding> = rel_bindings(engine, &scopes)
+                        .filter_map(|b| match snap.sweep(b, now) {
+                            Sweep::Keep => {
+                                let unacked = matches!(
+                                    b.state,
+                                    BindingState::Expired
+                                        | BindingState::Released
+                                        | BindingState::Reset
+                                );
+                                if unacked && snap.may_allocate(b, now) {
+                                    // PARTNER-DOWN after MCLT with a silent partner.
+                                    reclaim.push(b.addr);
+                                }
+                                None
                             }
-                            None
-                        }
-                        Sweep::Expire(e) | Sweep::Settle(e) => Some(e),
-                    })
-                    .collect();
-                for b in changes {
-                    // Expired ones reach the partner through the commit hook (`needs_update`).
-                    engine.install(b);
-                }
-                for a in reclaim {
-                    engine.reclaim(a);
-                }
-                None
+                            Sweep::Expire(e) | Sweep::Settle(e) => Some(e),
+                        })
+                        .collect();
+                    for b in changes {
+                        // Expired ones reach the partner through the commit hook (`needs_update`).
+                        engine.install(b);
+                    }
+                    for a in reclaim {
+                        engine.reclaim(a);
+                    }
+                    None
+                })
             });
         }
     }
@@ -1578,67 +1313,4 @@ impl RelRuntime {
 /// that moves them is refused).
 fn rel_bindings<'e>(engine: &'e Engine, scopes: &'e [usize]) -> impl Iterator<Item = &'e Binding> {
     scopes.iter().flat_map(move |&si| engine.scope_bindings(si))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::Ipv4Addr;
-    use tandem_dataplane::binding::ClientKey;
-
-    fn nth(subnet: Subnet, n: u32) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(subnet.network) + n)
-    }
-
-    #[test]
-    fn authority_without_relationship_serves_all() {
-        let (a, _tx) = FailoverAuthority::new(1);
-        let now = Time::from_secs(1_000_000);
-        assert_eq!(a.verdict(0, 7, false, now), Verdict::SERVE_ALL);
-        assert_eq!(
-            a.grant(0, 3600, 0, now),
-            Some(LeaseGrant {
-                lease_secs: 3600,
-                potential_expiry: 0
-            })
-        );
-        let subnet = Subnet {
-            network: Ipv4Addr::new(10, 0, 0, 0),
-            prefix: 24,
-        };
-        let mut b = Binding::empty(nth(subnet, 5), BindingState::Backup);
-        b.client = ClientKey::new(b"x");
-        assert!(a.may_allocate(0, &b, now));
-    }
-
-    #[test]
-    fn authority_follows_published_snapshots() {
-        use super::super::peer::{MemoryStore, PeerConfig};
-        let now = Time::from_secs(1_000_000);
-        let cfg = PeerConfig::new(b"rel", Role::Secondary);
-        let peer = Peer::new(cfg, MemoryStore::default(), Start::Fresh, now).unwrap();
-        let (mut a, tx) = FailoverAuthority::new(2);
-        // A snapshot of the next layout, published before the worker switched to it, waits.
-        tx.send((1, 0, peer.snapshot())).unwrap();
-        a.refresh();
-        assert!(a.verdict(0, 1, false, now).answer);
-        a.set_layout(Layout {
-            gen: 1,
-            scope_rel: vec![Some(0), None],
-            snaps: vec![peer.snapshot()],
-        });
-        // A fresh secondary in RECOVER answers nobody in its scope, everyone elsewhere.
-        assert!(!a.verdict(0, 1, false, now).answer);
-        assert!(a.verdict(1, 1, false, now).answer);
-        // A new lease is capped at MCLT outside NORMAL and carries a potential expiration.
-        let mut primary_cfg = PeerConfig::new(b"rel", Role::Primary);
-        primary_cfg.mclt_secs = 600;
-        let p = Peer::new(primary_cfg, MemoryStore::default(), Start::Fresh, now).unwrap();
-        tx.send((1, 0, p.snapshot())).unwrap();
-        // One of an older layout is dropped.
-        tx.send((0, 0, peer.snapshot())).unwrap();
-        a.refresh();
-        assert_eq!(a.snaps[0], p.snapshot());
-        assert_eq!(a.snaps[0].state(), PeerState::Recover);
-    }
 }
