@@ -9,7 +9,8 @@
 //! logs and from both servers' lease tables.
 //!
 //! Both modes: load balance (manual partner-down) and hot standby (automatic partner-down,
-//! reserve pool). The tests need root and the tools of `deploy/install-deps.sh`; without them
+//! reserve pool), each on the UDP backend and with two AF_XDP workers per partner on two-queue
+//! links (handoffs between the workers, the partner's clients dropped in the kernel). The tests need root and the tools of `deploy/install-deps.sh`; without them
 //! they fail saying so (they never skip). Namespaces are `tdm-<pid>-<test>-<role>` and are
 //! removed on drop, also on failure.
 
@@ -29,8 +30,8 @@ use std::time::Duration;
 use clients::{Client, Kind, Opts};
 use harness::{bridge, counter, cpu_exclusive, perfdhcp, poll, veth, Lab, Netns, Tandemd};
 use pair_checks::{
-    acks_of, active, check_client_leases, check_tables_agree, now_secs, pair_net, wait_replicated,
-    PairNet,
+    acks_of, active, check_client_leases, check_tables_agree, now_secs, pair_net_queues,
+    wait_replicated, PairNet,
 };
 use serde_json::Value;
 
@@ -46,8 +47,17 @@ enum TestMode {
     HotStandby,
 }
 
+/// How a test's servers receive DHCP.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Plane {
+    /// The kernel UDP backend, one worker.
+    Udp,
+    /// Two AF_XDP workers (cores 0 and 1), one per receive queue of a two-queue veth.
+    XdpTwoWorkers,
+}
+
 /// The config of server `me` (A primary at .2, B secondary at .3).
-fn config(lab: &Lab, me: &str, mode: TestMode, direct: bool) -> String {
+fn config(lab: &Lab, me: &str, mode: TestMode, direct: bool, plane: Plane) -> String {
     let (id, mut listen, mut partner, role) = match me {
         "a" => ("10.79.0.2", "10.79.0.2", "10.79.0.3", "primary"),
         _ => ("10.79.0.3", "10.79.0.3", "10.79.0.2", "secondary"),
@@ -67,8 +77,14 @@ fn config(lab: &Lab, me: &str, mode: TestMode, direct: bool) -> String {
             if me == "a" { "active" } else { "standby" }
         ),
     };
+    let dataplane = match plane {
+        Plane::Udp => "",
+        Plane::XdpTwoWorkers => {
+            "\n[dataplane]\nbackend = \"xdp\"\nxdp_mode = \"native\"\ncores = [0, 1]\n"
+        }
+    };
     format!(
-        "{}\n[[scope]]\nname = \"lan\"\nsubnet = \"10.79.0.0/24\"\ninterface = \"eth1\"\n\
+        "{}{dataplane}\n[[scope]]\nname = \"lan\"\nsubnet = \"10.79.0.0/24\"\ninterface = \"eth1\"\n\
          ranges = [\"{}-{}\"]\nlease_time = \"30s\"\nauthoritative = true\n\
          [scope.options]\nrouters = [\"10.79.0.1\"]\n\n\
          [[failover]]\nname = \"pair\"\nrole = \"{role}\"\npartner = \"{partner}\"\nlisten = \"{listen}\"\n\
@@ -118,28 +134,40 @@ struct Pair {
 }
 
 /// A switch namespace with a bridge; A, B, perfdhcp's namespace and one namespace per client
-/// joined to it (their side is `eth1`).
-fn pair(tag: &str, mode: TestMode, clients: usize) -> Pair {
-    pair_with(tag, mode, clients, false)
-}
-
-/// [`pair`], with the failover link on a direct veth pair (`tdmfoa`/`tdmfob`) between A and B when `direct`.
-fn pair_with(tag: &str, mode: TestMode, clients: usize, direct: bool) -> Pair {
+/// joined to it (their side is `eth1`); with the failover link on a direct veth pair
+/// (`tdmfoa`/`tdmfob`) between A and B when `direct`.
+fn pair_with(tag: &str, mode: TestMode, clients: usize, direct: bool, plane: Plane) -> Pair {
     let lab = Lab::new(tag);
+    let queues = match plane {
+        Plane::Udp => 1,
+        Plane::XdpTwoWorkers => 2,
+    };
     let PairNet {
         sw,
         a: a_ns,
         b: b_ns,
         p: p_ns,
         c: c_ns,
-    } = pair_net(&lab, clients, "tdmp", 24);
+    } = pair_net_queues(&lab, clients, "tdmp", 24, queues);
     if direct {
         veth(&a_ns, "tdmfoa", &b_ns, "tdmfob");
         a_ns.addr("tdmfoa", "10.89.0.1/30");
         b_ns.addr("tdmfob", "10.89.0.2/30");
     }
-    let a = Tandemd::start_named(&lab, &a_ns, "a", &config(&lab, "a", mode, direct), &[]);
-    let b = Tandemd::start_named(&lab, &b_ns, "b", &config(&lab, "b", mode, direct), &[]);
+    let a = Tandemd::start_named(
+        &lab,
+        &a_ns,
+        "a",
+        &config(&lab, "a", mode, direct, plane),
+        &[],
+    );
+    let b = Tandemd::start_named(
+        &lab,
+        &b_ns,
+        "b",
+        &config(&lab, "b", mode, direct, plane),
+        &[],
+    );
     Pair {
         lab,
         a_ns,
@@ -156,10 +184,25 @@ fn u(v: &Value, k: &str) -> u64 {
     v.get(k).and_then(Value::as_u64).unwrap_or(0)
 }
 
-fn run_cycle(tag: &str, mode: TestMode) {
+/// `xdp.<name>` of a server's stats.
+fn xdp(stats: &Value, name: &str) -> u64 {
+    stats["xdp"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("stats have no xdp.{name}: {stats}"))
+}
+
+fn run_cycle(tag: &str, mode: TestMode, plane: Plane) {
     let _cpu = cpu_exclusive();
-    let mut p = pair(tag, mode, 4);
+    let mut p = pair_with(tag, mode, 4, false, plane);
     let lab = &p.lab;
+    if plane == Plane::XdpTwoWorkers {
+        for srv in [&p.a, &p.b] {
+            let log = srv.log_text();
+            for needle in ["AF_XDP worker pinned", "core=1", "queue=1"] {
+                assert!(log.contains(needle), "no {needle:?} in the log:\n{log}");
+            }
+        }
+    }
     // 1. Bring-up: both reach NORMAL, the primary hands the secondary its share of the pool.
     wait_state(lab, &p.a, "NORMAL", Duration::from_secs(20));
     wait_state(lab, &p.b, "NORMAL", Duration::from_secs(20));
@@ -203,6 +246,30 @@ fn run_cycle(tag: &str, mode: TestMode) {
     wait_replicated(lab, &p.a, &p.b, "A's perfdhcp leases on B");
     wait_replicated(lab, &p.b, &p.a, "B's perfdhcp leases on A");
     check_tables_agree(&p.a, &p.b);
+    if plane == Plane::XdpTwoWorkers {
+        // Both workers of the answering server(s) served: broadcasts arrive on one queue, so
+        // the other worker's clients were handed to it, and every handed frame was answered.
+        // The kernel dropped the partner's clients before any worker saw them.
+        let answering: &[&Tandemd] = match mode {
+            TestMode::LoadBalance => &[&p.a, &p.b],
+            TestMode::HotStandby => &[&p.a],
+        };
+        for srv in answering {
+            let st = srv.stats();
+            assert!(
+                xdp(&st, "handoff_out") > 0,
+                "no handoff between workers: {st}"
+            );
+            assert_eq!(xdp(&st, "handoff_in"), xdp(&st, "handoff_out"), "{st}");
+            assert_eq!(xdp(&st, "handoff_full"), 0, "{st}");
+        }
+        for srv in [&p.a, &p.b] {
+            let st = srv.stats();
+            if mode == TestMode::LoadBalance || std::ptr::eq(srv, &p.b) {
+                assert!(xdp(&st, "partner_drop") > 0, "no partner drop in XDP: {st}");
+            }
+        }
+    }
 
     // 3. Real clients: two dhclient, one dhcpcd, one udhcpc.
     let kinds = [Kind::Dhclient, Kind::Dhcpcd, Kind::Udhcpc, Kind::Dhclient];
@@ -347,12 +414,26 @@ fn run_cycle(tag: &str, mode: TestMode) {
 
 #[test]
 fn load_balance_pair_crash_partner_down_recovery() {
-    run_cycle("folb", TestMode::LoadBalance);
+    run_cycle("folb", TestMode::LoadBalance, Plane::Udp);
 }
 
 #[test]
 fn hot_standby_pair_crash_automatic_partner_down_recovery() {
-    run_cycle("fohs", TestMode::HotStandby);
+    run_cycle("fohs", TestMode::HotStandby, Plane::Udp);
+}
+
+/// [`load_balance_pair_crash_partner_down_recovery`] with each partner running two AF_XDP
+/// workers on a two-queue link.
+#[test]
+fn load_balance_pair_of_two_xdp_workers_crash_partner_down_recovery() {
+    run_cycle("folbx", TestMode::LoadBalance, Plane::XdpTwoWorkers);
+}
+
+/// [`hot_standby_pair_crash_automatic_partner_down_recovery`] with each partner running two
+/// AF_XDP workers on a two-queue link.
+#[test]
+fn hot_standby_pair_of_two_xdp_workers_crash_automatic_partner_down_recovery() {
+    run_cycle("fohsx", TestMode::HotStandby, Plane::XdpTwoWorkers);
 }
 
 /// `[[failover]]` of one relationship for the hub-and-spoke test: a hot-standby scope of
@@ -472,7 +553,7 @@ fn hub_standby_for_two_spokes_on_one_listener() {
 #[test]
 fn load_balance_partition_of_the_link_only_then_heal() {
     let _cpu = cpu_exclusive();
-    let p = pair_with("fopart", TestMode::LoadBalance, 0, true);
+    let p = pair_with("fopart", TestMode::LoadBalance, 0, true, Plane::Udp);
     let lab = &p.lab;
     wait_state(lab, &p.a, "NORMAL", Duration::from_secs(20));
     wait_state(lab, &p.b, "NORMAL", Duration::from_secs(20));

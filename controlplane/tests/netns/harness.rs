@@ -642,7 +642,10 @@ impl Tandemd {
             if let Some(st) = p.try_wait() {
                 panic!("tandemd exited during startup ({st}):\n{}", p.log_text());
             }
-            (ns.udp_listening(67) && self.ctl(&["stats", "--json"]).status.success()).then_some(())
+            // The UDP backend binds port 67; the AF_XDP backend binds nothing and logs when
+            // it serves.
+            let serving = ns.udp_listening(67) || p.log_text().contains("tandemd serving");
+            (serving && self.ctl(&["stats", "--json"]).status.success()).then_some(())
         });
         assert!(
             ready.is_some(),

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::clients::Client;
-use crate::harness::{bridge, poll, veth, Lab, Lease, Netns, Tandemd};
+use crate::harness::{bridge, poll, run_ok, veth, Lab, Lease, Netns, Tandemd};
 
 /// The namespaces of a pair's network: A (10.79.0.2), B (10.79.0.3), perfdhcp's (10.79.0.254)
 /// and one per client, each with `eth1` on the switch's bridge.
@@ -28,12 +28,22 @@ pub struct PairNet {
 /// `<port>a`, `<port>b`, `<port>p`, `<port>cN` (`port` like `tdmp`, unique per test file), and
 /// the servers' and perfdhcp's addresses have prefix length `prefix`.
 pub fn pair_net(lab: &Lab, clients: usize, port: &str, prefix: u8) -> PairNet {
+    pair_net_queues(lab, clients, port, prefix, 1)
+}
+
+/// [`pair_net`] with `queues` receive and transmit queues on both servers' links (one AF_XDP
+/// worker per queue).
+pub fn pair_net_queues(lab: &Lab, clients: usize, port: &str, prefix: u8, queues: u32) -> PairNet {
     let sw = lab.netns("sw");
     let (a, b, p) = (lab.netns("a"), lab.netns("b"), lab.netns("p"));
     let mut ports = Vec::new();
     for (ns, tag) in [(&a, "a"), (&b, "b"), (&p, "p")] {
         let name = format!("{port}{tag}");
-        veth(ns, "eth1", &sw, &name);
+        if tag == "p" || queues <= 1 {
+            veth(ns, "eth1", &sw, &name);
+        } else {
+            veth_queues(ns, "eth1", &sw, &name, queues);
+        }
         ports.push(name);
     }
     let mut c = Vec::new();
@@ -153,4 +163,35 @@ pub fn acks_of(out: &str) -> u64 {
         .filter_map(|n| n.trim().parse().ok())
         .nth(1)
         .unwrap_or(0)
+}
+
+/// [`veth`](crate::harness::veth) with `queues` receive and transmit queues on both ends (AF_XDP workers serve one
+/// receive queue each).
+pub fn veth_queues(a: &Netns, a_if: &str, b: &Netns, b_if: &str, queues: u32) {
+    let q = queues.to_string();
+    run_ok(&[
+        "ip",
+        "link",
+        "add",
+        a_if,
+        "netns",
+        &a.name,
+        "numrxqueues",
+        &q,
+        "numtxqueues",
+        &q,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        &b.name,
+        "numrxqueues",
+        &q,
+        "numtxqueues",
+        &q,
+    ]);
+    a.up(a_if);
+    b.up(b_if);
 }
