@@ -1,7 +1,8 @@
 //! ISC dhcpd 4.4 (Debian isc-dhcp-server) as the failover partner of a running `tandemd`, with
 //! real clients (ISC dhclient, busybox udhcpc, dhcpcd) and perfdhcp on one bridged link:
 //!
-//! - both roles: Tandem primary with dhcpd secondary, and the other way round. Both servers
+//! - both roles: Tandem primary with dhcpd secondary, and the other way round, Tandem on the
+//!   UDP backend and on two AF_XDP workers of a two-queue link. Both servers
 //!   reach NORMAL, both answer their share of the clients (load balance, split 128 / 50 %),
 //!   and every current lease of either server is in the other's table for the same client
 //!   (Tandem's `tandemctl lease list`, dhcpd's `dhcpd.leases`);
@@ -22,6 +23,9 @@ mod clients;
 #[allow(dead_code)]
 #[path = "netns/harness.rs"]
 mod harness;
+#[allow(dead_code)]
+#[path = "netns/pair_checks.rs"]
+mod pair_checks;
 #[allow(dead_code)]
 #[path = "netns/pcap.rs"]
 mod pcap;
@@ -60,6 +64,15 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// How Tandem receives DHCP.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Plane {
+    /// The kernel UDP backend, one worker.
+    Udp,
+    /// Two AF_XDP workers (cores 0 and 1) on a two-queue link.
+    XdpTwoWorkers,
+}
+
 /// Which server is the primary.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Primary {
@@ -67,13 +80,19 @@ enum Primary {
     Isc,
 }
 
-fn tandem_config(lab: &Lab, primary: Primary) -> String {
+fn tandem_config(lab: &Lab, primary: Primary, plane: Plane) -> String {
     let role = match primary {
         Primary::Tandem => "primary",
         Primary::Isc => "secondary",
     };
+    let dataplane = match plane {
+        Plane::Udp => "",
+        Plane::XdpTwoWorkers => {
+            "\n[dataplane]\nbackend = \"xdp\"\nxdp_mode = \"native\"\ncores = [0, 1]\n"
+        }
+    };
     format!(
-        "{}\n[[scope]]\nname = \"lan\"\nsubnet = \"10.81.0.0/24\"\ninterface = \"eth1\"\n\
+        "{}{dataplane}\n[[scope]]\nname = \"lan\"\nsubnet = \"10.81.0.0/24\"\ninterface = \"eth1\"\n\
          ranges = [\"{}-{}\"]\nlease_time = \"{LEASE}s\"\nauthoritative = true\n\
          [scope.options]\nrouters = [\"10.81.0.1\"]\n\n\
          [[failover]]\nname = \"{NAME}\"\nrole = \"{role}\"\npartner = \"{ISC_IP}\"\n\
@@ -264,7 +283,7 @@ struct Setup {
     lab: Lab,
 }
 
-fn setup(tag: &str, primary: Primary, clients: usize) -> Setup {
+fn setup(tag: &str, primary: Primary, clients: usize, plane: Plane) -> Setup {
     let lab = Lab::new(tag);
     assert!(
         Path::new(DHCPD).exists(),
@@ -274,7 +293,10 @@ fn setup(tag: &str, primary: Primary, clients: usize) -> Setup {
     let t_ns = lab.netns("t");
     let d_ns = lab.netns("d");
     let p_ns = lab.netns("p");
-    veth(&t_ns, "eth1", &sw, "tdmit");
+    match plane {
+        Plane::Udp => veth(&t_ns, "eth1", &sw, "tdmit"),
+        Plane::XdpTwoWorkers => pair_checks::veth_queues(&t_ns, "eth1", &sw, "tdmit", 2),
+    }
     veth(&d_ns, "eth1", &sw, "tdmid");
     veth(&p_ns, "eth1", &sw, "tdmip");
     let mut ports = vec!["tdmit".to_string(), "tdmid".into(), "tdmip".into()];
@@ -295,7 +317,13 @@ fn setup(tag: &str, primary: Primary, clients: usize) -> Setup {
     lab.write("dhcpd.conf", &isc_config(primary));
     lab.write("dhcpd.leases", "");
     let cap = pcap::Capture::start(&lab, &t_ns, "eth1", "fo647", "tcp port 647");
-    let tandem = Tandemd::start_named(&lab, &t_ns, "tandem", &tandem_config(&lab, primary), &[]);
+    let tandem = Tandemd::start_named(
+        &lab,
+        &t_ns,
+        "tandem",
+        &tandem_config(&lab, primary, plane),
+        &[],
+    );
     let mut s = Setup {
         tandem,
         dhcpd: None,
@@ -609,8 +637,8 @@ fn sent_discovers(out: &str) -> u64 {
 
 /// Bring-up, perfdhcp and real clients: both servers answer a share, both tables hold every
 /// lease. Returns the setup, the clients and their addresses for more steps.
-fn share_leases(tag: &str, primary: Primary) -> (Setup, Vec<Client>, Vec<Ipv4Addr>) {
-    let mut s = setup(tag, primary, 4);
+fn share_leases(tag: &str, primary: Primary, plane: Plane) -> (Setup, Vec<Client>, Vec<Ipv4Addr>) {
+    let mut s = setup(tag, primary, 4, plane);
     let took = s.wait_both_normal(NORMAL_TIMEOUT);
     eprintln!(
         "[{tag}] both NORMAL after {took:?}; dhcpd's path: {:?}",
@@ -686,13 +714,24 @@ fn share_leases(tag: &str, primary: Primary) -> (Setup, Vec<Client>, Vec<Ipv4Add
     );
     assert_no_rejections(&s);
     assert_link_steady(&s, "after the real clients");
+    if plane == Plane::XdpTwoWorkers {
+        // Both of Tandem's workers served (broadcasts arrive on one queue: the other worker's
+        // clients were handed to it) and dhcpd's clients were dropped in the kernel.
+        let st = s.tandem.stats();
+        let x = |k: &str| st["xdp"][k].as_u64().unwrap_or(0);
+        let log = s.tandem.log_text();
+        assert!(log.contains("core=1") && log.contains("queue=1"), "{log}");
+        assert!(x("handoff_out") > 0, "no handoff between the workers: {st}");
+        assert_eq!(x("handoff_in"), x("handoff_out"), "{st}");
+        assert!(x("partner_drop") > 0, "no partner drop in XDP: {st}");
+    }
     (s, clients, addrs)
 }
 
 #[test]
 fn tandem_primary_isc_secondary_share_leases() {
     let _cpu = cpu_exclusive();
-    let (s, mut clients, _) = share_leases("fois1", Primary::Tandem);
+    let (s, mut clients, _) = share_leases("fois1", Primary::Tandem, Plane::Udp);
     for (c, ns) in clients.iter_mut().zip(&s.c_ns) {
         c.release(ns, &s.lab);
     }
@@ -701,7 +740,27 @@ fn tandem_primary_isc_secondary_share_leases() {
 #[test]
 fn isc_primary_tandem_secondary_share_leases() {
     let _cpu = cpu_exclusive();
-    let (s, mut clients, _) = share_leases("fois2", Primary::Isc);
+    let (s, mut clients, _) = share_leases("fois2", Primary::Isc, Plane::Udp);
+    for (c, ns) in clients.iter_mut().zip(&s.c_ns) {
+        c.release(ns, &s.lab);
+    }
+}
+
+/// [`tandem_primary_isc_secondary_share_leases`] with Tandem on two AF_XDP workers.
+#[test]
+fn two_worker_tandem_primary_isc_secondary_share_leases() {
+    let _cpu = cpu_exclusive();
+    let (s, mut clients, _) = share_leases("fois1x", Primary::Tandem, Plane::XdpTwoWorkers);
+    for (c, ns) in clients.iter_mut().zip(&s.c_ns) {
+        c.release(ns, &s.lab);
+    }
+}
+
+/// [`isc_primary_tandem_secondary_share_leases`] with Tandem on two AF_XDP workers.
+#[test]
+fn isc_primary_two_worker_tandem_secondary_share_leases() {
+    let _cpu = cpu_exclusive();
+    let (s, mut clients, _) = share_leases("fois2x", Primary::Isc, Plane::XdpTwoWorkers);
     for (c, ns) in clients.iter_mut().zip(&s.c_ns) {
         c.release(ns, &s.lab);
     }
@@ -710,7 +769,7 @@ fn isc_primary_tandem_secondary_share_leases() {
 #[test]
 fn isc_restart_recovers_to_normal() {
     let _cpu = cpu_exclusive();
-    let (mut s, mut clients, addrs) = share_leases("fois3", Primary::Isc);
+    let (mut s, mut clients, addrs) = share_leases("fois3", Primary::Isc, Plane::Udp);
     assert_eq!(s.primary, Primary::Isc);
     // The leases that will still run after the restart.
     let before = wait_tables_agree(&s, "before the restart");

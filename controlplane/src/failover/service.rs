@@ -1189,8 +1189,9 @@ impl RelRuntime {
                 worker,
                 free,
                 backup,
+                scopes,
             } => {
-                let (free, backup) = self.fan.pools_part(worker, free, backup);
+                let (free, backup) = self.fan.pools_part(worker, free, backup, scopes);
                 let peer = self.rel.link.peer_mut();
                 let (own, partner) = match self.rel.settings.role {
                     Role::Primary => (free, backup),
@@ -1209,6 +1210,12 @@ impl RelRuntime {
                 let sum = self.fan.counts_part(worker, pools);
                 self.bump(|s| s.pools = sum);
             }
+            FromWorker::Taken {
+                si,
+                to,
+                items,
+                pool,
+            } => self.fan.on_taken(si, to, items, pool, &self.rel.subnets),
             FromWorker::Extracted {
                 round,
                 worker,
@@ -1230,15 +1237,18 @@ impl RelRuntime {
                 let (tx, waker) = self.fan.back();
                 Box::new(move |engine: &mut Engine, _| {
                     let (mut free, mut backup) = (0, 0);
+                    let mut per = Vec::with_capacity(scopes.len());
                     for &si in &scopes {
                         let (x, y) = engine.pool_counts(si);
                         free += x;
                         backup += y;
+                        per.push((si, x, y));
                     }
                     let _ = tx.send(FromWorker::Pools {
                         worker: k,
                         free,
                         backup,
+                        scopes: per,
                     });
                     let _ = waker.wake();
                     None

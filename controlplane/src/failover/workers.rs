@@ -244,6 +244,20 @@ pub enum FromWorker {
         free: u64,
         /// BACKUP addresses.
         backup: u64,
+        /// Per scope of the relationship.
+        scopes: Vec<ScopeCount>,
+    },
+    /// Unleased addresses one worker took out of its shard of a scope for another worker
+    /// ([`Engine::shard_take`]).
+    Taken {
+        /// The scope index.
+        si: usize,
+        /// The worker they go to.
+        to: usize,
+        /// The addresses with their records.
+        items: Vec<(Ipv4Addr, Extracted)>,
+        /// The pool they came from (FREE or BACKUP).
+        pool: BindingState,
     },
     /// Addresses by binding state, per scope of the relationship, in one worker.
     Counts {
@@ -519,6 +533,9 @@ pub fn place(
     parts
 }
 
+/// One scope's unleased addresses in one worker's shard: (scope index, FREE, BACKUP).
+pub type ScopeCount = (usize, u64, u64);
+
 /// A judging round in flight: waiting for every worker's [`FromWorker::Extracted`].
 struct Round {
     id: u64,
@@ -541,8 +558,15 @@ pub struct Fanout {
     full_parts: usize,
     pools: Vec<(u64, u64)>,
     counts: Vec<Vec<ScopePools>>,
+    /// Per worker, its latest (scope index, FREE, BACKUP) and whether it came since the last
+    /// shard move.
+    scope_pools: Vec<(Vec<ScopeCount>, bool)>,
+    /// A shard move between two workers is under way (no judging round starts meanwhile).
+    moving: bool,
     /// Addresses found with two workers at once, over the thread's life.
     pub duplicates: u64,
+    /// Shard moves between workers and the addresses they moved, over the thread's life.
+    pub shard_moves: (u64, u64),
 }
 
 impl Fanout {
@@ -565,7 +589,10 @@ impl Fanout {
             full_parts: 0,
             pools: vec![(0, 0); n],
             counts: vec![Vec::new(); n],
+            scope_pools: vec![(Vec::new(), false); n],
+            moving: false,
             duplicates: 0,
+            shard_moves: (0, 0),
         }
     }
 
@@ -673,7 +700,10 @@ impl Fanout {
 
     /// Start the next round if none is in flight and bindings wait.
     fn start_round(&mut self, subnets: &[Subnet]) {
-        if self.round.is_some() || (self.queued.is_empty() && self.queued_acked.is_empty()) {
+        if self.round.is_some()
+            || self.moving
+            || (self.queued.is_empty() && self.queued_acked.is_empty())
+        {
             return;
         }
         let batch = std::mem::take(&mut self.queued);
@@ -809,14 +839,120 @@ impl Fanout {
         self.full_parts == 0
     }
 
-    /// Worker `worker`'s unleased addresses; returns the sums over every worker's latest.
-    pub fn pools_part(&mut self, worker: usize, free: u64, backup: u64) -> (u64, u64) {
+    /// Worker `worker`'s unleased addresses (in all, and per scope); returns the sums over
+    /// every worker's latest. Once every worker reported, a scope whose FREE or BACKUP
+    /// addresses run low in one worker's shard gets addresses from the richest one
+    /// ([`tandem_dataplane::shards::plan`]): the partner decides which addresses are in our
+    /// pool (ISC dhcpd hands the secondary one block), and leases return to the shard of the
+    /// worker that held them, so the shards drift apart.
+    pub fn pools_part(
+        &mut self,
+        worker: usize,
+        free: u64,
+        backup: u64,
+        scopes: Vec<ScopeCount>,
+    ) -> (u64, u64) {
         if let Some(s) = self.pools.get_mut(worker) {
             *s = (free, backup);
         }
+        if let Some(s) = self.scope_pools.get_mut(worker) {
+            *s = (scopes, true);
+        }
+        self.maybe_balance();
         self.pools
             .iter()
             .fold((0, 0), |(f, b), (x, y)| (f + x, b + y))
+    }
+
+    /// Start one shard move if every worker reported since the last one, no judging round is
+    /// in flight, and a scope's pool runs low with one worker.
+    fn maybe_balance(&mut self) {
+        if self.workers() < 2
+            || self.round.is_some()
+            || self.moving
+            || !self.scope_pools.iter().all(|(_, fresh)| *fresh)
+        {
+            return;
+        }
+        let Some((si, pool, from, to, count)) = self.plan_move() else {
+            return;
+        };
+        self.moving = true;
+        for (_, fresh) in &mut self.scope_pools {
+            *fresh = false;
+        }
+        let (tx, waker) = self.back();
+        self.run_on(
+            from,
+            Box::new(move |engine: &mut Engine, _| {
+                let items = engine.shard_take(si, pool, count);
+                let _ = tx.send(FromWorker::Taken {
+                    si,
+                    to,
+                    items,
+                    pool,
+                });
+                let _ = waker.wake();
+                None
+            }),
+        );
+    }
+
+    /// The first (scope index, pool, from, to, count) that evens out a lopsided pool.
+    fn plan_move(&self) -> Option<(usize, BindingState, usize, usize, u64)> {
+        let first = &self.scope_pools.first()?.0;
+        for (j, &(si, ..)) in first.iter().enumerate() {
+            for pool in [BindingState::Backup, BindingState::Free] {
+                let counts: Option<Vec<u64>> = self
+                    .scope_pools
+                    .iter()
+                    .map(|(rows, _)| {
+                        rows.get(j).filter(|r| r.0 == si).map(|&(_, f, b)| {
+                            if pool == BindingState::Backup {
+                                b
+                            } else {
+                                f
+                            }
+                        })
+                    })
+                    .collect();
+                let Some(counts) = counts else {
+                    continue;
+                };
+                if let Some((from, to, n)) = tandem_dataplane::shards::plan(&counts) {
+                    return Some((si, pool, from, to, n));
+                }
+            }
+        }
+        None
+    }
+
+    /// The addresses a shard move took (see [`Fanout::pools_part`]): give them to their new
+    /// worker, then let queued judging resume (its extracts run after them on every worker).
+    pub fn on_taken(
+        &mut self,
+        si: usize,
+        to: usize,
+        items: Vec<(Ipv4Addr, Extracted)>,
+        pool: BindingState,
+        subnets: &[Subnet],
+    ) {
+        self.moving = false;
+        let n = items.len() as u64;
+        if n > 0 {
+            self.run_on(
+                to,
+                Box::new(move |engine: &mut Engine, _| {
+                    engine.shard_accept(si, items);
+                    None
+                }),
+            );
+            self.shard_moves.0 += 1;
+            self.shard_moves.1 += n;
+            tracing::info!(scope = si, to, addresses = n, pool = ?pool,
+                "failover: unleased addresses moved between workers' shards");
+        }
+        self.start_round(subnets);
     }
 
     /// Worker `worker`'s rows per scope; returns the rows summed over every worker's latest.
@@ -858,6 +994,7 @@ mod tests {
     use std::net::Ipv4Addr;
     use tandem_dataplane::binding::ClientKey;
     use tandem_dataplane::scope::{AddrRange, OptionSet, Scope};
+    use tandem_dataplane::worker::Control;
 
     const NOW: Time = Time(1_800_000_000_000);
 
@@ -1147,5 +1284,285 @@ mod tests {
         a.refresh();
         assert_eq!(a.snaps[0], p.snapshot());
         assert_eq!(a.snaps[0].state(), PeerState::Recover);
+    }
+
+    /// One address as [`Sim::survey`] found it: the workers that know it, its record, its pool.
+    type Surveyed = (Ipv4Addr, Vec<usize>, Option<Binding>, Option<BindingState>);
+
+    /// The workers of one server, run by hand: each worker's control queue is drained task by
+    /// task in an order the seed picks, and the answers reach the [`Fanout`] in between, as
+    /// the relationship thread would take them.
+    struct Sim {
+        engines: Vec<Engine>,
+        ctl: Vec<Receiver<Control>>,
+        back: Receiver<FromWorker>,
+        fan: Fanout,
+        snap: OwnershipSnapshot,
+        subnets: Vec<Subnet>,
+        judged: Vec<(UpdateId, Result<(), RejectReason>)>,
+        rng: u64,
+        _poll: mio::Poll,
+    }
+
+    impl Sim {
+        fn new(n: usize, seed: u64) -> Sim {
+            let s = Arc::new(settings());
+            let poll = mio::Poll::new().unwrap();
+            let stats = Arc::new(tandem_dataplane::engine::Stats::new(n));
+            let mut engines = Vec::new();
+            let mut handles = Vec::new();
+            let mut ctl = Vec::new();
+            // One waker per poll: every queue here shares it (nothing waits on it).
+            let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+            for k in 0..n {
+                let mut e = Engine::new(s.clone(), vec![vec![0]], k, n, stats.clone());
+                e.set_replicated(vec!["lan".into()]);
+                engines.push(e);
+                let (tx, rx) = crossbeam_channel::unbounded();
+                handles.push(WorkerHandle::from_parts(tx, waker.clone()));
+                ctl.push(rx);
+            }
+            let (btx, brx) = crossbeam_channel::unbounded();
+            let cfg = PeerConfig::new(b"rel", Role::Secondary);
+            let snap = Peer::new(cfg, MemoryStore::default(), Start::Fresh, NOW)
+                .unwrap()
+                .snapshot();
+            Sim {
+                engines,
+                ctl,
+                back: brx,
+                fan: Fanout::new(WorkerHandle::join(handles), s, (btx, waker)),
+                snap,
+                subnets: vec![Subnet {
+                    network: ip(0),
+                    prefix: 24,
+                }],
+                judged: Vec::new(),
+                rng: seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407),
+                _poll: poll,
+            }
+        }
+
+        fn roll(&mut self, n: u64) -> u64 {
+            self.rng = self
+                .rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.rng >> 33) % n.max(1)
+        }
+
+        /// Run one queued task on worker `k` (its commit succeeds). False if none is queued.
+        fn run_one(&mut self, k: usize) -> bool {
+            match self.ctl[k].try_recv() {
+                Ok(Control::Run(task)) => {
+                    let after = task(&mut self.engines[k], NOW);
+                    self.engines[k].take_updates().for_each(drop);
+                    if let Some(a) = after {
+                        a(true);
+                    }
+                    true
+                }
+                Ok(_) => true,
+                Err(_) => false,
+            }
+        }
+
+        /// Hand the relationship thread one answer. False if none waits.
+        fn deliver_one(&mut self) -> bool {
+            let Ok(m) = self.back.try_recv() else {
+                return false;
+            };
+            match m {
+                FromWorker::Extracted {
+                    round,
+                    worker,
+                    found,
+                } => self
+                    .fan
+                    .on_extracted(round, worker, found, &self.snap, &self.subnets, NOW),
+                FromWorker::Taken {
+                    si,
+                    to,
+                    items,
+                    pool,
+                } => self.fan.on_taken(si, to, items, pool, &self.subnets),
+                FromWorker::Judged { results, .. } => self
+                    .judged
+                    .extend(results.into_iter().map(|(id, r, _)| (id, r))),
+                _ => {}
+            }
+            true
+        }
+
+        /// Every worker reports its pools (the periodic count), in a random order.
+        fn report_pools(&mut self) {
+            let n = self.engines.len();
+            let first = self.roll(n as u64) as usize;
+            for i in 0..n {
+                let k = (first + i) % n;
+                let (f, b) = self.engines[k].pool_counts(0);
+                self.fan.pools_part(k, f, b, vec![(0, f, b)]);
+            }
+        }
+
+        /// Run workers and deliver answers in a seeded order until nothing is left.
+        fn settle(&mut self) {
+            let n = self.engines.len();
+            loop {
+                let pick = self.roll(n as u64 + 1) as usize;
+                let progressed = if pick == n {
+                    self.deliver_one()
+                } else {
+                    self.run_one(pick)
+                };
+                if !progressed && (0..n).all(|k| self.ctl[k].is_empty()) && self.back.is_empty() {
+                    break;
+                }
+            }
+        }
+
+        /// Per address of the range: which workers know it, and the merged record and pool.
+        fn survey(&mut self) -> Vec<Surveyed> {
+            (10..=29)
+                .map(|n| {
+                    let a = ip(n);
+                    let mut at = Vec::new();
+                    let (mut rec, mut pooled) = (None, None);
+                    for (k, e) in self.engines.iter_mut().enumerate() {
+                        if let Some(x) = e.extract(a) {
+                            at.push(k);
+                            rec = rec.or(x.record);
+                            pooled = pooled.or(x.pooled);
+                            e.put_back(a, x);
+                        }
+                    }
+                    (a, at, rec, pooled)
+                })
+                .collect()
+        }
+    }
+
+    fn backup(addr: Ipv4Addr) -> Binding {
+        let mut b = Binding::empty(addr, BindingState::Backup);
+        b.cltt = (NOW.0 / 1000) as u32 - 100;
+        b
+    }
+
+    #[test]
+    fn a_lopsided_backup_pool_is_evened_out_between_workers() {
+        let mut sim = Sim::new(2, 1);
+        // The partner hands us .10-.19 as BACKUP: all in worker 0's initial shard.
+        let batch: Vec<_> = (0..10).map(|i| (id(i), backup(ip(10 + i as u8)))).collect();
+        sim.fan
+            .judge(batch, Vec::new(), &sim.snap.clone(), &sim.subnets.clone());
+        sim.settle();
+        assert_eq!(sim.judged.len(), 10);
+        assert!(
+            sim.judged.iter().all(|(_, r)| r.is_ok()),
+            "{:?}",
+            sim.judged
+        );
+        assert_eq!(sim.engines[0].pool_counts(0).1, 10);
+        assert_eq!(sim.engines[1].pool_counts(0).1, 0);
+        sim.report_pools();
+        sim.settle();
+        let (b0, b1) = (
+            sim.engines[0].pool_counts(0).1,
+            sim.engines[1].pool_counts(0).1,
+        );
+        assert_eq!((b0, b1), (5, 5));
+        assert_eq!(sim.fan.shard_moves, (1, 5));
+        for (a, at, rec, _) in sim.survey() {
+            assert!(at.len() <= 1, "{a} known to workers {at:?}");
+            if u32::from(a) < u32::from(ip(20)) {
+                assert_eq!(rec.map(|r| r.state), Some(BindingState::Backup), "{a}");
+            }
+        }
+    }
+
+    /// Random partner updates (pool transfers, leases to clients of either worker, renewals,
+    /// expiries) arrive in batches while shard moves run, the workers and the thread
+    /// interleaving as the seed decides: whatever the order, every address is known to at
+    /// most one worker, a held binding lives with its client's bucket owner, and the merged
+    /// records, pools and verdicts are those one worker alone reaches.
+    #[test]
+    fn judging_across_workers_matches_one_worker_under_any_interleaving() {
+        let (mut moves, mut refused, mut moved_held) = (0, 0, 0);
+        for seed in 0..40u64 {
+            let mut one = Sim::new(1, seed);
+            let mut two = Sim::new(2, seed);
+            let mut gen = Sim::new(1, seed ^ 0x5eed);
+            let mut next_id = 0u16;
+            let t = (NOW.0 / 1000) as u32;
+            for _round in 0..6 {
+                let size = 1 + gen.roll(8) as usize;
+                let mut batch = Vec::new();
+                for _ in 0..size {
+                    let addr = ip(10 + gen.roll(20) as u8);
+                    let b = match gen.roll(4) {
+                        0 => backup(addr),
+                        1 | 2 => {
+                            let mac = mac_for(gen.roll(2) as usize, gen.roll(3) as usize);
+                            active(addr, mac, gen.roll(50) as u32)
+                        }
+                        _ => {
+                            let mut e = Binding::empty(addr, BindingState::Expired);
+                            e.cltt = t - gen.roll(30) as u32;
+                            e.start = e.cltt;
+                            e.expires = e.cltt;
+                            e
+                        }
+                    };
+                    batch.push((id(next_id), b));
+                    next_id += 1;
+                }
+                for sim in [&mut one, &mut two] {
+                    let (snap, subnets) = (sim.snap, sim.subnets.clone());
+                    sim.fan.judge(batch.clone(), Vec::new(), &snap, &subnets);
+                    // Part of the work runs, then the pool report, then the rest.
+                    for _ in 0..gen.roll(6) {
+                        let k = gen.roll(sim.engines.len() as u64) as usize;
+                        sim.run_one(k);
+                        sim.deliver_one();
+                    }
+                    sim.report_pools();
+                    sim.settle();
+                }
+            }
+            let mut v1 = one.judged.clone();
+            let mut v2 = two.judged.clone();
+            let key = |x: &(UpdateId, Result<(), RejectReason>)| format!("{:?}", x.0);
+            v1.sort_by_key(key);
+            v2.sort_by_key(key);
+            assert_eq!(v1, v2, "seed {seed}: verdicts differ");
+            moves += two.fan.shard_moves.0;
+            refused += v2.iter().filter(|(_, r)| r.is_err()).count();
+            let (s1, s2) = (one.survey(), two.survey());
+            let st = settings();
+            for ((a, _, r1, p1), (_, at, r2, p2)) in s1.iter().zip(&s2) {
+                assert!(at.len() <= 1, "seed {seed}: {a} known to workers {at:?}");
+                assert_eq!(r1, r2, "seed {seed}: {a} records differ");
+                assert_eq!(p1, p2, "seed {seed}: {a} pools differ");
+                if let (Some(r), Some(&k)) = (r2, at.first()) {
+                    if r.state.is_held() && !r.client.is_empty() {
+                        assert_eq!(
+                            k,
+                            owner_of(&st, r, 2),
+                            "seed {seed}: {a} away from its owner"
+                        );
+                        moved_held += usize::from(k != shard_of(&st, *a, 2));
+                    }
+                }
+            }
+        }
+        // The runs did exercise what they check.
+        assert!(moves > 0, "no shard move in any run");
+        assert!(refused > 0, "no refused update in any run");
+        assert!(
+            moved_held > 0,
+            "no held binding away from its address's shard"
+        );
     }
 }

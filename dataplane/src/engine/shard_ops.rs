@@ -211,6 +211,67 @@ impl Engine {
         }
     }
 
+    /// Take up to `n` unleased addresses of scope `si` out of this worker's FREE pool (or its
+    /// BACKUP pool when `pool` is [`BindingState::Backup`]), each with its record, for another
+    /// worker's [`Engine::shard_accept`]: shard balancing of a scope shared with a failover
+    /// partner, where an unleased address's record (its FREE/BACKUP state and transfer
+    /// marks) must travel with it. Nothing is journaled (see [`Engine::extract`]).
+    pub fn shard_take(
+        &mut self,
+        si: usize,
+        pool: BindingState,
+        n: u64,
+    ) -> Vec<(Ipv4Addr, Extracted)> {
+        let pool = if pool == BindingState::Backup {
+            BindingState::Backup
+        } else {
+            BindingState::Free
+        };
+        let Some(st) = self.scopes.get_mut(si) else {
+            return Vec::new();
+        };
+        let given = if pool == BindingState::Backup {
+            st.backup.give(n)
+        } else {
+            st.pool.give(n)
+        };
+        given
+            .into_iter()
+            .map(|a| {
+                let mut x = self.extract(a).unwrap_or(Extracted {
+                    record: None,
+                    pooled: None,
+                    hold: None,
+                });
+                x.pooled = Some(pool);
+                (a, x)
+            })
+            .collect()
+    }
+
+    /// Take what another worker's [`Engine::shard_take`] gave into this worker's shard of
+    /// scope `si` (records and pool places). Returns how many addresses were added.
+    pub fn shard_accept(&mut self, si: usize, items: Vec<(Ipv4Addr, Extracted)>) -> u64 {
+        let mut n = 0;
+        for (a, x) in items {
+            let pooled = x.pooled;
+            self.put_back(a, x);
+            let Some(st) = self.scopes.get_mut(si) else {
+                continue;
+            };
+            // The shard grows by what it was given (Pool::receive's bookkeeping).
+            let pool = match pooled {
+                Some(BindingState::Backup) => &mut st.backup,
+                _ => &mut st.pool,
+            };
+            if pool.is_free(a) {
+                pool.take(a);
+                n += pool.receive(&[a]);
+            }
+        }
+        n
+    }
+
     /// Take addresses another worker gave ([`Engine::shard_give`]) into scope `si`'s FREE
     /// pool. Returns how many were added.
     pub fn shard_receive(&mut self, si: usize, addrs: &[Ipv4Addr]) -> u64 {
@@ -462,6 +523,47 @@ mod tests {
         assert_eq!(ack.yiaddr(), offered);
         // An address no worker knows (another worker's shard) gives nothing.
         assert_eq!(es[0].extract(ip("10.0.0.12")), None);
+    }
+
+    #[test]
+    fn shard_take_moves_unleased_addresses_with_their_records() {
+        let s = settings("10.0.0.10", "10.0.0.29");
+        let mut es = engines(&s, 2);
+        let before0 = es[0].shard_free(0);
+        // A FREE record (as failover keeps them) travels with its address.
+        let mut rec = Binding::empty(ip("10.0.0.10"), BindingState::Free);
+        rec.cltt = 77;
+        es[0].load_part(&[rec], T0);
+        let items = es[0].shard_take(0, BindingState::Free, before0);
+        assert_eq!(items.len() as u64, before0, "the whole shard");
+        assert_eq!(es[0].shard_free(0), 0);
+        let carried = items
+            .iter()
+            .find(|(a, _)| *a == rec.addr)
+            .map(|(_, x)| x.record);
+        assert_eq!(
+            carried,
+            Some(Some(rec)),
+            "the record travels with its address"
+        );
+        for (a, _) in &items {
+            assert_eq!(es[0].binding(*a), None, "{a} still known to the giver");
+        }
+        let before1 = es[1].shard_free(0);
+        assert_eq!(es[1].shard_accept(0, items), before0);
+        assert_eq!(es[1].shard_free(0), before1 + before0);
+        assert_eq!(es[1].binding(rec.addr), Some(&rec));
+        // Nothing is free in both shards.
+        for n in 10..=29 {
+            let a = ip(&format!("10.0.0.{n}"));
+            assert!(
+                !(es[0].extract(a).is_some_and(|x| x.pooled.is_some())
+                    && es[1].extract(a).is_some_and(|x| x.pooled.is_some())),
+                "{a} free twice"
+            );
+        }
+        // An empty BACKUP pool gives nothing.
+        assert!(es[0].shard_take(0, BindingState::Backup, 3).is_empty());
     }
 
     #[test]
