@@ -277,6 +277,10 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     } else {
         None
     };
+    if let Some(x) = &xdp_shared {
+        // Before any relationship publishes its partner's buckets.
+        x.set_scope_keys(&crate::xdp_backend::scope_keys(&cfg));
+    }
     let fo = Arc::new(
         FailoverManager::start(
             &cfg,

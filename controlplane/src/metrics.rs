@@ -150,6 +150,8 @@ pub struct XdpSnapshot {
     /// The AF_XDP worker's counters by their stable names
     /// (`tandem_dataplane::xdp_worker::XdpStats::named`), summed over its sockets.
     pub sockets: Vec<(&'static str, u64)>,
+    /// Per failover relationship: requests the XDP programs dropped as its partner's.
+    pub relationship_drops: Vec<(String, u64)>,
 }
 
 impl XdpSnapshot {
@@ -163,6 +165,7 @@ impl XdpSnapshot {
                 .map(|(i, c)| (i, c.named().to_vec()))
                 .collect(),
             sockets: shared.stats.named().to_vec(),
+            relationship_drops: shared.relationship_drops(),
         }
     }
 }
@@ -719,6 +722,18 @@ impl Snapshot {
             "tandem_xdp_bucket_keys",
             "DHCP frames by what the XDP program computed the load-balancing bucket from",
             keys,
+        )?;
+        let per_rel: Vec<(Vec<(&str, &str)>, u64)> = x
+            .relationship_drops
+            .iter()
+            .map(|(name, v)| (vec![("relationship", name.as_str())], *v))
+            .collect();
+        counters(
+            enc,
+            "tandem_xdp_partner_drops",
+            "DHCP requests the XDP programs dropped because the failover partner of their \
+             scope's relationship answers their bucket, by relationship",
+            per_rel,
         )?;
         let mut frames = Vec::new();
         let mut dropped = Vec::new();
@@ -1509,6 +1524,7 @@ mod tests {
                 ),
             ],
             sockets: sockets.named().to_vec(),
+            relationship_drops: vec![("spoke1".into(), 30), ("spoke2".into(), 5)],
         });
         let t = render(snap).expect("encode");
         check_families(&t);
@@ -1522,6 +1538,8 @@ mod tests {
         };
         assert_eq!(v("redirect"), 40.0);
         assert_eq!(v("partner_drop"), 35.0);
+        let rel = |r| get(&s, "tandem_xdp_partner_drops_total", &[("relationship", r)]);
+        assert_eq!((rel("spoke1"), rel("spoke2")), (30.0, 5.0));
         assert_eq!(v("not_ipv4"), 9.0);
         assert_eq!(v("runt"), 0.0);
         // Nine verdicts per interface, whose sum is every frame the program saw.

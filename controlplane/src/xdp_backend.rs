@@ -13,6 +13,7 @@
 //! makes the failure a start-up error. Everything opened so far is closed on failure (dropping
 //! a `Steering` detaches its program).
 
+use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
@@ -62,6 +63,73 @@ pub struct XdpShared {
     modes: Vec<(String, AttachedMode)>,
     /// The AF_XDP worker's counters.
     pub stats: Arc<XdpStats>,
+    /// The relationship names by slot, as the last [`XdpShared::set_scope_keys`] gave them.
+    rel_names: Mutex<Vec<String>>,
+}
+
+/// Which failover relationship the XDP programs attribute a request to (see `steer.bpf.c`):
+/// per interface, the relationship of its directly attached scopes; per scope subnet, its
+/// relationship (for relayed and renewing requests). Relationship `r` of `[[failover]]` is
+/// slot `r`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScopeKeys {
+    /// Relationship names, by slot.
+    pub names: Vec<String>,
+    /// Per interface: the relationship of all its direct scopes, `None` if they are in none or
+    /// in several (then only the engine tells them apart and XDP drops nothing there).
+    pub direct: Vec<(String, Option<u32>)>,
+    /// Every scope subnet with its relationship (`None`: served alone).
+    pub subnets: Vec<(Ipv4Addr, u8, Option<u32>)>,
+}
+
+/// The [`ScopeKeys`] of `cfg`. Relationships past the program's
+/// [`tandem_ebpf::MAX_RELATIONSHIPS`] get no slot (their partner's clients reach the workers,
+/// which decide as always), with a warning.
+pub fn scope_keys(cfg: &Config) -> ScopeKeys {
+    let n = cfg.settings.scopes.len();
+    let mut rel_of: Vec<Option<u32>> = vec![None; n];
+    for (r, fo) in cfg.failover.iter().enumerate() {
+        let slot = u32::try_from(r)
+            .ok()
+            .filter(|&r| r < tandem_ebpf::MAX_RELATIONSHIPS);
+        if slot.is_none() {
+            tracing::warn!(relationship = %fo.name, max = tandem_ebpf::MAX_RELATIONSHIPS,
+                "more failover relationships than XDP tells apart: this one's partner clients are dropped by the workers, not in the kernel");
+        }
+        for &si in &fo.scopes {
+            if let Some(x) = rel_of.get_mut(si) {
+                *x = slot;
+            }
+        }
+    }
+    let direct = cfg
+        .daemon
+        .interfaces
+        .iter()
+        .map(|ifname| {
+            let mut rels = cfg
+                .scope_interfaces
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.as_deref() == Some(ifname.as_str()))
+                .map(|(si, _)| rel_of[si]);
+            let first = rels.next().flatten();
+            let same = rels.all(|r| r == first);
+            (ifname.clone(), first.filter(|_| same))
+        })
+        .collect();
+    let subnets = cfg
+        .settings
+        .scopes
+        .iter()
+        .zip(&rel_of)
+        .map(|(sc, r)| (sc.subnet.network, sc.subnet.prefix, *r))
+        .collect();
+    ScopeKeys {
+        names: cfg.failover.iter().map(|f| f.name.clone()).collect(),
+        direct,
+        subnets,
+    }
 }
 
 impl XdpShared {
@@ -87,10 +155,98 @@ impl XdpShared {
         for (name, v) in total.named() {
             m.insert(name.into(), json!(v));
         }
+        drop(steering);
         for (name, v) in self.stats.named() {
             m.insert(name.into(), json!(v));
         }
+        let per: Map<String, Value> = self
+            .relationship_drops()
+            .into_iter()
+            .map(|(name, n)| (name, json!(n)))
+            .collect();
+        m.insert("partner_drop_by_relationship".into(), Value::Object(per));
         Value::Object(m)
+    }
+
+    /// Publish `keys` to every interface's program (at start-up and on every reload). A request
+    /// attributed to no relationship meanwhile is passed to the workers.
+    pub fn set_scope_keys(&self, keys: &ScopeKeys) {
+        let mut steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        for (ifname, s) in steering.iter_mut() {
+            let direct = keys
+                .direct
+                .iter()
+                .find(|(i, _)| i == ifname)
+                .and_then(|(_, r)| *r);
+            let mut res = s.clear_subnet_relationships();
+            for &(net, prefix, rel) in &keys.subnets {
+                res = res.and_then(|()| s.set_subnet_relationship(net, prefix, rel));
+            }
+            res = res.and_then(|()| s.set_direct_relationship(direct));
+            match res {
+                Ok(()) => {
+                    tracing::info!(interface = %ifname, direct_relationship = ?direct.and_then(|r| keys.names.get(r as usize)),
+                    subnets = keys.subnets.len(), "XDP scope keys published")
+                }
+                Err(e) => tracing::error!(interface = %ifname, error = %e,
+                    "cannot publish the scope keys to XDP (the workers still drop the partner's clients)"),
+            }
+        }
+        *self.rel_names.lock().unwrap_or_else(|e| e.into_inner()) = keys.names.clone();
+    }
+
+    /// Clear every relationship's buckets (every client is ours) when the relationships restart:
+    /// each publishes its own again as it starts.
+    pub fn clear_relationship_buckets(&self) {
+        let mut steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        for (ifname, s) in steering.iter_mut() {
+            for slot in 0..tandem_ebpf::MAX_RELATIONSHIPS {
+                if let Err(e) = s.set_relationship_buckets(slot, &[0; 32]) {
+                    tracing::error!(interface = %ifname, error = %e, "cannot clear the partner's buckets in XDP");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Publish the RFC 3074 buckets the partner of relationship `rel` answers (dropped in the
+    /// kernel for its scopes' requests) on every interface; all zero accepts every client.
+    /// Layout of `tandem_dataplane::hash::BucketMap::as_bytes()`.
+    pub fn set_relationship_buckets(&self, rel: usize, buckets: &[u8; 32]) {
+        let Some(slot) = u32::try_from(rel)
+            .ok()
+            .filter(|&r| r < tandem_ebpf::MAX_RELATIONSHIPS)
+        else {
+            return;
+        };
+        let mut steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        for (ifname, s) in steering.iter_mut() {
+            if let Err(e) = s.set_relationship_buckets(slot, buckets) {
+                tracing::error!(interface = %ifname, error = %e, "cannot publish the partner's buckets to XDP");
+            }
+        }
+    }
+
+    /// Per relationship (by name), the requests the XDP programs dropped as its partner's,
+    /// summed over interfaces.
+    pub fn relationship_drops(&self) -> Vec<(String, u64)> {
+        let names = self
+            .rel_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .into_iter()
+            .enumerate()
+            .map(|(r, name)| {
+                let n = steering
+                    .iter()
+                    .filter_map(|(_, s)| s.relationship_drops(r as u32).ok())
+                    .fold(0u64, u64::wrapping_add);
+                (name, n)
+            })
+            .collect()
     }
 
     /// The XDP program's counters per interface, in the order of `server.interfaces` (an
@@ -116,18 +272,6 @@ impl XdpShared {
         for (ifname, s) in steering.iter_mut() {
             if let Err(e) = s.detach() {
                 tracing::warn!(interface = %ifname, error = %e, "XDP detach failed");
-            }
-        }
-    }
-
-    /// Publish the RFC 3074 buckets the failover partner answers (dropped in the kernel) on
-    /// every interface; all zero accepts every client. Layout of
-    /// `tandem_dataplane::hash::BucketMap::as_bytes()`.
-    pub fn set_partner_buckets(&self, buckets: &[u8; 32]) {
-        let mut steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
-        for (ifname, s) in steering.iter_mut() {
-            if let Err(e) = s.set_partner_buckets(buckets) {
-                tracing::error!(interface = %ifname, error = %e, "cannot publish the partner's buckets to XDP");
             }
         }
     }
@@ -273,6 +417,7 @@ pub fn open(cfg: &Config) -> Result<XdpBackend, XdpBackendError> {
             steering: Mutex::new(steering),
             modes,
             stats: Arc::new(XdpStats::default()),
+            rel_names: Mutex::new(Vec::new()),
         }),
     })
 }
@@ -280,6 +425,67 @@ pub fn open(cfg: &Config) -> Result<XdpBackend, XdpBackendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scope_keys_name_each_relationship_by_interface_and_subnet() {
+        let text = "\
+[server]
+server_id = \"10.0.0.1\"
+interfaces = [\"eth0\", \"eth1\", \"eth2\"]
+[[scope]]
+name = \"lan\"
+subnet = \"10.0.0.0/24\"
+interface = \"eth0\"
+ranges = [\"10.0.0.100-10.0.0.200\"]
+[[scope]]
+name = \"voice\"
+subnet = \"10.0.1.0/24\"
+interface = \"eth1\"
+ranges = [\"10.0.1.100-10.0.1.200\"]
+[[scope]]
+name = \"guest\"
+subnet = \"10.0.2.0/24\"
+interface = \"eth1\"
+ranges = [\"10.0.2.100-10.0.2.200\"]
+[[scope]]
+name = \"remote\"
+subnet = \"10.9.0.0/16\"
+ranges = [\"10.9.0.100-10.9.0.200\"]
+[[failover]]
+name = \"a\"
+role = \"primary\"
+partner = \"10.0.0.2\"
+scopes = [\"lan\", \"remote\"]
+[[failover]]
+name = \"b\"
+role = \"secondary\"
+partner = \"10.0.0.3\"
+scopes = [\"voice\"]
+";
+        let cfg = crate::config::parse(text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let k = scope_keys(&cfg);
+        assert_eq!(k.names, vec!["a".to_string(), "b".to_string()]);
+        // eth0 holds only "lan" (a); eth1 mixes "voice" (b) with "guest" (alone): no
+        // relationship in the kernel; eth2 has no scope.
+        assert_eq!(
+            k.direct,
+            vec![
+                ("eth0".to_string(), Some(0)),
+                ("eth1".to_string(), None),
+                ("eth2".to_string(), None)
+            ]
+        );
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            k.subnets,
+            vec![
+                (ip("10.0.0.0"), 24, Some(0)),
+                (ip("10.0.1.0"), 24, Some(1)),
+                (ip("10.0.2.0"), 24, None),
+                (ip("10.9.0.0"), 16, Some(0)),
+            ]
+        );
+    }
 
     #[test]
     fn counters_add_fieldwise() {

@@ -25,6 +25,7 @@ mod harness;
 mod pair_checks;
 
 use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use clients::{Client, Kind, Opts};
@@ -545,6 +546,182 @@ fn hub_standby_for_two_spokes_on_one_listener() {
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
     assert_eq!(rels, 2, "failover show lists {rels} relationships: {all}");
+}
+
+/// A hub on two AF_XDP workers (two-queue link) in two relationships, plus a scope it serves
+/// alone: load balance with spoke 1 for site 1 (10.81/24), standby of spoke 2 for site 2
+/// (10.82/24), and its own LAN (10.80/24). perfdhcp relays for each (its giaddr in the site's
+/// subnet, broadcast on the link all four servers share): the kernel drops
+/// spoke 1's half of site 1 and all of site 2 (the hub is the standby), each counted for its
+/// relationship, and never a request of the LAN scope, whatever its bucket.
+#[test]
+fn hub_of_two_spokes_on_two_xdp_workers_drops_each_relationships_partner_clients() {
+    let _cpu = cpu_exclusive();
+    let lab = Lab::new("foxhub");
+    let sw = lab.netns("sw");
+    let hub_ns = lab.netns("hub");
+    let s1_ns = lab.netns("s1");
+    let s2_ns = lab.netns("s2");
+    // perfdhcp relays (its giaddr is its interface's address): one per site, on the link.
+    let p_ns: Vec<Netns> = (0..3).map(|i| lab.netns(&format!("p{i}"))).collect();
+    pair_checks::veth_queues(&hub_ns, "eth1", &sw, "tdmxh", 2);
+    veth(&s1_ns, "eth1", &sw, "tdmx1");
+    veth(&s2_ns, "eth1", &sw, "tdmx2");
+    for (i, ns) in p_ns.iter().enumerate() {
+        veth(ns, "eth1", &sw, &format!("tdmxp{i}"));
+        ns.addr("eth1", &format!("10.8{i}.0.254/24"));
+    }
+    bridge(
+        &sw,
+        "br0",
+        &["tdmxh", "tdmx1", "tdmx2", "tdmxp0", "tdmxp1", "tdmxp2"],
+    );
+    for (ns, a) in [
+        (&hub_ns, "10.80.0.10"),
+        (&s1_ns, "10.80.0.21"),
+        (&s2_ns, "10.80.0.22"),
+    ] {
+        ns.addr("eth1", &format!("{a}/24"));
+        // The sites' relay addresses (perfdhcp's) are on the same link.
+        ns.ip("route add 10.81.0.0/24 dev eth1");
+        ns.ip("route add 10.82.0.0/24 dev eth1");
+    }
+    let rel = |name: &str, role: &str, partner: &str, listen: &str, mode: &str| {
+        format!(
+            "\n[[failover]]\nname = \"{name}\"\nrole = \"{role}\"\npartner = \"{partner}\"\n\
+             listen = \"{listen}\"\n{mode}mclt = \"{MCLT}s\"\nmax_response_delay = \"5s\"\n\
+             startup_wait = \"2s\"\nscopes = [\"{name}\"]\n"
+        )
+    };
+    let lb = "mode = \"load-balance\"\nload_balance_percent = 50\n";
+    let hs = |r: &str| {
+        format!("mode = \"hot-standby\"\nhot_standby_role = \"{r}\"\nreserve_percent = 10\n")
+    };
+    let lan = "\n[[scope]]\nname = \"lan\"\nsubnet = \"10.80.0.0/24\"\ninterface = \"eth1\"\n\
+               ranges = [\"10.80.0.100-10.80.0.199\"]\nlease_time = \"30s\"\n";
+    let hub_cfg =
+        format!(
+        "{}\n[dataplane]\nbackend = \"xdp\"\nxdp_mode = \"native\"\ncores = [0, 1]\n{}{}{lan}{}{}",
+        Tandemd::server_section_named(&lab, "hub", "10.80.0.10", &["eth1"]),
+        relayed_scope("site1", 81),
+        relayed_scope("site2", 82),
+        rel("site1", "secondary", "10.80.0.21", "10.80.0.10", lb),
+        rel("site2", "secondary", "10.80.0.22", "10.80.0.10", &hs("standby")),
+    );
+    let spoke = |i: u8, mode: &str| {
+        format!(
+            "{}{}{}",
+            Tandemd::server_section_named(
+                &lab,
+                &format!("s{i}"),
+                &format!("10.80.0.2{i}"),
+                &["eth1"]
+            ),
+            relayed_scope(&format!("site{i}"), 80 + i),
+            rel(
+                &format!("site{i}"),
+                "primary",
+                "10.80.0.10",
+                &format!("10.80.0.2{i}"),
+                mode
+            ),
+        )
+    };
+    let hub = Tandemd::start_named(&lab, &hub_ns, "hub", &hub_cfg, &[]);
+    let s1 = Tandemd::start_named(&lab, &s1_ns, "s1", &spoke(1, lb), &[]);
+    let s2 = Tandemd::start_named(&lab, &s2_ns, "s2", &spoke(2, &hs("active")), &[]);
+    let log = hub.log_text();
+    assert!(log.contains("core=1") && log.contains("queue=1"), "{log}");
+    for (srv, r) in [
+        (&s1, "site1"),
+        (&s2, "site2"),
+        (&hub, "site1"),
+        (&hub, "site2"),
+    ] {
+        let ok = poll(Duration::from_secs(30), || {
+            let v = srv.ctl_json(&["failover", "show", r, "--json"]);
+            (v.get("state").and_then(Value::as_str) == Some("NORMAL")).then_some(())
+        });
+        assert!(ok.is_some(), "{r} not NORMAL:\n{}", lab.dump_logs());
+    }
+    // Site 1's secondary (the hub) gets its half of the pool before the load.
+    let _ = poll(Duration::from_secs(10), || {
+        let v = hub.ctl_json(&["failover", "show", "site1", "--json"]);
+        (u(&v, "backup") > 20).then_some(())
+    });
+    let per_rel = |st: &Value, r: &str| {
+        st["xdp"]["partner_drop_by_relationship"][r]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no xdp.partner_drop_by_relationship.{r}: {st}"))
+    };
+    let st0 = hub.stats();
+    let ack0 = counter(&st0, "ack");
+    let lan_out = perfdhcp(&p_ns[0], "eth1", 30, 40, 4, "00:0e:00:00:00:00");
+    let st1 = hub.stats();
+    // The LAN scope is the hub's alone: every client served, none dropped in the kernel.
+    assert!(
+        acks_of(&lan_out) >= 36,
+        "LAN clients not all served:\n{lan_out}"
+    );
+    assert_eq!(
+        xdp(&st1, "partner_drop"),
+        xdp(&st0, "partner_drop"),
+        "a request of the LAN scope was dropped in the kernel: {st1}"
+    );
+    assert!(counter(&st1, "ack") - ack0 >= 36, "{st1}");
+    let s1_out = perfdhcp(&p_ns[1], "eth1", 30, 40, 4, "00:0f:00:00:00:00");
+    let s2_out = perfdhcp(&p_ns[2], "eth1", 30, 40, 4, "00:10:00:00:00:00");
+    let st2 = hub.stats();
+    let (d1, d2) = (per_rel(&st2, "site1"), per_rel(&st2, "site2"));
+    eprintln!("hub drops: site1 {d1}, site2 {d2}; {st2}");
+    assert!(
+        acks_of(&s1_out) >= 30,
+        "site 1 clients not served:\n{s1_out}"
+    );
+    assert!(
+        acks_of(&s2_out) >= 30,
+        "site 2 clients not served:\n{s2_out}"
+    );
+    // Site 1: spoke 1's buckets (about half the requests); site 2: every request (the hub is
+    // the standby).
+    assert!(d1 > 0, "no site 1 request dropped: {st2}");
+    assert!(d2 >= 40, "site 2's requests not all dropped ({d2}): {st2}");
+    assert_eq!(
+        d1 + d2,
+        xdp(&st2, "partner_drop"),
+        "the per-relationship drops add up to the total: {st2}"
+    );
+    // Both of the hub's workers served (a handoff each way between them is answered).
+    assert!(xdp(&st2, "handoff_out") > 0, "{st2}");
+    assert_eq!(xdp(&st2, "handoff_in"), xdp(&st2, "handoff_out"), "{st2}");
+    // The hub and spoke 1 agree on site 1's leases; no address held by two clients.
+    wait_replicated(&lab, &s1, &hub, "spoke 1's leases on the hub");
+    // The hub's own site 1 leases on spoke 1 (its LAN leases are its alone).
+    let missing = poll(Duration::from_secs(10), || {
+        let on_s1 = active(&s1);
+        let now = now_secs();
+        let gap: Vec<Ipv4Addr> = active(&hub)
+            .into_values()
+            .filter(|l| l.scope == "site1" && l.expires > now + 1)
+            .filter(|l| on_s1.get(&l.address).map(|x| &x.mac) != Some(&l.mac))
+            .map(|l| l.address)
+            .collect();
+        gap.is_empty().then_some(())
+    });
+    assert!(
+        missing.is_some(),
+        "the hub's site 1 leases did not reach spoke 1\n{}",
+        lab.dump_logs()
+    );
+    check_tables_agree(&hub, &s1);
+    check_tables_agree(&hub, &s2);
+    // tandemctl stats shows them per relationship too.
+    let text = hub.ctl(&["stats"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("xdp.partner_drop_by_relationship.site2"),
+        "{text}"
+    );
 }
 
 /// A partition of the failover link only: clients still reach both servers. Both go to

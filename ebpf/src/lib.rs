@@ -4,7 +4,8 @@
 //! received frame it parses Ethernet (at most one 802.1Q/802.1ad tag), IPv4 with options and UDP
 //! to the DHCP server port, computes the RFC 3074 bucket of the client (option 61, else
 //! `chaddr[..hlen]`, exactly as `tandem_dataplane::hash` does), drops the frames whose bucket the
-//! failover partner answers, sends the rest to the AF_XDP socket of the receiving queue, and
+//! failover partner of the request's scope answers, sends the rest to the AF_XDP socket of the
+//! receiving queue, and
 //! passes every other frame (and IPv4 fragments) to the kernel. Per-CPU counters record every
 //! verdict ([`Counters`]).
 //!
@@ -16,7 +17,10 @@
 //!
 //! The entry type is [`Steering`]: [`Steering::load`] loads the program for one UDP port,
 //! [`Steering::attach`] attaches it to interfaces (native, generic, or native with generic as
-//! fallback), [`Steering::set_partner_buckets`] publishes the failover bucket split, and
+//! fallback), [`Steering::set_relationship_buckets`] publishes one failover relationship's bucket
+//! split, [`Steering::set_direct_relationship`] and [`Steering::set_subnet_relationship`] say which
+//! relationship a request belongs to (by its ingress interface, else the scope subnet holding
+//! its giaddr or ciaddr), and
 //! [`Steering::counters`] reads the counters. [`Steering::test_run`] runs the program on one
 //! frame through `BPF_PROG_TEST_RUN`, without any interface.
 //!
@@ -36,6 +40,9 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
+use std::net::Ipv4Addr;
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{loaded_programs, ProgramError, TestRun, TestRunOptions, Xdp};
@@ -53,7 +60,17 @@ pub const DHCP_SERVER_PORT: u16 = 67;
 
 const PORT_GLOBAL: &str = "dhcp_port";
 const COUNTERS_MAP: &str = "counters";
-const PARTNER_MAP: &str = "partner_buckets";
+const REL_BUCKETS_MAP: &str = "rel_buckets";
+const REL_DROPS_MAP: &str = "rel_drops";
+const DIRECT_REL_MAP: &str = "direct_rel";
+const SUBNET_REL_MAP: &str = "subnet_rel";
+
+/// How many failover relationships one program tells apart (relationship slots
+/// `0..MAX_RELATIONSHIPS`, `MAX_RELS` of `steer.bpf.c`).
+pub const MAX_RELATIONSHIPS: u32 = 64;
+
+/// "In no relationship" in the program's maps (`REL_NONE` of `steer.bpf.c`).
+const REL_NONE: u32 = u32::MAX;
 const XSK_MAP: &str = "xsks";
 
 /// How to attach the program to an interface.
@@ -271,6 +288,11 @@ pub enum SteerError {
         #[source]
         source: aya::maps::MapError,
     },
+    /// A relationship slot at or over [`MAX_RELATIONSHIPS`].
+    #[error(
+        "relationship slot {0} is out of range (the XDP program tells {MAX_RELATIONSHIPS} apart)"
+    )]
+    RelationshipSlot(u32),
     /// The embedded object lacks something this loader expects (a build mismatch).
     #[error("the embedded XDP object has no {0}")]
     Object(&'static str),
@@ -333,7 +355,10 @@ struct Attachment {
 pub struct Steering {
     ebpf: Ebpf,
     counters: PerCpuArray<MapData, u64>,
-    partner: Array<MapData, [u8; 32]>,
+    rel_buckets: Array<MapData, [u8; 32]>,
+    rel_drops: PerCpuArray<MapData, u64>,
+    direct: Array<MapData, u32>,
+    subnets: LpmTrie<MapData, u32, u32>,
     port: u16,
     attachments: Vec<Attachment>,
 }
@@ -377,18 +402,30 @@ impl Steering {
         if (counters.len() as usize) < NAMES.len() {
             return Err(SteerError::Object("counter slot for every counter"));
         }
-        let partner = ebpf
-            .take_map(PARTNER_MAP)
-            .ok_or(SteerError::Object("map partner_buckets"))?;
-        let partner: Array<MapData, [u8; 32]> =
-            Array::try_from(partner).map_err(|source| SteerError::Map {
-                map: PARTNER_MAP,
-                source,
-            })?;
+        let map_err = |map: &'static str| move |source| SteerError::Map { map, source };
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name).ok_or(SteerError::Object(name))
+        };
+        let rel_buckets: Array<MapData, [u8; 32]> =
+            Array::try_from(take(&mut ebpf, REL_BUCKETS_MAP)?).map_err(map_err(REL_BUCKETS_MAP))?;
+        let rel_drops: PerCpuArray<MapData, u64> =
+            PerCpuArray::try_from(take(&mut ebpf, REL_DROPS_MAP)?)
+                .map_err(map_err(REL_DROPS_MAP))?;
+        let mut direct: Array<MapData, u32> =
+            Array::try_from(take(&mut ebpf, DIRECT_REL_MAP)?).map_err(map_err(DIRECT_REL_MAP))?;
+        let subnets: LpmTrie<MapData, u32, u32> =
+            LpmTrie::try_from(take(&mut ebpf, SUBNET_REL_MAP)?).map_err(map_err(SUBNET_REL_MAP))?;
+        // Direct clients start in no relationship (an array starts at slot 0).
+        direct
+            .set(0, REL_NONE, 0)
+            .map_err(map_err(DIRECT_REL_MAP))?;
         Ok(Steering {
             ebpf,
             counters,
-            partner,
+            rel_buckets,
+            rel_drops,
+            direct,
+            subnets,
             port,
             attachments: Vec::new(),
         })
@@ -484,28 +521,121 @@ impl Steering {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Publishes the buckets the failover partner answers: bucket `b` is bit `b & 7` (least
-    /// significant first) of byte `b >> 3`, the layout of
+    /// Publishes the buckets the partner of relationship slot `rel` answers: bucket `b` is bit
+    /// `b & 7` (least significant first) of byte `b >> 3`, the layout of
     /// `tandem_dataplane::hash::BucketMap::as_bytes()`. All zero: every bucket is ours.
     ///
     /// The kernel copies the map value while frames may be in flight; each bucket's bit is seen
     /// either before or after the update, never torn.
-    pub fn set_partner_buckets(&mut self, buckets: &[u8; 32]) -> Result<(), SteerError> {
-        self.partner
-            .set(0, buckets, 0)
+    pub fn set_relationship_buckets(
+        &mut self,
+        rel: u32,
+        buckets: &[u8; 32],
+    ) -> Result<(), SteerError> {
+        if rel >= MAX_RELATIONSHIPS {
+            return Err(SteerError::RelationshipSlot(rel));
+        }
+        self.rel_buckets
+            .set(rel, buckets, 0)
             .map_err(|source| SteerError::Map {
-                map: PARTNER_MAP,
+                map: REL_BUCKETS_MAP,
                 source,
             })
     }
 
-    /// The partner's buckets as last published (same layout as
-    /// [`set_partner_buckets`](Steering::set_partner_buckets)).
-    pub fn partner_buckets(&self) -> Result<[u8; 32], SteerError> {
-        self.partner.get(&0, 0).map_err(|source| SteerError::Map {
-            map: PARTNER_MAP,
+    /// The buckets of relationship slot `rel` as last published.
+    pub fn relationship_buckets(&self, rel: u32) -> Result<[u8; 32], SteerError> {
+        if rel >= MAX_RELATIONSHIPS {
+            return Err(SteerError::RelationshipSlot(rel));
+        }
+        self.rel_buckets
+            .get(&rel, 0)
+            .map_err(|source| SteerError::Map {
+                map: REL_BUCKETS_MAP,
+                source,
+            })
+    }
+
+    /// Frames of relationship slot `rel` dropped as its partner's, summed over all CPUs.
+    pub fn relationship_drops(&self, rel: u32) -> Result<u64, SteerError> {
+        if rel >= MAX_RELATIONSHIPS {
+            return Err(SteerError::RelationshipSlot(rel));
+        }
+        let values = self
+            .rel_drops
+            .get(&rel, 0)
+            .map_err(|source| SteerError::Map {
+                map: REL_DROPS_MAP,
+                source,
+            })?;
+        Ok(values.iter().fold(0u64, |a, &b| a.wrapping_add(b)))
+    }
+
+    /// The relationship of the requests of clients attached directly to the interface (no
+    /// giaddr, and a ciaddr in no scope subnet): `None` when its scopes are in none, or in
+    /// several (only the engine tells those apart; nothing is dropped).
+    pub fn set_direct_relationship(&mut self, rel: Option<u32>) -> Result<(), SteerError> {
+        let v = match rel {
+            Some(r) if r >= MAX_RELATIONSHIPS => return Err(SteerError::RelationshipSlot(r)),
+            Some(r) => r,
+            None => REL_NONE,
+        };
+        self.direct.set(0, v, 0).map_err(|source| SteerError::Map {
+            map: DIRECT_REL_MAP,
             source,
         })
+    }
+
+    /// Says that requests relayed from (giaddr), or renewing an address (ciaddr) in,
+    /// `network/prefix` belong to relationship slot `rel` (`None`: a scope served alone). The
+    /// longest matching prefix decides; a giaddr in no listed subnet is in no relationship.
+    pub fn set_subnet_relationship(
+        &mut self,
+        network: Ipv4Addr,
+        prefix: u8,
+        rel: Option<u32>,
+    ) -> Result<(), SteerError> {
+        let v = match rel {
+            Some(r) if r >= MAX_RELATIONSHIPS => return Err(SteerError::RelationshipSlot(r)),
+            Some(r) => r,
+            None => REL_NONE,
+        };
+        let key = Key::new(
+            u32::from(prefix.min(32)),
+            u32::from_ne_bytes(network.octets()),
+        );
+        self.subnets
+            .insert(&key, v, 0)
+            .map_err(|source| SteerError::Map {
+                map: SUBNET_REL_MAP,
+                source,
+            })
+    }
+
+    /// Forgets every subnet of [`Steering::set_subnet_relationship`].
+    pub fn clear_subnet_relationships(&mut self) -> Result<(), SteerError> {
+        let keys: Vec<Key<u32>> = self.subnets.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            self.subnets.remove(&k).map_err(|source| SteerError::Map {
+                map: SUBNET_REL_MAP,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// One relationship for the interface's direct clients: publishes `buckets` in slot 0 and
+    /// makes slot 0 the direct clients' relationship (see
+    /// [`set_relationship_buckets`](Steering::set_relationship_buckets)).
+    pub fn set_partner_buckets(&mut self, buckets: &[u8; 32]) -> Result<(), SteerError> {
+        self.set_relationship_buckets(0, buckets)?;
+        self.set_direct_relationship(Some(0))
+    }
+
+    /// Slot 0's buckets as last published (see
+    /// [`set_partner_buckets`](Steering::set_partner_buckets)).
+    pub fn partner_buckets(&self) -> Result<[u8; 32], SteerError> {
+        self.relationship_buckets(0)
     }
 
     /// Registers the AF_XDP socket `fd` for receive queue `queue`: from now on the program

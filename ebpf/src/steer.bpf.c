@@ -7,7 +7,12 @@
 //   - IPv4 fragments are passed to the kernel (it reassembles them; counted);
 //   - the RFC 3074 bucket of the client is computed from option 61 (client identifier) if the
 //     request carries it, else from chaddr[..hlen];
-//   - bucket marked in `partner_buckets` (answered by the failover partner) -> XDP_DROP, counted;
+//   - the failover relationship of the request's scope is found from its scope key as the engine
+//     selects the scope: giaddr (relayed) or ciaddr in `subnet_rel` (longest prefix), else the
+//     relationship of the interface's directly attached scopes (`direct_rel`); a request that
+//     names its link (option 82 with link selection, or option 118) has no relationship here;
+//   - bucket marked in that relationship's bitmap of `rel_buckets` (answered by its failover
+//     partner) -> XDP_DROP, counted in total and per relationship (`rel_drops`);
 //   - otherwise -> XSKMAP[rx_queue_index] (AF_XDP socket of the receiving queue), with XDP_PASS
 //     as the fallback when that queue has no socket;
 //   - everything else -> XDP_PASS.
@@ -70,12 +75,50 @@ struct bucket_bits {
 	__u8 bits[32];
 };
 
+// Failover relationships a server can run (slots of `rel_buckets` and `rel_drops`).
+#define MAX_RELS 64
+// "In no relationship": a scope served alone, or a key whose scope this program cannot tell.
+#define REL_NONE 0xffffffff
+
+// Per relationship slot, the buckets its partner answers (all zero: every client is ours).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_RELS);
+	__type(key, __u32);
+	__type(value, struct bucket_bits);
+} rel_buckets SEC(".maps");
+
+// Per relationship slot, the frames dropped as its partner's.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_RELS);
+	__type(key, __u32);
+	__type(value, __u64);
+} rel_drops SEC(".maps");
+
+// The relationship of the interface's directly attached scopes (REL_NONE: none, or scopes of
+// several relationships on one link, which only the engine tells apart).
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct bucket_bits);
-} partner_buckets SEC(".maps");
+	__type(value, __u32);
+} direct_rel SEC(".maps");
+
+// Scope subnets (network byte order, longest prefix wins) -> relationship slot, REL_NONE for
+// scopes served alone.
+struct subnet_key {
+	__u32 prefixlen;
+	__u32 addr;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct subnet_key);
+	__type(value, __u32);
+} subnet_rel SEC(".maps");
 
 // AF_XDP sockets, indexed by receive queue.
 struct {
@@ -95,6 +138,8 @@ struct walk_scratch {
 	__u32 seen;
 	__u32 unknown;
 	__u32 cid;
+	// Option 82 or 118 seen: the request may name its link, so its scope is the engine's call.
+	__u32 link;
 };
 
 struct {
@@ -131,9 +176,14 @@ static const __u8 rfc3074_mix[256] = {
 #define DHCP_COOKIE_OFF 236
 #define DHCP_OPTIONS_OFF 240
 
+#define DHCP_CIADDR_OFF 12
+#define DHCP_GIADDR_OFF 24
+
 #define OPT_PAD 0
 #define OPT_OVERLOAD 52
 #define OPT_CLIENT_ID 61
+#define OPT_RELAY_INFO 82
+#define OPT_SUBNET_SELECTION 118
 #define OPT_END 255
 
 // Largest frame offset read. Bounds every packet offset for the verifier; a frame larger than
@@ -235,6 +285,7 @@ __attribute__((noinline)) int tandem_walk_options(struct xdp_md *ctx, __u32 off,
 	w->seen = 0;
 	w->unknown = 0;
 	w->cid = 0;
+	w->link = 0;
 	for (i = 0; i < OPTION_WALK_MAX; i++) {
 		int code, len;
 
@@ -256,6 +307,8 @@ __attribute__((noinline)) int tandem_walk_options(struct xdp_md *ctx, __u32 off,
 				break;
 			if (code == OPT_OVERLOAD) {
 				w->unknown = 1;
+			} else if (code == OPT_RELAY_INFO || code == OPT_SUBNET_SELECTION) {
+				w->link = 1;
 			} else if (code == OPT_CLIENT_ID) {
 				// A repeated option 61 is concatenated by the engine (RFC 3396); an
 				// empty one is malformed.
@@ -277,6 +330,49 @@ __attribute__((noinline)) int tandem_walk_options(struct xdp_md *ctx, __u32 off,
 	if (!w->done || w->unknown)
 		return WALK_UNKNOWN;
 	return w->seen ? w->cid : WALK_NO_CLIENT_ID;
+}
+
+// Reads the four bytes at frame offset `off` as they lie (network byte order); 0 if they lie
+// past the end of the frame.
+static __always_inline __u32 addr_at(void *data, void *end, __u32 off)
+{
+	__u32 *p;
+
+	if (off > MAX_OFF)
+		return 0;
+	p = data + off;
+	if ((void *)(p + 1) > end)
+		return 0;
+	return *p;
+}
+
+// The relationship slot of the request's scope (see the top of the file), REL_NONE if it is in
+// none or cannot be told here. Runs after the option walk of `client_bucket`, whose findings
+// are still in the per-CPU scratch.
+static __always_inline __u32 scope_rel(void *data, void *end, __u32 msg)
+{
+	struct subnet_key key = { .prefixlen = 32 };
+	struct walk_scratch *w;
+	__u32 zero = 0, gi, ci, *rel;
+
+	w = bpf_map_lookup_elem(&walk_scratch, &zero);
+	if (!w || w->link)
+		return REL_NONE;
+	gi = addr_at(data, end, msg + DHCP_GIADDR_OFF);
+	if (gi) {
+		key.addr = gi;
+		rel = bpf_map_lookup_elem(&subnet_rel, &key);
+		return rel ? *rel : REL_NONE;
+	}
+	ci = addr_at(data, end, msg + DHCP_CIADDR_OFF);
+	if (ci) {
+		key.addr = ci;
+		rel = bpf_map_lookup_elem(&subnet_rel, &key);
+		if (rel)
+			return *rel;
+	}
+	rel = bpf_map_lookup_elem(&direct_rel, &zero);
+	return rel ? *rel : REL_NONE;
 }
 
 // The bucket of the DHCP message at frame offset `msg` with `msg_len` bytes of UDP payload,
@@ -324,7 +420,8 @@ int tandem_steer(struct xdp_md *ctx)
 	struct iphdr *ip;
 	struct udphdr *udp;
 	struct bucket_bits *partner;
-	__u32 l3 = sizeof(*eth), l4, msg, avail, udp_len, key_counter, zero = 0;
+	__u32 l3 = sizeof(*eth), l4, msg, avail, udp_len, key_counter, rel;
+	__u64 *drops;
 	__u16 proto;
 	int bucket;
 	long action;
@@ -374,9 +471,14 @@ int tandem_steer(struct xdp_md *ctx)
 	}
 	count(key_counter);
 	if (bucket >= 0) {
-		partner = bpf_map_lookup_elem(&partner_buckets, &zero);
-		if (partner && (partner->bits[(bucket >> 3) & 31] >> (bucket & 7)) & 1)
+		rel = scope_rel(data, end, msg);
+		partner = rel < MAX_RELS ? bpf_map_lookup_elem(&rel_buckets, &rel) : NULL;
+		if (partner && (partner->bits[(bucket >> 3) & 31] >> (bucket & 7)) & 1) {
+			drops = bpf_map_lookup_elem(&rel_drops, &rel);
+			if (drops)
+				*drops += 1;
 			return verdict(CNT_PARTNER_DROP, XDP_DROP);
+		}
 	}
 
 	action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use tandem_dataplane::hash::{bucket, BucketMap};
 use tandem_ebpf::{
     AttachedMode, Counters, SteerError, Steering, XdpAction, XdpMode, DHCP_SERVER_PORT,
-    PROGRAM_NAME,
+    MAX_RELATIONSHIPS, PROGRAM_NAME,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -43,6 +43,10 @@ struct Dhcp {
     options: Vec<u8>,
     /// Zero padding after the options up to this many bytes (BOOTP minimum is 300).
     min_len: usize,
+    /// `ciaddr` (a renewing client's address).
+    ciaddr: [u8; 4],
+    /// `giaddr` (the relay's address).
+    giaddr: [u8; 4],
 }
 
 impl Dhcp {
@@ -56,6 +60,8 @@ impl Dhcp {
             cookie: MAGIC,
             options: vec![53, 1, 1, 55, 4, 1, 3, 6, 15, 57, 2, 5, 220, 255],
             min_len: 300,
+            ciaddr: [0; 4],
+            giaddr: [0; 4],
         }
     }
 
@@ -86,6 +92,8 @@ impl Dhcp {
         m[2] = self.hlen;
         m[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
         m[10] = 0x80; // broadcast flag
+        m[12..16].copy_from_slice(&self.ciaddr);
+        m[24..28].copy_from_slice(&self.giaddr);
         m[28..44].copy_from_slice(&self.chaddr);
         m.extend_from_slice(&self.cookie);
         m.extend_from_slice(&self.options);
@@ -559,6 +567,81 @@ fn undeterminable_keys_are_never_dropped() {
     assert_to_user_space(&s, &unknown(&d), "key_unknown");
 }
 
+/// Two relationships and a scope served alone on one program: a request is dropped only by
+/// the bitmap of its own scope's relationship, found from giaddr (relayed), ciaddr (renewing)
+/// or the interface (direct), and counted for that relationship; a request that may name its
+/// link (option 82 or 118), or whose scope is in no relationship, is never dropped.
+#[test]
+fn each_relationship_drops_only_its_own_scopes_partner_clients() {
+    let mut s = load();
+    let ip = |a: [u8; 4]| std::net::Ipv4Addr::from(a);
+    let b = bucket(&CLIENT_MAC);
+    let mut only = BucketMap::EMPTY;
+    only.insert(b);
+    // Slot 0 drops our client's bucket, slot 1 nothing; slot 1 is the interface's.
+    s.set_relationship_buckets(0, only.as_bytes())
+        .expect("slot 0");
+    s.set_relationship_buckets(1, BucketMap::EMPTY.as_bytes())
+        .expect("slot 1");
+    s.set_direct_relationship(Some(1)).expect("direct");
+    s.set_subnet_relationship(ip([10, 1, 0, 0]), 16, Some(0))
+        .expect("10.1/16");
+    // A standalone scope nested in it: the longer prefix wins.
+    s.set_subnet_relationship(ip([10, 1, 9, 0]), 24, None)
+        .expect("10.1.9/24");
+    let relayed = |gi: [u8; 4]| {
+        let mut d = Dhcp::discover();
+        d.giaddr = gi;
+        Frame::dhcp(&d).bytes()
+    };
+    let drops = |s: &Steering| {
+        (0..2)
+            .map(|r| s.relationship_drops(r).unwrap())
+            .collect::<Vec<_>>()
+    };
+    // Direct: slot 1, which drops nothing.
+    assert_to_user_space(&s, &Frame::discover().bytes(), "key_chaddr");
+    // Relayed from 10.1.2.1: slot 0 drops it, counted for slot 0.
+    let (action, d) = run(&s, &relayed([10, 1, 2, 1]));
+    assert_eq!(action, XdpAction::Drop);
+    assert_counted(&d, &["partner_drop", "key_chaddr"]);
+    assert_eq!(drops(&s), vec![1, 0]);
+    // Relayed from the standalone scope, or from a subnet no scope has: never dropped.
+    assert_to_user_space(&s, &relayed([10, 1, 9, 1]), "key_chaddr");
+    assert_to_user_space(&s, &relayed([192, 0, 2, 1]), "key_chaddr");
+    // A direct renewal from 10.1.3.7 (ciaddr): its scope's relationship, slot 0.
+    let mut d = Dhcp::discover();
+    d.ciaddr = [10, 1, 3, 7];
+    let (action, _) = run(&s, &Frame::dhcp(&d).bytes());
+    assert_eq!(action, XdpAction::Drop);
+    // A ciaddr in no scope: the interface's relationship (slot 1), not dropped.
+    d.ciaddr = [172, 16, 0, 9];
+    assert_to_user_space(&s, &Frame::dhcp(&d).bytes(), "key_chaddr");
+    // The relay names the link (option 118, or option 82): the engine decides.
+    for opt in [vec![118u8, 4, 10, 1, 2, 0], vec![82, 6, 5, 4, 10, 1, 2, 0]] {
+        let mut d = Dhcp::discover();
+        d.giaddr = [10, 1, 2, 1];
+        d.options.splice(3..3, opt);
+        assert_to_user_space(&s, &Frame::dhcp(&d).bytes(), "key_chaddr");
+    }
+    assert_eq!(drops(&s), vec![2, 0]);
+    // The interface's scopes move to slot 0; then the subnets are forgotten: relayed requests
+    // are in no relationship again.
+    s.set_direct_relationship(Some(0)).expect("direct");
+    let (action, _) = run(&s, &Frame::discover().bytes());
+    assert_eq!(action, XdpAction::Drop);
+    s.clear_subnet_relationships().expect("clear");
+    assert_to_user_space(&s, &relayed([10, 1, 2, 1]), "key_chaddr");
+    s.set_direct_relationship(None).expect("direct");
+    assert_to_user_space(&s, &Frame::discover().bytes(), "key_chaddr");
+    assert_eq!(drops(&s), vec![3, 0]);
+    // Slots past the program's limit are refused.
+    assert!(matches!(
+        s.set_relationship_buckets(MAX_RELATIONSHIPS, BucketMap::FULL.as_bytes()),
+        Err(SteerError::RelationshipSlot(_))
+    ));
+}
+
 #[test]
 fn option_walk_edge_cases_decide_like_the_engine() {
     let mut s = load();
@@ -566,7 +649,8 @@ fn option_walk_edge_cases_decide_like_the_engine() {
     // Option 61 after many other options and PAD bytes.
     let mut d = Dhcp::discover();
     let mut opts = vec![0u8; 20];
-    for code in 100..130u8 {
+    // (118, subnet selection, would name the link: not among them.)
+    for code in (100..131u8).filter(|&c| c != 118) {
         opts.extend_from_slice(&[code, 2, 0xaa, 0xbb]);
     }
     opts.extend_from_slice(&[61, id.len() as u8]);
@@ -768,7 +852,11 @@ fn bucket_equals_user_space_on_random_keys() {
         };
         let mut d = Dhcp::discover().with_client_id(&id);
         for _ in 0..rng.range(0, 6) {
-            let code = rng.range(64, 120) as u8;
+            // Not 82 or 118: they may name the client's link (another test covers them).
+            let code = match rng.range(64, 120) as u8 {
+                82 | 118 => 81,
+                c => c,
+            };
             let val = rng.bytes_between(0, 20);
             let mut opt = vec![code, val.len() as u8];
             opt.extend(val);

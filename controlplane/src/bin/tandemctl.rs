@@ -657,18 +657,22 @@ fn print_lease(v: &Value) {
 }
 
 fn print_stats(v: &Value) {
-    if let Value::Object(m) = v {
-        for (k, x) in m {
-            match x {
-                Value::Object(inner) => {
-                    for (k2, y) in inner {
-                        println!("{:<32} {}", format!("{k}.{k2}"), y);
-                    }
+    fn flat(prefix: &str, v: &Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flat(&key, x);
                 }
-                _ => println!("{k:<32} {x}"),
             }
+            _ => println!("{prefix:<32} {v}"),
         }
     }
+    flat("", v);
 }
 
 fn print_status(v: &Value) {

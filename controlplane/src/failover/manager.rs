@@ -16,7 +16,6 @@
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
-use tandem_dataplane::hash::BucketMap;
 use tandem_dataplane::time::Time;
 use tandem_dataplane::worker::{Control, WorkerHandle};
 
@@ -196,6 +195,10 @@ impl FailoverManager {
                 .all(|(a, b)| same_but_mode(a, b))
         {
             self.worker.send(reload(None, None));
+            // Scopes served alone may have come or gone beside the relationships' own.
+            if let Some(x) = &self.xdp {
+                x.set_scope_keys(&crate::xdp_backend::scope_keys(new));
+            }
             let changed: Vec<FailoverSettings> = new
                 .failover
                 .iter()
@@ -254,10 +257,11 @@ impl FailoverManager {
         self.worker
             .each(|_| reload(Some(names.clone()), Some(authority.clone())));
         self.hook_tx.send(&hook);
-        if prepared.as_ref().is_none_or(|p| p.starter.len() != 1) {
-            if let Some(x) = &self.xdp {
-                x.set_partner_buckets(BucketMap::EMPTY.as_bytes());
-            }
+        // The kernel attributes requests to the new relationships (all buckets ours until each
+        // publishes its own).
+        if let Some(x) = &self.xdp {
+            x.clear_relationship_buckets();
+            x.set_scope_keys(&crate::xdp_backend::scope_keys(new));
         }
         inner.settings = new.failover.clone();
         inner.layout = layout;

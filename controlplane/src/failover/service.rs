@@ -15,9 +15,9 @@
 //!   fdatasync).
 //! - **Ownership**: every change of the relationship's [`OwnershipSnapshot`] is published to
 //!   every worker's [`FailoverAuthority`] (picked up between batches, no lock on the request
-//!   path) and, with the AF_XDP backend and a single relationship, to the XDP program's
-//!   partner-bucket map (partner's clients dropped in the kernel in NORMAL, everyone accepted
-//!   otherwise).
+//!   path) and, with the AF_XDP backend, to the relationship's slot of the XDP program's
+//!   partner-bucket maps (partner's clients of the relationship's scopes dropped in the kernel
+//!   in NORMAL, everyone accepted otherwise).
 //!
 //! The relationship state is persisted by a [`FileStore`] in the state directory.
 
@@ -533,17 +533,13 @@ impl Starter {
     }
 
     /// Start one thread per relationship, talking to the workers through `worker`, publishing
-    /// bucket ownership to `xdp` (if the AF_XDP backend runs and there is one relationship).
+    /// bucket ownership to `xdp` (if the AF_XDP backend runs), each in its relationship's slot.
     pub fn start(
         self,
         worker: WorkerHandle,
         xdp: Option<Arc<XdpShared>>,
     ) -> std::io::Result<FailoverHandle> {
         let stop = Arc::new(AtomicBool::new(false));
-        let single = self.rels.len() == 1;
-        if xdp.is_some() && !single {
-            tracing::info!("several failover relationships: the partner's clients are filtered by the engine, not in XDP");
-        }
         let mut threads = Vec::new();
         for (k, l) in self.shared.into_iter().enumerate() {
             let stop = stop.clone();
@@ -558,7 +554,7 @@ impl Starter {
             let rt = RelRuntime {
                 index: r,
                 fan: Fanout::new(worker.clone(), rel.server.clone(), back),
-                xdp: if single { xdp.clone() } else { None },
+                xdp: xdp.clone(),
                 stop: stop.clone(),
                 rel,
                 last_pools: None,
@@ -1013,7 +1009,7 @@ impl RelRuntime {
             } else {
                 BucketMap::EMPTY
             };
-            x.set_partner_buckets(partner.as_bytes());
+            x.set_relationship_buckets(self.index, partner.as_bytes());
             tracing::debug!(relationship = %self.name(), partner_buckets = partner.count(),
                 "XDP partner buckets published");
         }
