@@ -165,6 +165,9 @@ pub struct Binding {
     pub sent_expiry: u32,
     /// Set when this binding came from the partner rather than from a client.
     pub from_partner: bool,
+    /// `client` is the client's own identifier (option 61), not htype + chaddr. The two can
+    /// hold the same bytes (`01` + MAC is common) yet hash to different RFC 3074 buckets.
+    pub client_id: bool,
 }
 
 impl Binding {
@@ -183,6 +186,7 @@ impl Binding {
             acked_expiry: 0,
             sent_expiry: 0,
             from_partner: false,
+            client_id: false,
         }
     }
 

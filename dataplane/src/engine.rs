@@ -1596,6 +1596,7 @@ fn release_hold(st: &mut ScopeState, addr: Ipv4Addr, client: ClientKey) {
 
 fn fill_client(b: &mut Binding, client: ClientKey, req: &Request<'_>) {
     b.client = client;
+    b.client_id = req.client_id().is_some();
     b.htype = req.htype();
     b.hlen = req.hlen();
     let hw = req.chaddr();

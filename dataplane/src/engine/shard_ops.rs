@@ -23,7 +23,7 @@ use crate::time::Time;
 /// live with another worker than its requests reach (it gets a new address; nothing is leased
 /// twice).
 pub fn binding_bucket(b: &Binding) -> u8 {
-    if b.client == ClientKey::from_hw(b.htype, b.hw()) {
+    if !b.client_id && b.client == ClientKey::from_hw(b.htype, b.hw()) {
         hash::client_bucket(None, b.hw(), b.hlen)
     } else {
         hash::bucket(b.client.as_bytes())
@@ -587,5 +587,54 @@ mod tests {
         b.state = BindingState::Active;
         b.client = ClientKey::new(b"\x00host-17");
         assert_eq!(binding_bucket(&b), hash::bucket(b"\x00host-17"));
+    }
+
+    /// A client whose option 61 is `01` + its MAC (udhcpc, Windows) has the key a client without
+    /// option 61 gets from its chaddr, but its requests hash the 7 identifier bytes: the binding
+    /// must live with the worker those requests reach, or a renewal finds no lease there.
+    #[test]
+    fn a_client_id_of_htype_and_mac_keeps_its_own_bucket() {
+        let s = settings("10.0.0.10", "10.0.0.29");
+        let mut es = engines(&s, 2);
+        // A MAC whose chaddr bucket and `01`+MAC bucket belong to different workers.
+        let mac = (0u32..)
+            .map(|i| {
+                let b = i.to_be_bytes();
+                [2, 0x61, b[0], b[1], b[2], b[3]]
+            })
+            .find(|m| {
+                let mut id = vec![1u8];
+                id.extend_from_slice(m);
+                hash::client_bucket(None, m, 6) % 2 != hash::bucket(&id) % 2
+            })
+            .expect("such a MAC exists");
+        let mut id = vec![1u8];
+        id.extend_from_slice(&mac);
+        let w = usize::from(hash::bucket(&id)) % 2;
+        let discover = Req::new(MessageType::Discover, 0).mac(mac).opt(61, &id);
+        let offer = send_at(&mut es[w], T0, &discover, &Standalone);
+        let req = Req::new(MessageType::Request, 0)
+            .mac(mac)
+            .opt(61, &id)
+            .xid(0x9300)
+            .sid(SID)
+            .requested(offer.yiaddr());
+        let ack = send_at(&mut es[w], T0, &req, &Standalone);
+        assert_eq!(ack.msg(), Some(MessageType::Ack));
+        let b = *es[w].binding(ack.yiaddr()).expect("leased");
+        assert!(b.client_id);
+        assert_eq!(b.client, ClientKey::from_hw(1, &mac), "the ambiguous key");
+        assert_eq!(
+            owner_of(&s, &b, 2),
+            w,
+            "the binding's owner is the requests' worker"
+        );
+        // Loaded again on two workers (a restart), it lands there too.
+        let mut two = engines(&s, 2);
+        for e in &mut two {
+            e.load_part(&[b], T0);
+        }
+        assert!(two[w].binding(b.addr).is_some());
+        assert!(two[1 - w].binding(b.addr).is_none());
     }
 }

@@ -116,7 +116,9 @@ fn seal(mut buf: [u8; RECORD_LEN]) -> [u8; RECORD_LEN] {
 fn put_binding(buf: &mut [u8; RECORD_LEN], b: &Binding) {
     buf[12..16].copy_from_slice(&b.addr.octets());
     buf[16] = b.state as u8;
-    buf[17] = u8::from(b.from_partner);
+    // Flags: bit 0 from the partner, bit 1 the key is option 61 (records written before bit 1
+    // existed read as "htype + chaddr", the old reading).
+    buf[17] = u8::from(b.from_partner) | (u8::from(b.client_id) << 1);
     let key = b.client.as_bytes();
     // ClientKey never holds more than CLIENT_KEY_MAX (32) bytes, so the length fits a u8.
     buf[18] = key.len() as u8;
@@ -189,6 +191,7 @@ fn get_binding(buf: &[u8; RECORD_LEN]) -> Result<Binding, DecodeError> {
         acked_expiry: get_u32(buf, 84),
         sent_expiry: get_u32(buf, 88),
         from_partner: buf[17] & 1 != 0,
+        client_id: buf[17] & 2 != 0,
     })
 }
 

@@ -35,6 +35,7 @@ fn bind(i: u8, state: BindingState, n: u32) -> Binding {
         acked_expiry: 1_700_001_000 + n,
         sent_expiry: 1_700_002_000 + n,
         from_partner: n % 2 == 1,
+        client_id: n % 3 == 1,
     }
 }
 

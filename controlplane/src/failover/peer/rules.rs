@@ -325,7 +325,7 @@ pub fn update_from_binding(b: &Binding) -> Option<BindingUpdate> {
     let hw = b.hw();
     if !b.client.is_empty() {
         let hw_key = ClientKey::from_hw(b.htype, hw);
-        if b.hlen == 0 || hw_key != b.client {
+        if b.client_id || b.hlen == 0 || hw_key != b.client {
             u.client_id = Some(b.client.as_bytes().to_vec());
         }
     }
@@ -366,6 +366,7 @@ pub fn binding_from_update(u: &BindingUpdate) -> Result<Binding, RejectReason> {
         b.hlen = n as u8;
         b.chaddr[..n].copy_from_slice(&hw.addr[..n]);
     }
+    b.client_id = u.client_id.is_some();
     b.client = match (&u.client_id, &u.chaddr) {
         (Some(id), _) => ClientKey::new(id),
         (None, Some(hw)) => ClientKey::from_hw(hw.htype, &hw.addr),
