@@ -1,8 +1,10 @@
 //! Address shards: the addresses of each scope one worker may allocate.
 //!
-//! Each scope range is cut into `shards` contiguous slices and worker `k` starts owning slice `k`
-//! of every range, so no two workers ever allocate the same address and allocation needs no
-//! lock. A worker's pool keeps one bit per address of the whole range (1 = free *and* this
+//! Each scope range is cut into segments at the edges of the scope's policy ranges
+//! ([`segments`]), each segment into `shards` contiguous slices, and worker `k` starts owning
+//! slice `k` of every segment, so no two workers ever allocate the same address, allocation
+//! needs no lock, and every policy's range is shared by all workers from the start (a client
+//! matching a policy is served by the worker owning its bucket, whichever it is). A worker's pool keeps one bit per address of the whole range (1 = free *and* this
 //! worker's to allocate), so addresses can move between workers: a worker that releases an
 //! address it leased puts it in its own pool, wherever the address started, and shards
 //! rebalance by moving free addresses from one pool to another ([`Pool::give`],
@@ -47,22 +49,20 @@ impl Slice {
         }
     }
 
-    /// Clear every bit outside the offsets `lo..hi` (and start the cursor at `lo`).
-    fn keep_only(&mut self, lo: u32, hi: u32) {
-        let n = u64::from(self.end - self.start) + 1;
-        for (w, word) in self.words.iter_mut().enumerate() {
-            let base = w as u64 * 64;
-            let mut mask = 0u64;
-            for bit in 0..64u64 {
-                let off = base + bit;
-                if off >= u64::from(lo) && off < u64::from(hi) && off < n {
-                    mask |= 1 << bit;
-                }
+    /// Clear every bit outside the offset intervals `keep` (each `lo..hi`, sorted, disjoint,
+    /// inside the slice), and start the cursor at the first.
+    fn keep_only(&mut self, keep: &[(u32, u32)]) {
+        let mut words = vec![0u64; self.words.len()];
+        let mut free = 0u64;
+        for &(lo, hi) in keep {
+            for off in lo..hi {
+                words[(off / 64) as usize] |= 1 << (off % 64);
             }
-            *word &= mask;
+            free += u64::from(hi.saturating_sub(lo));
         }
-        self.free = u64::from(hi.saturating_sub(lo));
-        self.cursor = lo;
+        self.words = words;
+        self.free = free;
+        self.cursor = keep.first().map_or(0, |k| k.0);
     }
 
     fn contains(&self, a: u32) -> bool {
@@ -122,6 +122,33 @@ impl Slice {
     }
 }
 
+/// The segments of the range `s..=e` of `scope` that are shared out to the workers one by one:
+/// the range cut at every edge of a policy range inside it, so each policy's addresses are
+/// split between all workers. Sorted, disjoint, covering `s..=e`.
+pub fn segments(scope: &Scope, s: u32, e: u32) -> Vec<(u32, u32)> {
+    let mut cuts: Vec<u32> = scope
+        .policies
+        .iter()
+        .flat_map(|p| p.ranges.iter())
+        .flat_map(|r| {
+            let (a, b) = (u32::from(r.start), u32::from(r.end));
+            [Some(a), b.checked_add(1)]
+        })
+        .flatten()
+        .filter(|&c| c > s && c <= e)
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut out = Vec::with_capacity(cuts.len() + 1);
+    let mut from = s;
+    for c in cuts {
+        out.push((from, c - 1));
+        from = c;
+    }
+    out.push((from, e));
+    out
+}
+
 /// A worker's shard of one scope's ranges.
 #[derive(Clone, Debug, Default)]
 pub struct Pool {
@@ -144,16 +171,21 @@ impl Pool {
             if e < s {
                 continue;
             }
-            let n = u64::from(e - s) + 1;
-            let lo = u64::from(s) + n * shard / shards;
-            let hi = u64::from(s) + n * (shard + 1) / shards;
-            // The whole range is in the bitmap; only this shard's slice starts free.
+            // The whole range is in the bitmap; only this shard's slice of each segment starts
+            // free.
             let mut slice = Slice::new(s, e);
-            if shards > 1 {
+            let mut keep = Vec::new();
+            for (a, b) in segments(scope, s, e) {
+                let n = u64::from(b - a) + 1;
+                let lo = u64::from(a) + n * shard / shards;
+                let hi = u64::from(a) + n * (shard + 1) / shards;
                 // lo..hi lies inside s..=e, so the offsets fit in u32.
-                slice.keep_only((lo - u64::from(s)) as u32, (hi - u64::from(s)) as u32);
+                keep.push(((lo - u64::from(s)) as u32, (hi - u64::from(s)) as u32));
+                size += hi - lo;
             }
-            size += hi - lo;
+            if shards > 1 {
+                slice.keep_only(&keep);
+            }
             slices.push(slice);
         }
         let mut pool = Pool { slices, size };
@@ -363,6 +395,42 @@ mod tests {
             options: OptionSet::new(),
             policies: vec![],
             authoritative: true,
+        }
+    }
+
+    #[test]
+    fn every_policy_range_is_shared_by_every_shard() {
+        // .100-.199 with a policy range .180-.199 (inside one contiguous half on its own).
+        let mut s = scope(&[("10.0.0.100", "10.0.0.199")]);
+        s.policies.push(crate::scope::Policy {
+            name: "phones".into(),
+            order: 1,
+            conditions: vec![],
+            combine: crate::scope::Combine::All,
+            ranges: vec![AddrRange::new(ip("10.0.0.180"), ip("10.0.0.199"))],
+            options: OptionSet::new(),
+            lease_time: None,
+        });
+        let (lo, hi) = (u32::from(ip("10.0.0.100")), u32::from(ip("10.0.0.199")));
+        assert_eq!(
+            segments(&s, lo, hi),
+            vec![
+                (lo, u32::from(ip("10.0.0.179"))),
+                (u32::from(ip("10.0.0.180")), hi)
+            ]
+        );
+        let pools: Vec<Pool> = (0..2).map(|k| Pool::new(&s, k, 2)).collect();
+        for p in &pools {
+            let phones = (180..=199)
+                .filter(|n| p.is_free(ip(&format!("10.0.0.{n}"))))
+                .count();
+            assert_eq!(phones, 10, "each shard holds half of the policy's range");
+            assert_eq!(p.size(), 50);
+        }
+        // Every address is free in exactly one shard.
+        for n in 100..=199 {
+            let a = ip(&format!("10.0.0.{n}"));
+            assert_eq!(pools.iter().filter(|p| p.is_free(a)).count(), 1, "{a}");
         }
     }
 

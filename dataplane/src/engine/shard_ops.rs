@@ -37,15 +37,21 @@ pub fn shard_of(settings: &ServerSettings, addr: Ipv4Addr, workers: usize) -> us
     let a = u64::from(u32::from(addr));
     for s in &settings.scopes {
         for r in &s.ranges {
-            let (lo, hi) = (u64::from(u32::from(r.start)), u64::from(u32::from(r.end)));
-            if a < lo || a > hi {
+            let (start, end) = (u32::from(r.start), u32::from(r.end));
+            if a < u64::from(start) || a > u64::from(end) {
                 continue;
             }
-            let n = hi - lo + 1;
-            // Shard k covers lo + n*k/w .. lo + n*(k+1)/w (see Pool::new).
-            for k in 0..workers {
-                if a < lo + n * (k + 1) / workers {
-                    return k as usize;
+            for (x, y) in crate::pool::segments(s, start, end) {
+                let (lo, hi) = (u64::from(x), u64::from(y));
+                if a < lo || a > hi {
+                    continue;
+                }
+                let n = hi - lo + 1;
+                // Shard k covers lo + n*k/w .. lo + n*(k+1)/w of each segment (see Pool::new).
+                for k in 0..workers {
+                    if a < lo + n * (k + 1) / workers {
+                        return k as usize;
+                    }
                 }
             }
         }
@@ -564,6 +570,42 @@ mod tests {
         }
         // An empty BACKUP pool gives nothing.
         assert!(es[0].shard_take(0, BindingState::Backup, 3).is_empty());
+    }
+
+    #[test]
+    fn shard_of_agrees_with_the_initial_pools_also_with_policy_ranges() {
+        let mut sc = scope("lan", "10.0.0.0", 24, "10.0.0.10", "10.0.0.49");
+        sc.policies.push(crate::scope::Policy {
+            name: "p".into(),
+            order: 1,
+            conditions: vec![],
+            combine: crate::scope::Combine::All,
+            ranges: vec![crate::scope::AddrRange::new(
+                ip("10.0.0.40"),
+                ip("10.0.0.47"),
+            )],
+            options: crate::scope::OptionSet::new(),
+            lease_time: None,
+        });
+        let s = Arc::new(test_settings(vec![sc]));
+        for n in [2usize, 3] {
+            let mut es = engines(&s, n);
+            for a in 10..=49u8 {
+                let addr = ip(&format!("10.0.0.{a}"));
+                // Which workers' initial pools hold it (extract, then put back unchanged).
+                let free: Vec<usize> = (0..n)
+                    .filter(|&k| match es[k].extract(addr) {
+                        Some(x) => {
+                            let pooled = x.pooled.is_some();
+                            es[k].put_back(addr, x);
+                            pooled
+                        }
+                        None => false,
+                    })
+                    .collect();
+                assert_eq!(free, vec![shard_of(&s, addr, n)], "{addr} with {n} workers");
+            }
+        }
     }
 
     #[test]
