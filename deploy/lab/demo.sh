@@ -6,8 +6,9 @@
 #                                [--no-install] [--keep]
 #
 # 1. installs what is missing (deploy/install-deps.sh) and builds tandemd/tandemctl (cargo profile `demo`: release without LTO);
-# 2. builds namespaces (all named tdm-<pid>-demo-*) joined by veth pairs (one RX and one TX
-#    queue each: the AF_XDP backend serves one queue per interface) and two bridges:
+# 2. builds namespaces (all named tdm-<pid>-demo-*) joined by veth pairs (the servers' with two
+#    RX and TX queues: each partner runs two AF_XDP workers, one per queue; one queue with
+#    --backend udp) and two bridges:
 #
 #      tdm-..-demo-c1 (dhclient) ──┐                                  ┌── srv1 tandemd (primary)
 #      tdm-..-demo-c2 (dhcpcd)   ──┼── bridge br0 in tdm-..-demo-lan ─┤     tdm0 10.99.0.1/24 (scope "lan")
@@ -19,9 +20,11 @@
 #    The partners run one load-balance failover relationship (50/50 by RFC 3074 hash bucket, MCLT
 #    30 s) over TCP 647 on the lan bridge. Both serve with `[dataplane] backend = "xdp"`: the XDP
 #    steering program on tdm0 and tdm1 (native mode, generic if native cannot attach: tandemd logs
-#    why) redirects DHCP to one AF_XDP socket per interface, served by one worker, and drops in the
-#    kernel the requests whose hash bucket the partner owns; the demo prints each partner's mode
-#    (`tandemctl stats --json`, `xdp.mode`). --backend udp runs the same demo on UDP sockets.
+#    why) redirects DHCP to the AF_XDP socket of the receiving queue, and drops in the kernel the
+#    requests whose hash bucket the partner owns; of two workers per partner, each serves its own
+#    buckets' clients and hands the other's frames to it (broadcasts share one queue). The demo
+#    prints each partner's mode (`tandemctl stats --json`, `xdp.mode`) and the handoffs between
+#    its workers. --backend udp runs the same demo on UDP sockets, one worker each.
 # 3. phase 1: both partners NORMAL, the three real clients bind (one matches a vendor-class
 #    policy), one bounded perfdhcp run (-r RATE for -p PERIOD s); phase 2: srv1 is killed with
 #    SIGKILL and srv2 serves every client alone (COMMUNICATIONS-INTERRUPTED, leases capped at
@@ -33,7 +36,7 @@
 #    broadcasts in the kernel, alone the survivor drops none; then the real clients' addresses
 #    across the failover, their leases and the failover status; then removes everything (also on
 #    Ctrl-C/failure). Exit status 1 if a real client's address changed or the XDP verdicts do not
-#    show that split.
+#    show that split (or a real client got no address).
 #
 # Nothing leaves the namespaces; the clients' scripts only set addresses inside their own
 # namespace (no resolv.conf, no host routes). --keep keeps the temp dir (logs, config, journal).
@@ -58,6 +61,9 @@ done
 [[ $NCLIENTS =~ ^[0-9]+$ && $NCLIENTS -gt 0 ]] || { echo "demo.sh: --clients must be > 0" >&2; exit 2; }
 [[ $BACKEND == xdp || $BACKEND == auto || $BACKEND == udp ]] ||
     { echo "demo.sh: --backend must be xdp, auto or udp" >&2; exit 2; }
+# Two AF_XDP workers per partner (one per receive queue); the UDP backend runs one.
+WORKERS=2
+[[ $BACKEND == udp ]] && WORKERS=1
 [[ $(id -u) == 0 ]] || { echo "demo.sh: run as root: sudo bash $0 (it creates network namespaces)" >&2; exit 1; }
 
 log() { printf '[demo %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -107,10 +113,12 @@ mkns() {  # role
     ip -n "$P-$1" link set lo up
     ip netns exec "$P-$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 }
-link() {  # role-a if-a role-b if-b: veth created directly inside both namespaces, one queue each
-    # (veth gets one queue per possible CPU by default; AF_XDP serves interfaces with exactly one)
-    ip link add "$2" netns "$P-$1" numrxqueues 1 numtxqueues 1 type veth \
-        peer name "$4" netns "$P-$3" numrxqueues 1 numtxqueues 1
+link() {  # role-a if-a role-b if-b [queues]: veth created directly inside both namespaces, with
+    # `queues` RX and TX queues on each end (default 1; veth gets one per possible CPU otherwise,
+    # and AF_XDP needs one worker per receive queue)
+    local q=${5:-1}
+    ip link add "$2" netns "$P-$1" numrxqueues "$q" numtxqueues "$q" type veth \
+        peer name "$4" netns "$P-$3" numrxqueues "$q" numtxqueues "$q"
     ip -n "$P-$1" link set "$2" up; ip -n "$P-$3" link set "$4" up
 }
 bridge_port() {  # role bridge port
@@ -141,8 +149,8 @@ server_host() { echo $(( $1 * 2 - 1 )); }   # server 1 -> .1, a partner 2 -> .3
 add_server() {  # index: namespace srvN on both bridges, plus its config
     local i=$1 h; h=$(server_host "$1")
     mkns "srv$i"
-    link "srv$i" tdm0 lan "s$i"; bridge_port lan br0 "s$i"
-    link "srv$i" tdm1 load "s$i"; bridge_port load br0 "s$i"
+    link "srv$i" tdm0 lan "s$i" "$WORKERS"; bridge_port lan br0 "s$i"
+    link "srv$i" tdm1 load "s$i" "$WORKERS"; bridge_port load br0 "s$i"
     ip -n "$P-srv$i" addr add "10.99.0.$h/24" dev tdm0
     ip -n "$P-srv$i" addr add "10.64.0.$h/12" dev tdm1
     mkdir -p "$WORK/srv$i/state"
@@ -156,9 +164,9 @@ interfaces = ["tdm0", "tdm1"]
 state_dir = "$WORK/srv$i/state"
 durability = "sync"
 admin_listen = "127.0.0.1:9167"
-workers = 1
+workers = $WORKERS
 
-# XDP steering + one AF_XDP socket per interface (--backend udp: kernel UDP sockets)
+# XDP steering + one AF_XDP socket per interface and worker (--backend udp: kernel UDP sockets)
 [dataplane]
 backend = "$BACKEND"
 xdp_mode = "auto"
@@ -236,13 +244,16 @@ XDP_PY='
 import json, sys
 x = json.load(sys.stdin).get("xdp")
 if sys.argv[1] == "mode":
-    print("XDP " + x["mode"] + ", one AF_XDP worker" if x else "UDP sockets (no XDP)")
+    print("XDP " + x["mode"] + ", " + sys.argv[2] + " AF_XDP workers" if x else "UDP sockets (no XDP)")
+elif sys.argv[1] == "handoffs":
+    print(" ".join(str(x[k]) for k in ("handoff_out", "handoff_in", "handoff_full")) if x else "- - -")
 elif x is None:
     print("- - - -")
 else:
     passed = ("runt", "not_ipv4", "bad_ipv4", "not_udp", "fragment", "other_port", "redirect_failed")
     print(x["redirect"], x["partner_drop"], sum(x[k] for k in passed), x["not_udp"])'
-backend_of() { ctl "$1" stats --json 2>/dev/null | python3 -c "$XDP_PY" mode 2>/dev/null || echo "unknown (stats failed)"; }
+backend_of() { ctl "$1" stats --json 2>/dev/null | python3 -c "$XDP_PY" mode "$WORKERS" 2>/dev/null || echo "unknown (stats failed)"; }
+handoffs() { ctl "$1" stats --json 2>/dev/null | python3 -c "$XDP_PY" handoffs 2>/dev/null || echo "- - -"; }
 xdp_counts() { ctl "$1" stats --json 2>/dev/null | python3 -c "$XDP_PY" counts 2>/dev/null || echo "- - - -"; }
 
 fo_state() {  # index -> "STATE/PARTNER-STATE" of the relationship ("down" if it does not answer)
@@ -439,13 +450,30 @@ if problems:
     sys.exit(1)
 print("  XDP check: in NORMAL each partner dropped its partner's half in the kernel; alone, srv2 dropped none")
 PY
+if (( WORKERS > 1 )); then
+    echo
+    echo "== handoffs between each partner's two AF_XDP workers (tandemctl stats --json: xdp.handoff_*;"
+    echo "   srv1's count from its restart): a frame that arrived on the other worker's queue is handed"
+    echo "   to the owner of its client's bucket, which answers it"
+    for i in 1 2; do
+        read -r hout hin hfull <<<"$(handoffs "$i")"
+        echo "  srv$i: handed out $hout, answered by the owner $hin, ring full $hfull"
+    done
+    read -r hout hin hfull <<<"$(handoffs 2)"
+    if [[ $BACKEND == xdp ]] && ! [[ $hout =~ ^[0-9]+$ && $hout -gt 0 && $hin == "$hout" && $hfull == 0 ]]; then
+        echo "  handoff check FAILED: srv2's workers did not hand frames to each other and answer them all"
+        XDP_OK=0
+    fi
+fi
 echo
 echo "== the real clients' addresses across the failover"
 echo "  before the crash:  $before"
 echo "  srv1 down:         $during"
 echo "  after recovery:    $after"
 ADDR_OK=1
-if [[ $before == "$during" && $during == "$after" ]]; then
+if [[ $before == *=-* ]]; then
+    echo "  a real client had no address before the crash: see $WORK/events (run with --keep)"; ADDR_OK=0
+elif [[ $before == "$during" && $during == "$after" ]]; then
     echo "  every client kept its address"
 else
     echo "  an address changed: see $WORK/events (run with --keep)"; ADDR_OK=0
