@@ -85,6 +85,10 @@ pub enum Target {
     TandemPairUdp,
     /// Two tandemd, one load-balance relationship, XDP backend.
     TandemPairXdp,
+    /// tandemd, XDP backend, two AF_XDP workers (cores 0 and 1, two receive queues).
+    TandemXdp2w,
+    /// Two tandemd, one load-balance relationship, XDP backend, two AF_XDP workers each.
+    TandemPairXdp2w,
     /// Kea, single-threaded, memfile persist.
     Kea,
     /// Kea, multi-threaded (2 threads), memfile persist.
@@ -101,11 +105,13 @@ pub enum Target {
 
 impl Target {
     /// Every target, in table order.
-    pub const ALL: [Target; 10] = [
+    pub const ALL: [Target; 12] = [
         Target::Echo,
         Target::TandemXdp,
+        Target::TandemXdp2w,
         Target::TandemUdp,
         Target::TandemPairXdp,
+        Target::TandemPairXdp2w,
         Target::TandemPairUdp,
         Target::Kea,
         Target::KeaMt,
@@ -121,6 +127,8 @@ impl Target {
             Target::TandemUdp => "tandem-udp",
             Target::TandemPairUdp => "tandem-pair-udp",
             Target::TandemPairXdp => "tandem-pair-xdp",
+            Target::TandemXdp2w => "tandem-xdp-2w",
+            Target::TandemPairXdp2w => "tandem-pair-xdp-2w",
             Target::Kea => "kea",
             Target::KeaMt => "kea-mt",
             Target::Dhcpd => "dhcpd",
@@ -137,6 +145,10 @@ impl Target {
             Target::TandemUdp => "tandemd, UDP backend, durability sync",
             Target::TandemPairUdp => "two tandemd, load-balance failover, UDP backend, sync",
             Target::TandemPairXdp => "two tandemd, load-balance failover, AF_XDP backend, sync",
+            Target::TandemXdp2w => "tandemd, AF_XDP backend, 2 workers (cores 0,1), sync",
+            Target::TandemPairXdp2w => {
+                "two tandemd, load-balance failover, AF_XDP, 2 workers each (cores 0,1), sync"
+            }
             Target::Kea => "Kea kea-dhcp4, memfile persist, single thread",
             Target::KeaMt => "Kea kea-dhcp4, memfile persist, 2 threads",
             Target::Dhcpd => "ISC dhcpd, lease file, one server",
@@ -149,8 +161,10 @@ impl Target {
     /// Its kind.
     pub fn kind(self) -> Kind {
         match self {
-            Target::TandemXdp | Target::TandemUdp => Kind::TandemSingle,
-            Target::TandemPairUdp | Target::TandemPairXdp => Kind::TandemPair,
+            Target::TandemXdp | Target::TandemXdp2w | Target::TandemUdp => Kind::TandemSingle,
+            Target::TandemPairUdp | Target::TandemPairXdp | Target::TandemPairXdp2w => {
+                Kind::TandemPair
+            }
             Target::Echo => Kind::Ceiling,
             _ => Kind::Peer,
         }
@@ -160,8 +174,20 @@ impl Target {
     pub fn is_pair(self) -> bool {
         matches!(
             self,
-            Target::TandemPairUdp | Target::TandemPairXdp | Target::KeaHa | Target::DhcpdFo
+            Target::TandemPairUdp
+                | Target::TandemPairXdp
+                | Target::TandemPairXdp2w
+                | Target::KeaHa
+                | Target::DhcpdFo
         )
+    }
+
+    /// Receive queues per server interface (one AF_XDP worker each).
+    pub fn queues(self) -> u32 {
+        match self {
+            Target::TandemXdp2w | Target::TandemPairXdp2w => 2,
+            _ => 1,
+        }
     }
 
     /// The target named `s`.
@@ -194,8 +220,9 @@ pub enum GenBackend {
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Targets, comma-separated, in any order (the table keeps its own): tandem-xdp,
-    /// tandem-udp, tandem-pair-xdp, tandem-pair-udp, kea, kea-mt, dhcpd, kea-ha, dhcpd-fo, echo
-    /// (the generator's ceiling), or `all`.
+    /// tandem-xdp-2w, tandem-udp, tandem-pair-xdp, tandem-pair-xdp-2w, tandem-pair-udp, kea,
+    /// kea-mt, dhcpd, kea-ha, dhcpd-fo, echo (the generator's ceiling), or `all`. The -2w
+    /// targets run two AF_XDP workers per server (cores 0 and 1, two queues per interface).
     #[arg(
         long,
         value_delimiter = ',',
@@ -349,6 +376,8 @@ pub struct Row {
     pub ratio_to_best_peer: Option<f64>,
     /// Leases/s over those of the best Tandem single-server row.
     pub ratio_to_tandem_single: Option<f64>,
+    /// Server CPU µs per lease by thread name (see [`Measured::threads`]).
+    pub threads: Vec<(String, f64)>,
 }
 
 impl Row {
@@ -371,6 +400,7 @@ impl Row {
             generator_cpu_pct: None,
             ratio_to_best_peer: None,
             ratio_to_tandem_single: None,
+            threads: Vec::new(),
         }
     }
 
@@ -397,6 +427,7 @@ impl Row {
             server_cpu_us_per_lease: m.server_cpu_us_per_lease,
             server_cpu_pct: m.server_cpu_pct,
             generator_cpu_pct: m.generator_cpu_pct,
+            threads: m.threads.clone(),
             ..Row::empty(t, Status::Ok, None)
         }
     }
@@ -427,6 +458,10 @@ pub struct Measured {
     pub server_cpu_pct: Option<f64>,
     /// Generator CPU, % of one core.
     pub generator_cpu_pct: Option<f64>,
+    /// Server CPU µs per lease by thread name, summed over the server processes (Tandem: the
+    /// workers `tandem-worker-K`, the relationship threads `tandem-fo-R`, ...); threads that
+    /// used none are left out.
+    pub threads: Vec<(String, f64)>,
     /// The run as the chart draws it.
     pub chart: Option<Run>,
 }
@@ -637,6 +672,8 @@ pub struct Lab {
     procs: Vec<Proc>,
     keep: bool,
     stop: Arc<AtomicBool>,
+    /// Queues the veth pairs were made with (the most [`Lab::set_queues`] can give).
+    queues: u32,
 }
 
 /// Role of a namespace.
@@ -716,9 +753,23 @@ impl Lab {
             procs: Vec::new(),
             keep,
             stop,
+            queues: queues.max(1),
         };
         lab.build(queues.max(1))?;
         Ok(lab)
+    }
+
+    /// Give both servers' interfaces (`kb0`, `kb2`) `n` receive and transmit queues (one AF_XDP
+    /// worker each); nothing to do in a lab built with one queue.
+    pub fn set_queues(&self, n: u32) -> Result<(), LabError> {
+        if self.queues <= 1 {
+            return Ok(());
+        }
+        let n = n.clamp(1, self.queues).to_string();
+        for (role, iface) in [(Role::Srv, "kb0"), (Role::Srv2, "kb2")] {
+            self.exec(role, &["ethtool", "-L", iface, "rx", &n, "tx", &n])?;
+        }
+        Ok(())
     }
 
     fn build(&mut self, q: u32) -> Result<(), LabError> {
@@ -1131,7 +1182,23 @@ pub fn start_tandem_single(
     })
 }
 
-fn start_tandem_pair(lab: &mut Lab, tandemd: &Path, backend: &str) -> Result<Started, LabError> {
+/// Two AF_XDP workers pinned to cores 0 and 1.
+fn two_workers() -> TandemExtra {
+    TandemExtra {
+        server: String::new(),
+        dataplane: "cores = [0, 1]\n".into(),
+    }
+}
+
+/// Start the load-balance pair (`backend`, `dataplane` added to `[dataplane]`; files and logs
+/// named after `tag`) and wait until both are NORMAL with their pools balanced.
+fn start_tandem_pair(
+    lab: &mut Lab,
+    tandemd: &Path,
+    backend: &str,
+    dataplane: &str,
+    tag: &str,
+) -> Result<Started, LabError> {
     lab.pair(true)?;
     let bin = tandemd.display().to_string();
     let mut pids = Vec::new();
@@ -1139,7 +1206,7 @@ fn start_tandem_pair(lab: &mut Lab, tandemd: &Path, backend: &str) -> Result<Sta
         (1, Role::Srv, SRV_IP, SRV2_IP, "kb0", "primary"),
         (2, Role::Srv2, SRV2_IP, SRV_IP, "kb2", "secondary"),
     ] {
-        let state = lab.work().join(format!("state-pair-{backend}-{i}"));
+        let state = lab.work().join(format!("state-pair-{tag}-{i}"));
         let _ = fs::remove_dir_all(&state);
         let text = TANDEM_PAIR
             .replace("@STATE@", &state.display().to_string())
@@ -1147,11 +1214,12 @@ fn start_tandem_pair(lab: &mut Lab, tandemd: &Path, backend: &str) -> Result<Sta
             .replace("@ID@", &id.to_string())
             .replace("@PARTNER@", &partner.to_string())
             .replace("@IFACE@", iface)
-            .replace("@ROLE@", frole);
-        let cfg = lab.write(&format!("tandem-pair-{backend}-{i}.toml"), &text)?;
+            .replace("@ROLE@", frole)
+            .replace("@DATAPLANE_EXTRA@", dataplane);
+        let cfg = lab.write(&format!("tandem-pair-{tag}-{i}.toml"), &text)?;
         let cfg = cfg.display().to_string();
         sh(&[&bin, "--check-config", &cfg])?;
-        let name = format!("tandemd-pair-{backend}-{i}");
+        let name = format!("tandemd-pair-{tag}-{i}");
         pids.push(lab.spawn(&name, role, &[&bin, "--config", &cfg], &[])?);
         lab.wait_ready(&name, 20, |l| {
             curl(l, role, "http://127.0.0.1:9167/v1/status", None).is_some()
@@ -1167,7 +1235,7 @@ fn start_tandem_pair(lab: &mut Lab, tandemd: &Path, backend: &str) -> Result<Sta
             )
         })
     };
-    let name = format!("tandemd-pair-{backend}-1");
+    let name = format!("tandemd-pair-{tag}-1");
     let mut last = (0, 0);
     let mut stable = 0;
     lab.wait_ready(&name, 60, |l| {
@@ -1275,8 +1343,12 @@ fn start_target(
         Target::TandemUdp => {
             start_tandem_single(lab, tandemd, "udp", &TandemExtra::default(), "udp")
         }
-        Target::TandemPairUdp => start_tandem_pair(lab, tandemd, "udp"),
-        Target::TandemPairXdp => start_tandem_pair(lab, tandemd, "xdp"),
+        Target::TandemXdp2w => start_tandem_single(lab, tandemd, "xdp", &two_workers(), "xdp-2w"),
+        Target::TandemPairUdp => start_tandem_pair(lab, tandemd, "udp", "", "udp"),
+        Target::TandemPairXdp => start_tandem_pair(lab, tandemd, "xdp", "", "xdp"),
+        Target::TandemPairXdp2w => {
+            start_tandem_pair(lab, tandemd, "xdp", &two_workers().dataplane, "xdp-2w")
+        }
         Target::Kea => Ok(Started {
             pids: vec![start_kea(lab, KEA_ST, "kea-st-persist", Role::Srv)?],
             addr: SRV_IP,
@@ -1365,6 +1437,36 @@ fn ticks(pids: &[u32]) -> u64 {
         .sum()
 }
 
+/// Every thread's CPU ticks so far, by name, summed over `pids`.
+fn thread_ticks(pids: &[u32]) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for &p in pids {
+        for (name, t) in cpu::thread_ticks(p) {
+            *m.entry(name).or_insert(0) += t;
+        }
+    }
+    m
+}
+
+/// µs per lease of each thread name since `t0` ([`thread_ticks`]).
+fn thread_figures(
+    pids: &[u32],
+    t0: &std::collections::BTreeMap<String, u64>,
+    acks: u64,
+) -> Vec<(String, f64)> {
+    if acks == 0 {
+        return Vec::new();
+    }
+    let hz = cpu::clock_ticks_per_sec() as f64;
+    thread_ticks(pids)
+        .into_iter()
+        .filter_map(|(name, t)| {
+            let d = t.saturating_sub(t0.get(&name).copied().unwrap_or(0));
+            (d > 0).then(|| (name, d as f64 / hz * 1e6 / acks as f64))
+        })
+        .collect()
+}
+
 fn cpu_figures(pids: &[u32], t0: u64, wall: f64, acks: u64) -> (Option<f64>, Option<f64>) {
     let secs = ticks(pids).saturating_sub(t0) as f64 / cpu::clock_ticks_per_sec() as f64;
     let per = (acks > 0).then(|| secs * 1e6 / acks as f64);
@@ -1408,6 +1510,7 @@ pub fn run_own(
         progress: false,
     };
     let t0 = ticks(&started.pids);
+    let th0 = thread_ticks(&started.pids);
     let at = Instant::now();
     let out = lab
         .in_netns(Role::Cli, move || {
@@ -1417,6 +1520,7 @@ pub fn run_own(
     let wall = at.elapsed().as_secs_f64();
     let r = &out.report;
     let (per, pct) = cpu_figures(&started.pids, t0, wall, r.counts.leases);
+    let threads = thread_figures(&started.pids, &th0, r.counts.leases);
     let q = |s: &Summary, p: f64| (s.count > 0).then_some(p);
     let l = &r.latency_us;
     Ok(Measured {
@@ -1431,6 +1535,7 @@ pub fn run_own(
         server_cpu_us_per_lease: per,
         server_cpu_pct: pct,
         generator_cpu_pct: Some(r.generator_cpu_pct),
+        threads,
         chart: Run::from_report(r, label).ok(),
     })
 }
@@ -1473,6 +1578,7 @@ pub fn measured_from_json(text: &str, label: &str) -> Result<Measured, String> {
         dora_p99_us: step("dora", "p99_us"),
         server_cpu_us_per_lease: None,
         server_cpu_pct: None,
+        threads: Vec::new(),
         generator_cpu_pct: v["generator_cpu_pct"].as_f64(),
         chart: Run::from_json(text, label).ok(),
     })
@@ -1516,6 +1622,7 @@ fn run_own_xdp(
     argv.extend(rate);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let t0 = ticks(&started.pids);
+    let th0 = thread_ticks(&started.pids);
     let at = Instant::now();
     let limit = Duration::from_secs_f64(load.duration + 30.0);
     let mut full = vec!["ip", "netns", "exec"];
@@ -1546,6 +1653,7 @@ fn run_own_xdp(
     let (per, pct) = cpu_figures(&started.pids, t0, wall, acks);
     m.server_cpu_us_per_lease = per;
     m.server_cpu_pct = pct;
+    m.threads = thread_figures(&started.pids, &th0, acks);
     Ok(m)
 }
 
@@ -1787,6 +1895,7 @@ fn run_perfdhcp(
     argv.extend_from_slice(&["-l", "10.77.0.2", &dest]);
     let name = format!("perfdhcp-{label}");
     let t0 = ticks(&started.pids);
+    let th0 = thread_ticks(&started.pids);
     let at = Instant::now();
     let pid = lab
         .spawn(&name, Role::Cli, &argv, &[])
@@ -1814,6 +1923,7 @@ fn run_perfdhcp(
     let (per, pct) = cpu_figures(&started.pids, t0, wall, s.ra_rcvd);
     m.server_cpu_us_per_lease = per;
     m.server_cpu_pct = pct;
+    m.threads = thread_figures(&started.pids, &th0, s.ra_rcvd);
     m.generator_cpu_pct =
         Some(100.0 * gen_ticks as f64 / cpu::clock_ticks_per_sec() as f64 / wall.max(1e-9));
     m.chart = Some(perf_chart(&s, label, load, &format!("{dest}:67")));
@@ -1892,7 +2002,11 @@ fn missing(t: Target, tandemd: Option<&Path>, echo_src: &Path) -> Option<String>
                 "no tandemd next to tandem-bench (build it: cargo build -p tandem-controlplane --bins; or give --tandemd)"
                     .into(),
             ),
-            Some(_) => need("curl"),
+            Some(_) => need("curl").or_else(|| {
+                (t.queues() > 1)
+                    .then(|| need("ethtool").map(|m| m + " (one queue per worker: ethtool -L)"))
+                    .flatten()
+            }),
         },
         Kind::Peer => match t {
             Target::Kea | Target::KeaMt => {
@@ -1962,7 +2076,9 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
     };
     let mut rows = Vec::new();
     let mut runs = Vec::new();
-    let mut lab = Lab::new("cmp", 1, a.keep, stop.clone())?;
+    // Veth pairs with as many queues as the most workers a target runs.
+    let queues = targets.iter().map(|t| t.queues()).max().unwrap_or(1);
+    let mut lab = Lab::new("cmp", queues, a.keep, stop.clone())?;
     let echo_bin = lab.work().join("kb-echo");
     let perf_missing = (a.generator == Generator::Perfdhcp && which("perfdhcp").is_none())
         .then(|| "perfdhcp is not installed (kea-admin)".to_string());
@@ -1994,7 +2110,10 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
         );
         // unwrap_or: only Tandem targets read it, and they are skipped above without tandemd
         let bin = tandemd.clone().unwrap_or_default();
-        let row = match start_target(&mut lab, t, &bin, &echo_bin) {
+        let started = lab
+            .set_queues(t.queues())
+            .and_then(|()| start_target(&mut lab, t, &bin, &echo_bin));
+        let row = match started {
             Err(LabError::Interrupted) => return Err(CompareError::Interrupted),
             Err(e) => Row::failed(t, format!("could not start: {e}")),
             Ok(started) => {
@@ -2021,6 +2140,21 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
                                 row.loss_pct
                             ),
                         );
+                        if !row.threads.is_empty() {
+                            let by: Vec<String> = row
+                                .threads
+                                .iter()
+                                .map(|(n, us)| format!("{n} {us:.2}"))
+                                .collect();
+                            log(
+                                a.quiet,
+                                &format!(
+                                    "{}: server CPU µs/lease by thread: {}",
+                                    t.name(),
+                                    by.join(", ")
+                                ),
+                            );
+                        }
                         row
                     }
                     Err(e) => Row::failed(t, format!("run failed: {e}")),

@@ -44,6 +44,23 @@ pub fn process_ticks(pid: u32) -> io::Result<u64> {
     read_ticks(&Path::new("/proc").join(pid.to_string()).join("stat"))
 }
 
+/// CPU ticks (user + system) used so far by each live thread of process `pid`, with the
+/// thread's name (`/proc/PID/task/TID/comm`). Empty if the process is gone.
+pub fn thread_ticks(pid: u32) -> Vec<(String, u64)> {
+    let dir = Path::new("/proc").join(pid.to_string()).join("task");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            let t = read_ticks(&e.path().join("stat")).ok()?;
+            Some((name.trim().to_string(), t))
+        })
+        .collect()
+}
+
 /// CPU ticks used so far by this process.
 pub fn self_ticks() -> io::Result<u64> {
     read_ticks(Path::new("/proc/self/stat"))
