@@ -462,6 +462,17 @@ fn relayed_scope(name: &str, net: u8) -> String {
     )
 }
 
+/// Wait until both relationships (`site1`, `site2`) are NORMAL on the hub and on their spokes.
+fn hub_and_spokes_normal(lab: &Lab, hub: &Tandemd, s1: &Tandemd, s2: &Tandemd, t: Duration) {
+    for (srv, rel) in [(s1, "site1"), (s2, "site2"), (hub, "site1"), (hub, "site2")] {
+        let ok = poll(t, || {
+            let v = srv.ctl_json(&["failover", "show", rel, "--json"]);
+            (v.get("state").and_then(Value::as_str) == Some("NORMAL")).then_some(())
+        });
+        assert!(ok.is_some(), "{rel} not NORMAL:\n{}", lab.dump_logs());
+    }
+}
+
 /// A central standby for two sites: one server in two relationships (standby in both) on one
 /// shared listener, each spoke active in its own; all three reach NORMAL and each spoke hands
 /// the hub its reserve.
@@ -515,18 +526,7 @@ fn hub_standby_for_two_spokes_on_one_listener() {
         "the hub did not share its listener:\n{}",
         lab.dump_logs()
     );
-    for (srv, rel) in [
-        (&s1, "site1"),
-        (&s2, "site2"),
-        (&hub, "site1"),
-        (&hub, "site2"),
-    ] {
-        let ok = poll(Duration::from_secs(20), || {
-            let v = srv.ctl_json(&["failover", "show", rel, "--json"]);
-            (v.get("state").and_then(Value::as_str) == Some("NORMAL")).then_some(())
-        });
-        assert!(ok.is_some(), "{rel} not NORMAL:\n{}", lab.dump_logs());
-    }
+    hub_and_spokes_normal(&lab, &hub, &s1, &s2, Duration::from_secs(20));
     // Each spoke gives the hub its reserve: 10 % of 100 addresses.
     for rel in ["site1", "site2"] {
         let backup = poll(Duration::from_secs(10), || {
@@ -632,18 +632,7 @@ fn hub_of_two_spokes_on_two_xdp_workers_drops_each_relationships_partner_clients
     let s2 = Tandemd::start_named(&lab, &s2_ns, "s2", &spoke(2, &hs("active")), &[]);
     let log = hub.log_text();
     assert!(log.contains("core=1") && log.contains("queue=1"), "{log}");
-    for (srv, r) in [
-        (&s1, "site1"),
-        (&s2, "site2"),
-        (&hub, "site1"),
-        (&hub, "site2"),
-    ] {
-        let ok = poll(Duration::from_secs(30), || {
-            let v = srv.ctl_json(&["failover", "show", r, "--json"]);
-            (v.get("state").and_then(Value::as_str) == Some("NORMAL")).then_some(())
-        });
-        assert!(ok.is_some(), "{r} not NORMAL:\n{}", lab.dump_logs());
-    }
+    hub_and_spokes_normal(&lab, &hub, &s1, &s2, Duration::from_secs(30));
     // Site 1's secondary (the hub) gets its half of the pool before the load.
     let _ = poll(Duration::from_secs(10), || {
         let v = hub.ctl_json(&["failover", "show", "site1", "--json"]);

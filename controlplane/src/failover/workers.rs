@@ -32,7 +32,9 @@ use tandem_dataplane::binding::{Binding, BindingState};
 use tandem_dataplane::engine::{owner_of, shard_of, Engine, Extracted};
 use tandem_dataplane::scope::{ServerSettings, Subnet};
 use tandem_dataplane::time::Time;
-use tandem_dataplane::worker::{CommitHook, Control, EngineTask, PoolRow, WorkerHandle};
+use tandem_dataplane::worker::{
+    AfterCommit, CommitHook, Control, EngineTask, PoolRow, WorkerHandle,
+};
 
 use super::message::RejectReason;
 use super::peer::{needs_update, settle_acked, Judgement, OwnershipSnapshot, UpdateId};
@@ -536,6 +538,35 @@ pub fn place(
 /// One scope's unleased addresses in one worker's shard: (scope index, FREE, BACKUP).
 pub type ScopeCount = (usize, u64, u64);
 
+/// Give `engine` its [`Part`] of a round (what it gave back first, then what it installs); its
+/// verdicts go `back` as [`FromWorker::Judged`] after the commit that makes them durable (none
+/// if the part has no verdict).
+fn apply_part(
+    engine: &mut Engine,
+    part: Part,
+    back: (Sender<FromWorker>, Arc<Waker>),
+) -> Option<AfterCommit> {
+    for (a, x) in part.restores {
+        engine.put_back(a, x);
+    }
+    for b in part.installs {
+        engine.install(b);
+    }
+    if part.results.is_empty() {
+        return None;
+    }
+    let (results, refused) = (part.results, part.refused);
+    let (tx, waker) = back;
+    Some(Box::new(move |durable| {
+        let _ = tx.send(FromWorker::Judged {
+            results,
+            durable,
+            refused,
+        });
+        let _ = waker.wake();
+    }))
+}
+
 /// A judging round in flight: waiting for every worker's [`FromWorker::Extracted`].
 struct Round {
     id: u64,
@@ -657,7 +688,12 @@ impl Fanout {
         self.run_on(
             0,
             Box::new(move |engine: &mut Engine, now| {
-                let judged = !batch.is_empty();
+                // As a round does: the partner's acknowledgements first, then its updates.
+                for a in acked {
+                    if let Some(s) = engine.binding(a.addr).and_then(|l| settle_acked(l, &a)) {
+                        engine.install(s);
+                    }
+                }
                 let legal: Vec<bool> = batch
                     .iter()
                     .map(|(_, b)| subnets.iter().any(|s| s.contains(b.addr)))
@@ -670,30 +706,7 @@ impl Fanout {
                     .filter_map(|(i, ((_, b), _))| engine.extract(b.addr).map(|x| (i as u32, x)))
                     .collect()];
                 let mut parts = place(&batch, &legal, found, &snap, &settings, now);
-                let part = parts.pop().unwrap_or_default();
-                for (a, x) in part.restores {
-                    engine.put_back(a, x);
-                }
-                for b in part.installs {
-                    engine.install(b);
-                }
-                for a in acked {
-                    if let Some(s) = engine.binding(a.addr).and_then(|l| settle_acked(l, &a)) {
-                        engine.install(s);
-                    }
-                }
-                if !judged {
-                    return None;
-                }
-                let (results, refused) = (part.results, part.refused);
-                Some(Box::new(move |durable| {
-                    let _ = tx.send(FromWorker::Judged {
-                        results,
-                        durable,
-                        refused,
-                    });
-                    let _ = waker.wake();
-                }))
+                apply_part(engine, parts.pop().unwrap_or_default(), (tx, waker))
             }),
         );
     }
@@ -803,26 +816,7 @@ impl Fanout {
             let (tx, waker) = self.back();
             self.run_on(
                 k,
-                Box::new(move |engine: &mut Engine, _| {
-                    for (a, x) in part.restores {
-                        engine.put_back(a, x);
-                    }
-                    for b in part.installs {
-                        engine.install(b);
-                    }
-                    if part.results.is_empty() {
-                        return None;
-                    }
-                    let (results, refused) = (part.results, part.refused);
-                    Some(Box::new(move |durable| {
-                        let _ = tx.send(FromWorker::Judged {
-                            results,
-                            durable,
-                            refused,
-                        });
-                        let _ = waker.wake();
-                    }))
-                }),
+                Box::new(move |engine: &mut Engine, _| apply_part(engine, part, (tx, waker))),
             );
         }
         self.start_round(subnets);
