@@ -22,6 +22,7 @@
 mod dataplane;
 pub mod edit;
 mod failover;
+mod keys;
 mod options;
 mod reader;
 mod schema;

@@ -3,12 +3,13 @@
 //!
 //! Reading a table checks its keys and single values (and reads the shared-secret file); the
 //! checks across relationships, scopes and `[server]` (scope names, partner addresses, listeners,
-//! the state machine's own rules) run in [`build`].
+//! the state machine's own rules) run in [`check::build`]. Reading needs only the leaf readers
+//! (`reader`, `values`, `keys`); `schema` reads `[[failover]]` through it, and `validate` builds
+//! through `check`, so the three form no circle.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -18,39 +19,13 @@ use toml::de::DeTable;
 use crate::failover::link::LinkConfig;
 use crate::failover::peer::{ConfigError as PeerConfigError, Mode, PeerConfig, Role};
 
+use super::keys::{FAILOVER_KEYS, SCOPE_KEYS, SERVER_KEYS};
 use super::reader::{self, At, Ctx, Val};
-use super::schema::{self, ScopeDraft, ServerDraft};
-use super::validate;
 use super::values::{self, show_duration};
 
+pub(super) mod check;
 #[cfg(test)]
 mod tests;
-
-/// Keys of `[[failover]]`.
-pub(crate) const FAILOVER_KEYS: &[&str] = &[
-    "name",
-    "role",
-    "partner",
-    "partner_port",
-    "listen",
-    "listen_port",
-    "mode",
-    "load_balance_percent",
-    "hot_standby_role",
-    "reserve_percent",
-    "mclt",
-    "state_switchover_interval",
-    "shared_secret",
-    "shared_secret_file",
-    "scopes",
-    "max_clock_skew",
-    "max_response_delay",
-    "startup_wait",
-    "max_unacked_updates",
-    "partner_admin",
-    "comm_interrupted_alarm",
-    "pool_low_water_percent",
-];
 
 /// The failover port (TCP 647, as ISC dhcpd and Windows use): default of `partner_port` and
 /// `listen_port`.
@@ -240,12 +215,10 @@ fn key_hint(k: &str) -> Option<String> {
         ),
         "secret" | "key" => Some("did you mean `shared_secret_file` or `shared_secret`?".into()),
         "scope" => Some("did you mean `scopes` (the names of the shared scopes)?".into()),
-        _ if schema::SCOPE_KEYS.contains(&k) && !FAILOVER_KEYS.contains(&k) => Some(format!(
+        _ if SCOPE_KEYS.contains(&k) && !FAILOVER_KEYS.contains(&k) => Some(format!(
             "`{k}` belongs in a [[scope]]; a relationship lists its scopes by name in `scopes`"
         )),
-        _ if schema::SERVER_KEYS.contains(&k) => {
-            Some(format!("`{k}` belongs in the [server] table"))
-        }
+        _ if SERVER_KEYS.contains(&k) => Some(format!("`{k}` belongs in the [server] table")),
         _ => None,
     }
 }
@@ -322,7 +295,7 @@ fn duration_or(
     default: u32,
 ) -> u32 {
     reader::get(t, key)
-        .and_then(|v| schema::duration(ctx, v, &reader::join(path, key), min, max))
+        .and_then(|v| reader::duration(ctx, v, &reader::join(path, key), min, max))
         // The bounds are at most 30 days, so the value fits a u32.
         .map_or(default, |s| s as u32)
 }
@@ -391,7 +364,7 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, item: &Val<'_>, t: &DeTable<'_>, i: usize)
             );
             None
         }
-        Some(v) => schema::choice(
+        Some(v) => reader::choice(
             ctx,
             v,
             &p("role"),
@@ -470,7 +443,7 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, item: &Val<'_>, t: &DeTable<'_>, i: usize)
     let mclt_secs = duration_or(ctx, t, &path, "mclt", (1, MAX_LONG_SECS), 3600);
     let switchover = reader::get(t, "state_switchover_interval").and_then(|v| {
         let k = p("state_switchover_interval");
-        schema::duration(ctx, v, &k, 1, MAX_LONG_SECS).map(|s| At::new(s as u32, v.span(), k))
+        reader::duration(ctx, v, &k, 1, MAX_LONG_SECS).map(|s| At::new(s as u32, v.span(), k))
     });
     let max_clock_skew_secs = duration_or(ctx, t, &path, "max_clock_skew", (1, MAX_SHORT_SECS), 60);
     let max_response_delay_secs =
@@ -584,7 +557,7 @@ fn read_mode(
     let mode_v = reader::get(t, "mode");
     let kind = match mode_v {
         None => Some(ModeKind::LoadBalance),
-        Some(v) => schema::choice(
+        Some(v) => reader::choice(
             ctx,
             v,
             &reader::join(path, "mode"),
@@ -644,7 +617,7 @@ fn read_mode(
                     );
                     None
                 }
-                Some(v) => schema::choice(
+                Some(v) => reader::choice(
                     ctx,
                     v,
                     &reader::join(path, "hot_standby_role"),
@@ -717,267 +690,4 @@ fn read_secret(ctx: &mut Ctx<'_>, t: &DeTable<'_>, path: &str) -> Option<Vec<u8>
         return None;
     }
     Some(s.as_bytes().to_vec())
-}
-
-fn label(d: &FailoverDraft) -> String {
-    match &d.name {
-        Some(n) => format!("failover relationship {}", reader::quoted(&n.v)),
-        None => d.path.clone(),
-    }
-}
-
-/// Check the relationships against each other, the scopes and `[server]`, and build them (the
-/// result is complete only when no error was recorded).
-pub(crate) fn build(
-    ctx: &mut Ctx<'_>,
-    drafts: &[FailoverDraft],
-    scopes: &[ScopeDraft],
-    server: Option<&ServerDraft>,
-) -> Vec<FailoverSettings> {
-    validate::report_duplicate_names(
-        ctx,
-        drafts.iter().filter_map(|d| d.name.as_ref()),
-        "failover relationship name",
-        "",
-    );
-    let scope_index = check_scopes(ctx, drafts, scopes);
-    check_partners(ctx, drafts, server);
-    check_listeners(ctx, drafts, server);
-    let mut out = Vec::with_capacity(drafts.len());
-    for (d, scopes) in drafts.iter().zip(scope_index) {
-        let Some(settings) = settings_of(d, scopes) else {
-            continue;
-        };
-        if d.clean {
-            check_peer_rules(ctx, d, &settings);
-        }
-        out.push(settings);
-    }
-    out
-}
-
-/// The settings of a relationship whose required keys were all read.
-fn settings_of(d: &FailoverDraft, scopes: Vec<usize>) -> Option<FailoverSettings> {
-    Some(FailoverSettings {
-        name: d.name.as_ref()?.v.clone(),
-        role: d.role?,
-        mode: d.mode?,
-        partner: d.partner.as_ref()?.v,
-        listen: d.listen.v,
-        mclt_secs: d.mclt_secs,
-        switchover_secs: d.switchover.as_ref().map(|s| s.v),
-        secret: d.secret.clone(),
-        scope_names: d.scopes.iter().map(|s| s.v.clone()).collect(),
-        scopes,
-        max_clock_skew_secs: d.max_clock_skew_secs,
-        max_response_delay_secs: d.max_response_delay_secs,
-        startup_secs: d.startup_secs,
-        max_unacked_updates: d.max_unacked_updates,
-        partner_admin: match d.partner_admin {
-            Some(a) => a,
-            None => SocketAddr::from((d.partner.as_ref()?.v.ip(), DEFAULT_ADMIN_PORT)),
-        },
-        comm_alarm_secs: d.comm_alarm_secs,
-        pool_low_percent: d.pool_low_percent,
-    })
-}
-
-/// Every listed scope exists and belongs to one relationship only; per relationship, the
-/// indices of its scopes.
-fn check_scopes(
-    ctx: &mut Ctx<'_>,
-    drafts: &[FailoverDraft],
-    scopes: &[ScopeDraft],
-) -> Vec<Vec<usize>> {
-    let mut by_name: HashMap<&str, usize> = HashMap::new();
-    for (i, s) in scopes.iter().enumerate() {
-        if let Some(n) = &s.name {
-            by_name.entry(n.v.as_str()).or_insert(i);
-        }
-    }
-    let known = || {
-        let mut names: Vec<String> = scopes
-            .iter()
-            .filter_map(|s| s.name.as_ref().map(|n| reader::quoted(&n.v)))
-            .collect();
-        names.dedup();
-        names.join(", ")
-    };
-    // Scope index -> (relationship, where it was listed).
-    let mut claimed: HashMap<usize, (&FailoverDraft, usize)> = HashMap::new();
-    let mut out = Vec::with_capacity(drafts.len());
-    for d in drafts {
-        let mut mine = Vec::with_capacity(d.scopes.len());
-        for s in &d.scopes {
-            let Some(&i) = by_name.get(s.v.as_str()) else {
-                let m = if scopes.is_empty() {
-                    format!(
-                        "no scope named {}; the file has no scopes",
-                        reader::quoted(&s.v)
-                    )
-                } else {
-                    format!(
-                        "no scope named {}; scopes are: {}",
-                        reader::quoted(&s.v),
-                        known()
-                    )
-                };
-                ctx.error(s.span.clone(), s.key.clone(), m);
-                continue;
-            };
-            if let Some((other, at)) = claimed.get(&i) {
-                let line = ctx.line_of(*at);
-                ctx.error(
-                    s.span.clone(),
-                    s.key.clone(),
-                    format!(
-                        "scope {} is in {} (line {line}) and in {}; a scope belongs to at most one \
-                         relationship",
-                        reader::quoted(&s.v),
-                        label(other),
-                        label(d)
-                    ),
-                );
-                continue;
-            }
-            claimed.insert(i, (d, s.span.start));
-            mine.push(i);
-        }
-        out.push(mine);
-    }
-    out
-}
-
-/// Partner addresses are unique, and no partner is this server itself.
-fn check_partners(ctx: &mut Ctx<'_>, drafts: &[FailoverDraft], server: Option<&ServerDraft>) {
-    let server_id = server.and_then(|s| s.server_id.as_ref()).map(|a| a.v);
-    let mut seen: HashMap<IpAddr, (&FailoverDraft, usize)> = HashMap::new();
-    for d in drafts {
-        let Some(p) = &d.partner else { continue };
-        let ip = p.v.ip();
-        let listen_ip = d.listen.v.ip();
-        if p.v.port() == d.listen.v.port()
-            && (Some(ip) == server_id.map(IpAddr::V4)
-                || ip == listen_ip
-                || (ip.is_loopback() && listen_ip.is_unspecified()))
-        {
-            let whose = if ip == listen_ip || ip.is_loopback() {
-                format!("this relationship's own listen {}", d.listen.v)
-            } else {
-                format!("server.server_id with listen_port {}", d.listen.v.port())
-            };
-            ctx.error(
-                p.span.clone(),
-                p.key.clone(),
-                format!(
-                    "partner {} is this server itself ({whose}); give the other server's address",
-                    p.v
-                ),
-            );
-        }
-        if let Some((other, at)) = seen.get(&ip) {
-            let line = ctx.line_of(*at);
-            ctx.error(
-                p.span.clone(),
-                p.key.clone(),
-                format!(
-                    "partner {ip} is already the partner of {} (line {line}); relationships \
-                     sharing a listener are told apart by the partner's address, so each needs \
-                     its own partner",
-                    label(other)
-                ),
-            );
-        } else {
-            seen.insert(ip, (d, p.span.start));
-        }
-    }
-}
-
-fn default_note(d: &FailoverDraft) -> &'static str {
-    if d.listen_default {
-        " (the default)"
-    } else {
-        ""
-    }
-}
-
-/// Relationships on one port share one listener address; no listener takes the admin
-/// endpoint's port.
-fn check_listeners(ctx: &mut Ctx<'_>, drafts: &[FailoverDraft], server: Option<&ServerDraft>) {
-    for (k, d) in drafts.iter().enumerate() {
-        let l = d.listen.v;
-        let clash = drafts[..k].iter().find(|e| {
-            let m = e.listen.v;
-            m.port() == l.port()
-                && m.ip() != l.ip()
-                && (m.ip().is_unspecified() || l.ip().is_unspecified())
-        });
-        if let Some(e) = clash {
-            let line = ctx.line_of(e.listen.span.start);
-            ctx.error(
-                d.listen.span.clone(),
-                d.listen.key.clone(),
-                format!(
-                    "listen {l}{} conflicts with listen {}{} of {} (line {line}); relationships \
-                     on one port share its listener, so give them the same listen address",
-                    default_note(d),
-                    e.listen.v,
-                    default_note(e),
-                    label(e)
-                ),
-            );
-        }
-        let Some(admin) = server.map(|s| s.admin_listen) else {
-            continue;
-        };
-        let overlaps = match admin.ip() {
-            IpAddr::V4(a) => {
-                a.is_unspecified() || l.ip().is_unspecified() || IpAddr::V4(a) == l.ip()
-            }
-            IpAddr::V6(a) => a.is_unspecified(),
-        };
-        if admin.port() == l.port() && overlaps {
-            ctx.error(
-                d.listen.span.clone(),
-                d.listen.key.clone(),
-                format!(
-                    "listen {l}{} takes the port of server.admin_listen {admin}; use another \
-                     listen_port (the failover port is 647)",
-                    default_note(d)
-                ),
-            );
-        }
-    }
-}
-
-/// The state machine's own rules ([`PeerConfig::validate`]), for a relationship read without
-/// mistakes.
-fn check_peer_rules(ctx: &mut Ctx<'_>, d: &FailoverDraft, settings: &FailoverSettings) {
-    match settings.peer_config().validate() {
-        Ok(()) => {}
-        Err(PeerConfigError::SwitchoverTooShort { secs, min }) => {
-            // Only a configured interval can be too short.
-            let (span, key) = d.switchover.as_ref().map_or(
-                (
-                    d.header.clone(),
-                    reader::join(&d.path, "state_switchover_interval"),
-                ),
-                |s| (s.span.clone(), s.key.clone()),
-            );
-            ctx.error(
-                span,
-                key,
-                format!(
-                    "{} is too short: it must be at least {} (max_response_delay {} + 2 x \
-                     (max_clock_skew {} + 1s)), or the split-brain fence could act while the \
-                     link is still up",
-                    show_duration(u64::from(secs)),
-                    show_duration(u64::from(min)),
-                    show_duration(u64::from(d.max_response_delay_secs)),
-                    show_duration(u64::from(d.max_clock_skew_secs)),
-                ),
-            );
-        }
-        Err(e) => ctx.error(d.header.clone(), d.path.clone(), e.to_string()),
-    }
 }

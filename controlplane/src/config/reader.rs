@@ -1,6 +1,7 @@
 //! Walking the spanned TOML tree: error collection with line/column, key paths, typed getters,
 //! and unknown-key detection with suggestions.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use serde_spanned::Spanned;
@@ -444,6 +445,114 @@ pub(crate) fn item_name(
     };
     let name = name_at.map(|(n, span)| At::new(n, span, join(&path, "name")));
     (name, path)
+}
+
+/// Choose from a closed set of strings, with a suggestion on a miss.
+pub(crate) fn choice<T: Copy>(
+    ctx: &mut Ctx<'_>,
+    v: &Val<'_>,
+    path: &str,
+    choices: &[(&str, T)],
+) -> Option<T> {
+    let s = string(ctx, v, path)?;
+    if let Some((_, t)) = choices.iter().find(|(n, _)| *n == s) {
+        return Some(*t);
+    }
+    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+    let mut m = format!("`{s}` is not one of: {}", names.join(", "));
+    if let Some(g) = suggest(s, &names) {
+        m.push_str(&format!("; did you mean `{g}`?"));
+    }
+    ctx.error(v.span(), path, m);
+    None
+}
+
+/// A duration in seconds (integer, or string with units) within `min..=max`.
+pub(crate) fn duration(
+    ctx: &mut Ctx<'_>,
+    v: &Val<'_>,
+    path: &str,
+    min: u64,
+    max: u64,
+) -> Option<u64> {
+    let secs = match v.get_ref() {
+        DeValue::Integer(_) => {
+            let n = integer_value(ctx, v, path)?;
+            if n < 0 {
+                ctx.error(
+                    v.span(),
+                    path,
+                    format!("a duration cannot be negative ({n})"),
+                );
+                return None;
+            }
+            u64::try_from(n).unwrap_or(u64::MAX)
+        }
+        DeValue::String(s) => match super::values::duration(s) {
+            Ok(n) => n,
+            Err(m) => {
+                ctx.error(v.span(), path, m);
+                return None;
+            }
+        },
+        other => {
+            ctx.error(
+                v.span(),
+                path,
+                format!(
+                    "expected a duration (seconds, or a string like \"8h\"), found {}",
+                    type_name(other)
+                ),
+            );
+            return None;
+        }
+    };
+    if secs < min {
+        let m = if min == 1 {
+            "must be longer than 0 seconds".to_string()
+        } else {
+            format!("must be at least {}", super::values::show_duration(min))
+        };
+        ctx.error(v.span(), path, m);
+        return None;
+    }
+    if secs > max {
+        ctx.error(
+            v.span(),
+            path,
+            format!(
+                "{secs} seconds is longer than the maximum {max} ({})",
+                super::values::show_duration(max)
+            ),
+        );
+        return None;
+    }
+    Some(secs)
+}
+
+/// Report every name that an earlier one already used, pointing at the first use's line.
+pub(crate) fn report_duplicate_names<'n>(
+    ctx: &mut Ctx<'_>,
+    names: impl Iterator<Item = &'n At<String>>,
+    what: &str,
+    scope_note: &str,
+) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for n in names {
+        if let Some(&first) = seen.get(n.v.as_str()) {
+            let line = ctx.line_of(first);
+            ctx.error(
+                n.span.clone(),
+                n.key.clone(),
+                format!(
+                    "{what} {} is already used{scope_note} (line {line})",
+                    quoted(&n.v)
+                ),
+            );
+        } else {
+            seen.insert(&n.v, n.span.start);
+        }
+    }
 }
 
 #[cfg(test)]

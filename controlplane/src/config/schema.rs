@@ -12,55 +12,12 @@ use tandem_dataplane::scope::{
 };
 use toml::de::{DeTable, DeValue};
 
+use super::keys::{FAILOVER_KEYS, SCOPE_KEYS, SERVER_KEYS, TOP_KEYS};
 use super::options;
-use super::reader::{self, At, Ctx, Val};
+use super::reader::{self, choice, duration, At, Ctx, Val};
 use super::values;
 use super::LogFormat;
 
-/// Keys of the top level.
-pub(crate) const TOP_KEYS: &[&str] = &[
-    "server",
-    "dataplane",
-    "options",
-    "option",
-    "scope",
-    "failover",
-];
-/// Keys of `[server]`.
-pub(crate) const SERVER_KEYS: &[&str] = &[
-    "server_id",
-    "interfaces",
-    "state_dir",
-    "durability",
-    "admin_listen",
-    "admin_token_file",
-    "server_port",
-    "client_port",
-    "workers",
-    "batch_size",
-    "log_format",
-    "compact_after_records",
-    "offer_hold_time",
-    "decline_probation_time",
-    "duplicate_window_ms",
-];
-/// Keys of `[[scope]]`.
-pub(crate) const SCOPE_KEYS: &[&str] = &[
-    "name",
-    "description",
-    "subnet",
-    "interface",
-    "ranges",
-    "exclusions",
-    "lease_time",
-    "renew_time",
-    "rebind_time",
-    "authoritative",
-    "options",
-    "option",
-    "reservation",
-    "policy",
-];
 /// Keys of `[[scope.reservation]]`.
 pub(crate) const RESERVATION_KEYS: &[&str] = &[
     "mac",
@@ -185,8 +142,7 @@ fn top_hint(k: &str) -> Option<String> {
         Some(format!("`{k}` is an option: put it in the [options] table"))
     } else if SCOPE_KEYS.contains(&k) && !TOP_KEYS.contains(&k) {
         Some(format!("`{k}` belongs in a [[scope]]"))
-    } else if super::failover::FAILOVER_KEYS.contains(&k) && reader::suggest(k, TOP_KEYS).is_none()
-    {
+    } else if FAILOVER_KEYS.contains(&k) && reader::suggest(k, TOP_KEYS).is_none() {
         Some(format!("`{k}` belongs in a [[failover]]"))
     } else if matches!(k, "policy" | "policies" | "reservation" | "reservations") {
         Some(format!(
@@ -255,89 +211,6 @@ pub(crate) fn read_document(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Draft {
         dataplane,
         failover,
     }
-}
-
-/// Choose from a closed set of strings, with a suggestion on a miss.
-pub(crate) fn choice<T: Copy>(
-    ctx: &mut Ctx<'_>,
-    v: &Val<'_>,
-    path: &str,
-    choices: &[(&str, T)],
-) -> Option<T> {
-    let s = reader::string(ctx, v, path)?;
-    if let Some((_, t)) = choices.iter().find(|(n, _)| *n == s) {
-        return Some(*t);
-    }
-    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-    let mut m = format!("`{s}` is not one of: {}", names.join(", "));
-    if let Some(g) = reader::suggest(s, &names) {
-        m.push_str(&format!("; did you mean `{g}`?"));
-    }
-    ctx.error(v.span(), path, m);
-    None
-}
-
-/// A duration in seconds (integer, or string with units) within `min..=max`.
-pub(crate) fn duration(
-    ctx: &mut Ctx<'_>,
-    v: &Val<'_>,
-    path: &str,
-    min: u64,
-    max: u64,
-) -> Option<u64> {
-    let secs = match v.get_ref() {
-        DeValue::Integer(_) => {
-            let n = reader::integer_value(ctx, v, path)?;
-            if n < 0 {
-                ctx.error(
-                    v.span(),
-                    path,
-                    format!("a duration cannot be negative ({n})"),
-                );
-                return None;
-            }
-            u64::try_from(n).unwrap_or(u64::MAX)
-        }
-        DeValue::String(s) => match values::duration(s) {
-            Ok(n) => n,
-            Err(m) => {
-                ctx.error(v.span(), path, m);
-                return None;
-            }
-        },
-        other => {
-            ctx.error(
-                v.span(),
-                path,
-                format!(
-                    "expected a duration (seconds, or a string like \"8h\"), found {}",
-                    reader::type_name(other)
-                ),
-            );
-            return None;
-        }
-    };
-    if secs < min {
-        let m = if min == 1 {
-            "must be longer than 0 seconds".to_string()
-        } else {
-            format!("must be at least {}", values::show_duration(min))
-        };
-        ctx.error(v.span(), path, m);
-        return None;
-    }
-    if secs > max {
-        ctx.error(
-            v.span(),
-            path,
-            format!(
-                "{secs} seconds is longer than the maximum {max} ({})",
-                values::show_duration(max)
-            ),
-        );
-        return None;
-    }
-    Some(secs)
 }
 
 /// An interface name as the kernel accepts it.

@@ -8,7 +8,7 @@ use tandem_dataplane::scope::{
     AddrRange, Policy, Reservation, ReservationKey, Scope, ServerSettings, Subnet,
 };
 
-use super::reader::{self, At, Ctx};
+use super::reader::{self, report_duplicate_names, At, Ctx};
 use super::schema::{Draft, PolicyDraft, ScopeDraft, ServerDraft};
 use super::values::{show_duration, show_range};
 use super::{Config, DaemonSettings};
@@ -110,7 +110,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
     unique_scope_names(ctx, &scopes);
     subnets_disjoint(ctx, &scopes);
     ranges_disjoint(ctx, &scopes);
-    let failover = super::failover::build(ctx, &failover, &scopes, server.as_ref());
+    let failover = super::failover::check::build(ctx, &failover, &scopes, server.as_ref());
     let server = server?;
     if !ctx.errors.is_empty() {
         return None;
@@ -176,31 +176,6 @@ fn unique_scope_names(ctx: &mut Ctx<'_>, scopes: &[ScopeDraft]) {
         "scope name",
         "",
     );
-}
-
-/// Report every name that an earlier one already used, pointing at the first use's line.
-pub(crate) fn report_duplicate_names<'n>(
-    ctx: &mut Ctx<'_>,
-    names: impl Iterator<Item = &'n At<String>>,
-    what: &str,
-    scope_note: &str,
-) {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for n in names {
-        if let Some(&first) = seen.get(n.v.as_str()) {
-            let line = ctx.line_of(first);
-            ctx.error(
-                n.span.clone(),
-                n.key.clone(),
-                format!(
-                    "{what} {} is already used{scope_note} (line {line})",
-                    reader::quoted(&n.v)
-                ),
-            );
-        } else {
-            seen.insert(&n.v, n.span.start);
-        }
-    }
 }
 
 fn subnets_disjoint(ctx: &mut Ctx<'_>, scopes: &[ScopeDraft]) {
