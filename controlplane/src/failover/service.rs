@@ -874,6 +874,9 @@ impl RelRuntime {
             }
             self.update_status();
         }
+        // Nothing a judging round or a shard move took out of the workers stays out.
+        self.fan
+            .drain(&self.rel.from_worker, Duration::from_secs(2));
         tracing::info!(relationship = %self.name(), "failover relationship stopped");
     }
 

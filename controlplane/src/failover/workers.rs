@@ -24,6 +24,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
@@ -567,6 +568,17 @@ fn apply_part(
     }))
 }
 
+/// A worker's extracts of a round (`(index into batch, extract)`) with their addresses.
+fn addressed(
+    batch: &[(UpdateId, Binding)],
+    found: Vec<(u32, Extracted)>,
+) -> Vec<(Ipv4Addr, Extracted)> {
+    found
+        .into_iter()
+        .filter_map(|(i, x)| batch.get(i as usize).map(|(_, b)| (b.addr, x)))
+        .collect()
+}
+
 /// A judging round in flight: waiting for every worker's [`FromWorker::Extracted`].
 struct Round {
     id: u64,
@@ -820,6 +832,82 @@ impl Fanout {
             );
         }
         self.start_round(subnets);
+    }
+
+    /// The relationship stops: give the workers back what a judging round or a shard move in
+    /// flight took out of them (unchanged: the round's updates stay unacknowledged, so the
+    /// partner sends them again), waiting at most `wait` for their answers on `rx`. Without
+    /// this, addresses a round had extracted would be unknown to every worker until a restart.
+    pub fn drain(&mut self, rx: &Receiver<FromWorker>, wait: Duration) {
+        // What the workers that answered already gave up.
+        if let Some(r) = self.round.as_mut() {
+            let mut back = Vec::new();
+            for (k, slot) in r.found.iter_mut().enumerate() {
+                if let Some(found) = slot.as_mut() {
+                    back.push((k, addressed(&r.batch, std::mem::take(found))));
+                }
+            }
+            for (k, items) in back {
+                self.give_back(k, items);
+            }
+        }
+        let deadline = Instant::now() + wait;
+        while self.round.is_some() || self.moving {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(m) = rx.recv_timeout(left) else {
+                tracing::error!(
+                    round = self.round.is_some(),
+                    moving = self.moving,
+                    "failover: the workers did not answer while the relationship stopped; \
+                     the addresses they gave up return at the next start (from the journal)"
+                );
+                return;
+            };
+            match m {
+                FromWorker::Extracted {
+                    round,
+                    worker,
+                    found,
+                } => {
+                    let Some(r) = self.round.as_mut().filter(|r| r.id == round) else {
+                        continue;
+                    };
+                    let items = addressed(&r.batch, found);
+                    if let Some(slot) = r.found.get_mut(worker).filter(|s| s.is_none()) {
+                        *slot = Some(Vec::new());
+                        r.waiting -= 1;
+                    }
+                    if r.waiting == 0 {
+                        self.round = None;
+                    }
+                    self.give_back(worker, items);
+                }
+                FromWorker::Taken {
+                    si,
+                    to,
+                    items,
+                    pool,
+                    ..
+                } => self.on_taken(si, to, items, pool, &[]),
+                _ => {}
+            }
+        }
+    }
+
+    /// Put `items` back into worker `k` unchanged.
+    fn give_back(&self, k: usize, items: Vec<(Ipv4Addr, Extracted)>) {
+        if items.is_empty() {
+            return;
+        }
+        self.run_on(
+            k,
+            Box::new(move |engine: &mut Engine, _| {
+                for (a, x) in items {
+                    engine.put_back(a, x);
+                }
+                None
+            }),
+        );
     }
 
     /// An UPDREQALL's parts are on their way (one per worker).
@@ -1474,6 +1562,55 @@ mod tests {
                 assert_eq!(rec.map(|r| r.state), Some(BindingState::Backup), "{a}");
             }
         }
+    }
+
+    /// A relationship that stops with a round in flight (one worker's answer taken in, the
+    /// other's still queued) gives every extracted address back, unchanged.
+    #[test]
+    fn a_stopping_relationship_puts_back_what_a_round_took_out() {
+        let mut sim = Sim::new(2, 7);
+        // Leases held by both workers, and free addresses in both shards.
+        let batch: Vec<_> = (0..4u16)
+            .map(|i| {
+                (
+                    id(i),
+                    active(ip(10 + i as u8 * 5), mac_for(usize::from(i % 2), 9), 5),
+                )
+            })
+            .collect();
+        sim.fan
+            .judge(batch, Vec::new(), &sim.snap.clone(), &sim.subnets.clone());
+        sim.settle();
+        let before = sim.survey();
+        // A second round over the same addresses and two free ones: both workers extract, the
+        // thread takes in one answer, then stops.
+        let mut renew: Vec<_> = before
+            .iter()
+            .filter_map(|(_, _, r, _)| r.filter(|r| r.state == BindingState::Active))
+            .enumerate()
+            .map(|(i, mut r)| {
+                r.expires += 60;
+                (id(100 + i as u16), r)
+            })
+            .collect();
+        renew.push((id(200), backup(ip(12))));
+        renew.push((id(201), backup(ip(27))));
+        sim.fan
+            .judge(renew, Vec::new(), &sim.snap.clone(), &sim.subnets.clone());
+        assert!(sim.run_one(0) && sim.run_one(1), "both workers extract");
+        assert!(sim.deliver_one(), "one answer reaches the thread");
+        let back = sim.back.clone();
+        sim.fan.drain(&back, Duration::from_secs(1));
+        // The thread is gone: only the workers run what it left them.
+        for k in 0..2 {
+            while sim.run_one(k) {}
+        }
+        assert_eq!(sim.survey(), before, "every address is back where it was");
+        assert!(
+            sim.judged.len() == 4,
+            "the stopped round's updates got no verdict: {:?}",
+            sim.judged
+        );
     }
 
     /// Random partner updates (pool transfers, leases to clients of either worker, renewals,
