@@ -87,6 +87,8 @@ pub enum Target {
     TandemPairXdp,
     /// tandemd, XDP backend, two AF_XDP workers (cores 0 and 1, two receive queues).
     TandemXdp2w,
+    /// tandemd, XDP backend, `durability = "relaxed"` (no fdatasync: what Kea's memfile does).
+    TandemXdpRelaxed,
     /// Two tandemd, one load-balance relationship, XDP backend, two AF_XDP workers each.
     TandemPairXdp2w,
     /// Kea, single-threaded, memfile persist.
@@ -105,10 +107,11 @@ pub enum Target {
 
 impl Target {
     /// Every target, in table order.
-    pub const ALL: [Target; 12] = [
+    pub const ALL: [Target; 13] = [
         Target::Echo,
         Target::TandemXdp,
         Target::TandemXdp2w,
+        Target::TandemXdpRelaxed,
         Target::TandemUdp,
         Target::TandemPairXdp,
         Target::TandemPairXdp2w,
@@ -128,6 +131,7 @@ impl Target {
             Target::TandemPairUdp => "tandem-pair-udp",
             Target::TandemPairXdp => "tandem-pair-xdp",
             Target::TandemXdp2w => "tandem-xdp-2w",
+            Target::TandemXdpRelaxed => "tandem-xdp-relaxed",
             Target::TandemPairXdp2w => "tandem-pair-xdp-2w",
             Target::Kea => "kea",
             Target::KeaMt => "kea-mt",
@@ -146,6 +150,9 @@ impl Target {
             Target::TandemPairUdp => "two tandemd, load-balance failover, UDP backend, sync",
             Target::TandemPairXdp => "two tandemd, load-balance failover, AF_XDP backend, sync",
             Target::TandemXdp2w => "tandemd, AF_XDP backend, 2 workers (cores 0,1), sync",
+            Target::TandemXdpRelaxed => {
+                "tandemd, AF_XDP backend, durability relaxed (no fdatasync, as Kea's memfile)"
+            }
             Target::TandemPairXdp2w => {
                 "two tandemd, load-balance failover, AF_XDP, 2 workers each (cores 0,1), sync"
             }
@@ -161,7 +168,10 @@ impl Target {
     /// Its kind.
     pub fn kind(self) -> Kind {
         match self {
-            Target::TandemXdp | Target::TandemXdp2w | Target::TandemUdp => Kind::TandemSingle,
+            Target::TandemXdp
+            | Target::TandemXdp2w
+            | Target::TandemXdpRelaxed
+            | Target::TandemUdp => Kind::TandemSingle,
             Target::TandemPairUdp | Target::TandemPairXdp | Target::TandemPairXdp2w => {
                 Kind::TandemPair
             }
@@ -378,6 +388,109 @@ pub struct Row {
     pub ratio_to_tandem_single: Option<f64>,
     /// Server CPU µs per lease by thread name (see [`Measured::threads`]).
     pub threads: Vec<(String, f64)>,
+    /// Tandem: where the requests' time in the server went during the load, stage by stage
+    /// (both partners of a pair together).
+    pub stages: Vec<StageFigure>,
+}
+
+/// One stage of a Tandem server's time during a run (from its `stages` statistics, the
+/// difference between the end and the start of the load).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StageFigure {
+    /// The stage (`queue_wait`, `engine`, `journal_write`, `fdatasync`, `ack_wait`, `transmit`).
+    pub stage: String,
+    /// How often it was counted during the load.
+    pub count: u64,
+    /// Mean, µs.
+    pub mean_us: f64,
+    /// Upper bound of the histogram bucket holding the median, µs (`None`: beyond the last).
+    pub p50_le_us: Option<u64>,
+    /// Upper bound of the bucket holding the 99th percentile, µs (`None`: beyond the last).
+    pub p99_le_us: Option<u64>,
+}
+
+/// A Tandem server's stage statistics now: `(stage, count... per bucket, sum of µs)`.
+type StageCounts = Vec<(String, Vec<u64>, f64)>;
+
+/// The stage statistics of the Tandem servers of `roles` (summed), from `/v1/stats`.
+fn stage_counts(lab: &Lab, roles: &[Role]) -> StageCounts {
+    let mut out: StageCounts = Vec::new();
+    for &role in roles {
+        let Some(v) = curl(lab, role, "http://127.0.0.1:9167/v1/stats", None) else {
+            continue;
+        };
+        let Some(stages) = v.get("stages").and_then(|s| s.as_object()) else {
+            continue;
+        };
+        for (name, st) in stages {
+            let counts: Vec<u64> = st["buckets"]
+                .as_array()
+                .map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0)).collect())
+                .unwrap_or_default();
+            let n: u64 = counts.iter().sum();
+            let sum_us = st["mean_us"].as_f64().unwrap_or(0.0) * n as f64;
+            match out.iter_mut().find(|(s, _, _)| s == name) {
+                Some((_, c, sum)) => {
+                    c.resize(c.len().max(counts.len()), 0);
+                    for (a, b) in c.iter_mut().zip(&counts) {
+                        *a += b;
+                    }
+                    *sum += sum_us;
+                }
+                None => out.push((name.clone(), counts, sum_us)),
+            }
+        }
+    }
+    out
+}
+
+/// The stages counted between `before` and `after`.
+fn stage_figures(before: &StageCounts, after: &StageCounts) -> Vec<StageFigure> {
+    const ORDER: [&str; 6] = [
+        "queue_wait",
+        "engine",
+        "journal_write",
+        "fdatasync",
+        "ack_wait",
+        "transmit",
+    ];
+    let mut out: Vec<StageFigure> = after
+        .iter()
+        .map(|(name, counts, sum)| {
+            let (c0, s0) = before
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map(|(_, c, s)| (c.clone(), *s))
+                .unwrap_or_default();
+            let delta: Vec<u64> = counts
+                .iter()
+                .enumerate()
+                .map(|(i, n)| n.saturating_sub(c0.get(i).copied().unwrap_or(0)))
+                .collect();
+            let count: u64 = delta.iter().sum();
+            let bound =
+                |q| tandem_dataplane::worker::quantile_of(&delta, q).filter(|&b| b != u64::MAX);
+            StageFigure {
+                stage: name.clone(),
+                count,
+                mean_us: if count > 0 {
+                    (sum - s0).max(0.0) / count as f64
+                } else {
+                    0.0
+                },
+                p50_le_us: bound(0.5),
+                p99_le_us: bound(0.99),
+            }
+        })
+        .filter(|f| f.count > 0)
+        .collect();
+    out.sort_by_key(|f| {
+        ORDER
+            .iter()
+            .position(|o| *o == f.stage)
+            .unwrap_or(ORDER.len())
+    });
+    out
 }
 
 impl Row {
@@ -401,6 +514,7 @@ impl Row {
             ratio_to_best_peer: None,
             ratio_to_tandem_single: None,
             threads: Vec::new(),
+            stages: Vec::new(),
         }
     }
 
@@ -1132,6 +1246,8 @@ pub struct TandemExtra {
     pub server: String,
     /// Lines added to `[dataplane]`.
     pub dataplane: String,
+    /// `[server] durability` instead of `"sync"`.
+    pub durability: Option<String>,
 }
 
 fn curl(lab: &Lab, role: Role, url: &str, post: Option<&str>) -> Option<serde_json::Value> {
@@ -1167,6 +1283,10 @@ pub fn start_tandem_single(
         .replace("@BACKEND@", backend)
         .replace("@SERVER_EXTRA@", &extra.server)
         .replace("@DATAPLANE_EXTRA@", &extra.dataplane);
+    let text = match &extra.durability {
+        Some(d) => text.replace("durability = \"sync\"", &format!("durability = \"{d}\"")),
+        None => text,
+    };
     let cfg = lab.write(&format!("tandem-{tag}.toml"), &text)?;
     let cfg = cfg.display().to_string();
     let bin = tandemd.display().to_string();
@@ -1187,6 +1307,7 @@ fn two_workers() -> TandemExtra {
     TandemExtra {
         server: String::new(),
         dataplane: "cores = [0, 1]\n".into(),
+        durability: None,
     }
 }
 
@@ -1344,6 +1465,13 @@ fn start_target(
             start_tandem_single(lab, tandemd, "udp", &TandemExtra::default(), "udp")
         }
         Target::TandemXdp2w => start_tandem_single(lab, tandemd, "xdp", &two_workers(), "xdp-2w"),
+        Target::TandemXdpRelaxed => {
+            let relaxed = TandemExtra {
+                durability: Some("relaxed".into()),
+                ..TandemExtra::default()
+            };
+            start_tandem_single(lab, tandemd, "xdp", &relaxed, "xdp-relaxed")
+        }
         Target::TandemPairUdp => start_tandem_pair(lab, tandemd, "udp", "", "udp"),
         Target::TandemPairXdp => start_tandem_pair(lab, tandemd, "xdp", "", "xdp"),
         Target::TandemPairXdp2w => {
@@ -2117,6 +2245,12 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
             Err(LabError::Interrupted) => return Err(CompareError::Interrupted),
             Err(e) => Row::failed(t, format!("could not start: {e}")),
             Ok(started) => {
+                let stage_roles: &[Role] = match t.kind() {
+                    Kind::TandemSingle => &[Role::Srv],
+                    Kind::TandemPair => &[Role::Srv, Role::Srv2],
+                    _ => &[],
+                };
+                let stages0 = stage_counts(&lab, stage_roles);
                 log(
                     a.quiet,
                     &format!("{}: load for {:.1} s", t.name(), a.duration),
@@ -2130,7 +2264,8 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
                         if let Some(r) = m.chart.take() {
                             runs.push(r);
                         }
-                        let row = Row::measured(t, &m);
+                        let mut row = Row::measured(t, &m);
+                        row.stages = stage_figures(&stages0, &stage_counts(&lab, stage_roles));
                         log(
                             a.quiet,
                             &format!(
@@ -2153,6 +2288,27 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
                                     t.name(),
                                     by.join(", ")
                                 ),
+                            );
+                        }
+                        if !row.stages.is_empty() {
+                            let le = |b: Option<u64>| b.map_or(">20ms".into(), |b| format!("{b}"));
+                            let by: Vec<String> = row
+                                .stages
+                                .iter()
+                                .map(|f| {
+                                    format!(
+                                        "{} {} × mean {:.1} p50≤{} p99≤{}",
+                                        f.stage,
+                                        f.count,
+                                        f.mean_us,
+                                        le(f.p50_le_us),
+                                        le(f.p99_le_us)
+                                    )
+                                })
+                                .collect();
+                            log(
+                                a.quiet,
+                                &format!("{}: stages (µs): {}", t.name(), by.join("; ")),
                             );
                         }
                         row

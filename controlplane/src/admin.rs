@@ -893,6 +893,14 @@ fn stats(state: &AdminState) -> Value {
         }),
     );
     m.insert("batches".into(), json!(ws.batches.load(Ordering::Relaxed)));
+    m.insert("stages".into(), stages_json(&ws.stages));
+    m.insert(
+        "wakeups".into(),
+        json!({
+            "total": ws.wakeups.load(Ordering::Relaxed),
+            "idle": ws.idle_wakeups.load(Ordering::Relaxed),
+        }),
+    );
     m.insert(
         "withheld_replies".into(),
         json!(ws.withheld_replies.load(Ordering::Relaxed)),
@@ -907,6 +915,33 @@ fn stats(state: &AdminState) -> Value {
     );
     if let Some(x) = &state.xdp {
         m.insert("xdp".into(), x.stats_json());
+    }
+    Value::Object(m)
+}
+
+/// Per stage of a request's time in the server: how often it was counted, its mean, and the
+/// upper bounds of the histogram buckets holding its p50 and p99 (`null` when beyond the last
+/// bound), and the bucket counts themselves (per bound of
+/// [`tandem_dataplane::worker::STAGE_BUCKETS_US`], then the longer ones; not cumulative).
+fn stages_json(stages: &tandem_dataplane::worker::Stages) -> Value {
+    let mut m = serde_json::Map::new();
+    for (name, h) in stages.named() {
+        let counts = h.counts();
+        let n: u64 = counts.iter().sum();
+        let bound = |q| match tandem_dataplane::worker::quantile_of(&counts, q) {
+            Some(u64::MAX) | None => Value::Null,
+            Some(us) => json!(us),
+        };
+        m.insert(
+            name.to_string(),
+            json!({
+                "count": n,
+                "mean_us": (h.sum_nanos.load(Ordering::Relaxed).checked_div(n).unwrap_or(0)) as f64 / 1000.0,
+                "p50_le_us": bound(0.5),
+                "p99_le_us": bound(0.99),
+                "buckets": counts,
+            }),
+        );
     }
     Value::Object(m)
 }

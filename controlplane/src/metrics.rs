@@ -30,7 +30,10 @@
 //! Journal and worker: `tandem_journal_commits_total`, `tandem_journal_records_total`,
 //! `tandem_journal_compactions_total`, the histogram `tandem_journal_commit_duration_seconds`,
 //! `tandem_worker_batches_total{worker}`, `tandem_worker_busy_seconds_total{worker}` (time not
-//! spent waiting for frames), `tandem_replies_withheld_total`, `tandem_send_errors_total`,
+//! spent waiting for frames), `tandem_worker_wakeups_total{worker}`,
+//! `tandem_worker_idle_wakeups_total{worker}`, the histogram
+//! `tandem_worker_stage_duration_seconds{stage}` (see [`tandem_dataplane::worker::Stages`]),
+//! `tandem_replies_withheld_total`, `tandem_send_errors_total`,
 //! `tandem_receive_errors_total` and `tandem_uptime_seconds`.
 //!
 //! Failover, per relationship (label `relationship`): `tandem_failover_state{state}` and
@@ -73,7 +76,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tandem_dataplane::engine::{Counter, Stats};
-use tandem_dataplane::worker::{PoolRow, WorkerStats, COMMIT_BUCKETS_US};
+use tandem_dataplane::worker::{PoolRow, WorkerStats, COMMIT_BUCKETS_US, STAGE_BUCKETS_US};
 
 use crate::alarms::{self, Alarm, AlarmKey, Monitor};
 use crate::failover::peer::PeerState;
@@ -108,6 +111,13 @@ pub struct Snapshot {
     pub busy_nanos: u64,
     /// Replies withheld because their journal commit failed.
     pub withheld_replies: u64,
+    /// Per stage of a request's time in the server: `(stage, sum in nanoseconds, per-bucket
+    /// counts)` (not cumulative; see [`tandem_dataplane::worker::StageHistogram`]).
+    pub stages: Vec<(&'static str, u64, Vec<u64>)>,
+    /// Wake-ups of the workers out of `poll(2)`.
+    pub wakeups: u64,
+    /// Wake-ups that found nothing to do.
+    pub idle_wakeups: u64,
     /// Send errors.
     pub send_errors: u64,
     /// Receive errors.
@@ -191,6 +201,14 @@ impl Snapshot {
             batches: load(&worker.batches),
             busy_nanos: load(&worker.busy_nanos),
             withheld_replies: load(&worker.withheld_replies),
+            stages: worker
+                .stages
+                .named()
+                .iter()
+                .map(|(n, h)| (*n, load(&h.sum_nanos), h.counts()))
+                .collect(),
+            wakeups: load(&worker.wakeups),
+            idle_wakeups: load(&worker.idle_wakeups),
             send_errors: load(&worker.send_errors),
             recv_errors: load(&worker.recv_errors),
             uptime,
@@ -493,6 +511,32 @@ impl Snapshot {
              messages (not waiting for frames)",
             vec![(vec![("worker", WORKER)], self.busy_nanos as f64 / 1e9)],
         )?;
+        counters(
+            enc,
+            "tandem_worker_wakeups",
+            "Times the workers came out of poll(2) (frames, control messages, handoffs, \
+             finished journal syncs, timers)",
+            vec![(vec![("worker", WORKER)], self.wakeups)],
+        )?;
+        counters(
+            enc,
+            "tandem_worker_idle_wakeups",
+            "Worker wake-ups that found nothing to do",
+            vec![(vec![("worker", WORKER)], self.idle_wakeups)],
+        )?;
+        let stage_bounds: Vec<f64> = STAGE_BUCKETS_US.iter().map(|&us| us as f64 / 1e6).collect();
+        histograms(
+            enc,
+            "tandem_worker_stage_duration_seconds",
+            "Where a request's time in the server goes: queue_wait (XDP program to worker, per \
+             frame), engine (per batch), journal_write (per batch), fdatasync (per sync), \
+             ack_wait (an ACK held for durability, per ACK), transmit (per TX kick)",
+            &stage_bounds,
+            self.stages
+                .iter()
+                .map(|(n, sum, counts)| (vec![("stage", *n)], *sum as f64 / 1e9, counts.clone()))
+                .collect(),
+        )?;
         let bounds: Vec<f64> = COMMIT_BUCKETS_US
             .iter()
             .map(|&us| us as f64 / 1e6)
@@ -500,7 +544,8 @@ impl Snapshot {
         histograms(
             enc,
             "tandem_journal_commit_duration_seconds",
-            "Duration of journal commits (write and, with durability sync, fdatasync)",
+            "Journal commits: a batch written until the fdatasync that covers it is done \
+             (with durability sync)",
             &bounds,
             vec![(
                 Vec::new(),

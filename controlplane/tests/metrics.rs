@@ -281,6 +281,28 @@ fn af_xdp_backend_exports_verdicts_and_ring_counters() {
         0.0
     );
     assert!(get(&m, "tandem_worker_busy_seconds_total", &[("worker", "0")]) > 0.0);
+    // The stage histograms: every redirected frame's queue wait, each ACK's wait for its
+    // fdatasync (one per sync), as cumulative Prometheus histograms.
+    let stage = |name: &str, suffix: &str| {
+        get(
+            &m,
+            &format!("tandem_worker_stage_duration_seconds_{suffix}"),
+            &[("stage", name)],
+        )
+    };
+    assert!(stage("queue_wait", "count") >= redirected);
+    assert!(stage("ack_wait", "count") >= 1.0);
+    assert!(stage("fdatasync", "count") >= 1.0);
+    assert!(stage("fdatasync", "sum") > 0.0);
+    assert_eq!(
+        get(
+            &m,
+            "tandem_worker_stage_duration_seconds_bucket",
+            &[("stage", "ack_wait"), ("le", "+Inf")]
+        ),
+        stage("ack_wait", "count")
+    );
+    assert!(get(&m, "tandem_worker_wakeups_total", &[("worker", "0")]) >= 1.0);
     let st = daemon.stop(Duration::from_secs(10));
     assert!(
         st.success(),

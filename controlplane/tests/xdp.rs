@@ -331,6 +331,22 @@ fn real_clients_get_leases_through_af_xdp() {
     );
     assert_eq!(xdp(&s1, "redirect_failed"), 0, "{s1}");
     assert!(xdp(&s1, "tx_frames") >= 4, "{s1}");
+    // Every redirected frame carries the XDP program's time stamp, so the queue wait is
+    // measured per frame; each ACK was held for its fdatasync, which ran on the sync thread.
+    let stage = |name: &str| s1["stages"][name]["count"].as_u64().unwrap_or(0);
+    assert!(
+        stage("queue_wait") >= redirected,
+        "queue_wait counted {} of {redirected} frames: {s1}",
+        stage("queue_wait")
+    );
+    assert!(stage("ack_wait") >= 2, "{s1}");
+    assert!(stage("fdatasync") >= 1, "{s1}");
+    assert!(stage("journal_write") >= 2, "{s1}");
+    assert!(stage("engine") >= 1 && stage("transmit") >= 4, "{s1}");
+    assert!(
+        s1["stages"]["queue_wait"]["p50_le_us"].as_u64().is_some(),
+        "{s1}"
+    );
     assert_eq!(
         udp_seen(&s) - udp0,
         0,

@@ -8,6 +8,18 @@
 //! a binding's whole state, so replay is "last record per address wins" and replaying a record
 //! twice is harmless.
 //!
+//! # Background sync (pipelined group commit)
+//!
+//! With [`start_background_sync`](Journal::start_background_sync) the `fdatasync` moves to a
+//! thread of its own (`journal-sync-N`): [`write`](Journal::write) writes the batch (page cache)
+//! and returns its *mark*, the worker goes on answering (OFFERs never wait for the disk), and
+//! [`poll_sync`](Journal::poll_sync) / [`durable_seq`](Journal::durable_seq) say how far the
+//! journal is durable; a reply that confirms a binding leaves once `durable_seq` reaches its
+//! batch's mark. One sync runs at a time and covers every batch written before it started, so
+//! the number of syncs adapts to the load by itself. [`commit`](Journal::commit),
+//! [`compact`](Journal::compact) and shutdown wait for the sync in flight and sync the rest on
+//! the caller's thread. A failed background sync poisons the journal like a failed commit.
+//!
 //! # Files
 //!
 //! All files of worker `N` live in [`JournalConfig::dir`] (several workers may share it):
@@ -105,6 +117,9 @@ mod compact;
 mod files;
 mod record;
 mod recover;
+mod syncer;
+
+pub use syncer::Wake;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -269,6 +284,9 @@ pub enum JournalError {
     /// The background compaction thread panicked.
     #[error("journal: the compaction thread panicked")]
     CompactionPanicked,
+    /// The background sync thread ended (it panicked or could not be reached).
+    #[error("journal: the background sync thread is gone")]
+    SyncerGone,
 }
 
 /// A compaction running in the background.
@@ -296,6 +314,12 @@ pub struct Journal {
     since_base: u64,
     poisoned: bool,
     inflight: Option<Inflight>,
+    /// The background `fdatasync` thread, if started ([`Journal::start_background_sync`]).
+    syncer: Option<syncer::Syncer>,
+    /// Every record with a smaller sequence number has been written (page cache at least).
+    written: u64,
+    /// Every record with a smaller sequence number is durable.
+    durable: u64,
     #[cfg(test)]
     crash_at: Option<CrashPoint>,
 }
@@ -353,6 +377,9 @@ impl Journal {
             since_base: rec.since_base,
             poisoned: false,
             inflight: None,
+            syncer: None,
+            written: rec.next_seq,
+            durable: rec.next_seq,
             #[cfg(test)]
             crash_at: None,
         };
@@ -375,63 +402,206 @@ impl Journal {
     }
 
     /// Writes everything appended since the last commit in one `write` and, with
-    /// [`Durability::Sync`], runs one `fdatasync`. When it returns `Ok`, the records are durable
-    /// (Sync) or in the page cache (Relaxed): the batch's replies may go out.
+    /// [`Durability::Sync`], runs one `fdatasync` (after the background sync in flight, if any,
+    /// and also covering records [`write`](Journal::write) left to it). When it returns `Ok`, the
+    /// records are durable (Sync) or in the page cache (Relaxed): the batch's replies may go out.
     pub fn commit(&mut self) -> Result<CommitStats, JournalError> {
+        let (records, bytes) = self.write_buffer()?;
+        let mut synced = false;
+        if self.cfg.durability == Durability::Sync {
+            synced = self.sync_inline()?;
+        } else {
+            self.durable = self.written;
+        }
+        Ok(CommitStats {
+            records,
+            bytes,
+            synced,
+        })
+    }
+
+    /// Starts the background `fdatasync` thread (see [`syncer`](self) in the module doc): from
+    /// now on [`write`](Journal::write) leaves the sync to it, and `wake` is called from that
+    /// thread each time a sync ends. No thread with [`Durability::Relaxed`] (returns false).
+    pub fn start_background_sync(&mut self, wake: Wake) -> Result<bool, JournalError> {
+        if self.cfg.durability != Durability::Sync || self.syncer.is_some() {
+            return Ok(self.syncer.is_some());
+        }
+        let s =
+            syncer::Syncer::start(self.cfg.worker, wake).map_err(|source| JournalError::Io {
+                op: "spawn sync thread for",
+                path: self.cfg.dir.clone(),
+                source,
+            })?;
+        self.syncer = Some(s);
+        Ok(true)
+    }
+
+    /// Writes everything appended so far in one `write` and returns the *mark*: the sequence
+    /// number [`durable_seq`](Journal::durable_seq) must reach before replies that depend on
+    /// these records (or on any earlier one) may leave. With the background sync the
+    /// `fdatasync` runs there (one at a time; started here if none is running); without it, or
+    /// in [`Durability::Relaxed`], this is [`commit`](Journal::commit).
+    pub fn write(&mut self) -> Result<u64, JournalError> {
+        if self.syncer.is_none() {
+            self.commit()?;
+            return Ok(self.written);
+        }
+        self.write_buffer()?;
+        self.kick()?;
+        Ok(self.written)
+    }
+
+    /// Collects a finished background sync (never blocks) and starts the next one if records
+    /// were written meanwhile. Returns the `fdatasync` time of the sync collected, if one was.
+    pub fn poll_sync(&mut self) -> Result<Option<u64>, JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        let Some(done) = self.syncer.as_mut().and_then(|s| s.collect(false)) else {
+            return Ok(None);
+        };
+        let upto = self.take_done(done.result)?;
+        self.durable = self.durable.max(upto);
+        self.kick()?;
+        Ok(Some(done.sync_nanos))
+    }
+
+    /// Every record with a smaller sequence number is durable.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable
+    }
+
+    /// Every record with a smaller sequence number has been written.
+    pub fn written_seq(&self) -> u64 {
+        self.written
+    }
+
+    /// True while written records wait for a sync (running or still to start).
+    pub fn sync_pending(&self) -> bool {
+        self.written > self.durable
+    }
+
+    /// The outcome of a background sync, poisoning the journal if it failed.
+    fn take_done(&mut self, result: Result<u64, JournalError>) -> Result<u64, JournalError> {
+        result.map_err(|e| {
+            self.poisoned = true;
+            tracing::error!(error = %e, "journal: background sync failed; journal poisoned");
+            e
+        })
+    }
+
+    /// Hands everything written but not durable to the syncer, unless a sync is running.
+    fn kick(&mut self) -> Result<(), JournalError> {
+        let Some(s) = self.syncer.as_mut() else {
+            return Ok(());
+        };
+        if s.busy() || self.written <= self.durable {
+            return Ok(());
+        }
+        let path = files::path(
+            &self.cfg.dir,
+            self.cfg.worker,
+            self.segment,
+            FileKind::Segment,
+        );
+        let file = &self.file;
+        let dir = self.dir_dirty.then(|| self.cfg.dir.clone());
+        let res = s.start_job(
+            self.written,
+            || {
+                file.try_clone()
+                    .map(|f| (f, path.clone()))
+                    .map_err(|source| JournalError::Io {
+                        op: "duplicate the descriptor of",
+                        path: path.clone(),
+                        source,
+                    })
+            },
+            dir,
+        );
+        match res {
+            Ok(()) => {
+                self.dir_dirty = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.poisoned = true;
+                tracing::error!(error = %e, "journal: cannot start a background sync; journal poisoned");
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the background sync in flight, then syncs whatever is still not durable on this
+    /// thread. True if this call ran an `fdatasync`.
+    fn sync_inline(&mut self) -> Result<bool, JournalError> {
+        if let Some(done) = self.syncer.as_mut().and_then(|s| s.collect(true)) {
+            let upto = self.take_done(done.result)?;
+            self.durable = self.durable.max(upto);
+        }
+        if self.written <= self.durable {
+            return Ok(false);
+        }
+        if let Err(e) = self.sync_out() {
+            self.poisoned = true;
+            tracing::error!(error = %e, "journal: sync failed; journal poisoned");
+            return Err(e);
+        }
+        self.durable = self.written;
+        Ok(true)
+    }
+
+    /// Writes the buffered records (no sync). Returns (records, bytes) written.
+    fn write_buffer(&mut self) -> Result<(usize, usize), JournalError> {
         self.reap(false);
         if self.poisoned {
             return Err(JournalError::Poisoned);
         }
         let (records, bytes) = (self.pending, self.buf.len());
         if records == 0 {
-            return Ok(CommitStats {
-                records,
-                bytes,
-                synced: false,
-            });
+            return Ok((0, 0));
         }
-        let sync = self.cfg.durability == Durability::Sync;
-        if let Err(e) = self.write_out(sync) {
+        if let Err(e) = self.write_out() {
             self.poisoned = true;
-            tracing::error!(error = %e, "journal: commit failed; journal poisoned");
+            tracing::error!(error = %e, "journal: write failed; journal poisoned");
             return Err(e);
         }
         self.buf.clear();
         self.pending = 0;
         self.since_base += records as u64;
-        Ok(CommitStats {
-            records,
-            bytes,
-            synced: sync,
-        })
+        self.written = self.next_seq;
+        Ok((records, bytes))
     }
 
-    fn write_out(&mut self, sync: bool) -> Result<(), JournalError> {
-        let path = || {
-            files::path(
-                &self.cfg.dir,
-                self.cfg.worker,
-                self.segment,
-                FileKind::Segment,
-            )
-        };
+    fn segment_path(&self) -> PathBuf {
+        files::path(
+            &self.cfg.dir,
+            self.cfg.worker,
+            self.segment,
+            FileKind::Segment,
+        )
+    }
+
+    fn write_out(&mut self) -> Result<(), JournalError> {
         self.file
             .write_all(&self.buf)
             .map_err(|source| JournalError::Io {
                 op: "write",
-                path: path(),
+                path: self.segment_path(),
                 source,
-            })?;
-        if sync {
-            self.file.sync_data().map_err(|source| JournalError::Io {
-                op: "fdatasync",
-                path: path(),
-                source,
-            })?;
-            if self.dir_dirty {
-                files::sync_dir(&self.cfg.dir)?;
-                self.dir_dirty = false;
-            }
+            })
+    }
+
+    fn sync_out(&mut self) -> Result<(), JournalError> {
+        self.file.sync_data().map_err(|source| JournalError::Io {
+            op: "fdatasync",
+            path: self.segment_path(),
+            source,
+        })?;
+        if self.dir_dirty {
+            files::sync_dir(&self.cfg.dir)?;
+            self.dir_dirty = false;
         }
         Ok(())
     }
@@ -466,9 +636,8 @@ impl Journal {
         if self.poisoned {
             return Err(JournalError::Poisoned);
         }
-        if self.pending > 0 {
-            self.commit()?;
-        }
+        // Everything before the rotation is durable before the new segment takes records.
+        self.commit()?;
         let segment = self.segment + 1;
         let path = files::path(&self.cfg.dir, self.cfg.worker, segment, FileKind::Segment);
         let io = |op: &'static str| {
@@ -489,6 +658,9 @@ impl Journal {
         self.file = file;
         self.segment = segment;
         self.dir_dirty = true;
+        if let Some(s) = self.syncer.as_mut() {
+            s.segment_changed();
+        }
         let job = compact::Job {
             dir: self.cfg.dir.clone(),
             worker: self.cfg.worker,

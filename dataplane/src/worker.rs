@@ -6,6 +6,7 @@
 //! reloads the configuration, asks for the lease list, or stops the worker. A `mio` waker makes
 //! the worker notice control messages at once.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +19,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::authority::Authority;
 use crate::binding::{Binding, BindingState};
 use crate::engine::{Destination, Engine, Outcome, RxMeta};
-use crate::journal::{Journal, JournalConfig, JournalError};
+use crate::journal::{Journal, JournalConfig, JournalError, Wake};
 use crate::scope::ServerSettings;
 use crate::time::Time;
 use crate::wire::MessageType;
@@ -138,6 +139,113 @@ pub struct WorkerStats {
     /// `i - 1`'s bound and at most [`COMMIT_BUCKETS_US`]`[i]` microseconds; the last slot counts
     /// the longer ones. Not cumulative (the metrics endpoint sums them up).
     pub commit_buckets: [AtomicU64; COMMIT_BUCKETS_US.len() + 1],
+    /// Where a request's time in the server goes, stage by stage.
+    pub stages: Stages,
+    /// Times a worker came out of `poll(2)` (frames, a control message, a handoff, a finished
+    /// sync or a timer).
+    pub wakeups: AtomicU64,
+    /// Wake-ups that found nothing to do.
+    pub idle_wakeups: AtomicU64,
+}
+
+/// Upper bounds, in microseconds, of the buckets of a [`StageHistogram`] (increasing).
+pub const STAGE_BUCKETS_US: [u64; 16] = [
+    2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 1_000, 2_000, 5_000, 20_000,
+];
+
+/// A lock-free histogram of one stage's durations (atomic adds only).
+#[derive(Debug, Default)]
+pub struct StageHistogram {
+    /// Per bucket of [`STAGE_BUCKETS_US`] (not cumulative), the last slot for longer ones.
+    pub buckets: [AtomicU64; STAGE_BUCKETS_US.len() + 1],
+    /// Sum of the durations, in nanoseconds.
+    pub sum_nanos: AtomicU64,
+}
+
+impl StageHistogram {
+    /// Count one duration.
+    pub fn record(&self, d: Duration) {
+        self.record_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Count one duration of `nanos` nanoseconds.
+    pub fn record_nanos(&self, nanos: u64) {
+        let us = nanos.div_ceil(1000);
+        let slot = STAGE_BUCKETS_US.partition_point(|&bound| bound < us);
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The upper bound, in microseconds, of the bucket holding quantile `q` (0..=1) of the
+    /// durations counted; `u64::MAX` if it lies beyond the last bound, `None` if nothing was
+    /// counted.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        quantile_of(&self.counts(), q)
+    }
+
+    /// A copy of the bucket counts.
+    pub fn counts(&self) -> Vec<u64> {
+        self.buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+/// The upper bound, in microseconds, of the bucket of `counts` (per bucket of
+/// [`STAGE_BUCKETS_US`], not cumulative) that holds quantile `q`; `u64::MAX` past the last
+/// bound, `None` if all counts are 0.
+pub fn quantile_of(counts: &[u64], q: f64) -> Option<u64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    // The rank of the quantile, 1-based: at least the first duration.
+    let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+    let mut seen = 0;
+    for (i, n) in counts.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return Some(STAGE_BUCKETS_US.get(i).copied().unwrap_or(u64::MAX));
+        }
+    }
+    Some(u64::MAX)
+}
+
+/// The stages of a request's time in the server (all workers together).
+///
+/// A DISCOVER's time is `queue_wait + engine + transmit`; a REQUEST's adds `ack_wait` (its
+/// batch's journal write and the wait for the `fdatasync` that covers it).
+#[derive(Debug, Default)]
+pub struct Stages {
+    /// Frame steered by the XDP program → taken from the RX ring by its worker (per frame;
+    /// AF_XDP only: the XDP program stamps each frame it redirects).
+    pub queue_wait: StageHistogram,
+    /// Answering one batch of frames, from the first taken to the last reply written (per batch).
+    pub engine: StageHistogram,
+    /// The journal `write(2)` of a batch's records (per batch with records).
+    pub journal_write: StageHistogram,
+    /// One `fdatasync` (per sync; several batches share one under load).
+    pub fdatasync: StageHistogram,
+    /// An ACK held for durability: its batch written → the sync covering it seen (per batch
+    /// with ACKs; includes waiting for a sync already running).
+    pub ack_wait: StageHistogram,
+    /// Putting a batch's replies on the TX ring and kicking it (per kick).
+    pub transmit: StageHistogram,
+}
+
+impl Stages {
+    /// The stages by name, as metrics and `tandemctl stats` show them.
+    pub fn named(&self) -> [(&'static str, &StageHistogram); 6] {
+        [
+            ("queue_wait", &self.queue_wait),
+            ("engine", &self.engine),
+            ("journal_write", &self.journal_write),
+            ("fdatasync", &self.fdatasync),
+            ("ack_wait", &self.ack_wait),
+            ("transmit", &self.transmit),
+        ]
+    }
 }
 
 /// Upper bounds, in microseconds, of the journal commit duration buckets of
@@ -291,8 +399,22 @@ pub struct Worker<A: Authority> {
     rx: Receiver<Control>,
     stats: Arc<WorkerStats>,
     batch: usize,
+    /// The handle's waker (the journal's sync thread wakes the worker with it).
+    waker: Arc<Waker>,
 }
 
+/// An ACK waiting for its batch to be durable (a copy of the reply: the batch's buffers are
+/// reused by the next batch).
+struct HeldReply {
+    /// The batch's journal mark ([`Durable::write`]).
+    mark: u64,
+    /// When the batch was written.
+    at: Instant,
+    reply: Pending,
+    frame: Vec<u8>,
+}
+
+#[derive(Clone, Copy)]
 struct Pending {
     iface: usize,
     len: usize,
@@ -339,6 +461,7 @@ impl<A: Authority> Worker<A> {
                 rx,
                 stats,
                 batch: batch.clamp(1, 4096),
+                waker: waker.clone(),
             },
             WorkerHandle::from_parts(tx, waker),
         ))
@@ -351,6 +474,13 @@ impl<A: Authority> Worker<A> {
         let mut tx_bufs = vec![[0u8; FRAME_LEN]; self.batch];
         let mut pending: Vec<Pending> = Vec::with_capacity(self.batch);
         let mut ready = vec![true; self.sockets.len()];
+        let mut held: VecDeque<HeldReply> = VecDeque::new();
+        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let waker = self.waker.clone();
+        self.durable.background_sync(Arc::new(move || {
+            // A failed wake only delays the ACKs to the next wake-up.
+            let _ = waker.wake();
+        }));
         // Start-up: journal whatever the engine queued while loading (leases that expired while down).
         self.durable.commit(&mut self.engine, &self.stats);
         loop {
@@ -382,7 +512,12 @@ impl<A: Authority> Worker<A> {
             loop {
                 match self.rx.try_recv() {
                     Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
-                        self.durable.commit(&mut self.engine, &self.stats);
+                        let durable = self
+                            .durable
+                            .commit(&mut self.engine, &self.stats)
+                            .then(|| self.durable.poll(&mut self.engine, &self.stats))
+                            .flatten();
+                        self.release(&mut held, &mut spare, durable);
                         tracing::info!("worker stopped");
                         return Ok(());
                     }
@@ -437,32 +572,83 @@ impl<A: Authority> Worker<A> {
                     }
                 }
             }
+            if received > 0 {
+                self.stats.stages.engine.record(busy.elapsed());
+            }
             self.engine.tick(now);
-            // Replies that promise nothing durable (OFFER, NAK) need not wait for the flush.
+            // Replies that promise nothing durable (OFFER, NAK) leave at once, never after a
+            // flush; ACKs wait for the sync that covers their batch (on the journal's sync
+            // thread, which wakes this loop when it is done).
+            let t = Instant::now();
+            let mut sent = 0;
             for (k, p) in pending.iter().enumerate() {
                 if !p.durable {
                     self.send(p, &tx_bufs[k][..p.len]);
+                    sent += 1;
                 }
             }
-            let durable = self.durable.commit(&mut self.engine, &self.stats);
-            let acks = pending.iter().filter(|p| p.durable);
-            if durable {
-                for (k, p) in pending.iter().enumerate() {
-                    if p.durable {
-                        self.send(p, &tx_bufs[k][..p.len]);
+            if sent > 0 {
+                self.stats.stages.transmit.record(t.elapsed());
+            }
+            let written = Instant::now();
+            let mark = self.durable.write(&mut self.engine, &self.stats);
+            for (k, p) in pending.iter().enumerate().filter(|(_, p)| p.durable) {
+                match mark {
+                    Some(mark) => {
+                        let mut frame = spare.pop().unwrap_or_default();
+                        frame.clear();
+                        frame.extend_from_slice(&tx_bufs[k][..p.len]);
+                        held.push_back(HeldReply {
+                            mark,
+                            at: written,
+                            reply: *p,
+                            frame,
+                        });
+                    }
+                    None => {
+                        self.stats.withheld_replies.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-            } else {
-                self.stats
-                    .withheld_replies
-                    .fetch_add(acks.count() as u64, Ordering::Relaxed);
             }
+            self.durable.maybe_compact(&self.engine, &self.stats);
+            let durable = match mark {
+                Some(_) => self.durable.poll(&mut self.engine, &self.stats),
+                None => None,
+            };
+            self.release(&mut held, &mut spare, durable);
             pending.clear();
             if received > 0 {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
             }
-            self.durable.maybe_compact(&self.engine, &self.stats);
             self.stats.record_busy(busy);
+        }
+    }
+
+    /// Sends the held ACKs that `durable` covers (`None`: the journal failed, withhold every
+    /// held ACK, counted).
+    fn release(
+        &self,
+        held: &mut VecDeque<HeldReply>,
+        spare: &mut Vec<Vec<u8>>,
+        durable: Option<u64>,
+    ) {
+        let Some(d) = durable else {
+            let n = held.len() as u64;
+            self.stats.withheld_replies.fetch_add(n, Ordering::Relaxed);
+            spare.extend(held.drain(..).map(|h| h.frame));
+            return;
+        };
+        let t = Instant::now();
+        let mut sent = 0;
+        while held.front().is_some_and(|h| h.mark <= d) {
+            let Some(h) = held.pop_front() else { break };
+            self.stats.stages.ack_wait.record(h.at.elapsed());
+            self.send(&h.reply, &h.frame);
+            spare.push(h.frame);
+            sent += 1;
+        }
+        if sent > 0 {
+            self.stats.stages.transmit.record(t.elapsed());
         }
     }
 
@@ -489,14 +675,37 @@ impl<A: Authority> Worker<A> {
 
 /// The durable side of a worker: its journal and how to reopen it. Shared by the UDP and the
 /// AF_XDP workers so that both commit, recover from a failed flush and compact the same way.
+///
+/// Two ways to commit: [`commit`](Durable::commit) writes and syncs before it returns (start-up,
+/// shutdown, the UDP worker); [`write`](Durable::write) + [`poll`](Durable::poll) pipeline it
+/// (the AF_XDP worker with [`background_sync`](Durable::background_sync)): `write` journals the
+/// batch and returns its mark at once, the sync runs on the journal's sync thread, and `poll`
+/// reports how far the journal is durable, running the commit hook and the task continuations
+/// of every batch it covers, in journal order. Replies that confirm a binding wait for their
+/// batch's mark; nothing else waits for the disk.
 pub(crate) struct Durable {
     journal: Journal,
     cfg: JournalConfig,
     /// Told about every committed binding.
     pub(crate) hook: Option<CommitHook>,
-    /// The bindings of the commit in progress (reused).
-    committed: Vec<Binding>,
     /// Continuations of control tasks waiting for the next commit.
+    after: Vec<AfterCommit>,
+    /// Written batches waiting to be durable, oldest first.
+    waiting: VecDeque<Written>,
+    /// Emptied binding lists of finished batches (kept for their allocations).
+    spare: Vec<Vec<Binding>>,
+    /// Wakes the worker when a background sync ends (kept to restart it after a reopen).
+    wake: Option<Wake>,
+}
+
+/// A batch written to the journal, not yet known to be durable.
+struct Written {
+    /// [`Journal::durable_seq`] must reach this.
+    mark: u64,
+    records: u64,
+    at: Instant,
+    /// The batch's bindings, for the commit hook (empty without one).
+    bindings: Vec<Binding>,
     after: Vec<AfterCommit>,
 }
 
@@ -507,59 +716,132 @@ impl Durable {
             journal,
             cfg,
             hook: None,
-            committed: Vec::new(),
             after: Vec::new(),
+            waiting: VecDeque::new(),
+            spare: Vec::new(),
+            wake: None,
         }
     }
 
-    /// Journal and commit the engine's queued updates, then tell the commit hook and the
-    /// waiting task continuations. False if the commit failed.
+    /// Let the journal's sync thread run `fdatasync` from now on, calling `wake` after each.
+    /// Without it (or if the thread cannot start, logged) [`write`](Durable::write) syncs
+    /// before it returns.
+    pub(crate) fn background_sync(&mut self, wake: Wake) {
+        match self.journal.start_background_sync(wake.clone()) {
+            Ok(_) => self.wake = Some(wake),
+            Err(e) => tracing::error!(error = %e, "journal: syncing on the worker thread"),
+        }
+    }
+
+    /// Journal and commit the engine's queued updates (and everything written before), then tell
+    /// the commit hook and the waiting task continuations. False if the commit failed.
     pub(crate) fn commit(&mut self, engine: &mut Engine, stats: &WorkerStats) -> bool {
-        let ok = self.commit_journal(engine, stats);
-        if ok && !self.committed.is_empty() {
-            if let Some(h) = self.hook.as_mut() {
-                h(&self.committed);
-            }
+        if self.write(engine, stats).is_none() {
+            return false;
         }
-        self.committed.clear();
-        for f in self.after.drain(..) {
-            f(ok);
+        if let Err(e) = self.journal.commit() {
+            self.failed(engine, &e);
+            return false;
         }
-        ok
+        self.poll(engine, stats).is_some()
     }
 
-    /// Journal and commit the engine's queued updates. False if that failed: the caller withholds
-    /// the batch's ACKs (clients will retry).
-    fn commit_journal(&mut self, engine: &mut Engine, stats: &WorkerStats) -> bool {
-        let mut n = 0u64;
+    /// Journal the engine's queued updates in one `write` and return the batch's mark (see
+    /// [`poll`](Durable::poll)); `None` if the journal failed (it is reopened; every reply
+    /// waiting for durability must be withheld, clients will retry).
+    pub(crate) fn write(&mut self, engine: &mut Engine, stats: &WorkerStats) -> Option<u64> {
+        let mut bindings = self.spare.pop().unwrap_or_default();
+        let mut records = 0u64;
         let mut failed = None;
         for b in engine.take_updates() {
-            n += 1;
+            records += 1;
             if let Err(e) = self.journal.append(&b) {
                 failed = Some(e);
             }
             if self.hook.is_some() {
-                self.committed.push(b);
+                bindings.push(b);
             }
-        }
-        if n == 0 && self.journal.pending() == 0 {
-            return failed.is_none();
         }
         let t = Instant::now();
-        let res = self.journal.commit();
-        let ns = t.elapsed().as_nanos() as u64;
-        match (failed, res) {
-            (None, Ok(_)) => {
-                stats.record_commit(ns, n);
-                true
+        let res = match failed {
+            Some(e) => Err(e),
+            None => self.journal.write(),
+        };
+        match res {
+            Ok(mark) => {
+                if records > 0 {
+                    stats.stages.journal_write.record(t.elapsed());
+                }
+                if records > 0 || !self.after.is_empty() {
+                    self.waiting.push_back(Written {
+                        mark,
+                        records,
+                        at: t,
+                        bindings,
+                        after: std::mem::take(&mut self.after),
+                    });
+                } else {
+                    self.spare.push(bindings);
+                }
+                Some(mark)
             }
-            (Some(e), _) | (None, Err(e)) => {
-                tracing::error!(error = %e, records = n,
-                    "journal commit failed: withholding this batch's ACKs (clients will retry)");
-                self.reopen(engine);
-                false
+            Err(e) => {
+                self.spare.push(bindings);
+                self.failed(engine, &e);
+                None
             }
         }
+    }
+
+    /// How far the journal is durable (a mark at or below it is), after collecting a finished
+    /// background sync; runs the commit hook and continuations of every batch it now covers.
+    /// `None` if the journal failed (reopened; withhold every waiting reply).
+    pub(crate) fn poll(&mut self, engine: &mut Engine, stats: &WorkerStats) -> Option<u64> {
+        match self.journal.poll_sync() {
+            Ok(Some(sync_nanos)) => stats.stages.fdatasync.record_nanos(sync_nanos),
+            Ok(None) => {}
+            Err(e) => {
+                self.failed(engine, &e);
+                return None;
+            }
+        }
+        let durable = self.journal.durable_seq();
+        while self.waiting.front().is_some_and(|w| w.mark <= durable) {
+            let Some(mut w) = self.waiting.pop_front() else {
+                break;
+            };
+            if w.records > 0 {
+                let ns = u64::try_from(w.at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                stats.record_commit(ns, w.records);
+            }
+            if !w.bindings.is_empty() {
+                if let Some(h) = self.hook.as_mut() {
+                    h(&w.bindings);
+                }
+            }
+            for f in w.after.drain(..) {
+                f(true);
+            }
+            w.bindings.clear();
+            self.spare.push(w.bindings);
+        }
+        Some(durable)
+    }
+
+    /// The journal failed: log, fail every waiting batch's continuations, reopen.
+    fn failed(&mut self, engine: &Engine, e: &JournalError) {
+        let batches = self.waiting.len();
+        tracing::error!(error = %e, batches,
+            "journal commit failed: withholding the ACKs waiting for it (clients will retry)");
+        for mut w in self.waiting.drain(..) {
+            for f in w.after.drain(..) {
+                f(false);
+            }
+        }
+        for f in self.after.drain(..) {
+            f(false);
+        }
+        self.reopen(engine);
     }
 
     /// After a failed write or sync the journal refuses further use: reopen it and write a full
@@ -569,6 +851,11 @@ impl Durable {
             Ok((j, _)) => {
                 // The old journal's Drop waits for its compaction thread, if any.
                 self.journal = j;
+                if let Some(w) = self.wake.clone() {
+                    if let Err(e) = self.journal.start_background_sync(w) {
+                        tracing::error!(error = %e, "journal: syncing on the worker thread");
+                    }
+                }
                 match self
                     .journal
                     .compact(live_bindings(engine))
@@ -731,6 +1018,81 @@ mod tests {
             b.expires = 2_000_000_000;
         }
         b
+    }
+
+    fn one_scope_engine() -> Engine {
+        let settings = ServerSettings {
+            server_id: ip("10.0.0.1"),
+            global_options: OptionSet::new(),
+            scopes: vec![scope("lan", "10.0.0.0", "10.0.0.100", "10.0.0.119")],
+            offer_hold_secs: 30,
+            decline_probation_secs: 600,
+            duplicate_window_ms: 2000,
+        };
+        Engine::new(
+            Arc::new(settings),
+            vec![vec![0]],
+            0,
+            1,
+            Arc::new(Stats::default()),
+        )
+    }
+
+    /// The pipelined commit: `write` returns growing marks at once; the commit hook and the
+    /// task continuations run only from `poll`, once the sync thread made their batch durable,
+    /// in journal order; the sync thread wakes the worker for each sync.
+    #[test]
+    fn pipelined_commit_runs_hook_and_continuations_only_once_durable() {
+        use std::sync::Mutex;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = JournalConfig::new(dir.path(), 0);
+        let (j, _) = Journal::open(cfg.clone()).expect("journal");
+        let mut d = Durable::new(j, cfg.clone());
+        let seen = Arc::new(Mutex::new(Vec::<Ipv4Addr>::new()));
+        let s2 = seen.clone();
+        d.hook = Some(Box::new(move |bs: &[Binding]| {
+            s2.lock().unwrap().extend(bs.iter().map(|b| b.addr))
+        }));
+        let (wake_tx, wake_rx) = crossbeam_channel::unbounded::<()>();
+        d.background_sync(Arc::new(move || {
+            let _ = wake_tx.send(());
+        }));
+        let stats = WorkerStats::default();
+        let mut e = one_scope_engine();
+        let done = Arc::new(Mutex::new(Vec::<bool>::new()));
+        e.install(binding("10.0.0.110", BindingState::Active, 1));
+        let d2 = done.clone();
+        d.after
+            .push(Box::new(move |ok| d2.lock().unwrap().push(ok)));
+        let m1 = d.write(&mut e, &stats).expect("write");
+        e.install(binding("10.0.0.111", BindingState::Active, 2));
+        let m2 = d.write(&mut e, &stats).expect("write");
+        assert!(m2 > m1, "marks grow: {m1} then {m2}");
+        assert!(seen.lock().unwrap().is_empty(), "hook ran before poll");
+        assert!(
+            done.lock().unwrap().is_empty(),
+            "continuation ran before poll"
+        );
+        loop {
+            let durable = d.poll(&mut e, &stats).expect("journal healthy");
+            if durable >= m2 {
+                break;
+            }
+            wake_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the sync thread wakes the worker after each sync");
+        }
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![ip("10.0.0.110"), ip("10.0.0.111")]
+        );
+        assert_eq!(*done.lock().unwrap(), vec![true]);
+        assert_eq!(stats.commits.load(Ordering::Relaxed), 2);
+        assert!(stats.stages.fdatasync.counts().iter().sum::<u64>() >= 1);
+        assert_eq!(stats.stages.journal_write.counts().iter().sum::<u64>(), 2);
+        drop(d);
+        let (_, rec) = Journal::open(cfg).expect("reopen");
+        assert_eq!(rec.bindings.len(), 2);
     }
 
     /// Every state lands in its own column, per scope, and the columns add up to the pool size.

@@ -4,8 +4,12 @@
 //! Per batch: take up to `batch` received frames from the sockets' RX rings, check each with
 //! [`UdpFrame::new_checked`], let the engine answer the DHCP payload straight into a free UMEM
 //! chunk (after room for the headers), write the Ethernet/IPv4/UDP headers with
-//! [`ReplyHeaders`], put OFFERs and NAKs on the TX ring and kick it at once, journal and commit
-//! the batch's binding changes, and only then put the ACKs on the TX ring and kick again. Sent
+//! [`ReplyHeaders`], put OFFERs and NAKs on the TX ring and kick it at once, write the batch's
+//! binding changes to the journal and hold its ACKs until the journal's sync thread reports the
+//! `fdatasync` that covers them (the loop keeps serving meanwhile and is woken when the sync
+//! ends), then put them on the TX ring and kick again. Per-stage durations (queue wait from
+//! the XDP program's time stamp, engine, journal write, fdatasync, ACK wait, transmit) go to
+//! [`crate::worker::Stages`]. Sent
 //! chunks come back through the completion ring; received chunks go back to the fill ring.
 //! Control messages ([`Control`]) are read between batches, and the engine's timers run once per
 //! loop.
@@ -33,6 +37,7 @@
 //! ([`interface_info`]), and the privilege checks ([`missing_capabilities`],
 //! [`memlock_limit`]).
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
@@ -421,6 +426,18 @@ struct Replies {
     tx_now: Vec<Frame>,
     /// Replies of this batch that leave after it (ACK).
     tx_durable: Vec<Frame>,
+    /// ACKs of written batches waiting for the sync that covers their mark, oldest first.
+    held: VecDeque<Held>,
+}
+
+/// An ACK waiting for its batch to be durable.
+#[derive(Debug)]
+struct Held {
+    /// The batch's journal mark ([`Durable::write`]).
+    mark: u64,
+    /// When the batch was written.
+    at: Instant,
+    frame: Frame,
 }
 
 impl Replies {
@@ -487,6 +504,7 @@ impl XdpPort {
                 free,
                 tx_now: Vec::with_capacity(cap),
                 tx_durable: Vec::with_capacity(cap),
+                held: VecDeque::with_capacity(cap),
             },
         })
     }
@@ -507,6 +525,7 @@ impl XdpPort {
         if list.is_empty() {
             return 0;
         }
+        let t = Instant::now();
         let p = self.sock.parts();
         let mut sent = 0u64;
         let mut tx = p.tx.reserve(list.len() as u32);
@@ -530,7 +549,46 @@ impl XdpPort {
             }
         }
         xs.tx_frames.fetch_add(sent, Ordering::Relaxed);
+        ws.stages.transmit.record(t.elapsed());
         sent
+    }
+
+    /// This batch's ACKs wait for `mark` (or, if the journal write failed, are withheld).
+    fn hold(&mut self, mark: Option<u64>, at: Instant, ws: &WorkerStats) {
+        match mark {
+            Some(mark) => {
+                for frame in self.out.tx_durable.drain(..) {
+                    self.out.held.push_back(Held { mark, at, frame });
+                }
+            }
+            None => self.withhold(ws),
+        }
+    }
+
+    /// Moves the held ACKs that `durable` covers to the TX list (`None`: the journal failed,
+    /// withhold every held ACK).
+    fn release(&mut self, durable: Option<u64>, ws: &WorkerStats) {
+        let Some(d) = durable else {
+            self.withhold(ws);
+            return;
+        };
+        while self.out.held.front().is_some_and(|h| h.mark <= d) {
+            if let Some(h) = self.out.held.pop_front() {
+                ws.stages.ack_wait.record(h.at.elapsed());
+                self.out.tx_durable.push(h.frame);
+            }
+        }
+    }
+
+    /// Drops every ACK of this batch and every held one (counted): their bindings are not known
+    /// to be durable.
+    fn withhold(&mut self, ws: &WorkerStats) {
+        let n = self.out.tx_durable.len() + self.out.held.len();
+        ws.withheld_replies.fetch_add(n as u64, Ordering::Relaxed);
+        self.out.free.append(&mut self.out.tx_durable);
+        self.out
+            .free
+            .extend(self.out.held.drain(..).map(|h| h.frame));
     }
 
     /// Takes back sent chunks and lends received ones to the fill ring again; kicks the TX ring
@@ -789,10 +847,17 @@ impl<A: Authority> XdpWorker<A> {
             busy_poll = self.busy_poll,
             "AF_XDP worker running"
         );
+        let waker = self.waker.clone();
+        self.durable.background_sync(Arc::new(move || {
+            // A failed wake only delays the ACKs to the next wake-up (at most MAX_WAIT).
+            let _ = waker.wake();
+        }));
         self.durable.commit(&mut self.engine, &self.stats);
         let mut idle = false;
+        let mut woke;
         let mut last_stats = Instant::now();
         loop {
+            woke = false;
             if idle {
                 for p in &mut self.ports {
                     p.housekeeping(&self.xstats);
@@ -807,6 +872,8 @@ impl<A: Authority> XdpWorker<A> {
                         .unwrap_or(MAX_WAIT)
                         .min(MAX_WAIT);
                     self.wait(wait)?;
+                    self.stats.wakeups.fetch_add(1, Ordering::Relaxed);
+                    woke = true;
                 }
             }
             // Busy from here to the end of the iteration: everything but the wait in poll(2).
@@ -814,7 +881,12 @@ impl<A: Authority> XdpWorker<A> {
             loop {
                 match self.rx.try_recv() {
                     Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
-                        self.durable.commit(&mut self.engine, &self.stats);
+                        let ok = self.durable.commit(&mut self.engine, &self.stats);
+                        let durable = ok.then(|| self.durable.poll(&mut self.engine, &self.stats));
+                        for p in &mut self.ports {
+                            p.release(durable.flatten(), &self.stats);
+                            p.transmit(true, &self.xstats, &self.stats);
+                        }
                         self.drain_tx();
                         tracing::info!(worker = self.id, "AF_XDP worker stopped");
                         return Ok(());
@@ -829,6 +901,7 @@ impl<A: Authority> XdpWorker<A> {
             let now = Time::now();
             let mut received = 0;
             let mut ctx = Ctx {
+                mono_now: monotonic_nanos(),
                 engine: &mut self.engine,
                 authority: &self.authority,
                 now,
@@ -848,22 +921,31 @@ impl<A: Authority> XdpWorker<A> {
             if let Some(h) = self.handoff.as_mut() {
                 h.wake();
             }
+            if received + handed > 0 {
+                self.stats.stages.engine.record(busy.elapsed());
+            }
             self.engine.tick(now);
-            // Replies that promise nothing durable (OFFER, NAK) need not wait for the flush.
+            // Replies that promise nothing durable (OFFER, NAK) leave at once, never after a
+            // flush; ACKs wait for the sync that covers their batch (the journal's sync thread
+            // runs it while this loop goes on serving, and wakes it when it is done).
             for p in &mut self.ports {
                 p.transmit(false, &self.xstats, &self.stats);
             }
-            let durable = self.durable.commit(&mut self.engine, &self.stats);
+            let written = Instant::now();
+            let mark = self.durable.write(&mut self.engine, &self.stats);
             for p in &mut self.ports {
-                if durable {
-                    p.transmit(true, &self.xstats, &self.stats);
-                } else {
-                    self.stats
-                        .withheld_replies
-                        .fetch_add(p.out.tx_durable.len() as u64, Ordering::Relaxed);
-                    p.out.free.append(&mut p.out.tx_durable);
-                }
+                p.hold(mark, written, &self.stats);
+            }
+            self.durable.maybe_compact(&self.engine, &self.stats);
+            let durable = self.durable.poll(&mut self.engine, &self.stats);
+            let mut released = 0;
+            for p in &mut self.ports {
+                p.release(durable, &self.stats);
+                released += p.transmit(true, &self.xstats, &self.stats);
                 p.housekeeping(&self.xstats);
+            }
+            if woke && received + handed == 0 && released == 0 {
+                self.stats.idle_wakeups.fetch_add(1, Ordering::Relaxed);
             }
             if received + handed > 0 {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -876,7 +958,6 @@ impl<A: Authority> XdpWorker<A> {
                 last_stats = Instant::now();
                 self.sample_socket_stats();
             }
-            self.durable.maybe_compact(&self.engine, &self.stats);
             if !idle || !self.busy_poll {
                 self.stats.record_busy(busy);
             }
@@ -935,6 +1016,8 @@ impl<A: Authority> XdpWorker<A> {
 
 /// What answering one frame needs besides the port.
 struct Ctx<'a, A: Authority> {
+    /// `CLOCK_MONOTONIC` at the start of the batch, in nanoseconds (the XDP program's clock).
+    mono_now: Option<u64>,
     engine: &'a mut Engine,
     authority: &'a A,
     now: Time,
@@ -1038,6 +1121,12 @@ fn receive<A: Authority>(
             continue;
         };
         let start = f.offset() as usize;
+        if let Some(ns) = ctx
+            .mono_now
+            .and_then(|now| queue_wait_nanos(rx_chunk, start, now))
+        {
+            ctx.ws.stages.queue_wait.record_nanos(ns);
+        }
         let pkt = rx_chunk.get(start..start + f.len() as usize).unwrap_or(&[]);
         let a = answer(ctx, iface, mac, ip, pkt, tx_chunk);
         if let Answered::Handoff(owner) = a {
@@ -1057,6 +1146,34 @@ fn receive<A: Authority>(
     }
     rx.release();
     taken
+}
+
+/// Magic of the metadata the XDP program puts before every frame it redirects (`TANDEM_META_MAGIC`
+/// in `steer.bpf.c`): `magic: u32, zero: u32, stamp: u64` (native byte order), `stamp` being
+/// `bpf_ktime_get_ns()` (`CLOCK_MONOTONIC`) when the program ran.
+pub const META_MAGIC: u32 = 0x5444_4d31;
+/// Length of that metadata.
+pub const META_LEN: usize = 16;
+
+/// How long the frame at `start` of `chunk` waited between the XDP program and `now`
+/// (`CLOCK_MONOTONIC` nanoseconds), if the program stamped it. Stamps from the future or older
+/// than 10 s (a chunk reused without metadata) are ignored.
+fn queue_wait_nanos(chunk: &[u8], start: usize, now: u64) -> Option<u64> {
+    let meta = chunk.get(start.checked_sub(META_LEN)?..start)?;
+    let magic = u32::from_ne_bytes(meta[0..4].try_into().ok()?);
+    if magic != META_MAGIC {
+        return None;
+    }
+    let stamp = u64::from_ne_bytes(meta[8..16].try_into().ok()?);
+    now.checked_sub(stamp).filter(|&ns| ns < 10_000_000_000)
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds.
+fn monotonic_nanos() -> Option<u64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+    let secs = u64::try_from(t.tv_sec()).ok()?;
+    let nanos = u64::try_from(t.tv_nsec()).ok()?;
+    Some(secs * 1_000_000_000 + nanos)
 }
 
 /// Answers up to `want` frames other workers handed to this one, from this worker's port of the
