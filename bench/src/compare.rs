@@ -391,6 +391,9 @@ pub struct Row {
     /// Tandem: where the requests' time in the server went during the load, stage by stage
     /// (both partners of a pair together).
     pub stages: Vec<StageFigure>,
+    /// Tandem: worker wake-ups out of `poll(2)` per lease during the load, and how many of
+    /// them found nothing to do (both partners of a pair together).
+    pub wakeups_per_lease: Option<(f64, f64)>,
 }
 
 /// One stage of a Tandem server's time during a run (from its `stages` statistics, the
@@ -412,13 +415,17 @@ pub struct StageFigure {
 /// A Tandem server's stage statistics now: `(stage, count... per bucket, sum of µs)`.
 type StageCounts = Vec<(String, Vec<u64>, f64)>;
 
-/// The stage statistics of the Tandem servers of `roles` (summed), from `/v1/stats`.
-fn stage_counts(lab: &Lab, roles: &[Role]) -> StageCounts {
+/// The stage statistics and wake-ups (total, idle) of the Tandem servers of `roles` (summed),
+/// from `/v1/stats`.
+fn stage_counts(lab: &Lab, roles: &[Role]) -> (StageCounts, (u64, u64)) {
     let mut out: StageCounts = Vec::new();
+    let mut wakeups = (0, 0);
     for &role in roles {
         let Some(v) = curl(lab, role, "http://127.0.0.1:9167/v1/stats", None) else {
             continue;
         };
+        wakeups.0 += v["wakeups"]["total"].as_u64().unwrap_or(0);
+        wakeups.1 += v["wakeups"]["idle"].as_u64().unwrap_or(0);
         let Some(stages) = v.get("stages").and_then(|s| s.as_object()) else {
             continue;
         };
@@ -441,7 +448,7 @@ fn stage_counts(lab: &Lab, roles: &[Role]) -> StageCounts {
             }
         }
     }
-    out
+    (out, wakeups)
 }
 
 /// The stages counted between `before` and `after`.
@@ -515,6 +522,7 @@ impl Row {
             ratio_to_tandem_single: None,
             threads: Vec::new(),
             stages: Vec::new(),
+            wakeups_per_lease: None,
         }
     }
 
@@ -2265,7 +2273,15 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
                             runs.push(r);
                         }
                         let mut row = Row::measured(t, &m);
-                        row.stages = stage_figures(&stages0, &stage_counts(&lab, stage_roles));
+                        let (stages1, wake1) = stage_counts(&lab, stage_roles);
+                        row.stages = stage_figures(&stages0.0, &stages1);
+                        let leases = row.leases_per_s * a.duration;
+                        if !row.stages.is_empty() && leases > 0.0 {
+                            row.wakeups_per_lease = Some((
+                                wake1.0.saturating_sub(stages0.1 .0) as f64 / leases,
+                                wake1.1.saturating_sub(stages0.1 .1) as f64 / leases,
+                            ));
+                        }
                         log(
                             a.quiet,
                             &format!(
@@ -2310,6 +2326,15 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
                                 a.quiet,
                                 &format!("{}: stages (µs): {}", t.name(), by.join("; ")),
                             );
+                            if let Some((w, idle)) = row.wakeups_per_lease {
+                                log(
+                                    a.quiet,
+                                    &format!(
+                                        "{}: worker wake-ups per lease {w:.2} ({idle:.2} idle)",
+                                        t.name()
+                                    ),
+                                );
+                            }
                         }
                         row
                     }

@@ -320,6 +320,10 @@ pub struct Journal {
     written: u64,
     /// Every record with a smaller sequence number is durable.
     durable: u64,
+    /// The highest mark someone waits for ([`write`](Journal::write),
+    /// [`sync_soon`](Journal::sync_soon)); records written past it with
+    /// [`write_deferred`](Journal::write_deferred) start no sync of their own.
+    needed: u64,
     #[cfg(test)]
     crash_at: Option<CrashPoint>,
 }
@@ -380,6 +384,7 @@ impl Journal {
             syncer: None,
             written: rec.next_seq,
             durable: rec.next_seq,
+            needed: rec.next_seq,
             #[cfg(test)]
             crash_at: None,
         };
@@ -448,8 +453,28 @@ impl Journal {
             return Ok(self.written);
         }
         self.write_buffer()?;
+        self.needed = self.written;
         self.kick()?;
         Ok(self.written)
+    }
+
+    /// [`write`](Journal::write) for records nobody waits for (a timer's state change, the
+    /// partner's acknowledgement of an update): written now, made durable by the next sync
+    /// anyone needs or by [`sync_soon`](Journal::sync_soon). Losing them in a crash loses
+    /// nothing promised. Without the background sync this is `write`.
+    pub fn write_deferred(&mut self) -> Result<u64, JournalError> {
+        if self.syncer.is_none() {
+            return self.write();
+        }
+        self.write_buffer()?;
+        Ok(self.written)
+    }
+
+    /// Makes everything written so far durable as soon as the sync thread can (starts a sync
+    /// unless one is running; the next starts when it ends).
+    pub fn sync_soon(&mut self) -> Result<(), JournalError> {
+        self.needed = self.written;
+        self.kick()
     }
 
     /// Collects a finished background sync (never blocks) and starts the next one if records
@@ -496,7 +521,7 @@ impl Journal {
         let Some(s) = self.syncer.as_mut() else {
             return Ok(());
         };
-        if s.busy() || self.written <= self.durable {
+        if s.busy() || self.needed <= self.durable {
             return Ok(());
         }
         let path = files::path(

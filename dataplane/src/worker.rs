@@ -144,7 +144,8 @@ pub struct WorkerStats {
     /// Times a worker came out of `poll(2)` (frames, a control message, a handoff, a finished
     /// sync or a timer).
     pub wakeups: AtomicU64,
-    /// Wake-ups that found nothing to do.
+    /// Wake-ups that found nothing to do (no frame, no control message, no batch made durable;
+    /// AF_XDP backend).
     pub idle_wakeups: AtomicU64,
 }
 
@@ -484,11 +485,15 @@ impl<A: Authority> Worker<A> {
         // Start-up: journal whatever the engine queued while loading (leases that expired while down).
         self.durable.commit(&mut self.engine, &self.stats);
         loop {
-            let timeout = self
+            let mut timeout = self
                 .engine
                 .next_timer()
                 .map(|t| Duration::from_millis(t.millis_since(Time::now()).clamp(1, 1000)))
                 .unwrap_or(Duration::from_secs(1));
+            if let Some(d) = self.durable.deferred_deadline() {
+                let left = d.saturating_duration_since(Instant::now());
+                timeout = timeout.min(left.max(Duration::from_millis(1)));
+            }
             let any_ready = ready.iter().any(|r| *r);
             let wait = if any_ready {
                 Some(Duration::ZERO)
@@ -591,7 +596,8 @@ impl<A: Authority> Worker<A> {
                 self.stats.stages.transmit.record(t.elapsed());
             }
             let written = Instant::now();
-            let mark = self.durable.write(&mut self.engine, &self.stats);
+            let urgent = pending.iter().any(|p| p.durable);
+            let mark = self.durable.write(&mut self.engine, &self.stats, urgent);
             for (k, p) in pending.iter().enumerate().filter(|(_, p)| p.durable) {
                 match mark {
                     Some(mark) => {
@@ -696,7 +702,16 @@ pub(crate) struct Durable {
     spare: Vec<Vec<Binding>>,
     /// Wakes the worker when a background sync ends (kept to restart it after a reopen).
     wake: Option<Wake>,
+    /// The oldest deferred write not yet asked to be synced, and the newest mark of those.
+    deferred: Option<(Instant, u64)>,
+    /// Written batches found durable so far (to tell a wake-up that finished a batch from an
+    /// idle one).
+    resolved: u64,
 }
+
+/// Longest a deferred journal write (nobody waits for it) stays unsynced before the worker asks
+/// for a sync of its own.
+pub(crate) const DEFERRED_SYNC_AFTER: Duration = Duration::from_millis(20);
 
 /// A batch written to the journal, not yet known to be durable.
 struct Written {
@@ -720,6 +735,8 @@ impl Durable {
             waiting: VecDeque::new(),
             spare: Vec::new(),
             wake: None,
+            deferred: None,
+            resolved: 0,
         }
     }
 
@@ -736,7 +753,7 @@ impl Durable {
     /// Journal and commit the engine's queued updates (and everything written before), then tell
     /// the commit hook and the waiting task continuations. False if the commit failed.
     pub(crate) fn commit(&mut self, engine: &mut Engine, stats: &WorkerStats) -> bool {
-        if self.write(engine, stats).is_none() {
+        if self.write(engine, stats, true).is_none() {
             return false;
         }
         if let Err(e) = self.journal.commit() {
@@ -748,8 +765,17 @@ impl Durable {
 
     /// Journal the engine's queued updates in one `write` and return the batch's mark (see
     /// [`poll`](Durable::poll)); `None` if the journal failed (it is reopened; every reply
-    /// waiting for durability must be withheld, clients will retry).
-    pub(crate) fn write(&mut self, engine: &mut Engine, stats: &WorkerStats) -> Option<u64> {
+    /// waiting for durability must be withheld, clients will retry). `urgent`: replies wait
+    /// for this batch (ACKs); a batch with task continuations is urgent too. Other batches
+    /// (timers, settled acknowledgements) start no sync of their own: the next urgent one or,
+    /// at the latest after [`DEFERRED_SYNC_AFTER`], [`poll`](Durable::poll) covers them.
+    pub(crate) fn write(
+        &mut self,
+        engine: &mut Engine,
+        stats: &WorkerStats,
+        urgent: bool,
+    ) -> Option<u64> {
+        let urgent = urgent || !self.after.is_empty();
         let mut bindings = self.spare.pop().unwrap_or_default();
         let mut records = 0u64;
         let mut failed = None;
@@ -765,12 +791,20 @@ impl Durable {
         let t = Instant::now();
         let res = match failed {
             Some(e) => Err(e),
-            None => self.journal.write(),
+            None if urgent => self.journal.write(),
+            None => self.journal.write_deferred(),
         };
         match res {
             Ok(mark) => {
                 if records > 0 {
                     stats.stages.journal_write.record(t.elapsed());
+                }
+                if urgent {
+                    // The sync asked for covers every deferred write before it.
+                    self.deferred = None;
+                } else if records > 0 {
+                    let since = self.deferred.map_or(t, |(since, _)| since);
+                    self.deferred = Some((since, mark));
                 }
                 if records > 0 || !self.after.is_empty() {
                     self.waiting.push_back(Written {
@@ -797,6 +831,17 @@ impl Durable {
     /// background sync; runs the commit hook and continuations of every batch it now covers.
     /// `None` if the journal failed (reopened; withhold every waiting reply).
     pub(crate) fn poll(&mut self, engine: &mut Engine, stats: &WorkerStats) -> Option<u64> {
+        if let Some((since, mark)) = self.deferred {
+            if self.journal.durable_seq() >= mark {
+                self.deferred = None;
+            } else if since.elapsed() >= DEFERRED_SYNC_AFTER {
+                self.deferred = None;
+                if let Err(e) = self.journal.sync_soon() {
+                    self.failed(engine, &e);
+                    return None;
+                }
+            }
+        }
         match self.journal.poll_sync() {
             Ok(Some(sync_nanos)) => stats.stages.fdatasync.record_nanos(sync_nanos),
             Ok(None) => {}
@@ -824,8 +869,20 @@ impl Durable {
             }
             w.bindings.clear();
             self.spare.push(w.bindings);
+            self.resolved += 1;
         }
         Some(durable)
+    }
+
+    /// Written batches found durable so far (grows by one per batch).
+    pub(crate) fn resolved(&self) -> u64 {
+        self.resolved
+    }
+
+    /// When [`poll`](Durable::poll) will ask for the sync of a deferred write, if one waits
+    /// (the worker wakes up for it).
+    pub(crate) fn deferred_deadline(&self) -> Option<Instant> {
+        self.deferred.map(|(since, _)| since + DEFERRED_SYNC_AFTER)
     }
 
     /// The journal failed: log, fail every waiting batch's continuations, reopen.
@@ -1064,24 +1121,34 @@ mod tests {
         let d2 = done.clone();
         d.after
             .push(Box::new(move |ok| d2.lock().unwrap().push(ok)));
-        let m1 = d.write(&mut e, &stats).expect("write");
+        let m1 = d.write(&mut e, &stats, true).expect("write");
         e.install(binding("10.0.0.111", BindingState::Active, 2));
-        let m2 = d.write(&mut e, &stats).expect("write");
+        let m2 = d.write(&mut e, &stats, false).expect("write");
         assert!(m2 > m1, "marks grow: {m1} then {m2}");
         assert!(seen.lock().unwrap().is_empty(), "hook ran before poll");
         assert!(
             done.lock().unwrap().is_empty(),
             "continuation ran before poll"
         );
+        // The second batch waits for nobody: no sync of its own until DEFERRED_SYNC_AFTER.
+        let deadline = d.deferred_deadline().expect("a deferred write is pending");
+        assert!(deadline <= Instant::now() + DEFERRED_SYNC_AFTER);
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut wakes = 0;
         loop {
             let durable = d.poll(&mut e, &stats).expect("journal healthy");
             if durable >= m2 {
                 break;
             }
-            wake_rx
-                .recv_timeout(Duration::from_secs(10))
-                .expect("the sync thread wakes the worker after each sync");
+            assert!(Instant::now() < until, "never durable: {durable} < {m2}");
+            // The sync thread wakes the worker after each sync; the deferred one is asked
+            // for by poll once its deadline passed.
+            if wake_rx.recv_timeout(Duration::from_millis(5)).is_ok() {
+                wakes += 1;
+            }
         }
+        assert!(wakes >= 1, "the sync thread never woke the worker");
+        assert!(d.deferred_deadline().is_none());
         assert_eq!(
             *seen.lock().unwrap(),
             vec![ip("10.0.0.110"), ip("10.0.0.111")]

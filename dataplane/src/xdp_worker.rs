@@ -871,6 +871,13 @@ impl<A: Authority> XdpWorker<A> {
                         .map(|t| Duration::from_millis(t.millis_since(Time::now()).clamp(1, 50)))
                         .unwrap_or(MAX_WAIT)
                         .min(MAX_WAIT);
+                    let wait = match self.durable.deferred_deadline() {
+                        Some(d) => wait.min(
+                            d.saturating_duration_since(Instant::now())
+                                .max(Duration::from_millis(1)),
+                        ),
+                        None => wait,
+                    };
                     self.wait(wait)?;
                     self.stats.wakeups.fetch_add(1, Ordering::Relaxed);
                     woke = true;
@@ -878,6 +885,8 @@ impl<A: Authority> XdpWorker<A> {
             }
             // Busy from here to the end of the iteration: everything but the wait in poll(2).
             let busy = Instant::now();
+            let mut controls = 0;
+            let resolved = self.durable.resolved();
             loop {
                 match self.rx.try_recv() {
                     Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
@@ -892,6 +901,7 @@ impl<A: Authority> XdpWorker<A> {
                         return Ok(());
                     }
                     Ok(c) => {
+                        controls += 1;
                         apply_control(&mut self.engine, &mut self.durable, &mut self.authority, c)
                     }
                     Err(TryRecvError::Empty) => break,
@@ -932,7 +942,8 @@ impl<A: Authority> XdpWorker<A> {
                 p.transmit(false, &self.xstats, &self.stats);
             }
             let written = Instant::now();
-            let mark = self.durable.write(&mut self.engine, &self.stats);
+            let urgent = self.ports.iter().any(|p| !p.out.tx_durable.is_empty());
+            let mark = self.durable.write(&mut self.engine, &self.stats, urgent);
             for p in &mut self.ports {
                 p.hold(mark, written, &self.stats);
             }
@@ -944,7 +955,8 @@ impl<A: Authority> XdpWorker<A> {
                 released += p.transmit(true, &self.xstats, &self.stats);
                 p.housekeeping(&self.xstats);
             }
-            if woke && received + handed == 0 && released == 0 {
+            let finished = self.durable.resolved() != resolved;
+            if woke && received + handed == 0 && released == 0 && controls == 0 && !finished {
                 self.stats.idle_wakeups.fetch_add(1, Ordering::Relaxed);
             }
             if received + handed > 0 {
