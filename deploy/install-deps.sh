@@ -45,6 +45,7 @@ PKGS=(
     tcpdump tshark                                        # ACK captures (crash test), dissectors
     faketime                                              # clock-skew tests
     isc-dhcp-server                                       # dhcpd (failover partner tests)
+    dpkg-dev binutils                                     # the .deb: dpkg-shlibdeps, objcopy
 )
 SERVICES=(isc-dhcp-server isc-dhcp-relay)
 if (( WANT_LAB )); then PKGS+=(kea-dhcp4-server); SERVICES+=(kea-dhcp4-server); fi

@@ -11,6 +11,8 @@
 #   test     cargo test --workspace           (unit, simulation, and the network-namespace
 #                                              tests in controlplane/tests/netns.rs: real
 #                                              dhclient/dhcpcd/udhcpc/dhcrelay/perfdhcp; need root)
+#   deb      deploy/deb/test-deb.sh: build the .deb, dpkg -i it on this machine, check it, remove
+#            and purge it (configuration and leases stay)
 #   fuzz     cargo +nightly fuzz run T -- -max_total_time=$FUZZ_SECS for every target in fuzz/
 #            (corpus and artifacts go to a temp dir, not the repository; FUZZ_SECS=0 skips)
 # Honours CARGO_TARGET_DIR. Needs root: the namespace tests create network namespaces.
@@ -60,6 +62,7 @@ TEST_LOG=$(mktemp /tmp/tandem-test.XXXXXX)
 # --no-fail-fast: every test binary runs even after one fails, so one run reports every failure.
 run_tests() { set -o pipefail; cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$TEST_LOG"; }
 step test run_tests || true
+step deb bash deploy/deb/test-deb.sh || true
 
 if [[ -f fuzz/Cargo.toml && $FUZZ_SECS != 0 ]]; then
     FUZZ_TMP=$(mktemp -d /tmp/tandem-fuzz.XXXXXX)

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tandem_bench::chart::{self, label_for, Run};
 use tandem_bench::dora::{Config, Mix};
 use tandem_bench::run::{run, Endpoint, RunOptions};
@@ -640,6 +640,9 @@ fn dora(a: DoraArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = tandem_controlplane::manpage::from_args(Cli::command, "1") {
+        return code;
+    }
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Dora(a) => dora(a),

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args as ClapArgs, Parser, Subcommand};
+use clap::{Args as ClapArgs, CommandFactory, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
 /// Exit code: the server answered with an error.
@@ -45,7 +45,7 @@ const MAX_SCOPE_FILE: u64 = 4 << 20;
 /// Exit codes: 0 ok, 1 server error, 2 usage, 3 unreachable, 4 unauthorized, 5 failover partner
 /// unreachable or refusing.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "tandemctl", version, about)]
 struct Args {
     /// Admin endpoint of the server.
     #[arg(
@@ -1243,6 +1243,9 @@ fn run_failover(c: &Client<'_>, args: &Args, cmd: &FailoverCmd) -> Result<(), Fa
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = tandem_controlplane::manpage::from_args(Args::command, "1") {
+        return code;
+    }
     let args = Args::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// Tandem DHCPv4 server.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "tandemd", version, about)]
 struct Args {
     /// Run the server with this configuration file.
     #[arg(long, value_name = "FILE", conflicts_with = "check_config")]
@@ -22,6 +22,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = tandem_controlplane::manpage::from_args(Args::command, "8") {
+        return code;
+    }
     let args = Args::parse();
     if let Some(path) = args.check_config {
         return match tandem_controlplane::config::load(&path) {
