@@ -230,7 +230,8 @@ pub enum GenBackend {
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Targets, comma-separated, in any order (the table keeps its own): tandem-xdp,
-    /// tandem-xdp-2w, tandem-udp, tandem-pair-xdp, tandem-pair-xdp-2w, tandem-pair-udp, kea,
+    /// tandem-xdp-2w, tandem-xdp-relaxed (durability relaxed: no fdatasync, as Kea's memfile),
+    /// tandem-udp, tandem-pair-xdp, tandem-pair-xdp-2w, tandem-pair-udp, kea,
     /// kea-mt, dhcpd, kea-ha, dhcpd-fo, echo (the generator's ceiling), or `all`. The -2w
     /// targets run two AF_XDP workers per server (cores 0 and 1, two queues per interface).
     #[arg(
