@@ -1162,6 +1162,48 @@ mod tests {
         assert_eq!(rec.bindings.len(), 2);
     }
 
+    /// A deferred batch (nobody waits for it) starts no sync; the next urgent batch's sync covers
+    /// it, and its commit hook runs then, before the urgent batch's.
+    #[test]
+    fn an_urgent_batch_carries_the_deferred_ones_before_it() {
+        use std::sync::Mutex;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = JournalConfig::new(dir.path(), 0);
+        let (j, _) = Journal::open(cfg.clone()).expect("journal");
+        let mut d = Durable::new(j, cfg);
+        let seen = Arc::new(Mutex::new(Vec::<Ipv4Addr>::new()));
+        let s2 = seen.clone();
+        d.hook = Some(Box::new(move |bs: &[Binding]| {
+            s2.lock().unwrap().extend(bs.iter().map(|b| b.addr))
+        }));
+        let (wake_tx, wake_rx) = crossbeam_channel::unbounded::<()>();
+        d.background_sync(Arc::new(move || {
+            let _ = wake_tx.send(());
+        }));
+        let stats = WorkerStats::default();
+        let mut e = one_scope_engine();
+        e.install(binding("10.0.0.112", BindingState::Active, 3));
+        let lazy = d.write(&mut e, &stats, false).expect("write");
+        assert!(d.deferred_deadline().is_some());
+        // No sync was asked for (only poll would, after DEFERRED_SYNC_AFTER): nothing wakes
+        // the worker, nothing becomes durable.
+        assert!(wake_rx.recv_timeout(Duration::from_millis(5)).is_err());
+        assert!(stats.stages.fdatasync.counts().iter().all(|&n| n == 0));
+        e.install(binding("10.0.0.113", BindingState::Active, 4));
+        let urgent = d.write(&mut e, &stats, true).expect("write");
+        assert!(d.deferred_deadline().is_none(), "the urgent sync covers it");
+        wake_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the urgent batch's sync ends");
+        assert!(d.poll(&mut e, &stats).expect("healthy") >= urgent);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![ip("10.0.0.112"), ip("10.0.0.113")]
+        );
+        assert!(urgent > lazy);
+        assert_eq!(stats.stages.fdatasync.counts().iter().sum::<u64>(), 1);
+    }
+
     /// Every state lands in its own column, per scope, and the columns add up to the pool size.
     #[test]
     fn pool_rows_count_each_state_per_scope() {
