@@ -1095,17 +1095,15 @@ mod tests {
         )
     }
 
-    /// The pipelined commit: `write` returns growing marks at once; the commit hook and the
-    /// task continuations run only from `poll`, once the sync thread made their batch durable,
-    /// in journal order; the sync thread wakes the worker for each sync.
-    #[test]
-    fn pipelined_commit_runs_hook_and_continuations_only_once_durable() {
-        use std::sync::Mutex;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let cfg = JournalConfig::new(dir.path(), 0);
+    /// The addresses the commit hook was told about, in order.
+    type Seen = Arc<std::sync::Mutex<Vec<Ipv4Addr>>>;
+
+    /// A `Durable` over a fresh journal at `cfg` with the background sync started: the commit
+    /// hook records the addresses it is told about, the wake-ups arrive on the receiver.
+    fn pipelined(cfg: &JournalConfig) -> (Durable, Seen, crossbeam_channel::Receiver<()>) {
         let (j, _) = Journal::open(cfg.clone()).expect("journal");
         let mut d = Durable::new(j, cfg.clone());
-        let seen = Arc::new(Mutex::new(Vec::<Ipv4Addr>::new()));
+        let seen: Seen = Arc::default();
         let s2 = seen.clone();
         d.hook = Some(Box::new(move |bs: &[Binding]| {
             s2.lock().unwrap().extend(bs.iter().map(|b| b.addr))
@@ -1114,6 +1112,18 @@ mod tests {
         d.background_sync(Arc::new(move || {
             let _ = wake_tx.send(());
         }));
+        (d, seen, wake_rx)
+    }
+
+    /// The pipelined commit: `write` returns growing marks at once; the commit hook and the
+    /// task continuations run only from `poll`, once the sync thread made their batch durable,
+    /// in journal order; the sync thread wakes the worker for each sync.
+    #[test]
+    fn pipelined_commit_runs_hook_and_continuations_only_once_durable() {
+        use std::sync::Mutex;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = JournalConfig::new(dir.path(), 0);
+        let (mut d, seen, wake_rx) = pipelined(&cfg);
         let stats = WorkerStats::default();
         let mut e = one_scope_engine();
         let done = Arc::new(Mutex::new(Vec::<bool>::new()));
@@ -1166,20 +1176,8 @@ mod tests {
     /// it, and its commit hook runs then, before the urgent batch's.
     #[test]
     fn an_urgent_batch_carries_the_deferred_ones_before_it() {
-        use std::sync::Mutex;
         let dir = tempfile::tempdir().expect("temp dir");
-        let cfg = JournalConfig::new(dir.path(), 0);
-        let (j, _) = Journal::open(cfg.clone()).expect("journal");
-        let mut d = Durable::new(j, cfg);
-        let seen = Arc::new(Mutex::new(Vec::<Ipv4Addr>::new()));
-        let s2 = seen.clone();
-        d.hook = Some(Box::new(move |bs: &[Binding]| {
-            s2.lock().unwrap().extend(bs.iter().map(|b| b.addr))
-        }));
-        let (wake_tx, wake_rx) = crossbeam_channel::unbounded::<()>();
-        d.background_sync(Arc::new(move || {
-            let _ = wake_tx.send(());
-        }));
+        let (mut d, seen, wake_rx) = pipelined(&JournalConfig::new(dir.path(), 0));
         let stats = WorkerStats::default();
         let mut e = one_scope_engine();
         e.install(binding("10.0.0.112", BindingState::Active, 3));
