@@ -1168,8 +1168,9 @@ pub const META_MAGIC: u32 = 0x5444_4d31;
 pub const META_LEN: usize = 16;
 
 /// How long the frame at `start` of `chunk` waited between the XDP program and `now`
-/// (`CLOCK_MONOTONIC` nanoseconds), if the program stamped it. Stamps from the future or older
-/// than 10 s (a chunk reused without metadata) are ignored.
+/// (`CLOCK_MONOTONIC` nanoseconds), if the program stamped it. A frame stamped just after `now`
+/// (it arrived while the batch began) waited 0; stamps further in the future or older than 10 s
+/// (a chunk reused without metadata) are ignored.
 fn queue_wait_nanos(chunk: &[u8], start: usize, now: u64) -> Option<u64> {
     let meta = chunk.get(start.checked_sub(META_LEN)?..start)?;
     let magic = u32::from_ne_bytes(meta[0..4].try_into().ok()?);
@@ -1177,7 +1178,10 @@ fn queue_wait_nanos(chunk: &[u8], start: usize, now: u64) -> Option<u64> {
         return None;
     }
     let stamp = u64::from_ne_bytes(meta[8..16].try_into().ok()?);
-    now.checked_sub(stamp).filter(|&ns| ns < 10_000_000_000)
+    if stamp > now {
+        return (stamp - now < 10_000_000).then_some(0);
+    }
+    Some(now - stamp).filter(|&ns| ns < 10_000_000_000)
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds.
@@ -1241,6 +1245,27 @@ fn take_handoffs<A: Authority>(ports: &mut [XdpPort], ctx: &mut Ctx<'_, A>, want
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_wait_is_read_from_the_xdp_programs_metadata() {
+        let mut chunk = vec![0u8; 512];
+        let start = 256;
+        // No metadata: nothing.
+        assert_eq!(queue_wait_nanos(&chunk, start, 5_000), None);
+        chunk[start - META_LEN..start - META_LEN + 4].copy_from_slice(&META_MAGIC.to_ne_bytes());
+        chunk[start - 8..start].copy_from_slice(&1_000u64.to_ne_bytes());
+        assert_eq!(queue_wait_nanos(&chunk, start, 5_000), Some(4_000));
+        // Stamped just after the batch's clock reading: it waited nothing.
+        assert_eq!(queue_wait_nanos(&chunk, start, 900), Some(0));
+        // Far in the future or 10 s old: a stale chunk, not a measurement.
+        assert_eq!(queue_wait_nanos(&chunk, start, 0), Some(0));
+        chunk[start - 8..start].copy_from_slice(&u64::MAX.to_ne_bytes());
+        assert_eq!(queue_wait_nanos(&chunk, start, 5_000), None);
+        chunk[start - 8..start].copy_from_slice(&1u64.to_ne_bytes());
+        assert_eq!(queue_wait_nanos(&chunk, start, 20_000_000_000), None);
+        // No room before the frame.
+        assert_eq!(queue_wait_nanos(&chunk, 8, 5_000), None);
+    }
 
     #[test]
     fn mac_addresses_parse_strictly() {
