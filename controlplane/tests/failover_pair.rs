@@ -455,6 +455,16 @@ fn hub_spoke_failover(
     )
 }
 
+/// Spoke `i` of a hub: its server section (`s{i}`, 10.80.0.2{i} on eth1), its relayed scope
+/// `site{i}` and its relationship with the hub (`failover`).
+fn spoke_config(lab: &Lab, i: u8, failover: &str) -> String {
+    format!(
+        "{}{}{failover}",
+        Tandemd::server_section_named(lab, &format!("s{i}"), &format!("10.80.0.2{i}"), &["eth1"]),
+        relayed_scope(&format!("site{i}"), 80 + i),
+    )
+}
+
 fn relayed_scope(name: &str, net: u8) -> String {
     format!(
         "\n[[scope]]\nname = \"{name}\"\nsubnet = \"10.{net}.0.0/24\"\n\
@@ -500,21 +510,15 @@ fn hub_standby_for_two_spokes_on_one_listener() {
         hub_spoke_failover("site2", "secondary", "10.80.0.22", "10.80.0.10", true),
     );
     let spoke_cfg = |i: u8| {
-        format!(
-            "{}{}{}",
-            Tandemd::server_section_named(
-                &lab,
-                &format!("s{i}"),
-                &format!("10.80.0.2{i}"),
-                &["eth1"]
-            ),
-            relayed_scope(&format!("site{i}"), 80 + i),
-            hub_spoke_failover(
+        spoke_config(
+            &lab,
+            i,
+            &hub_spoke_failover(
                 &format!("site{i}"),
                 "primary",
                 "10.80.0.10",
                 &format!("10.80.0.2{i}"),
-                false
+                false,
             ),
         )
     };
@@ -609,21 +613,15 @@ fn hub_of_two_spokes_on_two_xdp_workers_drops_each_relationships_partner_clients
         rel("site2", "secondary", "10.80.0.22", "10.80.0.10", &hs("standby")),
     );
     let spoke = |i: u8, mode: &str| {
-        format!(
-            "{}{}{}",
-            Tandemd::server_section_named(
-                &lab,
-                &format!("s{i}"),
-                &format!("10.80.0.2{i}"),
-                &["eth1"]
-            ),
-            relayed_scope(&format!("site{i}"), 80 + i),
-            rel(
+        spoke_config(
+            &lab,
+            i,
+            &rel(
                 &format!("site{i}"),
                 "primary",
                 "10.80.0.10",
                 &format!("10.80.0.2{i}"),
-                mode
+                mode,
             ),
         )
     };
