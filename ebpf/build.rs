@@ -1,4 +1,5 @@
-//! Compiles `src/steer.bpf.c` into `$OUT_DIR/steer.bpf.o` with clang (`-target bpf`).
+//! Compiles `src/steer.bpf.c` (the XDP program) and `src/reuseport.bpf.c` (the UDP backend's
+//! SO_REUSEPORT steering) into `$OUT_DIR/<name>.bpf.o` with clang (`-target bpf`).
 //!
 //! Needs the Debian packages `clang` (the compiler), `libbpf-dev` (`bpf/bpf_helpers.h`,
 //! `bpf/bpf_endian.h`) and `linux-libc-dev` (the kernel UAPI headers; installed with libc6-dev).
@@ -9,18 +10,19 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const SOURCE: &str = "src/steer.bpf.c";
+const SOURCES: [&str; 2] = ["steer", "reuseport"];
 const INSTALL: &str = "apt-get install -y clang llvm libbpf-dev linux-libc-dev";
 
 fn main() {
-    println!("cargo:rerun-if-changed={SOURCE}");
+    for name in SOURCES {
+        println!("cargo:rerun-if-changed=src/{name}.bpf.c");
+    }
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CLANG");
 
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
     let out_dir =
         PathBuf::from(env::var_os("OUT_DIR").unwrap_or_else(|| fail("OUT_DIR is not set")));
-    let object = out_dir.join("steer.bpf.o");
 
     let version = run(Command::new(&clang).arg("--version")).unwrap_or_else(|e| {
         fail(&format!(
@@ -33,17 +35,25 @@ fn main() {
             "`{clang} --version` failed: install the Debian package `clang` ({INSTALL})"
         ));
     }
+    for name in SOURCES {
+        compile(&clang, &out_dir, name);
+    }
+}
 
-    let mut cmd = Command::new(&clang);
+/// Compiles `src/<name>.bpf.c` into `<out_dir>/<name>.bpf.o`.
+fn compile(clang: &str, out_dir: &Path, name: &str) {
+    let source = format!("src/{name}.bpf.c");
+    let object = out_dir.join(format!("{name}.bpf.o"));
+    let mut cmd = Command::new(clang);
     cmd.args([
         "-target", "bpf", "-mcpu=v3", "-O2", "-g", "-Wall", "-Werror",
     ]);
     // Debian keeps <asm/*.h> (needed by the UAPI headers) in the multiarch directory, which the
     // bpf target does not search by itself.
-    if let Some(dir) = multiarch_include(&clang) {
+    if let Some(dir) = multiarch_include(clang) {
         cmd.arg("-I").arg(dir);
     }
-    cmd.arg("-c").arg(SOURCE).arg("-o").arg(&object);
+    cmd.arg("-c").arg(&source).arg("-o").arg(&object);
 
     let output = run(&mut cmd).unwrap_or_else(|e| fail(&format!("cannot run `{clang}`: {e}")));
     if !output.status.success() {
@@ -56,7 +66,7 @@ fn main() {
         } else if stderr.contains("unknown target") || stderr.contains("No available targets") {
             format!("`{clang}` has no BPF target: install Debian's `clang` ({INSTALL})")
         } else {
-            "compiling the XDP program failed".to_owned()
+            format!("compiling {source} failed")
         };
         fail(&format!("{hint}\n--- clang output ---\n{stderr}"));
     }

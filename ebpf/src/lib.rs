@@ -35,6 +35,12 @@
 #![forbid(unsafe_code)]
 
 mod netlink;
+mod reuseport;
+
+pub use reuseport::{
+    ReuseportCounters, ReuseportSteering, MAX_REUSEPORT_WORKERS, REUSEPORT_NAMES,
+    REUSEPORT_PROGRAM_NAME,
+};
 
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};

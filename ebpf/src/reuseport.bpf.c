@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Tandem's SO_REUSEPORT steering program, for the UDP backend with several workers.
+//
+// Every worker has one socket per interface, all bound to the DHCP server port with
+// SO_REUSEPORT (and SO_BINDTODEVICE: the sockets of one interface form one reuseport group).
+// The kernel would pick a socket by hashing the 4-tuple, but DHCP traffic has almost no 4-tuple
+// diversity (every broadcast comes from 0.0.0.0:68, every relayed request of one relay from the
+// same address), so one worker would get nearly everything. This program picks the socket of
+// the worker that owns the client instead: the RFC 3074 bucket of option 61 (client
+// identifier) if the request carries it, else of chaddr[..hlen] (as the engine and the XDP
+// program compute it), bucket b -> worker b % `workers` -> `socks[worker]`.
+//
+// A datagram whose key cannot be determined here exactly as the engine would (bad cookie,
+// option overload, repeated or empty option 61, malformed options, more than OPTION_WALK_MAX
+// options, more than BUF_LEN bytes of payload before the options end) is left to the kernel's
+// own choice (SK_PASS without a selection); the worker that gets it hands it to its owner in
+// user space. This program never drops anything.
+//
+// One instance of the program (with its own `socks` map) is loaded per interface group. Every
+// datagram increments exactly one counter (`enum counter`, mirrored by `REUSEPORT_NAMES` in
+// src/lib.rs).
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+char LICENSE[] SEC("license") = "Apache-2.0";
+
+// Number of workers (sockets in `socks`). Set by the loader before the program is loaded.
+volatile const __u32 workers = 1;
+
+enum counter {
+	CNT_STEERED = 0,   // socket of the owning worker selected
+	CNT_UNKNOWN = 1,   // key not determinable here: kernel's choice
+	CNT_NOT_DHCP = 2,  // shorter than a DHCP message or bad magic cookie: kernel's choice
+	CNT_NO_SOCKET = 3, // the owner's slot in `socks` is empty (worker gone): kernel's choice
+	CNT_MAX = 4,
+};
+
+#define COUNTER_SLOTS 8
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+// Worker k's socket of this interface at index k.
+struct {
+	__uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u32);
+} socks SEC(".maps");
+
+// Payload bytes copied and examined (a power of two; offsets are masked with BUF_LEN - 1).
+#define BUF_LEN 2048
+#define BUF_MASK (BUF_LEN - 1)
+
+// Per-CPU copy of the datagram's payload and the option walk's findings. The findings live in
+// map memory so that the paths through one iteration of the walk leave the same register
+// state (the verifier prunes them instead of exploring every combination). Socket lookup runs
+// in softirq context, so no other run on the same CPU interleaves with one.
+struct scratch {
+	__u8 buf[BUF_LEN];
+	__u32 done;
+	__u32 seen;
+	__u32 unknown;
+	__u32 cid_off;
+	__u32 cid_len;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
+// RFC 3074 §6 mixing table (same permutation as tandem_dataplane::hash and steer.bpf.c).
+static const __u8 rfc3074_mix[256] = {
+	251, 175, 119, 215, 81, 14, 79, 191, 103, 49, 181, 143, 186, 157, 0, 232,
+	31, 32, 55, 60, 152, 58, 17, 237, 174, 70, 160, 144, 220, 90, 57, 223,
+	59, 3, 18, 140, 111, 166, 203, 196, 134, 243, 124, 95, 222, 179, 197, 65,
+	180, 48, 36, 15, 107, 46, 233, 130, 165, 30, 123, 161, 209, 23, 97, 16,
+	40, 91, 219, 61, 100, 10, 210, 109, 250, 127, 22, 138, 29, 108, 244, 67,
+	207, 9, 178, 204, 74, 98, 126, 249, 167, 116, 34, 77, 193, 200, 121, 5,
+	20, 113, 71, 35, 128, 13, 182, 94, 25, 226, 227, 199, 75, 27, 41, 245,
+	230, 224, 43, 225, 177, 26, 155, 150, 212, 142, 218, 115, 241, 73, 88, 105,
+	39, 114, 62, 255, 192, 201, 145, 214, 168, 158, 221, 148, 154, 122, 12, 84,
+	82, 163, 44, 139, 228, 236, 205, 242, 217, 11, 187, 146, 159, 64, 86, 239,
+	195, 42, 106, 198, 118, 112, 184, 172, 87, 2, 173, 117, 176, 229, 247, 253,
+	137, 185, 99, 164, 102, 147, 45, 66, 231, 52, 141, 211, 194, 206, 246, 238,
+	56, 110, 78, 248, 63, 240, 189, 93, 92, 51, 53, 183, 19, 171, 72, 50,
+	33, 104, 101, 69, 8, 252, 83, 120, 76, 135, 85, 54, 202, 125, 188, 213,
+	96, 235, 136, 208, 162, 129, 190, 132, 156, 38, 47, 1, 7, 254, 24, 4,
+	216, 131, 89, 21, 28, 133, 37, 153, 149, 80, 170, 68, 6, 169, 234, 151,
+};
+
+#define UDP_HLEN 8
+#define DHCP_HLEN_OFF 2
+#define DHCP_CHADDR_OFF 28
+#define DHCP_CHADDR_LEN 16
+#define DHCP_COOKIE_OFF 236
+#define DHCP_OPTIONS_OFF 240
+
+#define OPT_PAD 0
+#define OPT_OVERLOAD 52
+#define OPT_CLIENT_ID 61
+#define OPT_END 255
+
+// Options (PAD bytes included) examined before the key is declared unknown.
+#define OPTION_WALK_MAX 96
+
+// Hides a value from the optimiser (emits no instruction).
+#define opaque(v) asm volatile("" : "+r"(v))
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+// RFC 3074 bucket of the `len` bytes at payload offset `off` of the copy `n` bytes long: seed
+// with the length, fold from the last byte to the first through the mixing table. -1 if a
+// byte lies past the copy.
+static __always_inline int hash_bytes(struct scratch *s, __u32 off, __u32 len, __u32 n)
+{
+	__u32 h = len, i;
+
+	if (len > 255 || off + len > n)
+		return -1;
+	for (i = 0; i < 255; i++) {
+		if (i >= len)
+			break;
+		h = rfc3074_mix[(h ^ s->buf[(off + len - 1 - i) & BUF_MASK]) & 0xff];
+	}
+	return h;
+}
+
+// Walks the options of the copy (n bytes, the whole payload when `whole`) as the engine does:
+// PAD is one byte, END stops, the end of the payload without END is accepted, an option
+// running past the payload is malformed. Findings go to the scratch fields.
+static __always_inline void walk_options(struct scratch *s, __u32 n, __u32 whole)
+{
+	__u32 off = DHCP_OPTIONS_OFF, i;
+
+	s->done = 0;
+	s->seen = 0;
+	s->unknown = 0;
+	s->cid_off = 0;
+	s->cid_len = 0;
+	for (i = 0; i < OPTION_WALK_MAX; i++) {
+		__u32 code, len;
+
+		if (off >= n) {
+			// The end of the payload ends the options; the end of a shortened copy
+			// does not tell.
+			if (whole)
+				s->done = 1;
+			break;
+		}
+		code = s->buf[off & BUF_MASK];
+		if (code == OPT_END) {
+			s->done = 1;
+			break;
+		}
+		len = 1;
+		if (code != OPT_PAD) {
+			if (off + 1 >= n)
+				break;
+			len = s->buf[(off + 1) & BUF_MASK];
+			if (off + 2 + len > n)
+				break;
+			if (code == OPT_OVERLOAD) {
+				s->unknown = 1;
+			} else if (code == OPT_CLIENT_ID) {
+				// A repeated option 61 is concatenated by the engine (RFC 3396); an
+				// empty one is malformed.
+				if (s->seen || len == 0)
+					s->unknown = 1;
+				s->seen = 1;
+				s->cid_off = off + 2;
+				s->cid_len = len;
+			}
+			len += 2;
+		}
+		off += len;
+		opaque(off);
+		off &= (BUF_LEN * 2 - 1);
+	}
+}
+
+SEC("sk_reuseport")
+int tandem_reuseport(struct sk_reuseport_md *md)
+{
+	struct scratch *s;
+	__u32 zero = 0, total, n, whole, hlen, worker;
+	int bucket;
+
+	// md->len counts from the UDP header (the kernel has trimmed the datagram to its length).
+	total = md->len;
+	if (total < UDP_HLEN + DHCP_OPTIONS_OFF) {
+		count(CNT_NOT_DHCP);
+		return SK_PASS;
+	}
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s) {
+		count(CNT_UNKNOWN);
+		return SK_PASS;
+	}
+	n = total - UDP_HLEN;
+	whole = 1;
+	if (n > BUF_LEN - 1) {
+		n = BUF_LEN - 1;
+		whole = 0;
+	}
+	n &= BUF_MASK;
+	if (n < DHCP_OPTIONS_OFF || bpf_skb_load_bytes(md, UDP_HLEN, s->buf, n) < 0) {
+		count(CNT_UNKNOWN);
+		return SK_PASS;
+	}
+	if (s->buf[DHCP_COOKIE_OFF] != 0x63 || s->buf[DHCP_COOKIE_OFF + 1] != 0x82 ||
+	    s->buf[DHCP_COOKIE_OFF + 2] != 0x53 || s->buf[DHCP_COOKIE_OFF + 3] != 0x63) {
+		count(CNT_NOT_DHCP);
+		return SK_PASS;
+	}
+	hlen = s->buf[DHCP_HLEN_OFF];
+	walk_options(s, n, whole);
+	if (!s->done || s->unknown || hlen > DHCP_CHADDR_LEN) {
+		count(CNT_UNKNOWN);
+		return SK_PASS;
+	}
+	if (s->seen)
+		bucket = hash_bytes(s, s->cid_off & BUF_MASK, s->cid_len & 0xff, n);
+	else
+		bucket = hash_bytes(s, DHCP_CHADDR_OFF, hlen, n);
+	if (bucket < 0 || workers == 0) {
+		count(CNT_UNKNOWN);
+		return SK_PASS;
+	}
+	worker = (__u32)bucket % workers;
+	if (bpf_sk_select_reuseport(md, &socks, &worker, 0) < 0) {
+		count(CNT_NO_SOCKET);
+		return SK_PASS;
+	}
+	count(CNT_STEERED);
+	return SK_PASS;
+}
