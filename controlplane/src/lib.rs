@@ -12,6 +12,7 @@ pub mod alarms;
 pub mod config;
 pub mod daemon;
 pub mod failover;
+pub mod import;
 pub mod manpage;
 pub mod metrics;
 pub mod notify;

@@ -92,6 +92,55 @@ enum Cmd {
         #[command(subcommand)]
         cmd: FailoverCmd,
     },
+    /// Migrate from ISC dhcpd or Kea: translate the configuration into Tandem's TOML (checked
+    /// as `tandemd --check-config` does) and the leases into a journal in the state directory.
+    /// Runs offline (no server needed). Whatever cannot be translated is printed on stderr as
+    /// `FILE:LINE: directive: why`. Exit codes: 0 ok, 1 usage or I/O error, 2 an input does
+    /// not parse, 3 --strict and something cannot be translated (nothing written), 4 the
+    /// generated configuration fails validation (nothing written).
+    Import {
+        #[command(subcommand)]
+        cmd: ImportCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportCmd {
+    /// Import ISC dhcpd's dhcpd.conf and dhcpd.leases.
+    Dhcpd(ImportArgs),
+    /// Import Kea's kea-dhcp4.conf and its memfile lease CSV (kea-leases4.csv).
+    Kea(ImportArgs),
+}
+
+#[derive(ClapArgs, Debug)]
+struct ImportArgs {
+    /// The other server's configuration file.
+    #[arg(long, value_name = "FILE")]
+    conf: PathBuf,
+    /// Its lease file (without it, only the configuration is imported).
+    #[arg(long, value_name = "FILE")]
+    leases: Option<PathBuf>,
+    /// The Tandem configuration to write.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Tandem's state directory: the journal is written here and it becomes server.state_dir
+    /// (it must not hold a journal yet).
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+    /// Fail (exit 3, nothing written) if anything cannot be translated.
+    #[arg(long)]
+    strict: bool,
+    /// This server's address (server.server_id) [default: from the files, else the first
+    /// --interface address].
+    #[arg(long, value_name = "ADDRESS")]
+    server_id: Option<Ipv4Addr>,
+    /// An interface to serve on, as NAME or NAME/ADDRESS (this server's address on it: the
+    /// subnet holding it serves the interface's directly attached clients). Repeatable.
+    #[arg(long = "interface", value_name = "IFACE[/ADDRESS]")]
+    interfaces: Vec<String>,
+    /// Parse, translate, check and report, but write nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -965,7 +1014,76 @@ fn read_scope_file(file: &str) -> Result<String, Fail> {
     Ok(text)
 }
 
+/// `tandemctl import dhcpd|kea`: the exit code and what to print last.
+fn run_import(cmd: &ImportCmd) -> Result<(), Fail> {
+    use tandem_controlplane::import::{self, ImportError, Options, Source};
+    let (source, a) = match cmd {
+        ImportCmd::Dhcpd(a) => (Source::Dhcpd, a),
+        ImportCmd::Kea(a) => (Source::Kea, a),
+    };
+    let opts = Options {
+        source,
+        conf: a.conf.clone(),
+        leases: a.leases.clone(),
+        out: a.out.clone(),
+        state_dir: a.state_dir.clone(),
+        strict: a.strict,
+        server_id: a.server_id,
+        interfaces: a.interfaces.clone(),
+        dry_run: a.dry_run,
+    };
+    match import::run(&opts) {
+        Ok(o) => {
+            for i in &o.issues {
+                eprintln!("{i}");
+            }
+            let leases: Vec<String> = o.written.iter().map(|(n, c)| format!("{c} {n}")).collect();
+            println!(
+                "{}{}: {} scope(s), {} reservation(s), {} policy(ies), {} failover relationship(s); {} lease entries read, {} written ({}) into {}; {} thing(s) not (fully) translated{}",
+                if a.dry_run { "dry run, nothing written: " } else { "" },
+                a.out.display(),
+                o.scopes,
+                o.reservations,
+                o.policies,
+                o.relationships,
+                o.leases_read,
+                o.written.iter().map(|(_, c)| c).sum::<u64>(),
+                if leases.is_empty() { "none".to_string() } else { leases.join(", ") },
+                a.state_dir.display(),
+                o.issues.len(),
+                if o.issues.is_empty() { "" } else { " (listed on stderr)" },
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let code = e.exit_code();
+            match &e {
+                ImportError::Untranslatable(v) => {
+                    for i in v {
+                        eprintln!("{i}");
+                    }
+                }
+                ImportError::Invalid(_, text) => {
+                    let mut p = a.out.as_os_str().to_owned();
+                    p.push(".rejected");
+                    if std::fs::write(&p, text).is_ok() {
+                        eprintln!(
+                            "tandemctl: the rejected configuration is in {}",
+                            Path::new(&p).display()
+                        );
+                    }
+                }
+                _ => {}
+            }
+            Err(Fail(code, e.to_string()))
+        }
+    }
+}
+
 fn run(args: &Args) -> Result<(), Fail> {
+    if let Cmd::Import { cmd } = &args.cmd {
+        return run_import(cmd);
+    }
     let c = Client {
         admin: args.admin.as_str(),
         auth: auth(args)?,
@@ -1085,6 +1203,7 @@ fn run(args: &Args) -> Result<(), Fail> {
             ),
         },
         Cmd::Failover { cmd } => run_failover(&c, args, cmd)?,
+        Cmd::Import { cmd } => run_import(cmd)?,
     }
     Ok(())
 }
