@@ -56,14 +56,16 @@ pub struct AdminState {
     pub worker: WorkerHandle,
     /// Engine counters.
     pub stats: Arc<Stats>,
-    /// Worker counters.
-    pub worker_stats: Arc<WorkerStats>,
+    /// Worker counters, one set per worker (in worker order).
+    pub worker_stats: Vec<Arc<WorkerStats>>,
     /// When the daemon started.
     pub started: Instant,
     /// What `POST /v1/reload` runs.
     pub reload: ReloadFn,
     /// The XDP programs and AF_XDP counters when the AF_XDP backend runs (`xdp` in `/v1/stats`).
     pub xdp: Option<Arc<crate::xdp_backend::XdpShared>>,
+    /// The UDP backend's steering when it runs (`udp` in `/v1/stats`).
+    pub udp: Option<Arc<crate::udp_backend::UdpShared>>,
     /// The failover relationships (none, or those of `[[failover]]`; they change with the
     /// configuration).
     pub failover: Arc<crate::failover::manager::FailoverManager>,
@@ -849,6 +851,12 @@ fn metrics_page(state: &AdminState) -> Resp {
     snap.failover = state.failover.statuses();
     snap.alarms = state.alarms.as_deref().map(metrics::AlarmSnapshot::of);
     snap.xdp = state.xdp.as_deref().map(metrics::XdpSnapshot::of);
+    snap.udp = state.udp.as_deref().map(|u| {
+        metrics::UdpSnapshot::of(
+            u,
+            &WorkerStats::total(state.worker_stats.iter().map(|w| &**w)),
+        )
+    });
     match metrics::render(snap) {
         Ok(body) => Resp {
             code: 200,
@@ -879,7 +887,7 @@ fn stats(state: &AdminState) -> Value {
         .map(|p| p.iter().map(|r| r.active).sum::<u64>())
         .unwrap_or(0);
     m.insert("leases_active".into(), json!(active));
-    let ws = &state.worker_stats;
+    let ws = &WorkerStats::total(state.worker_stats.iter().map(|w| &**w));
     let commits = ws.commits.load(Ordering::Relaxed);
     let nanos = ws.commit_nanos.load(Ordering::Relaxed);
     m.insert(
@@ -916,6 +924,51 @@ fn stats(state: &AdminState) -> Value {
     if let Some(x) = &state.xdp {
         m.insert("xdp".into(), x.stats_json());
     }
+    if let Some(u) = &state.udp {
+        let steering: Map<String, Value> = u
+            .steering_counters()
+            .into_iter()
+            .map(|(iface, c)| {
+                let v: Map<String, Value> = c
+                    .named()
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), json!(v)))
+                    .collect();
+                (iface, Value::Object(v))
+            })
+            .collect();
+        m.insert(
+            "udp".into(),
+            json!({
+                "workers": u.workers,
+                "steered_in_kernel": u.steered(),
+                "steering": steering,
+                "handoff_out": ws.handoff_out.load(Ordering::Relaxed),
+                "handoff_in": ws.handoff_in.load(Ordering::Relaxed),
+                "handoff_full": ws.handoff_full.load(Ordering::Relaxed),
+            }),
+        );
+    }
+    let per_worker: Vec<Value> = state
+        .worker_stats
+        .iter()
+        .enumerate()
+        .map(|(k, w)| {
+            json!({
+                "worker": k,
+                "discover": state.stats.get_at(k, Counter::Discover),
+                "request": state.stats.get_at(k, Counter::Request),
+                "offer": state.stats.get_at(k, Counter::Offer),
+                "ack": state.stats.get_at(k, Counter::Ack),
+                "nak": state.stats.get_at(k, Counter::Nak),
+                "batches": w.batches.load(Ordering::Relaxed),
+                "busy_ms": w.busy_nanos.load(Ordering::Relaxed) / 1_000_000,
+                "commits": w.commits.load(Ordering::Relaxed),
+                "wakeups": w.wakeups.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    m.insert("workers".into(), Value::Array(per_worker));
     Value::Object(m)
 }
 

@@ -12,7 +12,6 @@ use signal_hook::iterator::Signals;
 use tandem_dataplane::engine::{Engine, Stats};
 use tandem_dataplane::journal::JournalConfig;
 use tandem_dataplane::time::Time;
-use tandem_dataplane::udp::UdpBackend;
 use tandem_dataplane::worker::{Control, Worker, WorkerHandle, WorkerStats};
 
 use crate::admin::{Admin, AdminState};
@@ -23,6 +22,9 @@ use crate::notify::{self, Notice};
 
 /// How often the address shards of several workers are checked for one running low.
 const REBALANCE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// Requests one UDP worker's handoff queue holds (what the steering program left to the
+/// kernel's choice, in flight to their owner).
+const UDP_HANDOFF_SLOTS: usize = 4096;
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -109,13 +111,20 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let xdp = crate::xdp_backend::select(&cfg)
         .map_err(|e| DaemonError::Other(format!("backend = \"xdp\": {e}")))?;
     let backend_name = if xdp.is_some() { "xdp" } else { "udp" };
-    let workers = xdp.as_ref().map_or(1, |x| x.ports.len());
-    if xdp.is_none() && (d.workers > 1 || cfg.dataplane.cores.len() > 1) {
-        tracing::warn!(
-            workers = d.workers.max(cfg.dataplane.cores.len()),
-            "the UDP backend runs one worker; using 1 (several workers need the AF_XDP backend)"
-        );
-    }
+    // The UDP backend's sockets are bound now: whether its steering programs load decides how
+    // many workers it runs (see `udp_backend`), and the journals are recovered for that many.
+    let mut udp = match &xdp {
+        Some(_) => None,
+        None => Some(crate::udp_backend::open(
+            &cfg,
+            crate::xdp_backend::worker_count(&cfg),
+        )?),
+    };
+    let workers = match (&xdp, &udp) {
+        (Some(x), _) => x.ports.len(),
+        (None, Some((_, shared))) => shared.workers,
+        (None, None) => 1,
+    };
     let mut jcfg = JournalConfig::new(&d.state_dir, 0);
     jcfg.durability = d.durability;
     jcfg.compact_after_records = d.compact_after_records;
@@ -141,7 +150,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         }
     }
     let stats = Arc::new(Stats::new(workers));
-    let wstats = Arc::new(WorkerStats::default());
+    let wstats: Vec<Arc<WorkerStats>> = (0..workers).map(|_| Arc::default()).collect();
     let settings = Arc::new(cfg.settings.clone());
     let now = Time::now();
     let mut engines: Vec<Engine> = (0..workers)
@@ -193,6 +202,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let spawn = |k: usize| std::thread::Builder::new().name(format!("tandem-worker-{k}"));
     let start_err =
         |e: std::io::Error| DaemonError::Other(format!("cannot start a worker thread: {e}"));
+    let mut udp_shared = None;
     let xdp_shared = if let Some(x) = xdp {
         let mut group = Vec::with_capacity(workers);
         let busy_poll = cfg.dataplane.busy_poll;
@@ -213,7 +223,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
                 ports,
                 d.batch_size,
                 d.client_port,
-                wstats.clone(),
+                wstats[k].clone(),
                 x.shared.stats.clone(),
             )
             .map_err(|e| DaemonError::Other(format!("worker {k} set-up: {e}")))?;
@@ -237,35 +247,47 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             threads.push(spawn(k).spawn(move || worker.run()).map_err(start_err)?);
         }
         Some(x.shared)
-    } else {
-        let backend = UdpBackend::open(&d.interfaces, d.server_port)?;
-        let sockets = backend.sockets.into_iter().map(|(_, s)| s).collect();
-        let engine = engines
-            .pop()
-            .ok_or_else(|| DaemonError::Other("no engine".into()))?;
-        let (journal, jc) = journals
+    } else if let Some((backend, shared)) = udp.take() {
+        let mut group = Vec::with_capacity(workers);
+        for (k, ((((sockets, engine), (journal, jc)), auth), hook)) in backend
+            .workers
             .into_iter()
-            .next()
-            .ok_or_else(|| DaemonError::Other("no journal".into()))?;
-        let (authority, hook) = authorities
-            .pop()
-            .zip(hooks.pop())
-            .ok_or_else(|| DaemonError::Other("no failover authority".into()))?;
-        let (mut worker, handle) = Worker::new(
-            engine,
-            journal,
-            jc,
-            authority,
-            sockets,
-            d.batch_size,
-            d.client_port,
-            wstats.clone(),
-        )
-        .map_err(|e| DaemonError::Other(format!("worker set-up: {e}")))?;
-        worker.set_commit_hook(hook);
-        threads.push(spawn(0).spawn(move || worker.run()).map_err(start_err)?);
-        handles.push(handle);
+            .zip(engines.drain(..))
+            .zip(journals)
+            .zip(authorities.drain(..))
+            .zip(hooks.drain(..))
+            .enumerate()
+        {
+            let (mut worker, handle) = Worker::new(
+                engine,
+                journal,
+                jc,
+                auth,
+                sockets,
+                d.batch_size,
+                d.client_port,
+                wstats[k].clone(),
+            )
+            .map_err(|e| DaemonError::Other(format!("worker {k} set-up: {e}")))?;
+            worker.set_commit_hook(hook);
+            worker.set_core(cfg.dataplane.cores.get(k).copied());
+            group.push(worker);
+            handles.push(handle);
+        }
+        if workers > 1 {
+            let wakers: Vec<_> = group.iter().map(|w| w.waker()).collect();
+            let inboxes = tandem_dataplane::worker::udp_handoff_inboxes(workers, UDP_HANDOFF_SLOTS);
+            for (k, w) in group.iter_mut().enumerate() {
+                w.set_handoff(k, inboxes.clone(), wakers.clone());
+            }
+        }
+        for (k, worker) in group.into_iter().enumerate() {
+            threads.push(spawn(k).spawn(move || worker.run()).map_err(start_err)?);
+        }
+        udp_shared = Some(Arc::new(shared));
         None
+    } else {
+        return Err(DaemonError::Other("no backend opened".into()));
     };
     let handle = WorkerHandle::join(handles);
     let rebalancer = if workers > 1 {
@@ -316,6 +338,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             started: Instant::now(),
             reload: reload_fn,
             xdp: xdp_shared.clone(),
+            udp: udp_shared.clone(),
             failover: fo.clone(),
             config_path: path.to_path_buf(),
             edit_lock: Arc::new(std::sync::Mutex::new(())),

@@ -16,4 +16,5 @@ pub mod import;
 pub mod manpage;
 pub mod metrics;
 pub mod notify;
+pub mod udp_backend;
 pub mod xdp_backend;

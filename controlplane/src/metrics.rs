@@ -30,7 +30,8 @@
 //! Journal and worker: `tandem_journal_commits_total`, `tandem_journal_records_total`,
 //! `tandem_journal_compactions_total`, the histogram `tandem_journal_commit_duration_seconds`,
 //! `tandem_worker_batches_total{worker}`, `tandem_worker_busy_seconds_total{worker}` (time not
-//! spent waiting for frames), `tandem_worker_wakeups_total{worker}`,
+//! spent waiting for frames), `tandem_worker_acks_total{worker}` (leases granted or renewed by
+//! each worker), `tandem_worker_wakeups_total{worker}`,
 //! `tandem_worker_idle_wakeups_total{worker}`, the histogram
 //! `tandem_worker_stage_duration_seconds{stage}` (see [`tandem_dataplane::worker::Stages`]),
 //! `tandem_replies_withheld_total`, `tandem_send_errors_total`,
@@ -62,6 +63,11 @@
 //! `xsk_rx_fill_ring_empty`, `xsk_rx_ring_full`, `xsk_tx_invalid`),
 //! `tandem_afxdp_tx_kicks_total` and `tandem_afxdp_handoffs_total{direction="out"|"in"}` (frames
 //! handed between workers to the owner of the client's bucket).
+//!
+//! UDP backend only: `tandem_udp_steering_total{interface,verdict}` (with several workers, the
+//! SO_REUSEPORT program's verdict per request: `steered` to the owner's socket, or left to the
+//! kernel: `unknown_key`, `not_dhcp`, `no_socket`), `tandem_udp_handoffs_total{direction}` and
+//! `tandem_udp_dropped_total{reason="handoff_full"}` (requests passed between workers).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -84,9 +90,6 @@ use crate::failover::service::{RelationshipStatus, LAG_BUCKETS_US};
 
 /// `Content-Type` of the `/metrics` answer.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-
-/// The `worker` label of the one worker this version runs.
-const WORKER: &str = "0";
 
 /// Everything one scrape reports, copied from the live counters.
 #[derive(Clone, Debug)]
@@ -130,6 +133,55 @@ pub struct Snapshot {
     pub alarms: Option<AlarmSnapshot>,
     /// The XDP and AF_XDP counters, when the AF_XDP backend runs.
     pub xdp: Option<XdpSnapshot>,
+    /// Per worker, in worker order.
+    pub workers: Vec<WorkerRow>,
+    /// The UDP backend's steering and handoff counters, when it runs.
+    pub udp: Option<UdpSnapshot>,
+}
+
+/// One worker's counters at a scrape.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerRow {
+    /// Receive batches.
+    pub batches: u64,
+    /// Time spent working, nanoseconds.
+    pub busy_nanos: u64,
+    /// Wake-ups out of `poll(2)`.
+    pub wakeups: u64,
+    /// Wake-ups that found nothing to do.
+    pub idle_wakeups: u64,
+    /// ACKs the worker's engine produced (leases granted or renewed).
+    pub acks: u64,
+}
+
+/// The UDP backend's counters at a scrape.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UdpSnapshot {
+    /// Per interface with a steering program: its verdicts by name
+    /// (`tandem_ebpf::ReuseportCounters::named`).
+    pub steering: Vec<(String, Vec<(&'static str, u64)>)>,
+    /// Requests handed to the worker owning their client.
+    pub handoff_out: u64,
+    /// Requests taken from the handoff queues.
+    pub handoff_in: u64,
+    /// Requests dropped because a handoff queue was full.
+    pub handoff_full: u64,
+}
+
+impl UdpSnapshot {
+    /// The counters of the running UDP backend (handoffs summed over `workers`).
+    pub fn of(shared: &crate::udp_backend::UdpShared, workers: &WorkerStats) -> UdpSnapshot {
+        UdpSnapshot {
+            steering: shared
+                .steering_counters()
+                .into_iter()
+                .map(|(i, c)| (i, c.named().to_vec()))
+                .collect(),
+            handoff_out: workers.handoff_out.load(Ordering::Relaxed),
+            handoff_in: workers.handoff_in.load(Ordering::Relaxed),
+            handoff_full: workers.handoff_full.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The alarm monitor's state at a scrape.
@@ -181,15 +233,28 @@ impl XdpSnapshot {
 }
 
 impl Snapshot {
-    /// Copy the current values of `stats` and `worker` (plus the worker's answer about pools).
-    /// The failover, alarm and XDP parts start empty; fill them in before rendering.
+    /// Copy the current values of `stats` and of every worker's `workers` (plus the workers'
+    /// answer about pools). The failover, alarm, XDP and UDP parts start empty; fill them in
+    /// before rendering.
     pub fn take(
         stats: &Stats,
-        worker: &WorkerStats,
+        workers: &[std::sync::Arc<WorkerStats>],
         pools: Option<Vec<PoolRow>>,
         uptime: Duration,
     ) -> Snapshot {
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let rows = workers
+            .iter()
+            .enumerate()
+            .map(|(k, w)| WorkerRow {
+                batches: load(&w.batches),
+                busy_nanos: load(&w.busy_nanos),
+                wakeups: load(&w.wakeups),
+                idle_wakeups: load(&w.idle_wakeups),
+                acks: stats.get_at(k, Counter::Ack),
+            })
+            .collect();
+        let worker = &WorkerStats::total(workers.iter().map(|w| &**w));
         Snapshot {
             counters: Counter::ALL.iter().map(|&c| (c, stats.get(c))).collect(),
             pools,
@@ -215,6 +280,8 @@ impl Snapshot {
             failover: Vec::new(),
             alarms: None,
             xdp: None,
+            workers: rows,
+            udp: None,
         }
     }
 }
@@ -498,31 +565,49 @@ impl Snapshot {
         for (name, help, v) in plain {
             counters(enc, name, help, vec![(Vec::new(), v)])?;
         }
+        let names: Vec<String> = (0..self.workers.len()).map(|k| k.to_string()).collect();
+        let per = |f: fn(&WorkerRow) -> u64| -> Vec<(Vec<(&str, &str)>, u64)> {
+            self.workers
+                .iter()
+                .zip(&names)
+                .map(|(w, n)| (vec![("worker", n.as_str())], f(w)))
+                .collect()
+        };
         counters(
             enc,
             "tandem_worker_batches",
             "Receive batches processed, per worker",
-            vec![(vec![("worker", WORKER)], self.batches)],
+            per(|w| w.batches),
         )?;
         counters(
             enc,
             "tandem_worker_busy_seconds",
             "Time each worker spent handling frames, timers, journal commits and control \
              messages (not waiting for frames)",
-            vec![(vec![("worker", WORKER)], self.busy_nanos as f64 / 1e9)],
+            self.workers
+                .iter()
+                .zip(&names)
+                .map(|(w, n)| (vec![("worker", n.as_str())], w.busy_nanos as f64 / 1e9))
+                .collect(),
         )?;
         counters(
             enc,
             "tandem_worker_wakeups",
             "Times the workers came out of poll(2) (frames, control messages, handoffs, \
              finished journal syncs, timers)",
-            vec![(vec![("worker", WORKER)], self.wakeups)],
+            per(|w| w.wakeups),
         )?;
         counters(
             enc,
             "tandem_worker_idle_wakeups",
             "Worker wake-ups that found nothing to do",
-            vec![(vec![("worker", WORKER)], self.idle_wakeups)],
+            per(|w| w.idle_wakeups),
+        )?;
+        counters(
+            enc,
+            "tandem_worker_acks",
+            "ACKs (leases granted or renewed) per worker",
+            per(|w| w.acks),
         )?;
         let stage_bounds: Vec<f64> = STAGE_BUCKETS_US.iter().map(|&us| us as f64 / 1e6).collect();
         histograms(
@@ -832,8 +917,48 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    fn encode_udp(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(u) = &self.udp else {
+            return Ok(());
+        };
+        let mut verdicts = Vec::new();
+        for (ifname, named) in &u.steering {
+            for &(name, v) in named {
+                verdicts.push((vec![("interface", ifname.as_str()), ("verdict", name)], v));
+            }
+        }
+        counters(
+            enc,
+            "tandem_udp_steering",
+            "Requests seen by the SO_REUSEPORT steering program (several UDP workers), by \
+             verdict: steered (to the socket of the worker owning the client), any other left \
+             to the kernel's choice (unknown_key, not_dhcp, no_socket)",
+            verdicts,
+        )?;
+        counters(
+            enc,
+            "tandem_udp_handoffs",
+            "Requests handed between UDP workers: out to the worker owning the client's \
+             bucket, in from the worker that received them",
+            vec![
+                (vec![("direction", "out")], u.handoff_out),
+                (vec![("direction", "in")], u.handoff_in),
+            ],
+        )?;
+        counters(
+            enc,
+            "tandem_udp_dropped",
+            "Requests lost between UDP workers, by reason (handoff_full: the owner's queue \
+             was full; the client retries)",
+            vec![(vec![("reason", "handoff_full")], u.handoff_full)],
+        )
+    }
+}
+
 impl Collector for Snapshot {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_udp(&mut enc)?;
         self.encode_engine(&mut enc)?;
         self.encode_pools(&mut enc)?;
         self.encode_journal_and_worker(&mut enc)?;
@@ -1039,7 +1164,12 @@ mod tests {
         ws.withheld_replies.fetch_add(7, Ordering::Relaxed);
         ws.batches.fetch_add(11, Ordering::Relaxed);
         ws.busy_nanos.fetch_add(2_500_000_000, Ordering::Relaxed);
-        Snapshot::take(&stats, &ws, Some(vec![pool_row()]), Duration::from_secs(42))
+        Snapshot::take(
+            &stats,
+            &[std::sync::Arc::new(ws)],
+            Some(vec![pool_row()]),
+            Duration::from_secs(42),
+        )
     }
 
     fn sample() -> String {
@@ -1257,7 +1387,7 @@ mod tests {
     fn pool_gauges_are_left_out_when_the_worker_is_silent() {
         let t = render(Snapshot::take(
             &Stats::default(),
-            &WorkerStats::default(),
+            &[std::sync::Arc::new(WorkerStats::default())],
             None,
             Duration::ZERO,
         ))
@@ -1267,6 +1397,97 @@ mod tests {
         assert!(!t.contains("tandem_pool_addresses"), "{t}");
         assert!(!t.contains("tandem_pool_utilisation_ratio"), "{t}");
         check_families(&t);
+    }
+
+    /// Two workers: the worker families carry one series each, with that worker's own values;
+    /// the journal families add both up.
+    #[test]
+    fn worker_families_have_one_series_per_worker() {
+        use std::sync::Arc;
+        let stats = Stats::new(2);
+        stats.bump_at(0, Counter::Ack);
+        for _ in 0..3 {
+            stats.bump_at(1, Counter::Ack);
+        }
+        let (w0, w1) = (
+            Arc::new(WorkerStats::default()),
+            Arc::new(WorkerStats::default()),
+        );
+        w0.batches.fetch_add(5, Ordering::Relaxed);
+        w1.batches.fetch_add(8, Ordering::Relaxed);
+        w1.wakeups.fetch_add(2, Ordering::Relaxed);
+        w0.record_commit(150_000, 4);
+        w1.record_commit(150_000, 6);
+        w1.stages.fdatasync.record_nanos(90_000);
+        let t = render(Snapshot::take(&stats, &[w0, w1], None, Duration::ZERO)).expect("encode");
+        check_families(&t);
+        let s = parsed(&t);
+        let w = |name, k| get(&s, name, &[("worker", k)]);
+        assert_eq!(
+            (
+                w("tandem_worker_batches_total", "0"),
+                w("tandem_worker_batches_total", "1")
+            ),
+            (5.0, 8.0)
+        );
+        assert_eq!(
+            (
+                w("tandem_worker_acks_total", "0"),
+                w("tandem_worker_acks_total", "1")
+            ),
+            (1.0, 3.0)
+        );
+        assert_eq!(w("tandem_worker_wakeups_total", "1"), 2.0);
+        assert_eq!(value(&t, "tandem_journal_records_total"), 10.0);
+        assert_eq!(value(&t, "tandem_journal_commits_total"), 2.0);
+        assert!(
+            !t.contains("tandem_udp_"),
+            "no UDP families without the backend:\n{t}"
+        );
+    }
+
+    #[test]
+    fn udp_steering_and_handoff_families() {
+        let mut snap = base();
+        let steered = tandem_ebpf::ReuseportCounters {
+            steered: 40,
+            unknown_key: 2,
+            not_dhcp: 1,
+            filter_accepted: 60,
+            ..Default::default()
+        };
+        snap.udp = Some(UdpSnapshot {
+            steering: vec![("eth1".into(), steered.named().to_vec())],
+            handoff_out: 2,
+            handoff_in: 2,
+            handoff_full: 0,
+        });
+        let t = render(snap).expect("encode");
+        check_families(&t);
+        let s = parsed(&t);
+        let v = |verdict| {
+            get(
+                &s,
+                "tandem_udp_steering_total",
+                &[("interface", "eth1"), ("verdict", verdict)],
+            )
+        };
+        assert_eq!(
+            (v("steered"), v("unknown_key"), v("not_dhcp")),
+            (40.0, 2.0, 1.0)
+        );
+        assert_eq!(
+            get(&s, "tandem_udp_handoffs_total", &[("direction", "out")]),
+            2.0
+        );
+        assert_eq!(
+            get(
+                &s,
+                "tandem_udp_dropped_total",
+                &[("reason", "handoff_full")]
+            ),
+            0.0
+        );
     }
 
     #[test]

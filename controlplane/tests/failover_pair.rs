@@ -9,8 +9,10 @@
 //! logs and from both servers' lease tables.
 //!
 //! Both modes: load balance (manual partner-down) and hot standby (automatic partner-down,
-//! reserve pool), each on the UDP backend and with two AF_XDP workers per partner on two-queue
-//! links (handoffs between the workers, the partner's clients dropped in the kernel). The tests need root and the tools of `deploy/install-deps.sh`; without them
+//! reserve pool), each with two UDP workers per partner (requests steered to the worker owning
+//! their client by the SO_REUSEPORT program) and with two AF_XDP workers per partner on
+//! two-queue links (handoffs between the workers, the partner's clients dropped in the kernel).
+//! The tests need root and the tools of `deploy/install-deps.sh`; without them
 //! they fail saying so (they never skip). Namespaces are `tdm-<pid>-<test>-<role>` and are
 //! removed on drop, also on failure.
 
@@ -51,7 +53,7 @@ enum TestMode {
 /// How a test's servers receive DHCP.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Plane {
-    /// The kernel UDP backend, one worker.
+    /// The kernel UDP backend, two workers (cores 0 and 1) steered by SO_REUSEPORT.
     Udp,
     /// Two AF_XDP workers (cores 0 and 1), one per receive queue of a two-queue veth.
     XdpTwoWorkers,
@@ -79,7 +81,7 @@ fn config(lab: &Lab, me: &str, mode: TestMode, direct: bool, plane: Plane) -> St
         ),
     };
     let dataplane = match plane {
-        Plane::Udp => "",
+        Plane::Udp => "\n[dataplane]\ncores = [0, 1]\n",
         Plane::XdpTwoWorkers => {
             "\n[dataplane]\nbackend = \"xdp\"\nxdp_mode = \"native\"\ncores = [0, 1]\n"
         }
@@ -192,16 +194,29 @@ fn xdp(stats: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("stats have no xdp.{name}: {stats}"))
 }
 
+/// `workers[k].<name>` of a server's stats.
+fn per_worker(stats: &Value, k: usize, name: &str) -> u64 {
+    stats["workers"][k][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("stats have no workers[{k}].{name}: {stats}"))
+}
+
 fn run_cycle(tag: &str, mode: TestMode, plane: Plane) {
     let _cpu = cpu_exclusive();
     let mut p = pair_with(tag, mode, 4, false, plane);
     let lab = &p.lab;
-    if plane == Plane::XdpTwoWorkers {
-        for srv in [&p.a, &p.b] {
-            let log = srv.log_text();
-            for needle in ["AF_XDP worker pinned", "core=1", "queue=1"] {
-                assert!(log.contains(needle), "no {needle:?} in the log:\n{log}");
-            }
+    let needles: &[&str] = match plane {
+        Plane::XdpTwoWorkers => &["AF_XDP worker pinned", "core=1", "queue=1"],
+        Plane::Udp => &[
+            "UDP worker pinned",
+            "core=1",
+            "UDP requests steered to the worker owning their client",
+        ],
+    };
+    for srv in [&p.a, &p.b] {
+        let log = srv.log_text();
+        for needle in needles {
+            assert!(log.contains(needle), "no {needle:?} in the log:\n{log}");
         }
     }
     // 1. Bring-up: both reach NORMAL, the primary hands the secondary its share of the pool.
@@ -247,14 +262,42 @@ fn run_cycle(tag: &str, mode: TestMode, plane: Plane) {
     wait_replicated(lab, &p.a, &p.b, "A's perfdhcp leases on B");
     wait_replicated(lab, &p.b, &p.a, "B's perfdhcp leases on A");
     check_tables_agree(&p.a, &p.b);
+    let answering: &[&Tandemd] = match mode {
+        TestMode::LoadBalance => &[&p.a, &p.b],
+        TestMode::HotStandby => &[&p.a],
+    };
+    for srv in answering {
+        // Both workers of each answering server granted leases (perfdhcp's 60 clients hash
+        // to both).
+        let st = srv.stats();
+        for k in 0..2 {
+            assert!(
+                per_worker(&st, k, "ack") > 0,
+                "worker {k} granted nothing: {st}"
+            );
+        }
+    }
+    if plane == Plane::Udp {
+        // The kernel put every request on the socket of the worker owning its client (the
+        // socket filters for broadcasts, the reuseport program for unicast): none needed
+        // handing on in user space, and each broadcast was kept by one socket of two.
+        for srv in [&p.a, &p.b] {
+            let st = srv.stats();
+            let udp = &st["udp"];
+            let steer = &udp["steering"]["eth1"];
+            let n = |k: &str| steer[k].as_u64().unwrap_or(0);
+            assert_eq!(udp["steered_in_kernel"], Value::Bool(true), "{st}");
+            assert!(n("filter_accepted") >= 120, "{st}");
+            assert_eq!(n("unknown_key") + n("no_socket"), 0, "{st}");
+            assert!(n("filter_other_worker") >= 120, "{st}");
+            assert_eq!(udp["handoff_out"].as_u64(), Some(0), "{st}");
+            assert_eq!(udp["handoff_full"].as_u64(), Some(0), "{st}");
+        }
+    }
     if plane == Plane::XdpTwoWorkers {
-        // Both workers of the answering server(s) served: broadcasts arrive on one queue, so
-        // the other worker's clients were handed to it, and every handed frame was answered.
-        // The kernel dropped the partner's clients before any worker saw them.
-        let answering: &[&Tandemd] = match mode {
-            TestMode::LoadBalance => &[&p.a, &p.b],
-            TestMode::HotStandby => &[&p.a],
-        };
+        // Broadcasts arrive on one queue, so the other worker's clients were handed to it,
+        // and every handed frame was answered. The kernel dropped the partner's clients
+        // before any worker saw them.
         for srv in answering {
             let st = srv.stats();
             assert!(
@@ -413,11 +456,13 @@ fn run_cycle(tag: &str, mode: TestMode, plane: Plane) {
     }
 }
 
+/// Each partner runs two UDP workers.
 #[test]
 fn load_balance_pair_crash_partner_down_recovery() {
     run_cycle("folb", TestMode::LoadBalance, Plane::Udp);
 }
 
+/// Each partner runs two UDP workers.
 #[test]
 fn hot_standby_pair_crash_automatic_partner_down_recovery() {
     run_cycle("fohs", TestMode::HotStandby, Plane::Udp);

@@ -220,6 +220,18 @@ impl Stats {
         lane[c as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Current value of worker `worker`'s `c` (0 past the last worker).
+    pub fn get_at(&self, worker: usize, c: Counter) -> u64 {
+        self.lanes
+            .get(worker)
+            .map_or(0, |l| l[c as usize].load(Ordering::Relaxed))
+    }
+
+    /// Number of workers counted.
+    pub fn workers(&self) -> usize {
+        self.lanes.len()
+    }
+
     /// Current value of `c`, summed over the workers.
     pub fn get(&self, c: Counter) -> u64 {
         self.lanes
@@ -581,6 +593,11 @@ impl Engine {
     /// The counters.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    /// This engine's worker index.
+    pub fn worker(&self) -> usize {
+        self.worker
     }
 
     /// The settings in force.

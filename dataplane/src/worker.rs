@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_queue::ArrayQueue;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::authority::Authority;
@@ -147,6 +148,14 @@ pub struct WorkerStats {
     /// Wake-ups that found nothing to do (no frame, no control message, no batch made durable;
     /// AF_XDP backend).
     pub idle_wakeups: AtomicU64,
+    /// UDP backend, several workers: requests a worker received for another worker's client
+    /// and passed to it (the steering program could not key them).
+    pub handoff_out: AtomicU64,
+    /// UDP backend: requests a worker took from its handoff queue.
+    pub handoff_in: AtomicU64,
+    /// UDP backend: requests dropped because the owner's handoff queue was full (the client
+    /// retries).
+    pub handoff_full: AtomicU64,
 }
 
 /// Upper bounds, in microseconds, of the buckets of a [`StageHistogram`] (increasing).
@@ -266,6 +275,48 @@ impl WorkerStats {
         let us = nanos.div_ceil(1000);
         let slot = COMMIT_BUCKETS_US.partition_point(|&bound| bound < us);
         self.commit_buckets[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters of several workers added up (the longest commit is the longest of all).
+    pub fn total<'a>(all: impl IntoIterator<Item = &'a WorkerStats>) -> WorkerStats {
+        let t = WorkerStats::default();
+        let add = |to: &AtomicU64, from: &AtomicU64| {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        };
+        for w in all {
+            for (to, from) in [
+                (&t.batches, &w.batches),
+                (&t.commits, &w.commits),
+                (&t.records, &w.records),
+                (&t.commit_nanos, &w.commit_nanos),
+                (&t.withheld_replies, &w.withheld_replies),
+                (&t.send_errors, &w.send_errors),
+                (&t.recv_errors, &w.recv_errors),
+                (&t.compactions, &w.compactions),
+                (&t.busy_nanos, &w.busy_nanos),
+                (&t.wakeups, &w.wakeups),
+                (&t.idle_wakeups, &w.idle_wakeups),
+                (&t.handoff_out, &w.handoff_out),
+                (&t.handoff_in, &w.handoff_in),
+                (&t.handoff_full, &w.handoff_full),
+            ] {
+                add(to, from);
+            }
+            t.commit_nanos_max.fetch_max(
+                w.commit_nanos_max.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+            for (to, from) in t.commit_buckets.iter().zip(&w.commit_buckets) {
+                add(to, from);
+            }
+            for ((_, to), (_, from)) in t.stages.named().iter().zip(w.stages.named().iter()) {
+                add(&to.sum_nanos, &from.sum_nanos);
+                for (a, b) in to.buckets.iter().zip(&from.buckets) {
+                    add(a, b);
+                }
+            }
+        }
+        t
     }
 
     /// Count the time since `since` as busy ([`WorkerStats::busy_nanos`]).
@@ -402,6 +453,41 @@ pub struct Worker<A: Authority> {
     batch: usize,
     /// The handle's waker (the journal's sync thread wakes the worker with it).
     waker: Arc<Waker>,
+    /// With several workers: the handoff queues ([`Worker::set_handoff`]).
+    handoff: Option<UdpHandoff>,
+    /// The CPU to pin the worker's thread to ([`Worker::set_core`]).
+    core: Option<usize>,
+}
+
+/// A request one UDP worker received for another worker's client.
+#[derive(Debug)]
+pub struct HandedDatagram {
+    /// Interface index (as in [`RxMeta`]).
+    iface: usize,
+    /// Where it came from.
+    src: SocketAddrV4,
+    /// The UDP payload.
+    data: Vec<u8>,
+}
+
+/// One bounded lock-free queue per UDP worker, into which the other workers put the requests
+/// they received for its clients (the [`RxMeta`] path the steering program could not decide).
+pub type HandoffInbox = Arc<ArrayQueue<HandedDatagram>>;
+
+/// The inboxes of `workers` UDP workers, `slots` requests each.
+pub fn udp_handoff_inboxes(workers: usize, slots: usize) -> Vec<HandoffInbox> {
+    (0..workers)
+        .map(|_| Arc::new(ArrayQueue::new(slots.max(1))))
+        .collect()
+}
+
+/// A UDP worker's view of the handoff queues.
+struct UdpHandoff {
+    me: usize,
+    inboxes: Vec<HandoffInbox>,
+    wakers: Vec<Arc<Waker>>,
+    /// Workers handed something in this batch (woken once at its end).
+    to_wake: Vec<bool>,
 }
 
 /// An ACK waiting for its batch to be durable (a copy of the reply: the batch's buffers are
@@ -463,13 +549,95 @@ impl<A: Authority> Worker<A> {
                 stats,
                 batch: batch.clamp(1, 4096),
                 waker: waker.clone(),
+                handoff: None,
+                core: None,
             },
             WorkerHandle::from_parts(tx, waker),
         ))
     }
 
+    /// The waker of this worker (for the other workers' [`Worker::set_handoff`]).
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    /// Join a group of workers as worker `me`: `inboxes` from [`udp_handoff_inboxes`] and
+    /// every worker's [`waker`](Worker::waker), both indexed by worker. A request for another
+    /// worker's client (see [`Outcome::Handoff`]) is put in that worker's inbox.
+    pub fn set_handoff(&mut self, me: usize, inboxes: Vec<HandoffInbox>, wakers: Vec<Arc<Waker>>) {
+        let n = inboxes.len();
+        self.handoff = Some(UdpHandoff {
+            me,
+            inboxes,
+            wakers,
+            to_wake: vec![false; n],
+        });
+    }
+
+    /// Pin the worker's thread to CPU `core` when it starts (`None`: unpinned).
+    pub fn set_core(&mut self, core: Option<usize>) {
+        self.core = core;
+    }
+
+    fn pin(&self) {
+        let Some(id) = self.core else { return };
+        let worker = self.engine.worker();
+        if core_affinity::set_for_current(core_affinity::CoreId { id }) {
+            tracing::info!(worker, core = id, "UDP worker pinned");
+        } else {
+            tracing::warn!(
+                worker,
+                core = id,
+                "cannot pin the UDP worker to its core; it runs unpinned"
+            );
+        }
+    }
+
+    /// Pass a request for worker `owner`'s client to it (counted; dropped if its queue is full).
+    fn hand_off(&mut self, owner: usize, iface: usize, src: SocketAddrV4, data: &[u8]) {
+        let Some(h) = self.handoff.as_mut() else {
+            return;
+        };
+        let Some(inbox) = h.inboxes.get(owner).filter(|_| owner != h.me) else {
+            return;
+        };
+        let item = HandedDatagram {
+            iface,
+            src,
+            data: data.to_vec(),
+        };
+        if inbox.push(item).is_ok() {
+            self.stats.handoff_out.fetch_add(1, Ordering::Relaxed);
+            h.to_wake[owner] = true;
+        } else {
+            self.stats.handoff_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Wake the workers handed something in this batch.
+    fn wake_handed(&mut self) {
+        if let Some(h) = self.handoff.as_mut() {
+            for (k, w) in h.to_wake.iter_mut().enumerate() {
+                if std::mem::take(w) {
+                    if let Some(waker) = h.wakers.get(k) {
+                        let _ = waker.wake();
+                    }
+                }
+            }
+        }
+    }
+
+    /// True if another worker handed this one requests that wait.
+    fn inbox_waiting(&self) -> bool {
+        self.handoff
+            .as_ref()
+            .and_then(|h| h.inboxes.get(h.me))
+            .is_some_and(|q| !q.is_empty())
+    }
+
     /// Run until [`Control::Shutdown`] (or the handle is dropped).
     pub fn run(mut self) -> Result<(), WorkerError> {
+        self.pin();
         let mut events = Events::with_capacity(64);
         let mut rx_buf = [0u8; FRAME_LEN];
         let mut tx_bufs = vec![[0u8; FRAME_LEN]; self.batch];
@@ -494,7 +662,7 @@ impl<A: Authority> Worker<A> {
                 let left = d.saturating_duration_since(Instant::now());
                 timeout = timeout.min(left.max(Duration::from_millis(1)));
             }
-            let any_ready = ready.iter().any(|r| *r);
+            let any_ready = ready.iter().any(|r| *r) || self.inbox_waiting();
             let wait = if any_ready {
                 Some(Duration::ZERO)
             } else {
@@ -537,6 +705,36 @@ impl<A: Authority> Worker<A> {
             // Receive one batch (at most `batch` frames), round-robin over the ready sockets.
             // Replies are written into `tx_bufs[k]` for the k-th pending reply.
             let mut received = 0;
+            // First what other workers handed us (requests of our clients that reached them).
+            while received < self.batch {
+                let Some(d) = self
+                    .handoff
+                    .as_ref()
+                    .and_then(|h| h.inboxes.get(h.me))
+                    .and_then(|q| q.pop())
+                else {
+                    break;
+                };
+                received += 1;
+                self.stats.handoff_in.fetch_add(1, Ordering::Relaxed);
+                let meta = RxMeta {
+                    iface: d.iface,
+                    src: d.src,
+                };
+                let k = pending.len();
+                let out = self
+                    .engine
+                    .handle(now, &meta, &d.data, &mut tx_bufs[k], &self.authority);
+                // Never handed on again (the owner of a bucket does not change while running).
+                if let Outcome::Reply { len, dest, msg } = out {
+                    pending.push(Pending {
+                        iface: d.iface,
+                        len,
+                        dest,
+                        durable: msg == MessageType::Ack,
+                    });
+                }
+            }
             while received < self.batch && ready.iter().any(|r| *r) {
                 #[allow(clippy::needless_range_loop)]
                 // `i` indexes sockets, `ready` and RxMeta alike
@@ -556,14 +754,17 @@ impl<A: Authority> Worker<A> {
                                 &mut tx_bufs[k],
                                 &self.authority,
                             );
-                            // One worker per backend in this version, so Handoff cannot occur.
-                            if let Outcome::Reply { len, dest, msg } = out {
-                                pending.push(Pending {
+                            match out {
+                                Outcome::Reply { len, dest, msg } => pending.push(Pending {
                                     iface: i,
                                     len,
                                     dest,
                                     durable: msg == MessageType::Ack,
-                                });
+                                }),
+                                Outcome::Handoff(owner) => {
+                                    self.hand_off(owner, i, src, &rx_buf[..len])
+                                }
+                                _ => {}
                             }
                         }
                         Ok((_, SocketAddr::V6(_))) => {}
@@ -580,6 +781,7 @@ impl<A: Authority> Worker<A> {
             if received > 0 {
                 self.stats.stages.engine.record(busy.elapsed());
             }
+            self.wake_handed();
             self.engine.tick(now);
             // Replies that promise nothing durable (OFFER, NAK) leave at once, never after a
             // flush; ACKs wait for the sync that covers their batch (on the journal's sync

@@ -11,30 +11,43 @@
 // identifier) if the request carries it, else of chaddr[..hlen] (as the engine and the XDP
 // program compute it), bucket b -> worker b % `workers` -> `socks[worker]`.
 //
+// The reuseport program only runs for datagrams the kernel delivers to one socket (unicast:
+// relayed requests, renewals). A broadcast reaches every socket of the group, so each socket
+// also carries the socket filter `tandem_sockfilter`, which keeps only its own worker's
+// clients (global `me`): for broadcasts as for unicast, exactly one worker sees each request.
+//
 // A datagram whose key cannot be determined here exactly as the engine would (bad cookie,
 // option overload, repeated or empty option 61, malformed options, more than OPTION_WALK_MAX
-// options, more than BUF_LEN bytes of payload before the options end) is left to the kernel's
-// own choice (SK_PASS without a selection); the worker that gets it hands it to its owner in
-// user space. This program never drops anything.
+// options, more than BUF_LEN bytes of payload before the options end) goes to worker 0 (both
+// programs agree on it), which hands it to its owner in user space if the engine finds one.
+// Nothing is dropped that no worker sees.
 //
-// One instance of the program (with its own `socks` map) is loaded per interface group. Every
-// datagram increments exactly one counter (`enum counter`, mirrored by `REUSEPORT_NAMES` in
-// src/lib.rs).
+// One instance of the object is loaded per socket (with its `me`); the reuseport program of
+// worker 0's instance is attached to the interface's group and its `socks` map lists the
+// group. Reuseport verdicts (one per unicast datagram) and filter verdicts (one per datagram
+// and socket) count in `counters` (`enum counter`, mirrored by `REUSEPORT_NAMES` in
+// src/reuseport.rs).
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "Apache-2.0";
 
-// Number of workers (sockets in `socks`). Set by the loader before the program is loaded.
+// Number of workers (sockets in `socks`), and the worker whose socket this instance filters.
+// Set by the loader before the program is loaded.
 volatile const __u32 workers = 1;
+volatile const __u32 me = 0;
 
 enum counter {
+	// Reuseport verdicts.
 	CNT_STEERED = 0,   // socket of the owning worker selected
-	CNT_UNKNOWN = 1,   // key not determinable here: kernel's choice
-	CNT_NOT_DHCP = 2,  // shorter than a DHCP message or bad magic cookie: kernel's choice
-	CNT_NO_SOCKET = 3, // the owner's slot in `socks` is empty (worker gone): kernel's choice
-	CNT_MAX = 4,
+	CNT_UNKNOWN = 1,   // key not determinable here: worker 0's socket selected
+	CNT_NOT_DHCP = 2,  // shorter than a DHCP message or bad magic cookie: worker 0's socket
+	CNT_NO_SOCKET = 3, // the chosen slot in `socks` is empty (worker gone): kernel's choice
+	// Socket filter verdicts.
+	CNT_ACCEPTED = 4, // this worker's client (or worker 0 and no key): kept
+	CNT_OTHERS = 5,	  // another worker's client: left to that worker's socket
+	CNT_MAX = 6,
 };
 
 #define COUNTER_SLOTS 8
@@ -194,24 +207,21 @@ static __always_inline void walk_options(struct scratch *s, __u32 n, __u32 whole
 	}
 }
 
-SEC("sk_reuseport")
-int tandem_reuseport(struct sk_reuseport_md *md)
+#define KEY_NOT_DHCP (-2)
+#define KEY_UNKNOWN (-1)
+
+// The RFC 3074 bucket of the datagram's client (0..255), or KEY_UNKNOWN / KEY_NOT_DHCP. `ctx`
+// is the program's context (its bytes start at the UDP header), `total` its length.
+static __always_inline int client_key(void *ctx, __u32 total)
 {
 	struct scratch *s;
-	__u32 zero = 0, total, n, whole, hlen, worker;
-	int bucket;
+	__u32 zero = 0, n, whole, hlen;
 
-	// md->len counts from the UDP header (the kernel has trimmed the datagram to its length).
-	total = md->len;
-	if (total < UDP_HLEN + DHCP_OPTIONS_OFF) {
-		count(CNT_NOT_DHCP);
-		return SK_PASS;
-	}
+	if (total < UDP_HLEN + DHCP_OPTIONS_OFF)
+		return KEY_NOT_DHCP;
 	s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!s) {
-		count(CNT_UNKNOWN);
-		return SK_PASS;
-	}
+	if (!s)
+		return KEY_UNKNOWN;
 	n = total - UDP_HLEN;
 	whole = 1;
 	if (n > BUF_LEN - 1) {
@@ -219,34 +229,53 @@ int tandem_reuseport(struct sk_reuseport_md *md)
 		whole = 0;
 	}
 	n &= BUF_MASK;
-	if (n < DHCP_OPTIONS_OFF || bpf_skb_load_bytes(md, UDP_HLEN, s->buf, n) < 0) {
-		count(CNT_UNKNOWN);
-		return SK_PASS;
-	}
+	if (n < DHCP_OPTIONS_OFF || bpf_skb_load_bytes(ctx, UDP_HLEN, s->buf, n) < 0)
+		return KEY_UNKNOWN;
 	if (s->buf[DHCP_COOKIE_OFF] != 0x63 || s->buf[DHCP_COOKIE_OFF + 1] != 0x82 ||
-	    s->buf[DHCP_COOKIE_OFF + 2] != 0x53 || s->buf[DHCP_COOKIE_OFF + 3] != 0x63) {
-		count(CNT_NOT_DHCP);
-		return SK_PASS;
-	}
+	    s->buf[DHCP_COOKIE_OFF + 2] != 0x53 || s->buf[DHCP_COOKIE_OFF + 3] != 0x63)
+		return KEY_NOT_DHCP;
 	hlen = s->buf[DHCP_HLEN_OFF];
 	walk_options(s, n, whole);
-	if (!s->done || s->unknown || hlen > DHCP_CHADDR_LEN) {
-		count(CNT_UNKNOWN);
-		return SK_PASS;
-	}
+	if (!s->done || s->unknown || hlen > DHCP_CHADDR_LEN)
+		return KEY_UNKNOWN;
 	if (s->seen)
-		bucket = hash_bytes(s, s->cid_off & BUF_MASK, s->cid_len & 0xff, n);
-	else
-		bucket = hash_bytes(s, DHCP_CHADDR_OFF, hlen, n);
-	if (bucket < 0 || workers == 0) {
-		count(CNT_UNKNOWN);
-		return SK_PASS;
-	}
-	worker = (__u32)bucket % workers;
+		return hash_bytes(s, s->cid_off & BUF_MASK, s->cid_len & 0xff, n);
+	return hash_bytes(s, DHCP_CHADDR_OFF, hlen, n);
+}
+
+// The worker a datagram with `key` belongs to: its bucket's owner, worker 0 without a key.
+static __always_inline __u32 worker_of(int key)
+{
+	if (key < 0 || workers == 0)
+		return 0;
+	return (__u32)key % workers;
+}
+
+SEC("sk_reuseport")
+int tandem_reuseport(struct sk_reuseport_md *md)
+{
+	// md->len counts from the UDP header (the kernel has trimmed the datagram to its length).
+	int key = client_key(md, md->len);
+	__u32 worker = worker_of(key);
+
 	if (bpf_sk_select_reuseport(md, &socks, &worker, 0) < 0) {
 		count(CNT_NO_SOCKET);
 		return SK_PASS;
 	}
-	count(CNT_STEERED);
+	count(key >= 0 ? CNT_STEERED : key == KEY_NOT_DHCP ? CNT_NOT_DHCP : CNT_UNKNOWN);
 	return SK_PASS;
+}
+
+SEC("socket")
+int tandem_sockfilter(struct __sk_buff *skb)
+{
+	// A UDP socket's filter sees the datagram from its UDP header.
+	__u32 len = skb->len;
+
+	if (worker_of(client_key(skb, len)) != me) {
+		count(CNT_OTHERS);
+		return 0;
+	}
+	count(CNT_ACCEPTED);
+	return len;
 }
