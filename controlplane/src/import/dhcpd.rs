@@ -110,6 +110,7 @@ struct Conv<'a> {
     model: Model,
     shared: Vec<Option<String>>,
     scope_eff: Vec<Vec<Opt>>,
+    scope_at: Vec<(String, usize)>,
     global_opts: Vec<Opt>,
     pools: Vec<PoolDecl>,
     shared_pools: Vec<(PoolDecl, String)>,
@@ -132,6 +133,7 @@ pub fn parse_conf(text: &[u8], path: &Path, issues: &mut Issues) -> Result<Parse
         model: Model::default(),
         shared: Vec::new(),
         scope_eff: Vec::new(),
+        scope_at: Vec::new(),
         global_opts: Vec::new(),
         pools: Vec::new(),
         shared_pools: Vec::new(),
@@ -254,7 +256,10 @@ enum Lhs {
 
 /// Parse `lhs` at `w[i..]`: `option NAME`, `hardware`, or `substring(lhs, OFF, LEN)`; returns
 /// the left side, the substring (offset, length) and the index after it.
-fn parse_lhs(w: &[Token], i: usize) -> Result<(Lhs, Option<(u64, u64)>, usize), String> {
+/// A parsed left side: what it looks at, its substring, the index after it.
+type ParsedLhs = (Lhs, Option<(u64, u64)>, usize);
+
+fn parse_lhs(w: &[Token], i: usize) -> Result<ParsedLhs, String> {
     let word = |k: usize| w.get(k).and_then(Token::word).unwrap_or_default();
     match word(i).as_str() {
         "option" => {
@@ -346,7 +351,9 @@ fn parse_match(w: &[Token]) -> Result<(bool, Vec<Cond>), String> {
             return Err(format!("unexpected `{}`", w[i].show()));
         }
         if joiner.as_ref().is_some_and(|j| *j != op) {
-            return Err("`and` and `or` mixed: Tandem's policies combine their conditions one way".into());
+            return Err(
+                "`and` and `or` mixed: Tandem's policies combine their conditions one way".into(),
+            );
         }
         joiner = Some(op);
         i += 1;
@@ -434,7 +441,9 @@ impl Conv<'_> {
                     "options of other option spaces (vendor sub-options) cannot be translated"
                         .to_string()
                 } else {
-                    format!("unknown option `{name}` (define it with `option {name} code N = TYPE;`)")
+                    format!(
+                        "unknown option `{name}` (define it with `option {name} code N = TYPE;`)"
+                    )
                 },
             );
             return;
@@ -485,16 +494,33 @@ impl Conv<'_> {
                 return;
             }
             50 | 52 | 53 | 55 | 57 | 82 => {
-                self.report(file, s, format!("option {} is not set by a server's configuration in Tandem", def.code));
+                self.report(
+                    file,
+                    s,
+                    format!(
+                        "option {} is not set by a server's configuration in Tandem",
+                        def.code
+                    ),
+                );
                 return;
             }
             61 if level != Level::Host => {
-                self.report(file, s, "a client identifier outside a host declaration cannot be translated");
+                self.report(
+                    file,
+                    s,
+                    "a client identifier outside a host declaration cannot be translated",
+                );
                 return;
             }
             _ => {}
         }
-        set_opt(&mut p.options, Opt { code: def.code, value: v });
+        set_opt(
+            &mut p.options,
+            Opt {
+                code: def.code,
+                value: v,
+            },
+        );
     }
 
     /// Apply the parameters among `stmts` to a copy of `parent`; declarations are skipped.
@@ -507,7 +533,9 @@ impl Conv<'_> {
             if s.block.is_some() {
                 continue;
             }
-            let lt = |s: &Stmt| number(s.words.get(1)).map(|n| (n.min(u64::from(u32::MAX)) as u32, s.line));
+            let lt = |s: &Stmt| {
+                number(s.words.get(1)).map(|n| (n.min(u64::from(u32::MAX)) as u32, s.line))
+            };
             match s.w(0).as_str() {
                 "option" if s.w(2) == "code" => {
                     if level != Level::Global {
@@ -610,14 +638,21 @@ impl Conv<'_> {
             let Some(block) = &s.block else {
                 match s.w(0).as_str() {
                     "range" => self.range(file, s, subnet, level),
-                    "allow" | "deny" | "ignore" if level != Level::Pool => self.flag(file, s, level),
+                    "allow" | "deny" | "ignore" if level != Level::Pool => {
+                        self.flag(file, s, level)
+                    }
                     "subclass" => self.subclass(file, s),
-                    "hardware" | "fixed-address" | "host-identifier" | "match" | "spawn" => {
-                        self.report(file, s, "only meaningful inside a host or class declaration")
-                    }
-                    "failover" if level == Level::Global => {
-                        self.report(file, s, "a pool's `failover peer` outside a pool is not understood")
-                    }
+                    "hardware" | "fixed-address" | "host-identifier" | "match" | "spawn" => self
+                        .report(
+                            file,
+                            s,
+                            "only meaningful inside a host or class declaration",
+                        ),
+                    "failover" if level == Level::Global => self.report(
+                        file,
+                        s,
+                        "a pool's `failover peer` outside a pool is not understood",
+                    ),
                     "primary" | "secondary" | "lease" => {
                         self.report(file, s, "not understood here")
                     }
@@ -630,7 +665,11 @@ impl Conv<'_> {
                 "subnet" => self.subnet(file, s, &inner, p, shared)?,
                 "shared-network" => {
                     if level != Level::Global && level != Level::Group {
-                        self.report(file, s, "a shared-network is only understood at the top level");
+                        self.report(
+                            file,
+                            s,
+                            "a shared-network is only understood at the top level",
+                        );
                         continue;
                     }
                     let name = text(s.words.get(1)).unwrap_or_else(|| format!("shared-{}", s.line));
@@ -664,7 +703,11 @@ impl Conv<'_> {
                 "class" => self.class(file, s, &inner),
                 "subclass" => {
                     self.subclass(file, s);
-                    self.report(file, s, "the subclass's own statements cannot be translated");
+                    self.report(
+                        file,
+                        s,
+                        "the subclass's own statements cannot be translated",
+                    );
                 }
                 "failover" if s.w(1) == "peer" && level == Level::Global => {
                     self.peers.push(PeerDecl {
@@ -674,17 +717,32 @@ impl Conv<'_> {
                         stmts: block.clone(),
                     });
                 }
-                "if" | "elsif" | "else" => self.report(file, s, "conditional statements cannot be translated"),
-                "on" => self.report(file, s, "event statements (on commit/expiry/release) cannot be translated"),
+                "if" | "elsif" | "else" => {
+                    self.report(file, s, "conditional statements cannot be translated")
+                }
+                "on" => self.report(
+                    file,
+                    s,
+                    "event statements (on commit/expiry/release) cannot be translated",
+                ),
                 "key" | "zone" => self.report(file, s, "Tandem does no dynamic DNS updates"),
-                _ => self.report(file, s, "not understood by the importer; no Tandem counterpart"),
+                _ => self.report(
+                    file,
+                    s,
+                    "not understood by the importer; no Tandem counterpart",
+                ),
             }
         }
         Ok(())
     }
 
     fn flag(&mut self, file: &str, s: &Stmt, level: Level) {
-        let what = s.words[1..].iter().map(Token::show).collect::<Vec<_>>().join(" ").to_ascii_lowercase();
+        let what = s.words[1..]
+            .iter()
+            .map(Token::show)
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase();
         let allow = s.w(0) == "allow";
         match what.as_str() {
             "unknown-clients" | "known-clients" | "booting" | "duplicates" if allow => {}
@@ -695,9 +753,24 @@ impl Conv<'_> {
         }
     }
 
-    fn subnet(&mut self, file: &str, s: &Stmt, inner: &[Fs], p: &Params, shared: Option<&str>) -> Result<(), ImportError> {
-        let (Some(net), true, Some(m)) = (ipv4(s.words.get(1)), s.w(2) == "netmask", ipv4(s.words.get(3))) else {
-            return Err(parse_err(file, s.line, "expected `subnet ADDRESS netmask MASK {`"));
+    fn subnet(
+        &mut self,
+        file: &str,
+        s: &Stmt,
+        inner: &[Fs],
+        p: &Params,
+        shared: Option<&str>,
+    ) -> Result<(), ImportError> {
+        let (Some(net), true, Some(m)) = (
+            ipv4(s.words.get(1)),
+            s.w(2) == "netmask",
+            ipv4(s.words.get(3)),
+        ) else {
+            return Err(parse_err(
+                file,
+                s.line,
+                "expected `subnet ADDRESS netmask MASK {`",
+            ));
         };
         let bits = u32::from(m);
         if bits.leading_ones() + bits.trailing_zeros() != 32 {
@@ -711,16 +784,18 @@ impl Conv<'_> {
         }
         let sp = self.params(inner, p, Level::Subnet);
         let mut sc = Scope::new(name, (network, prefix));
-        sc.comments.push(format!("subnet {net} netmask {m} ({file}:{})", s.line));
+        sc.comments
+            .push(format!("subnet {net} netmask {m} ({file}:{})", s.line));
         if let Some(g) = shared {
             sc.comments.push(format!("of shared-network {g}"));
         }
-        self.lease_times(file, &sp, &mut sc);
+        self.lease_times(file, s.line, &sp, &mut sc);
         sc.authoritative = sp.authoritative;
         let si = self.model.scopes.len();
         self.model.scopes.push(sc);
         self.shared.push(shared.map(str::to_string));
         self.scope_eff.push(sp.options.clone());
+        self.scope_at.push((file.to_string(), s.line));
         if let Some((peer, _)) = &sp.failover_peer {
             self.peer_scopes.entry(peer.clone()).or_default().push(si);
         }
@@ -728,7 +803,7 @@ impl Conv<'_> {
     }
 
     /// Lease, renew and rebind times of a scope from its parameters.
-    fn lease_times(&mut self, file: &str, p: &Params, sc: &mut Scope) {
+    fn lease_times(&mut self, file: &str, line: usize, p: &Params, sc: &mut Scope) {
         let mut lease = p.default_lease.map_or(DHCPD_DEFAULT_LEASE, |(v, _)| v);
         if let Some((max, line)) = p.max_lease {
             if max < lease {
@@ -744,10 +819,13 @@ impl Conv<'_> {
         }
         sc.lease_time = Some(lease.clamp(1, 0xFFFF_FFFE));
         let take = |code: u8| {
-            p.options.iter().find(|o| o.code == code).and_then(|o| match o.value {
-                OptValue::Int { value, .. } => Some(value),
-                _ => None,
-            })
+            p.options
+                .iter()
+                .find(|o| o.code == code)
+                .and_then(|o| match o.value {
+                    OptValue::Int { value, .. } => Some(value),
+                    _ => None,
+                })
         };
         let (t1, t2) = (take(58), take(59));
         let l = sc.lease_time.unwrap_or(lease);
@@ -757,7 +835,7 @@ impl Conv<'_> {
             sc.renew_time = t1;
             sc.rebind_time = t2;
         } else {
-            self.issues.add(file, 0, "option dhcp-renewal-time", format!("T1 {t1:?} / T2 {t2:?} do not satisfy T1 < T2 < lease time ({l} s) in scope {}: Tandem's defaults (1/2 and 7/8 of the lease) are used", sc.name));
+            self.issues.add(file, line, "option dhcp-renewal-time", format!("T1 {t1:?} / T2 {t2:?} do not satisfy T1 < T2 < lease time ({l} s) in scope {}: Tandem's defaults (1/2 and 7/8 of the lease) are used", sc.name));
         }
     }
 
@@ -765,7 +843,11 @@ impl Conv<'_> {
         let _ = level;
         let mut i = 1;
         if s.w(1) == "dynamic-bootp" {
-            self.report(file, s, "Tandem does not serve BOOTP clients: the range is imported for DHCP only");
+            self.report(
+                file,
+                s,
+                "Tandem does not serve BOOTP clients: the range is imported for DHCP only",
+            );
             i = 2;
         }
         let Some(a) = ipv4(s.words.get(i)) else {
@@ -773,7 +855,11 @@ impl Conv<'_> {
             return;
         };
         let b = ipv4(s.words.get(i + 1)).unwrap_or(a);
-        let (a, b) = if u32::from(a) <= u32::from(b) { (a, b) } else { (b, a) };
+        let (a, b) = if u32::from(a) <= u32::from(b) {
+            (a, b)
+        } else {
+            (b, a)
+        };
         let target = subnet.or_else(|| self.model.scope_of(a));
         let Some(si) = target else {
             self.report(file, s, format!("{a}-{b} is in no declared subnet"));
@@ -785,7 +871,12 @@ impl Conv<'_> {
     fn add_range(&mut self, file: &str, line: usize, si: usize, a: Ipv4Addr, b: Ipv4Addr) {
         let sc = &mut self.model.scopes[si];
         if !in_subnet(a, sc.subnet) || !in_subnet(b, sc.subnet) {
-            self.issues.add(file, line, "range", format!("{a}-{b} is not inside subnet {}", sc.name));
+            self.issues.add(
+                file,
+                line,
+                "range",
+                format!("{a}-{b} is not inside subnet {}", sc.name),
+            );
             return;
         }
         let (net, prefix) = sc.subnet;
@@ -797,7 +888,12 @@ impl Conv<'_> {
             hi = hi.min(bc - 1);
         }
         if lo > hi {
-            self.issues.add(file, line, "range", format!("{a}-{b} holds only the network or broadcast address"));
+            self.issues.add(
+                file,
+                line,
+                "range",
+                format!("{a}-{b} holds only the network or broadcast address"),
+            );
             return;
         }
         if (lo, hi) != (u32::from(a), u32::from(b)) {
@@ -806,7 +902,15 @@ impl Conv<'_> {
         sc.ranges.push((Ipv4Addr::from(lo), Ipv4Addr::from(hi)));
     }
 
-    fn pool(&mut self, file: &str, s: &Stmt, inner: &[Fs], p: &Params, shared: Option<&str>, subnet: Option<usize>) -> Result<(), ImportError> {
+    fn pool(
+        &mut self,
+        file: &str,
+        s: &Stmt,
+        inner: &[Fs],
+        p: &Params,
+        shared: Option<&str>,
+        subnet: Option<usize>,
+    ) -> Result<(), ImportError> {
         let pp = self.params(inner, p, Level::Pool);
         let mut d = PoolDecl {
             file: file.to_string(),
@@ -840,7 +944,11 @@ impl Conv<'_> {
                     match ipv4(x.words.get(i)) {
                         Some(a) => {
                             let b = ipv4(x.words.get(i + 1)).unwrap_or(a);
-                            d.ranges.push(if u32::from(a) <= u32::from(b) { (a, b) } else { (b, a) });
+                            d.ranges.push(if u32::from(a) <= u32::from(b) {
+                                (a, b)
+                            } else {
+                                (b, a)
+                            });
                         }
                         None => self.report(f, x, "expected an address range"),
                     }
@@ -881,7 +989,12 @@ impl Conv<'_> {
                 for &(a, b) in &d.ranges.clone() {
                     self.add_range(file, s.line, si, a, b);
                 }
-                d.ranges = self.model.scopes[si].ranges.iter().filter(|r| d.ranges.iter().any(|x| x.0 <= r.0 && r.1 <= x.1)).copied().collect();
+                d.ranges = self.model.scopes[si]
+                    .ranges
+                    .iter()
+                    .filter(|r| d.ranges.iter().any(|x| x.0 <= r.0 && r.1 <= x.1))
+                    .copied()
+                    .collect();
                 self.pools.push(d);
             }
             (None, Some(g)) => {
@@ -903,14 +1016,27 @@ impl Conv<'_> {
                         self.add_range(&d.file, d.line, si, a, b);
                         placed.push((si, a, b));
                     }
-                    _ => self.issues.add(&d.file, d.line, "range", format!("{a}-{b} is not inside one subnet of the shared network")),
+                    _ => self.issues.add(
+                        &d.file,
+                        d.line,
+                        "range",
+                        format!("{a}-{b} is not inside one subnet of the shared network"),
+                    ),
                 }
             }
             for (si, a, b) in placed {
                 if !peer.is_empty() {
-                    self.peer_scopes.entry(peer.to_string()).or_default().push(si);
+                    self.peer_scopes
+                        .entry(peer.to_string())
+                        .or_default()
+                        .push(si);
                 }
-                let ranges = self.model.scopes[si].ranges.iter().filter(|r| a <= r.0 && r.1 <= b).copied().collect();
+                let ranges = self.model.scopes[si]
+                    .ranges
+                    .iter()
+                    .filter(|r| a <= r.0 && r.1 <= b)
+                    .copied()
+                    .collect();
                 self.pools.push(PoolDecl {
                     file: d.file.clone(),
                     line: d.line,
@@ -955,7 +1081,11 @@ impl Conv<'_> {
                     let kind = x.w(1);
                     match (kind.as_str(), x.words.get(2).and_then(bytes_of)) {
                         ("ethernet", Some(b)) if b.len() == 6 => h.mac = b.try_into().ok(),
-                        _ => self.report(f, x, "only 6-byte `hardware ethernet` addresses can be reserved"),
+                        _ => self.report(
+                            f,
+                            x,
+                            "only 6-byte `hardware ethernet` addresses can be reserved",
+                        ),
                     }
                 }
                 "fixed-address" => {
@@ -970,8 +1100,14 @@ impl Conv<'_> {
                         }
                     }
                 }
-                "host-identifier" => self.report(f, x, "Tandem reservations match a MAC or client identifier only"),
-                "ddns-hostname" | "ddns-domainname" => self.report(f, x, "Tandem does no dynamic DNS updates"),
+                "host-identifier" => self.report(
+                    f,
+                    x,
+                    "Tandem reservations match a MAC or client identifier only",
+                ),
+                "ddns-hostname" | "ddns-domainname" => {
+                    self.report(f, x, "Tandem does no dynamic DNS updates")
+                }
                 _ => {}
             }
         }
@@ -1003,10 +1139,18 @@ impl Conv<'_> {
                 "match" | "spawn" => {
                     let rest = if x.w(0) == "spawn" { 2 } else { 1 };
                     match parse_lhs(&x.words, rest) {
-                        Ok((Lhs::Option(cr, hex), None, j)) if j == x.words.len() => c.spawn = Some((cr, hex)),
-                        Ok((Lhs::Hardware, None, j)) if j == x.words.len() => c.spawn = Some(("mac", true)),
+                        Ok((Lhs::Option(cr, hex), None, j)) if j == x.words.len() => {
+                            c.spawn = Some((cr, hex))
+                        }
+                        Ok((Lhs::Hardware, None, j)) if j == x.words.len() => {
+                            c.spawn = Some(("mac", true))
+                        }
                         Ok(_) => {
-                            self.report(f, x, "only `match option NAME;` or `match hardware;` can key subclasses");
+                            self.report(
+                                f,
+                                x,
+                                "only `match option NAME;` or `match hardware;` can key subclasses",
+                            );
                             c.bad = true;
                         }
                         Err(m) => {
@@ -1019,7 +1163,9 @@ impl Conv<'_> {
                     }
                 }
                 "lease" => self.report(f, x, "lease limits have no Tandem counterpart"),
-                _ if x.block.is_some() => self.report(f, x, "declarations inside a class are not understood"),
+                _ if x.block.is_some() => {
+                    self.report(f, x, "declarations inside a class are not understood")
+                }
                 _ => {}
             }
         }
@@ -1036,7 +1182,11 @@ impl Conv<'_> {
             return;
         };
         let Some((criterion, hex)) = self.classes[ci].spawn else {
-            self.report(file, s, format!("class `{name}` has no `match` expression for its subclasses"));
+            self.report(
+                file,
+                s,
+                format!("class `{name}` has no `match` expression for its subclasses"),
+            );
             return;
         };
         let Some(v) = s.words.get(2).and_then(bytes_of) else {
@@ -1045,7 +1195,11 @@ impl Conv<'_> {
         };
         let value = if criterion == "mac" {
             if v.len() != 7 {
-                self.report(file, s, "a hardware subclass value is the type byte and 6 address bytes");
+                self.report(
+                    file,
+                    s,
+                    "a hardware subclass value is the type byte and 6 address bytes",
+                );
                 return;
             }
             hex_matcher(&v[1..], false)
@@ -1079,15 +1233,29 @@ impl Conv<'_> {
             let mut any = true;
             let mut names = Vec::new();
             let mut ok = true;
-            let allows = d.permits.iter().filter(|p| matches!(p, Permit::Members(_, true))).count();
+            let allows = d
+                .permits
+                .iter()
+                .filter(|p| matches!(p, Permit::Members(_, true)))
+                .count();
             let denies = d.permits.len() - allows;
             if allows > 0 && denies > 0 {
-                self.issues.add(&d.file, d.line, "pool", "allow and deny members of classes in one pool cannot be translated");
+                self.issues.add(
+                    &d.file,
+                    d.line,
+                    "pool",
+                    "allow and deny members of classes in one pool cannot be translated",
+                );
                 continue;
             }
             for Permit::Members(name, allow) in &d.permits {
                 let Some(c) = self.classes.iter_mut().find(|c| c.name == *name) else {
-                    self.issues.add(&d.file, d.line, "pool", format!("class `{name}` is not declared"));
+                    self.issues.add(
+                        &d.file,
+                        d.line,
+                        "pool",
+                        format!("class `{name}` is not declared"),
+                    );
                     ok = false;
                     continue;
                 };
@@ -1109,7 +1277,12 @@ impl Conv<'_> {
                 } else {
                     // not (a or b) = (not a) and (not b); not (a and b) = (not a) or (not b).
                     if d.permits.len() > 1 && c.any != (conds.is_empty() || !any) {
-                        self.issues.add(&d.file, d.line, "pool", "several denied classes cannot be combined in one policy");
+                        self.issues.add(
+                            &d.file,
+                            d.line,
+                            "pool",
+                            "several denied classes cannot be combined in one policy",
+                        );
                         ok = false;
                         continue;
                     }
@@ -1126,7 +1299,10 @@ impl Conv<'_> {
             let lease_time = d.lease_time.or_else(|| {
                 d.permits.iter().find_map(|Permit::Members(n, a)| {
                     if *a {
-                        self.classes.iter().find(|c| c.name == *n).and_then(|c| c.lease_time)
+                        self.classes
+                            .iter()
+                            .find(|c| c.name == *n)
+                            .and_then(|c| c.lease_time)
                     } else {
                         None
                     }
@@ -1171,7 +1347,15 @@ impl Conv<'_> {
             }
             if c.options.is_empty() && c.lease_time.is_none() {
                 if !c.bad {
-                    self.issues.add(&c.file, c.line, "class", format!("class `{}` sets nothing and no pool permits it: nothing to translate", c.name));
+                    self.issues.add(
+                        &c.file,
+                        c.line,
+                        "class",
+                        format!(
+                            "class `{}` sets nothing and no pool permits it: nothing to translate",
+                            c.name
+                        ),
+                    );
                 }
                 continue;
             }
@@ -1219,11 +1403,21 @@ impl Conv<'_> {
             };
             for &addr in &h.fixed {
                 let Some(si) = self.model.scope_of(addr) else {
-                    self.issues.add(&h.file, h.line, "fixed-address", format!("{addr} of host {} is in no declared subnet", h.name));
+                    self.issues.add(
+                        &h.file,
+                        h.line,
+                        "fixed-address",
+                        format!("{addr} of host {} is in no declared subnet", h.name),
+                    );
                     continue;
                 };
                 let eff = &self.scope_eff[si];
-                let mut options: Vec<Opt> = h.options.iter().filter(|o| !eff.contains(o) && !matches!(o.code, 51 | 58 | 59)).cloned().collect();
+                let mut options: Vec<Opt> = h
+                    .options
+                    .iter()
+                    .filter(|o| !eff.contains(o) && !matches!(o.code, 51 | 58 | 59))
+                    .cloned()
+                    .collect();
                 let mut hostname = None;
                 if let Some(i) = options.iter().position(|o| o.code == 12) {
                     if let OptValue::Text(t) = &options[i].value {
@@ -1233,7 +1427,11 @@ impl Conv<'_> {
                         }
                     }
                 }
-                if hostname.is_none() && h.use_host_decl_names && is_domain(&h.name) && !options.iter().any(|o| o.code == 12) {
+                if hostname.is_none()
+                    && h.use_host_decl_names
+                    && is_domain(&h.name)
+                    && !options.iter().any(|o| o.code == 12)
+                {
                     hostname = Some(h.name.clone());
                 }
                 let sc = &mut self.model.scopes[si];
@@ -1242,7 +1440,15 @@ impl Conv<'_> {
                     continue;
                 }
                 if sc.reservations.iter().any(|r| r.address == addr) {
-                    self.issues.add(&h.file, h.line, "fixed-address", format!("{addr} of host {} is already reserved for another client", h.name));
+                    self.issues.add(
+                        &h.file,
+                        h.line,
+                        "fixed-address",
+                        format!(
+                            "{addr} of host {} is already reserved for another client",
+                            h.name
+                        ),
+                    );
                     continue;
                 }
                 sc.reservations.push(Reservation {
@@ -1271,13 +1477,31 @@ impl Conv<'_> {
                 max_response_delay: None,
                 max_unacked: None,
                 scopes: Vec::new(),
-                comments: vec![format!("failover peer \"{}\" ({}:{})", d.name, d.file, d.line)],
+                comments: vec![format!(
+                    "failover peer \"{}\" ({}:{})",
+                    d.name, d.file, d.line
+                )],
             };
-            let name: String = d.name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).take(64).collect();
+            let name: String = d
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .take(64)
+                .collect();
             if name != d.name {
                 self.issues.add(&d.file, d.line, "failover peer", format!("the name \"{}\" is written as \"{name}\" (Tandem allows A-Z a-z 0-9 . _ -): an ISC partner must use the same name", d.name));
             }
-            f.name = if name.is_empty() { "failover".into() } else { name };
+            f.name = if name.is_empty() {
+                "failover".into()
+            } else {
+                name
+            };
             let mut role = None;
             let mut partner = None;
             let mut split = None;
@@ -1334,12 +1558,22 @@ impl Conv<'_> {
                 }
             }
             let Some(primary) = role else {
-                self.issues.add(&d.file, d.line, "failover peer", "neither primary nor secondary: not imported");
+                self.issues.add(
+                    &d.file,
+                    d.line,
+                    "failover peer",
+                    "neither primary nor secondary: not imported",
+                );
                 continue;
             };
             f.primary = primary;
             let Some(partner) = partner else {
-                self.issues.add(&d.file, d.line, "failover peer", "no `peer address`: not imported");
+                self.issues.add(
+                    &d.file,
+                    d.line,
+                    "failover peer",
+                    "no `peer address`: not imported",
+                );
                 continue;
             };
             f.partner = partner;
@@ -1354,7 +1588,12 @@ impl Conv<'_> {
                     }
                     f.mode = FoMode::LoadBalance(Some(pct as u8));
                 }
-                Some((_, line)) => self.issues.add(&d.file, line, "split", "a secondary's split is ignored (the primary's counts)"),
+                Some((_, line)) => self.issues.add(
+                    &d.file,
+                    line,
+                    "split",
+                    "a secondary's split is ignored (the primary's counts)",
+                ),
                 None if !primary => {
                     self.issues.add(&d.file, d.line, "failover peer", "the split is set on the primary: load_balance_percent is left at 50; set it to 100 minus the primary's share");
                 }
@@ -1373,21 +1612,37 @@ impl Conv<'_> {
             scopes.sort_unstable();
             scopes.dedup();
             if scopes.is_empty() {
-                self.issues.add(&d.file, d.line, "failover peer", "no pool refers to this peer: not imported");
+                self.issues.add(
+                    &d.file,
+                    d.line,
+                    "failover peer",
+                    "no pool refers to this peer: not imported",
+                );
                 continue;
             }
-            f.scopes = scopes.iter().map(|&i| self.model.scopes[i].name.clone()).collect();
+            f.scopes = scopes
+                .iter()
+                .map(|&i| self.model.scopes[i].name.clone())
+                .collect();
             self.model.failover.push(f);
         }
         for (peer, _) in std::mem::take(&mut self.peer_scopes) {
-            self.issues.add("", 0, "failover peer", format!("pools refer to peer \"{peer}\", which is not declared"));
+            self.issues.add(
+                "",
+                0,
+                "failover peer",
+                format!("pools refer to peer \"{peer}\", which is not declared"),
+            );
         }
     }
 
     fn finish_scopes(&mut self) {
         let mut keep = Vec::new();
         let mut shared = Vec::new();
-        for (i, mut sc) in std::mem::take(&mut self.model.scopes).into_iter().enumerate() {
+        for (i, mut sc) in std::mem::take(&mut self.model.scopes)
+            .into_iter()
+            .enumerate()
+        {
             let eff = &self.scope_eff[i];
             sc.options = eff
                 .iter()
@@ -1401,8 +1656,13 @@ impl Conv<'_> {
                     sc.ranges.push((r.address, r.address));
                     sc.comments.push("no dynamic range in dhcpd: the one range is a reserved address, so nothing is handed out dynamically".into());
                 } else {
-                    let rel = self.model.failover.iter().any(|f| f.scopes.contains(&sc.name));
-                    self.issues.add("", 0, "subnet", format!("{} has no range and no host: Tandem needs addresses to serve (not imported{})", sc.name, if rel { "; its relationship loses it" } else { "" }));
+                    let rel = self
+                        .model
+                        .failover
+                        .iter()
+                        .any(|f| f.scopes.contains(&sc.name));
+                    let (f, l) = self.scope_at[i].clone();
+                    self.issues.add(&f, l, "subnet", format!("{} has no range and no host: Tandem needs addresses to serve (not imported{})", sc.name, if rel { "; its relationship loses it" } else { "" }));
                     for f in &mut self.model.failover {
                         f.scopes.retain(|n| *n != sc.name);
                     }

@@ -93,7 +93,8 @@ pub fn lease_of(s: &Stmt, file: &str, issues: &mut Issues) -> Result<Lease, Impo
     let mut abandoned_flag = false;
     for x in s.block.as_deref().unwrap_or_default() {
         let time = |i: usize| {
-            parse_time(&x.words[i..]).map_err(|m| parse_err(file, x.line, format!("{}: {m}", x.w(0))))
+            parse_time(&x.words[i..])
+                .map_err(|m| parse_err(file, x.line, format!("{}: {m}", x.w(0))))
         };
         match x.w(0).as_str() {
             "starts" => l.start = time(1)?,
@@ -110,7 +111,10 @@ pub fn lease_of(s: &Stmt, file: &str, issues: &mut Issues) -> Result<Lease, Impo
                         file,
                         x.line,
                         "binding state",
-                        format!("state `{}` has no Tandem counterpart: entry not imported", x.w(2)),
+                        format!(
+                            "state `{}` has no Tandem counterpart: entry not imported",
+                            x.w(2)
+                        ),
                     );
                     l.state = None;
                 }
@@ -137,7 +141,13 @@ pub fn lease_of(s: &Stmt, file: &str, issues: &mut Issues) -> Result<Lease, Impo
             },
             "uid" => match bytes_of(x.words.get(1)) {
                 Some(b) => l.client_id = Some(b),
-                None => return Err(parse_err(file, x.line, "uid: expected a string or hex bytes")),
+                None => {
+                    return Err(parse_err(
+                        file,
+                        x.line,
+                        "uid: expected a string or hex bytes",
+                    ))
+                }
             },
             "client-hostname" => issues.add_grouped(
                 "client-hostname",
@@ -147,8 +157,17 @@ pub fn lease_of(s: &Stmt, file: &str, issues: &mut Issues) -> Result<Lease, Impo
                 "Tandem's lease journal keeps no client host names: not imported",
             ),
             "abandoned" => abandoned_flag = true,
-            "set" | "on" | "option" | "vendor-class-identifier" | "ddns-text" | "ddns-fwd-name"
-            | "ddns-rev-name" | "ddns-client-fqdn" | "bootp" | "reserved" | "dynamic-bootp" => {
+            "set"
+            | "on"
+            | "option"
+            | "vendor-class-identifier"
+            | "ddns-text"
+            | "ddns-fwd-name"
+            | "ddns-rev-name"
+            | "ddns-client-fqdn"
+            | "bootp"
+            | "reserved"
+            | "dynamic-bootp" => {
                 let d = x.directive();
                 let key = format!("lease-{}", x.w(0));
                 issues.add_grouped(
@@ -268,7 +287,10 @@ mod tests {
         );
         assert_eq!(l.addr, Some(Ipv4Addr::new(10, 0, 0, 50)));
         assert_eq!(l.state, Some(BindingState::Active));
-        assert_eq!(l.client_id.as_deref(), Some(&[1, 0x52, 0x54, 0, 0x12, 0x34, 0x56][..]));
+        assert_eq!(
+            l.client_id.as_deref(),
+            Some(&[1, 0x52, 0x54, 0, 0x12, 0x34, 0x56][..])
+        );
         assert_eq!(l.hw, Some((1, vec![0x52, 0x54, 0, 0x12, 0x34, 0x56])));
         assert_eq!(l.expires - l.start, 43_200);
         assert_eq!(l.tstp, l.expires);
@@ -296,13 +318,19 @@ mod tests {
     #[test]
     fn bad_entries_are_errors_with_their_line() {
         let mut issues = Issues::new();
-        let s = Lexer::new(&b"lease 10.0.0.1 {\n starts 1 2026/02/31 99:00:00;\n}"[..], "l")
+        let s = Lexer::new(
+            &b"lease 10.0.0.1 {\n starts 1 2026/02/31 99:00:00;\n}"[..],
+            "l",
+        )
+        .next_stmt()
+        .unwrap()
+        .unwrap();
+        let e = lease_of(&s, "l", &mut issues).unwrap_err().to_string();
+        assert!(e.starts_with("l:2: starts"), "{e}");
+        let s = Lexer::new(&b"lease x.y {\n}"[..], "l")
             .next_stmt()
             .unwrap()
             .unwrap();
-        let e = lease_of(&s, "l", &mut issues).unwrap_err().to_string();
-        assert!(e.starts_with("l:2: starts"), "{e}");
-        let s = Lexer::new(&b"lease x.y {\n}"[..], "l").next_stmt().unwrap().unwrap();
         assert!(lease_of(&s, "l", &mut issues).is_err());
     }
 }

@@ -26,6 +26,11 @@ use super::model::{
 use super::optdefs::{self, Def, Defs, Item};
 use super::{parse_err, ImportError, Issues, Parsed};
 
+/// A test's left side: criterion, hex values, substring, `.exists`.
+type KeaLhs = (&'static str, bool, Option<(u64, u64)>, bool);
+/// A class as a policy: match any, conditions, options, lease time.
+type ClassUse = (bool, Vec<Cond>, Vec<Opt>, Option<u32>);
+
 /// Kea's default `valid-lifetime` (2 hours).
 pub const KEA_DEFAULT_LIFETIME: u32 = 7200;
 
@@ -219,8 +224,8 @@ struct Conv<'a> {
 /// Parse `kea-dhcp4.conf` into a model; untranslatable settings go to `issues`.
 pub fn parse_conf(text: &str, file: &str, issues: &mut Issues) -> Result<Parsed, ImportError> {
     let clean = strip_comments(text).map_err(|m| ImportError::Parse(format!("{file}: {m}")))?;
-    let root: Value = serde_json::from_str(&clean)
-        .map_err(|e| parse_err(file, e.line(), format!("{e}")))?;
+    let root: Value =
+        serde_json::from_str(&clean).map_err(|e| parse_err(file, e.line(), format!("{e}")))?;
     let Value::Object(top) = &root else {
         return Err(parse_err(file, 1, "the file is not a JSON object"));
     };
@@ -241,7 +246,15 @@ pub fn parse_conf(text: &str, file: &str, issues: &mut Issues) -> Result<Parsed,
         if k == "Dhcp4" {
             continue;
         }
-        c.report(k, k, if k == "Logging" { "Tandem logs to stderr (the systemd journal)" } else { "not a DHCPv4 server setting: ignored" });
+        c.report(
+            k,
+            k,
+            if k == "Logging" {
+                "Tandem logs to stderr (the systemd journal)"
+            } else {
+                "not a DHCPv4 server setting: ignored"
+            },
+        );
         let _ = v;
     }
     let Some(Value::Object(d)) = top.get("Dhcp4") else {
@@ -257,7 +270,11 @@ pub fn parse_conf(text: &str, file: &str, issues: &mut Issues) -> Result<Parsed,
         shared: c.shared,
     };
     if p.model.interfaces.is_empty() {
-        p.model.interfaces = c.interfaces.iter().map(|s| s.split('/').next().unwrap_or(s).to_string()).collect();
+        p.model.interfaces = c
+            .interfaces
+            .iter()
+            .map(|s| s.split('/').next().unwrap_or(s).to_string())
+            .collect();
         p.model.interfaces.dedup();
     }
     // Interfaces written as NAME/ADDRESS give the server's address and its directly attached scope.
@@ -295,7 +312,11 @@ fn pool_range(s: &str) -> Option<(Ipv4Addr, Ipv4Addr)> {
     if let Some((a, b)) = s.split_once('-') {
         let a: Ipv4Addr = a.trim().parse().ok()?;
         let b: Ipv4Addr = b.trim().parse().ok()?;
-        return Some(if u32::from(a) <= u32::from(b) { (a, b) } else { (b, a) });
+        return Some(if u32::from(a) <= u32::from(b) {
+            (a, b)
+        } else {
+            (b, a)
+        });
     }
     let (a, n) = s.split_once('/')?;
     let a: Ipv4Addr = a.trim().parse().ok()?;
@@ -367,7 +388,7 @@ pub fn parse_test(s: &str) -> Result<(bool, Vec<Cond>), String> {
     let mut conds = Vec::new();
     let mut joiner: Option<String> = None;
     // lhs: option[N].text|hex|exists, pkt4.mac, relay4[N].hex, substring(lhs, 0, L)
-    fn lhs(t: &[Et], i: &mut usize) -> Result<(&'static str, bool, Option<(u64, u64)>, bool), String> {
+    fn lhs(t: &[Et], i: &mut usize) -> Result<KeaLhs, String> {
         let id = |k: usize| match t.get(k) {
             Some(Et::Ident(w)) => w.clone(),
             _ => String::new(),
@@ -382,8 +403,20 @@ pub fn parse_test(s: &str) -> Result<(bool, Vec<Cond>), String> {
                 if sub.is_some() || exists {
                     return Err("nested substring".into());
                 }
-                match (t.get(*i), t.get(*i + 1), t.get(*i + 2), t.get(*i + 3), t.get(*i + 4)) {
-                    (Some(Et::P(',')), Some(Et::Num(a)), Some(Et::P(',')), Some(Et::Num(l)), Some(Et::P(')'))) => {
+                match (
+                    t.get(*i),
+                    t.get(*i + 1),
+                    t.get(*i + 2),
+                    t.get(*i + 3),
+                    t.get(*i + 4),
+                ) {
+                    (
+                        Some(Et::P(',')),
+                        Some(Et::Num(a)),
+                        Some(Et::P(',')),
+                        Some(Et::Num(l)),
+                        Some(Et::P(')')),
+                    ) => {
                         let r = (c, hex, Some((*a, *l)), false);
                         *i += 5;
                         Ok(r)
@@ -405,7 +438,12 @@ pub fn parse_test(s: &str) -> Result<(bool, Vec<Cond>), String> {
                     (false, 61) => ("client_id", true),
                     (true, 1) => ("circuit_id", false),
                     (true, 2) => ("remote_id", false),
-                    _ => return Err(format!("{}[{n}] is not a criterion Tandem policies test", if relay { "relay4" } else { "option" })),
+                    _ => {
+                        return Err(format!(
+                            "{}[{n}] is not a criterion Tandem policies test",
+                            if relay { "relay4" } else { "option" }
+                        ))
+                    }
                 };
                 match field.as_str() {
                     "text" | "hex" => Ok((c, hex, None, false)),
@@ -442,11 +480,15 @@ pub fn parse_test(s: &str) -> Result<(bool, Vec<Cond>), String> {
                 _ => return Err("the compared value must be a 'string' or 0xHEX".into()),
             };
             i += 2;
-            let prefix = match sub {
-                None => false,
-                Some((0, l)) if l as usize == v.len() => true,
-                _ => return Err("only prefixes (substring from 0 of the value's length) can be translated".into()),
-            };
+            let prefix =
+                match sub {
+                    None => false,
+                    Some((0, l)) if l as usize == v.len() => true,
+                    _ => return Err(
+                        "only prefixes (substring from 0 of the value's length) can be translated"
+                            .into(),
+                    ),
+                };
             if c == "mac" || hex {
                 let mut s = super::model::hex_colon(&v);
                 if prefix {
@@ -455,7 +497,10 @@ pub fn parse_test(s: &str) -> Result<(bool, Vec<Cond>), String> {
                 s
             } else {
                 let txt = String::from_utf8_lossy(&v).into_owned();
-                let mut s = if txt.chars().any(|ch| ch.is_control() || ch == '*') || txt.starts_with("hex:") || txt.starts_with("text:") {
+                let mut s = if txt.chars().any(|ch| ch.is_control() || ch == '*')
+                    || txt.starts_with("hex:")
+                    || txt.starts_with("text:")
+                {
                     format!("hex:{}", super::model::hex_colon(&v))
                 } else {
                     txt
@@ -466,7 +511,11 @@ pub fn parse_test(s: &str) -> Result<(bool, Vec<Cond>), String> {
                 s
             }
         };
-        conds.push(Cond { criterion: c, values: vec![value], not });
+        conds.push(Cond {
+            criterion: c,
+            values: vec![value],
+            not,
+        });
         if i >= t.len() {
             break;
         }
@@ -475,7 +524,9 @@ pub fn parse_test(s: &str) -> Result<(bool, Vec<Cond>), String> {
             other => return Err(format!("unexpected {other:?}")),
         };
         if joiner.as_ref().is_some_and(|j| *j != op) {
-            return Err("`and` and `or` mixed: Tandem's policies combine their conditions one way".into());
+            return Err(
+                "`and` and `or` mixed: Tandem's policies combine their conditions one way".into(),
+            );
         }
         joiner = Some(op);
         i += 1;
@@ -521,26 +572,24 @@ impl Conv<'_> {
         }
         if let Some(Value::Array(res)) = d.get("reservations") {
             for (i, v) in res.iter().enumerate() {
-                self.global_res.push((format!("{base}.reservations[{i}]"), v.clone()));
+                self.global_res
+                    .push((format!("{base}.reservations[{i}]"), v.clone()));
+            }
+        }
+        if let Some(Value::Array(a)) = d.get("subnet4") {
+            for (i, s) in a.iter().enumerate() {
+                self.subnet(&format!("{base}.subnet4[{i}]"), s, &g, None)?;
+            }
+        }
+        if let Some(Value::Array(a)) = d.get("shared-networks") {
+            for (i, n) in a.iter().enumerate() {
+                self.shared_network(&format!("{base}.shared-networks[{i}]"), n, &g)?;
             }
         }
         for (k, v) in d {
             let p = join(base, k);
             match k.as_str() {
-                "subnet4" => {
-                    if let Value::Array(a) = v {
-                        for (i, s) in a.iter().enumerate() {
-                            self.subnet(&format!("{p}[{i}]"), s, &g, None)?;
-                        }
-                    }
-                }
-                "shared-networks" => {
-                    if let Value::Array(a) = v {
-                        for (i, n) in a.iter().enumerate() {
-                            self.shared_network(&format!("{p}[{i}]"), n, &g)?;
-                        }
-                    }
-                }
+                "subnet4" | "shared-networks" => {}
                 "interfaces-config" => {
                     if let Value::Object(o) = v {
                         for (ik, iv) in o {
@@ -567,8 +616,13 @@ impl Conv<'_> {
                     }
                     if let Some(Value::Object(o)) = Some(v) {
                         for ok in o.keys() {
-                            if !matches!(ok.as_str(), "type" | "name" | "persist" | "lfc-interval") {
-                                self.report(&join(&p, ok), ok, "no Tandem counterpart (Tandem keeps its own journal)");
+                            if !matches!(ok.as_str(), "type" | "name" | "persist" | "lfc-interval")
+                            {
+                                self.report(
+                                    &join(&p, ok),
+                                    ok,
+                                    "no Tandem counterpart (Tandem keeps its own journal)",
+                                );
                             }
                         }
                     }
@@ -579,16 +633,48 @@ impl Conv<'_> {
                     None => self.report(&p, k, "expected seconds, at least 1"),
                 },
                 "option-def" | "client-classes" | "reservations" => {}
-                "valid-lifetime" | "min-valid-lifetime" | "max-valid-lifetime" | "renew-timer"
-                | "rebind-timer" | "authoritative" | "option-data" | "calculate-tee-times"
-                | "t1-percent" | "t2-percent" | "next-server" | "boot-file-name" | "server-hostname"
-                | "match-client-id" | "echo-client-id" | "host-reservation-identifiers"
-                | "reservation-mode" | "reservations-global" | "reservations-in-subnet"
-                | "reservations-out-of-pool" | "dhcp-ddns" | "ddns-send-updates" | "comment" | "user-context" => {}
-                "control-socket" => self.report(&p, k, "Tandem's admin API (tandemctl) is configured with server.admin_listen"),
-                "loggers" => self.report(&p, k, "Tandem logs to stderr (the systemd journal); see server.log_format"),
-                "expired-leases-processing" => self.report(&p, k, "Tandem reclaims expired leases on its own"),
-                "multi-threading" => self.report(&p, k, "Tandem's workers are set with server.workers / [dataplane]"),
+                "valid-lifetime"
+                | "min-valid-lifetime"
+                | "max-valid-lifetime"
+                | "renew-timer"
+                | "rebind-timer"
+                | "authoritative"
+                | "option-data"
+                | "calculate-tee-times"
+                | "t1-percent"
+                | "t2-percent"
+                | "next-server"
+                | "boot-file-name"
+                | "server-hostname"
+                | "match-client-id"
+                | "echo-client-id"
+                | "host-reservation-identifiers"
+                | "reservation-mode"
+                | "reservations-global"
+                | "reservations-in-subnet"
+                | "reservations-out-of-pool"
+                | "dhcp-ddns"
+                | "ddns-send-updates"
+                | "comment"
+                | "user-context" => {}
+                "control-socket" => self.report(
+                    &p,
+                    k,
+                    "Tandem's admin API (tandemctl) is configured with server.admin_listen",
+                ),
+                "loggers" => self.report(
+                    &p,
+                    k,
+                    "Tandem logs to stderr (the systemd journal); see server.log_format",
+                ),
+                "expired-leases-processing" => {
+                    self.report(&p, k, "Tandem reclaims expired leases on its own")
+                }
+                "multi-threading" => self.report(
+                    &p,
+                    k,
+                    "Tandem's workers are set with server.workers / [dataplane]",
+                ),
                 _ => self.report(&p, k, "no Tandem counterpart"),
             }
         }
@@ -599,8 +685,15 @@ impl Conv<'_> {
     }
 
     fn option_def(&mut self, p: &str, v: &Value) {
-        let name = v.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let code = v.get("code").and_then(Value::as_u64).filter(|c| (1..=254).contains(c));
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let code = v
+            .get("code")
+            .and_then(Value::as_u64)
+            .filter(|c| (1..=254).contains(c));
         let space = v.get("space").and_then(Value::as_str).unwrap_or("dhcp4");
         let ty = v.get("type").and_then(Value::as_str).unwrap_or_default();
         let array = v.get("array").and_then(Value::as_bool).unwrap_or(false);
@@ -609,11 +702,20 @@ impl Conv<'_> {
             return;
         };
         if space != "dhcp4" {
-            self.report(p, "option-def", format!("options of space `{space}` (vendor sub-options) cannot be translated"));
+            self.report(
+                p,
+                "option-def",
+                format!("options of space `{space}` (vendor sub-options) cannot be translated"),
+            );
             return;
         }
         match optdefs::kea_type(ty, array) {
-            Ok((kind, array)) if !name.is_empty() => self.defs.define(Def { name, code: code as u8, kind, array }),
+            Ok((kind, array)) if !name.is_empty() => self.defs.define(Def {
+                name,
+                code: code as u8,
+                kind,
+                array,
+            }),
             Ok(_) => self.report(p, "option-def", "no name"),
             Err(m) => self.report(p, "option-def", m),
         }
@@ -624,14 +726,25 @@ impl Conv<'_> {
         let name = v.get("name").and_then(Value::as_str);
         let code = v.get("code").and_then(Value::as_u64);
         let space = v.get("space").and_then(Value::as_str).unwrap_or("dhcp4");
-        let shown = name.map(str::to_string).or(code.map(|c| format!("code {c}"))).unwrap_or_default();
+        let shown = name
+            .map(str::to_string)
+            .or(code.map(|c| format!("code {c}")))
+            .unwrap_or_default();
         let directive = format!("option-data {shown}");
         if space != "dhcp4" {
-            self.report(p, &directive, format!("options of space `{space}` (vendor sub-options) cannot be translated"));
+            self.report(
+                p,
+                &directive,
+                format!("options of space `{space}` (vendor sub-options) cannot be translated"),
+            );
             return;
         }
         if v.get("never-send").and_then(Value::as_bool) == Some(true) {
-            self.report(p, &directive, "never-send has no Tandem counterpart: not imported");
+            self.report(
+                p,
+                &directive,
+                "never-send has no Tandem counterpart: not imported",
+            );
             return;
         }
         let def = match (name, code) {
@@ -649,14 +762,18 @@ impl Conv<'_> {
             return;
         };
         let data = v.get("data").and_then(Value::as_str).unwrap_or_default();
-        let csv = v.get("csv-format").and_then(Value::as_bool).unwrap_or(true) && def.kind != optdefs::Kind::Hex;
+        let csv = v.get("csv-format").and_then(Value::as_bool).unwrap_or(true)
+            && def.kind != optdefs::Kind::Hex;
         let value = if !csv {
             optdefs::hex_bytes(data).map(OptValue::Hex)
         } else {
             let items: Vec<Item> = if matches!(def.kind, optdefs::Kind::Text) && !def.array {
                 vec![Item::Word(data.to_string())]
             } else {
-                data.split(',').map(|s| Item::Word(s.trim().to_string())).filter(|i| *i != Item::Word(String::new())).collect()
+                data.split(',')
+                    .map(|s| Item::Word(s.trim().to_string()))
+                    .filter(|i| *i != Item::Word(String::new()))
+                    .collect()
             };
             optdefs::value(&def, &items)
         };
@@ -676,12 +793,24 @@ impl Conv<'_> {
             50..=59 | 61 | 82 => {
                 self.report(p, &directive, format!("option {} is set by the server itself in Tandem (use lease_time, renew_time, rebind_time or server_id)", def.code));
             }
-            _ => set_opt(opts, Opt { code: def.code, value }),
+            _ => set_opt(
+                opts,
+                Opt {
+                    code: def.code,
+                    value,
+                },
+            ),
         }
     }
 
     /// The parameters of one level (global, shared network, subnet, pool) into `p`.
-    fn params(&mut self, path: &str, o: &serde_json::Map<String, Value>, p: &mut Params, global: bool) {
+    fn params(
+        &mut self,
+        path: &str,
+        o: &serde_json::Map<String, Value>,
+        p: &mut Params,
+        global: bool,
+    ) {
         for (k, v) in o {
             let kp = join(path, k);
             match k.as_str() {
@@ -702,18 +831,28 @@ impl Conv<'_> {
                 }
                 "calculate-tee-times" => {
                     if v.as_bool() == Some(false) && o.get("renew-timer").is_none() {
-                        self.report(&kp, k, "Tandem always sends T1 and T2 (by default 1/2 and 7/8 of the lease)");
+                        self.report(
+                            &kp,
+                            k,
+                            "Tandem always sends T1 and T2 (by default 1/2 and 7/8 of the lease)",
+                        );
                     }
                 }
                 "t1-percent" | "t2-percent" => {
                     let def = if k == "t1-percent" { 0.5 } else { 0.875 };
                     if v.as_f64().is_some_and(|x| (x - def).abs() > 1e-9) {
-                        self.report(&kp, k, format!("Tandem's T1/T2 default to 1/2 and 7/8 of the lease; other fractions are not translated (set renew_time/rebind_time)"));
+                        self.report(&kp, k, "Tandem's T1/T2 default to 1/2 and 7/8 of the lease; other fractions are not translated (set renew_time/rebind_time)");
                     }
                 }
                 "boot-file-name" => {
                     if let Some(f) = v.as_str().filter(|s| !s.is_empty()) {
-                        set_opt(&mut p.options, Opt { code: 67, value: OptValue::Text(f.to_string()) });
+                        set_opt(
+                            &mut p.options,
+                            Opt {
+                                code: 67,
+                                value: OptValue::Text(f.to_string()),
+                            },
+                        );
                         self.report(&kp, k, "written as option 67 (bootfile_name): Tandem does not fill the BOOTP file field");
                     }
                 }
@@ -724,10 +863,27 @@ impl Conv<'_> {
                 }
                 "match-client-id" => {
                     if v.as_bool() == Some(false) {
-                        self.report(&kp, k, "Tandem identifies a client by its client identifier when it sends one");
+                        self.report(
+                            &kp,
+                            k,
+                            "Tandem identifies a client by its client identifier when it sends one",
+                        );
                     }
                 }
-                "echo-client-id" | "reservation-mode" | "reservations-global" | "reservations-in-subnet" | "reservations-out-of-pool" | "comment" | "user-context" | "id" | "subnet" | "pools" | "reservations" | "name" | "subnet4" | "store-extended-info" => {}
+                "echo-client-id"
+                | "reservation-mode"
+                | "reservations-global"
+                | "reservations-in-subnet"
+                | "reservations-out-of-pool"
+                | "comment"
+                | "user-context"
+                | "id"
+                | "subnet"
+                | "pools"
+                | "reservations"
+                | "name"
+                | "subnet4"
+                | "store-extended-info" => {}
                 "host-reservation-identifiers" => {
                     for id in v.as_array().into_iter().flatten().filter_map(Value::as_str) {
                         if !matches!(id, "hw-address" | "client-id") {
@@ -746,7 +902,9 @@ impl Conv<'_> {
                     }
                 }
                 "relay" => {}
-                "require-client-classes" | "evaluate-additional-classes" => self.report(&kp, k, "required/additional classes cannot be translated"),
+                "require-client-classes" | "evaluate-additional-classes" => {
+                    self.report(&kp, k, "required/additional classes cannot be translated")
+                }
                 _ if global => {}
                 _ => self.report(&kp, k, "no Tandem counterpart"),
             }
@@ -754,9 +912,21 @@ impl Conv<'_> {
     }
 
     fn class(&mut self, p: &str, v: &Value, g: &Params) {
-        let name = v.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let mut cp = Params::default();
-        let mut def = ClassDef { any: false, conds: Vec::new(), options: Vec::new(), lease_time: None, bad: false, used: false, path: p.to_string() };
+        let mut def = ClassDef {
+            any: false,
+            conds: Vec::new(),
+            options: Vec::new(),
+            lease_time: None,
+            bad: false,
+            used: false,
+            path: p.to_string(),
+        };
         let _ = g;
         if let Value::Object(o) = v {
             for (k, x) in o {
@@ -769,7 +939,11 @@ impl Conv<'_> {
                             def.conds = conds;
                         }
                         Err(m) => {
-                            self.report(&kp, "test", format!("class {name}: cannot be a policy condition: {m}"));
+                            self.report(
+                                &kp,
+                                "test",
+                                format!("class {name}: cannot be a policy condition: {m}"),
+                            );
                             def.bad = true;
                         }
                     },
@@ -781,7 +955,13 @@ impl Conv<'_> {
                     "valid-lifetime" => def.lease_time = u32_of(x),
                     "boot-file-name" => {
                         if let Some(f) = x.as_str().filter(|s| !s.is_empty()) {
-                            set_opt(&mut cp.options, Opt { code: 67, value: OptValue::Text(f.to_string()) });
+                            set_opt(
+                                &mut cp.options,
+                                Opt {
+                                    code: 67,
+                                    value: OptValue::Text(f.to_string()),
+                                },
+                            );
                             self.report(&kp, k, "written as option 67 (bootfile_name): Tandem does not fill the BOOTP file field");
                         }
                     }
@@ -790,7 +970,13 @@ impl Conv<'_> {
             }
         }
         if v.get("test").is_none() && !def.bad {
-            self.report(p, "client-classes", format!("class {name} has no test (required or hook-set classes cannot be translated)"));
+            self.report(
+                p,
+                "client-classes",
+                format!(
+                    "class {name} has no test (required or hook-set classes cannot be translated)"
+                ),
+            );
             def.bad = true;
         }
         def.options = cp.options;
@@ -798,7 +984,7 @@ impl Conv<'_> {
     }
 
     /// The conditions of class `name` (Kea's built-in VENDOR_CLASS_ classes included).
-    fn class_conds(&mut self, name: &str, at: &str) -> Option<(bool, Vec<Cond>, Vec<Opt>, Option<u32>)> {
+    fn class_conds(&mut self, name: &str, at: &str) -> Option<ClassUse> {
         if let Some(c) = self.classes.get_mut(name) {
             c.used = true;
             if c.bad || c.conds.is_empty() {
@@ -807,17 +993,38 @@ impl Conv<'_> {
             return Some((c.any, c.conds.clone(), c.options.clone(), c.lease_time));
         }
         if let Some(vc) = name.strip_prefix("VENDOR_CLASS_") {
-            return Some((false, vec![Cond { criterion: "vendor_class", values: vec![vc.to_string()], not: false }], Vec::new(), None));
+            return Some((
+                false,
+                vec![Cond {
+                    criterion: "vendor_class",
+                    values: vec![vc.to_string()],
+                    not: false,
+                }],
+                Vec::new(),
+                None,
+            ));
         }
-        self.report(at, "client-class", format!("class `{name}` is not defined (or is built in without a Tandem counterpart)"));
+        self.report(
+            at,
+            "client-class",
+            format!("class `{name}` is not defined (or is built in without a Tandem counterpart)"),
+        );
         None
     }
 
     fn shared_network(&mut self, p: &str, v: &Value, g: &Params) -> Result<(), ImportError> {
         let Value::Object(o) = v else {
-            return Err(parse_err(&self.file, self.line(p), "a shared network is an object"));
+            return Err(parse_err(
+                &self.file,
+                self.line(p),
+                "a shared network is an object",
+            ));
         };
-        let name = o.get("name").and_then(Value::as_str).unwrap_or("shared").to_string();
+        let name = o
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("shared")
+            .to_string();
         let mut sp = g.clone();
         self.params(p, o, &mut sp, false);
         let before = self.model.scopes.len();
@@ -833,13 +1040,28 @@ impl Conv<'_> {
         Ok(())
     }
 
-    fn subnet(&mut self, p: &str, v: &Value, parent: &Params, shared: Option<&str>) -> Result<(), ImportError> {
+    fn subnet(
+        &mut self,
+        p: &str,
+        v: &Value,
+        parent: &Params,
+        shared: Option<&str>,
+    ) -> Result<(), ImportError> {
         let Value::Object(o) = v else {
             return Err(parse_err(&self.file, self.line(p), "a subnet is an object"));
         };
         let net = o.get("subnet").and_then(Value::as_str).unwrap_or_default();
-        let Some((a, n)) = net.split_once('/').and_then(|(a, n)| Some((a.trim().parse::<Ipv4Addr>().ok()?, n.trim().parse::<u8>().ok().filter(|n| *n <= 32)?))) else {
-            return Err(parse_err(&self.file, self.line(&join(p, "subnet")), format!("`{net}` is not a subnet like 10.0.0.0/24")));
+        let Some((a, n)) = net.split_once('/').and_then(|(a, n)| {
+            Some((
+                a.trim().parse::<Ipv4Addr>().ok()?,
+                n.trim().parse::<u8>().ok().filter(|n| *n <= 32)?,
+            ))
+        }) else {
+            return Err(parse_err(
+                &self.file,
+                self.line(&join(p, "subnet")),
+                format!("`{net}` is not a subnet like 10.0.0.0/24"),
+            ));
         };
         let network = Ipv4Addr::from(u32::from(a) & mask(n));
         let mut sp = parent.clone();
@@ -850,7 +1072,8 @@ impl Conv<'_> {
             name = format!("{name}@{}", self.line(p));
         }
         let mut sc = Scope::new(name, (network, n));
-        sc.comments.push(format!("subnet {net} ({}:{})", self.file, self.line(p)));
+        sc.comments
+            .push(format!("subnet {net} ({}:{})", self.file, self.line(p)));
         if let Some(g) = shared {
             sc.comments.push(format!("of shared network {g}"));
         }
@@ -858,21 +1081,31 @@ impl Conv<'_> {
         sc.authoritative = sp.authoritative;
         let mut lease = sp.valid.unwrap_or(KEA_DEFAULT_LIFETIME);
         if let Some(m) = sp.max_valid.filter(|m| *m < lease) {
-            self.report(p, "max-valid-lifetime", format!("{m} s is below valid-lifetime ({lease} s): Tandem grants {m} s"));
+            self.report(
+                p,
+                "max-valid-lifetime",
+                format!("{m} s is below valid-lifetime ({lease} s): Tandem grants {m} s"),
+            );
             lease = m;
         }
         if let Some(m) = sp.min_valid.filter(|m| *m > lease) {
-            self.report(p, "min-valid-lifetime", format!("{m} s is above valid-lifetime ({lease} s): Tandem grants {m} s"));
+            self.report(
+                p,
+                "min-valid-lifetime",
+                format!("{m} s is above valid-lifetime ({lease} s): Tandem grants {m} s"),
+            );
             lease = m;
         }
         sc.lease_time = Some(lease.clamp(1, 0xFFFF_FFFE));
         let (t1, t2) = (sp.renew, sp.rebind);
-        let ok = t1.is_none_or(|t| t > 0 && t < lease) && t2.is_none_or(|t| t > 0 && t < lease) && match (t1, t2) {
-            (Some(a), Some(b)) => a < b,
-            (Some(a), None) => a < lease * 7 / 8,
-            (None, Some(b)) => b > lease / 2,
-            (None, None) => true,
-        };
+        let ok = t1.is_none_or(|t| t > 0 && t < lease)
+            && t2.is_none_or(|t| t > 0 && t < lease)
+            && match (t1, t2) {
+                (Some(a), Some(b)) => a < b,
+                (Some(a), None) => a < lease * 7 / 8,
+                (None, Some(b)) => b > lease / 2,
+                (None, None) => true,
+            };
         if ok {
             sc.renew_time = t1;
             sc.rebind_time = t2;
@@ -880,8 +1113,17 @@ impl Conv<'_> {
             self.report(p, "renew-timer", format!("renew {t1:?} / rebind {t2:?} do not satisfy T1 < T2 < lease time ({lease} s): Tandem's defaults are used"));
         }
         if let Some(Value::Object(r)) = o.get("relay") {
-            for (j, ra) in r.get("ip-addresses").and_then(Value::as_array).into_iter().flatten().enumerate() {
-                let inside = ra.as_str().and_then(|s| s.parse::<Ipv4Addr>().ok()).is_some_and(|x| in_subnet(x, (network, n)));
+            for (j, ra) in r
+                .get("ip-addresses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let inside = ra
+                    .as_str()
+                    .and_then(|s| s.parse::<Ipv4Addr>().ok())
+                    .is_some_and(|x| in_subnet(x, (network, n)));
                 if !inside {
                     self.report(&format!("{p}.relay.ip-addresses[{j}]"), "relay", "Tandem chooses a relayed client's scope by the giaddr inside the subnet (or option 82/118 link selection); a relay address outside it is not translated");
                 }
@@ -891,7 +1133,13 @@ impl Conv<'_> {
         self.model.scopes.push(sc);
         self.shared.push(shared.map(str::to_string));
         self.scope_eff.push(sp.options.clone());
-        for (i, pv) in o.get("pools").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, pv) in o
+            .get("pools")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             self.pool(&format!("{p}.pools[{i}]"), pv, si, &sp);
         }
         if let Some(cls) = sp.client_class.clone() {
@@ -899,13 +1147,27 @@ impl Conv<'_> {
             if self.model.scopes[si].policies.is_empty() {
                 if let Some((any, conds, options, lt)) = self.class_conds(&cls, &at) {
                     let ranges = self.model.scopes[si].ranges.clone();
-                    self.model.scopes[si].policies.push(Policy { name: cls.clone(), any: any && conds.len() > 1, conditions: conds, ranges, lease_time: lt, options, origin: format!("subnet client-class {cls}") });
+                    self.model.scopes[si].policies.push(Policy {
+                        name: cls.clone(),
+                        any: any && conds.len() > 1,
+                        conditions: conds,
+                        ranges,
+                        lease_time: lt,
+                        options,
+                        origin: format!("subnet client-class {cls}"),
+                    });
                 }
             } else {
                 self.report(&at, "client-class", "a subnet's client-class together with pools' client-classes cannot be translated");
             }
         }
-        for (i, rv) in o.get("reservations").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, rv) in o
+            .get("reservations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             self.reservation(&format!("{p}.reservations[{i}]"), rv, Some(si));
         }
         Ok(())
@@ -914,7 +1176,11 @@ impl Conv<'_> {
     fn pool(&mut self, p: &str, v: &Value, si: usize, sp: &Params) {
         let spec = v.get("pool").and_then(Value::as_str).unwrap_or_default();
         let Some((a, b)) = pool_range(spec) else {
-            self.report(p, "pool", format!("`{spec}` is not a range like 10.0.0.10 - 10.0.0.200 or a prefix"));
+            self.report(
+                p,
+                "pool",
+                format!("`{spec}` is not a range like 10.0.0.10 - 10.0.0.200 or a prefix"),
+            );
             return;
         };
         let sc = &self.model.scopes[si];
@@ -930,7 +1196,11 @@ impl Conv<'_> {
             hi = hi.min((u32::from(net) | !mask(prefix)) - 1);
         }
         if lo > hi {
-            self.report(p, "pool", format!("{spec} holds only the network or broadcast address"));
+            self.report(
+                p,
+                "pool",
+                format!("{spec} holds only the network or broadcast address"),
+            );
             return;
         }
         let r = (Ipv4Addr::from(lo), Ipv4Addr::from(hi));
@@ -1022,21 +1292,39 @@ impl Conv<'_> {
                 }
                 "boot-file-name" => {
                     if !s.is_empty() {
-                        set_opt(&mut opts, Opt { code: 67, value: OptValue::Text(s.to_string()) });
+                        set_opt(
+                            &mut opts,
+                            Opt {
+                                code: 67,
+                                value: OptValue::Text(s.to_string()),
+                            },
+                        );
                         self.report(&kp, k, "written as option 67 (bootfile_name): Tandem does not fill the BOOTP file field");
                     }
                 }
                 "comment" | "user-context" => {}
-                "duid" | "circuit-id" | "flex-id" => self.report(&kp, k, "Tandem reservations match a MAC or client identifier only"),
+                "duid" | "circuit-id" | "flex-id" => self.report(
+                    &kp,
+                    k,
+                    "Tandem reservations match a MAC or client identifier only",
+                ),
                 _ => self.report(&kp, k, "no Tandem counterpart"),
             }
         }
         let Some(key) = key else {
-            self.report(p, "reservations", "no hw-address or client-id: not imported");
+            self.report(
+                p,
+                "reservations",
+                "no hw-address or client-id: not imported",
+            );
             return;
         };
         let Some(addr) = addr else {
-            self.report(p, "reservations", "no ip-address (host-specific options or names only): not imported");
+            self.report(
+                p,
+                "reservations",
+                "no ip-address (host-specific options or names only): not imported",
+            );
             return;
         };
         let si = match scope {
@@ -1044,7 +1332,11 @@ impl Conv<'_> {
             _ => match self.model.scope_of(addr) {
                 Some(si) => si,
                 None => {
-                    self.report(p, "reservations", format!("{addr} is in no subnet: not imported"));
+                    self.report(
+                        p,
+                        "reservations",
+                        format!("{addr} is in no subnet: not imported"),
+                    );
                     return;
                 }
             },
@@ -1053,12 +1345,30 @@ impl Conv<'_> {
         opts.retain(|o| !eff.contains(o));
         let line = self.line(p);
         let sc = &mut self.model.scopes[si];
-        if sc.reservations.iter().any(|r| r.key == key || r.address == addr) {
+        if sc
+            .reservations
+            .iter()
+            .any(|r| r.key == key || r.address == addr)
+        {
             let file = self.file.clone();
-            self.issues.add(&file, line, "reservations", format!("{addr}: the client or the address is already reserved in {}", sc.name));
+            self.issues.add(
+                &file,
+                line,
+                "reservations",
+                format!(
+                    "{addr}: the client or the address is already reserved in {}",
+                    sc.name
+                ),
+            );
             return;
         }
-        sc.reservations.push(Reservation { key, address: addr, hostname, options: opts, origin: format!("{}:{line}", self.file) });
+        sc.reservations.push(Reservation {
+            key,
+            address: addr,
+            hostname,
+            options: opts,
+            origin: format!("{}:{line}", self.file),
+        });
     }
 
     fn place_global_reservations(&mut self) {
@@ -1068,10 +1378,17 @@ impl Conv<'_> {
     }
 
     fn finish_classes(&mut self) {
-        let mut unused: Vec<(String, String)> = self.classes.iter().filter(|(_, c)| !c.used).map(|(n, c)| (n.clone(), c.path.clone())).collect();
+        let mut unused: Vec<(String, String)> = self
+            .classes
+            .iter()
+            .filter(|(_, c)| !c.used)
+            .map(|(n, c)| (n.clone(), c.path.clone()))
+            .collect();
         unused.sort_by_key(|(_, p)| self.line(p));
         for (name, path) in unused {
-            let Some(c) = self.classes.get(&name) else { continue };
+            let Some(c) = self.classes.get(&name) else {
+                continue;
+            };
             if c.bad {
                 continue;
             }
@@ -1079,7 +1396,15 @@ impl Conv<'_> {
                 self.report(&path, "client-classes", format!("class {name} sets nothing and no pool or subnet uses it: nothing to translate"));
                 continue;
             }
-            let pol = Policy { name: name.clone(), any: c.any && c.conds.len() > 1, conditions: c.conds.clone(), ranges: Vec::new(), lease_time: c.lease_time, options: c.options.clone(), origin: format!("client class {name}") };
+            let pol = Policy {
+                name: name.clone(),
+                any: c.any && c.conds.len() > 1,
+                conditions: c.conds.clone(),
+                ranges: Vec::new(),
+                lease_time: c.lease_time,
+                options: c.options.clone(),
+                origin: format!("client class {name}"),
+            };
             for sc in &mut self.model.scopes {
                 let mut p = pol.clone();
                 if sc.policies.iter().any(|x| x.name == p.name) {
@@ -1093,8 +1418,15 @@ impl Conv<'_> {
     fn finish_scopes(&mut self) {
         let mut keep = Vec::new();
         let mut shared = Vec::new();
-        for (i, mut sc) in std::mem::take(&mut self.model.scopes).into_iter().enumerate() {
-            sc.options = self.scope_eff[i].iter().filter(|o| !self.global_opts.contains(o)).cloned().collect();
+        for (i, mut sc) in std::mem::take(&mut self.model.scopes)
+            .into_iter()
+            .enumerate()
+        {
+            sc.options = self.scope_eff[i]
+                .iter()
+                .filter(|o| !self.global_opts.contains(o))
+                .cloned()
+                .collect();
             if sc.ranges.is_empty() {
                 if let Some(r) = sc.reservations.first() {
                     sc.ranges.push((r.address, r.address));
@@ -1127,7 +1459,10 @@ impl Conv<'_> {
             let hp = format!("{p}[{i}]");
             let lib = h.get("library").and_then(Value::as_str).unwrap_or_default();
             if lib.contains("libdhcp_ha") {
-                let rels = h.get("parameters").and_then(|x| x.get("high-availability")).and_then(Value::as_array);
+                let rels = h
+                    .get("parameters")
+                    .and_then(|x| x.get("high-availability"))
+                    .and_then(Value::as_array);
                 match rels {
                     Some(rels) => {
                         for (j, r) in rels.iter().enumerate() {
@@ -1142,17 +1477,32 @@ impl Conv<'_> {
                     None => self.report(&hp, "libdhcp_ha.so", "no high-availability parameters"),
                 }
             } else if lib.contains("libdhcp_lease_cmds") {
-                self.report(&hp, "libdhcp_lease_cmds.so", "Tandem's admin API (tandemctl lease list|show|delete) replaces it");
+                self.report(
+                    &hp,
+                    "libdhcp_lease_cmds.so",
+                    "Tandem's admin API (tandemctl lease list|show|delete) replaces it",
+                );
             } else {
-                self.report(&hp, "hooks-libraries", format!("hook {lib} has no Tandem counterpart"));
+                self.report(
+                    &hp,
+                    "hooks-libraries",
+                    format!("hook {lib} has no Tandem counterpart"),
+                );
             }
         }
         Ok(())
     }
 
     fn ha(&mut self, p: &str, r: &Value) {
-        let this = r.get("this-server-name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let mode = r.get("mode").and_then(Value::as_str).unwrap_or("load-balancing");
+        let this = r
+            .get("this-server-name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let mode = r
+            .get("mode")
+            .and_then(Value::as_str)
+            .unwrap_or("load-balancing");
         let peers: Vec<(usize, String, Option<Ipv4Addr>, String, bool)> = r
             .get("peers")
             .and_then(Value::as_array)
@@ -1160,32 +1510,76 @@ impl Conv<'_> {
             .flatten()
             .enumerate()
             .map(|(i, x)| {
-                let name = x.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+                let name = x
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let url = x.get("url").and_then(Value::as_str).unwrap_or_default();
-                let host = url.split("://").nth(1).unwrap_or(url).split(['/', ':']).next().unwrap_or_default();
-                let role = x.get("role").and_then(Value::as_str).unwrap_or_default().to_string();
-                let auto = x.get("auto-failover").and_then(Value::as_bool).unwrap_or(true);
+                let host = url
+                    .split("://")
+                    .nth(1)
+                    .unwrap_or(url)
+                    .split(['/', ':'])
+                    .next()
+                    .unwrap_or_default();
+                let role = x
+                    .get("role")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let auto = x
+                    .get("auto-failover")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true);
                 (i, name, host.parse().ok(), role, auto)
             })
             .collect();
         let Some(me) = peers.iter().find(|x| x.1 == this).cloned() else {
-            self.report(p, "high-availability", format!("this-server-name `{this}` is not among the peers: not imported"));
+            self.report(
+                p,
+                "high-availability",
+                format!("this-server-name `{this}` is not among the peers: not imported"),
+            );
             return;
         };
-        let others: Vec<_> = peers.iter().filter(|x| x.1 != this && x.3 != "backup").cloned().collect();
+        let others: Vec<_> = peers
+            .iter()
+            .filter(|x| x.1 != this && x.3 != "backup")
+            .cloned()
+            .collect();
         for b in peers.iter().filter(|x| x.3 == "backup") {
-            self.report(&format!("{p}.peers[{}]", b.0), "peers", format!("backup server {}: Tandem relationships have two partners", b.1));
+            self.report(
+                &format!("{p}.peers[{}]", b.0),
+                "peers",
+                format!(
+                    "backup server {}: Tandem relationships have two partners",
+                    b.1
+                ),
+            );
         }
         let [other] = others.as_slice() else {
-            self.report(p, "high-availability", "not exactly one partner besides this server: not imported");
+            self.report(
+                p,
+                "high-availability",
+                "not exactly one partner besides this server: not imported",
+            );
             return;
         };
         if mode == "passive-backup" || me.3 == "backup" {
-            self.report(p, "mode", "passive-backup (or this server a backup) has no Tandem counterpart: not imported");
+            self.report(
+                p,
+                "mode",
+                "passive-backup (or this server a backup) has no Tandem counterpart: not imported",
+            );
             return;
         }
         let Some(partner) = other.2 else {
-            self.report(&format!("{p}.peers[{}].url", other.0), "url", "the partner's URL has no IPv4 address (names are not resolved): not imported");
+            self.report(
+                &format!("{p}.peers[{}].url", other.0),
+                "url",
+                "the partner's URL has no IPv4 address (names are not resolved): not imported",
+            );
             return;
         };
         let primary = me.3 == "primary";
@@ -1193,8 +1587,22 @@ impl Conv<'_> {
             "hot-standby" => FoMode::HotStandby(primary),
             _ => FoMode::LoadBalance(Some(50)),
         };
-        let (pn, sn) = if primary { (&me.1, &other.1) } else { (&other.1, &me.1) };
-        let name: String = format!("{pn}-{sn}").chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).take(64).collect();
+        let (pn, sn) = if primary {
+            (&me.1, &other.1)
+        } else {
+            (&other.1, &me.1)
+        };
+        let name: String = format!("{pn}-{sn}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(64)
+            .collect();
         let mut f = Failover {
             name,
             primary,

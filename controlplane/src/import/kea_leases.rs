@@ -57,7 +57,13 @@ pub fn columns(header: &str, file: &str) -> Result<Columns, ImportError> {
 }
 
 /// One row to a [`Lease`], or why it cannot be read.
-pub fn row(c: &Columns, line: &str, n: usize, file: &str, issues: &mut Issues) -> Result<Lease, String> {
+pub fn row(
+    c: &Columns,
+    line: &str,
+    n: usize,
+    file: &str,
+    issues: &mut Issues,
+) -> Result<Lease, String> {
     let f: Vec<&str> = line.trim_end_matches(['\r', '\n']).split(',').collect();
     let get = |i: usize| f.get(i).copied().unwrap_or_default().trim();
     let opt = |i: Option<usize>| i.map(get).unwrap_or_default();
@@ -72,7 +78,9 @@ pub fn row(c: &Columns, line: &str, n: usize, file: &str, issues: &mut Issues) -
         .map_err(|_| format!("expire `{}` is not a number", get(c.expire)))?;
     let state: u32 = match opt(c.state) {
         "" => 0,
-        s => s.parse().map_err(|_| format!("state `{s}` is not a number"))?,
+        s => s
+            .parse()
+            .map_err(|_| format!("state `{s}` is not a number"))?,
     };
     let hw = hex_bytes(opt(c.hwaddr)).map_err(|m| format!("hwaddr: {m}"))?;
     let cid = hex_bytes(opt(c.client_id)).map_err(|m| format!("client_id: {m}"))?;
@@ -138,7 +146,11 @@ pub fn stream<R: BufRead>(
         }
         n += 1;
         if buf.len() >= MAX_LINE && !buf.ends_with('\n') {
-            return Err(parse_err(file, n, format!("line longer than {MAX_LINE} bytes")));
+            return Err(parse_err(
+                file,
+                n,
+                format!("line longer than {MAX_LINE} bytes"),
+            ));
         }
         if buf.trim().is_empty() {
             continue;
@@ -154,7 +166,13 @@ pub fn stream<R: BufRead>(
         }
         match row(c, &buf, n, file, issues) {
             Ok(l) => sink.put(&l, file, issues)?,
-            Err(m) => issues.add_grouped("kea-bad-row", file, n, "lease", format!("{m}: row not imported")),
+            Err(m) => issues.add_grouped(
+                "kea-bad-row",
+                file,
+                n,
+                "lease",
+                format!("{m}: row not imported"),
+            ),
         }
     }
     if cols.is_none() {
@@ -173,18 +191,39 @@ mod tests {
     fn rows_in_every_state() {
         let c = columns(HEADER, "k").unwrap();
         let mut issues = Issues::new();
-        let l = row(&c, "10.0.0.5,52:54:00:12:34:56,01:52:54:00:12:34:56,4000,1796607201,1,0,0,pc1,0,,0\n", 2, "k", &mut issues).unwrap();
+        let l = row(
+            &c,
+            "10.0.0.5,52:54:00:12:34:56,01:52:54:00:12:34:56,4000,1796607201,1,0,0,pc1,0,,0\n",
+            2,
+            "k",
+            &mut issues,
+        )
+        .unwrap();
         assert_eq!(l.addr, Some(Ipv4Addr::new(10, 0, 0, 5)));
         assert_eq!(l.state, Some(BindingState::Active));
         assert_eq!(l.start, 1_796_603_201);
         assert_eq!(l.client_id.as_deref().map(<[u8]>::len), Some(7));
         assert!(issues.has("hostname"));
         for (s, st) in [("1", BindingState::Abandoned), ("2", BindingState::Expired)] {
-            let l = row(&c, &format!("10.0.0.5,,,4000,1796607201,1,0,0,,{s},"), 3, "k", &mut issues).unwrap();
+            let l = row(
+                &c,
+                &format!("10.0.0.5,,,4000,1796607201,1,0,0,,{s},"),
+                3,
+                "k",
+                &mut issues,
+            )
+            .unwrap();
             assert_eq!(l.state, Some(st));
             assert!(l.hw.is_none());
         }
-        let l = row(&c, "10.0.0.5,52:54:00:12:34:56,,0,1796607201,1,0,0,,0,", 4, "k", &mut issues).unwrap();
+        let l = row(
+            &c,
+            "10.0.0.5,52:54:00:12:34:56,,0,1796607201,1,0,0,,0,",
+            4,
+            "k",
+            &mut issues,
+        )
+        .unwrap();
         assert_eq!(l.state, Some(BindingState::Released));
         assert!(row(&c, "10.0.0.x,,,1,1,1,0,0,,0,", 5, "k", &mut issues).is_err());
         assert!(row(&c, "10.0.0.5,,,1,1,1,0,0,,7,", 5, "k", &mut issues).is_err());
@@ -192,7 +231,11 @@ mod tests {
 
     #[test]
     fn the_header_names_the_columns() {
-        let c = columns("address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname", "k").unwrap();
+        let c = columns(
+            "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname",
+            "k",
+        )
+        .unwrap();
         assert!(c.state.is_none());
         assert!(columns("a,b,c", "k").is_err());
     }

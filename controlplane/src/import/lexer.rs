@@ -248,7 +248,10 @@ impl<R: BufRead> Lexer<R> {
                             let mut v = 0u32;
                             let mut n = 0;
                             while n < 2 {
-                                match self.buf.get(self.pos).and_then(|d| (*d as char).to_digit(16))
+                                match self
+                                    .buf
+                                    .get(self.pos)
+                                    .and_then(|d| (*d as char).to_digit(16))
                                 {
                                     Some(d) => {
                                         v = v * 16 + d;
@@ -303,7 +306,12 @@ impl<R: BufRead> Lexer<R> {
                     words[0].line,
                     format!(
                         "statement `{}` is not ended by `;`",
-                        words.iter().take(4).map(Token::show).collect::<Vec<_>>().join(" ")
+                        words
+                            .iter()
+                            .take(4)
+                            .map(Token::show)
+                            .collect::<Vec<_>>()
+                            .join(" ")
                     ),
                 ));
             };
@@ -333,7 +341,12 @@ impl<R: BufRead> Lexer<R> {
                         t.line,
                         format!(
                             "`}}` ends the block while statement `{}` lacks its `;`",
-                            words.iter().take(4).map(Token::show).collect::<Vec<_>>().join(" ")
+                            words
+                                .iter()
+                                .take(4)
+                                .map(Token::show)
+                                .collect::<Vec<_>>()
+                                .join(" ")
                         ),
                     ));
                 }

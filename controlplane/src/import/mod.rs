@@ -49,6 +49,9 @@ pub const EXIT_UNTRANSLATABLE: u8 = 3;
 /// Exit code: the generated configuration fails Tandem's validation.
 pub const EXIT_INVALID: u8 = 4;
 
+/// Journal records written, by state name.
+type Written = Vec<(&'static str, u64)>;
+
 /// Lease records written between two journal commits.
 const COMMIT_EVERY: u64 = 65_536;
 
@@ -423,7 +426,15 @@ impl<'a> LeaseSink<'a> {
     pub fn finish(mut self) -> Result<Vec<(&'static str, u64)>, ImportError> {
         self.commit()?;
         let names = [
-            "", "free", "active", "expired", "released", "abandoned", "reset", "backup", "offered",
+            "",
+            "free",
+            "active",
+            "expired",
+            "released",
+            "abandoned",
+            "reset",
+            "backup",
+            "offered",
         ];
         Ok(names
             .iter()
@@ -444,7 +455,7 @@ pub struct Parsed {
 }
 
 /// Apply `--server-id` and `--interface` to the model.
-fn apply_server(p: &mut Parsed, opts: &Options) -> Result<(), ImportError> {
+pub(crate) fn apply_server(p: &mut Parsed, opts: &Options) -> Result<(), ImportError> {
     let mut ifaces: Vec<(String, Option<Ipv4Addr>)> = Vec::new();
     for spec in &opts.interfaces {
         let (name, addr) = match spec.split_once('/') {
@@ -487,6 +498,16 @@ fn apply_server(p: &mut Parsed, opts: &Options) -> Result<(), ImportError> {
             "no interface to serve on: give --interface NAME (or NAME/ADDRESS; repeatable)".into(),
         ));
     }
+    // The server's own address is never handed out (Tandem refuses a range holding it).
+    for s in &mut p.model.scopes {
+        let inside = s.ranges.iter().any(|(a, b)| (*a..=*b).contains(&server_id));
+        if inside && !s.exclusions.contains(&server_id) {
+            s.exclusions.push(server_id);
+            s.comments.push(format!(
+                "{server_id}, this server's address, is excluded from the ranges"
+            ));
+        }
+    }
     // Scopes of directly attached clients: the subnet holding the interface's address, with
     // the rest of its shared network.
     let explicit: Vec<(String, Ipv4Addr)> = if ifaces.iter().any(|(_, a)| a.is_some()) {
@@ -525,10 +546,7 @@ fn absolute(p: &Path) -> Result<PathBuf, ImportError> {
 }
 
 /// Parse the configuration of `opts.source`, apply the command line, render and validate.
-pub fn translate(
-    opts: &Options,
-    issues: &mut Issues,
-) -> Result<(Model, String), ImportError> {
+pub fn translate(opts: &Options, issues: &mut Issues) -> Result<(Model, String), ImportError> {
     let origin = opts.conf.display().to_string();
     let text = std::fs::read(&opts.conf)
         .map_err(|e| ImportError::Io(format!("{origin}: cannot read: {e}")))?;
@@ -621,7 +639,11 @@ pub fn run(opts: &Options) -> Result<Outcome, ImportError> {
             for f in journal_files(&tmp)? {
                 let to = state_dir.join(f.file_name().unwrap_or_default());
                 std::fs::rename(&f, &to).map_err(|e| {
-                    ImportError::Io(format!("cannot move {} to {}: {e}", f.display(), to.display()))
+                    ImportError::Io(format!(
+                        "cannot move {} to {}: {e}",
+                        f.display(),
+                        to.display()
+                    ))
                 })?;
             }
             let _ = std::fs::remove_dir_all(&tmp);
@@ -639,7 +661,7 @@ fn stream_leases(
     dir: &Path,
     model: &Model,
     issues: &mut Issues,
-) -> Result<(u64, Vec<(&'static str, u64)>), ImportError> {
+) -> Result<(u64, Written), ImportError> {
     let origin = leases.display().to_string();
     let f = std::fs::File::open(leases)
         .map_err(|e| ImportError::Io(format!("{origin}: cannot read: {e}")))?;

@@ -151,6 +151,8 @@ pub struct Scope {
     pub interface: Option<String>,
     /// Allocation ranges, inclusive.
     pub ranges: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// Single addresses inside the ranges never handed out.
+    pub exclusions: Vec<Ipv4Addr>,
     /// Lease time.
     pub lease_time: Option<u32>,
     /// T1.
@@ -177,6 +179,7 @@ impl Scope {
             subnet,
             interface: None,
             ranges: Vec::new(),
+            exclusions: Vec::new(),
             lease_time: None,
             renew_time: None,
             rebind_time: None,
@@ -318,11 +321,19 @@ impl Model {
             }
             o.push_str("[[scope]]\n");
             let _ = writeln!(o, "name = {}", q(&s.name));
-            let _ = writeln!(o, "subnet = {}", q(&format!("{}/{}", s.subnet.0, s.subnet.1)));
+            let _ = writeln!(
+                o,
+                "subnet = {}",
+                q(&format!("{}/{}", s.subnet.0, s.subnet.1))
+            );
             if let Some(i) = &s.interface {
                 let _ = writeln!(o, "interface = {}", q(i));
             }
             let _ = writeln!(o, "ranges = {}", range_array(&s.ranges));
+            if !s.exclusions.is_empty() {
+                let ex: Vec<String> = s.exclusions.iter().map(ToString::to_string).collect();
+                let _ = writeln!(o, "exclusions = {}", str_array(&ex));
+            }
             if let Some(t) = s.lease_time {
                 let _ = writeln!(o, "lease_time = {t}");
             }
@@ -461,7 +472,16 @@ fn named_key(code: u8, v: &OptValue) -> Option<&'static str> {
         28 if matches!(v, OptValue::Ips(a) if a.len() == 1) => "broadcast_address",
         42 if ips => "ntp_servers",
         44 if ips => "netbios_name_servers",
-        46 if matches!(v, OptValue::Int { value: 1 | 2 | 4 | 8, .. }) => "netbios_node_type",
+        46 if matches!(
+            v,
+            OptValue::Int {
+                value: 1 | 2 | 4 | 8,
+                ..
+            }
+        ) =>
+        {
+            "netbios_node_type"
+        }
         66 if text => "tftp_server_name",
         67 if text => "bootfile_name",
         119 if matches!(v, OptValue::Domains(d) if !d.is_empty() && d.iter().all(|n| is_domain(n))) => {
@@ -617,10 +637,19 @@ mod tests {
                 },
             ],
         );
-        assert!(o.contains("[scope.options]\nrouters = [\"10.0.0.1\"]"), "{o}");
+        assert!(
+            o.contains("[scope.options]\nrouters = [\"10.0.0.1\"]"),
+            "{o}"
+        );
         assert!(o.contains("domain_search = [\"a.b\"]"), "{o}");
-        assert!(o.contains("code = 150\ntype = \"ipv4\"\nvalue = \"10.0.0.2\""), "{o}");
-        assert!(o.contains("code = 200\ntype = \"hex\"\nvalue = \"01:61:00\""), "{o}");
+        assert!(
+            o.contains("code = 150\ntype = \"ipv4\"\nvalue = \"10.0.0.2\""),
+            "{o}"
+        );
+        assert!(
+            o.contains("code = 200\ntype = \"hex\"\nvalue = \"01:61:00\""),
+            "{o}"
+        );
     }
 
     #[test]
@@ -631,6 +660,13 @@ mod tests {
             Ipv4Addr::new(10, 0, 0, 1),
         )]);
         assert_eq!(r.wire(), [16, 10, 1, 10, 0, 0, 1]);
-        assert_eq!(OptValue::Int { width: 2, value: 1500 }.wire(), [5, 220]);
+        assert_eq!(
+            OptValue::Int {
+                width: 2,
+                value: 1500
+            }
+            .wire(),
+            [5, 220]
+        );
     }
 }

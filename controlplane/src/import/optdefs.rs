@@ -323,7 +323,10 @@ pub fn value(def: &Def, items: &[Item]) -> Result<OptValue, String> {
                     names.push(n.to_string());
                 }
             }
-            if names.iter().any(|n| n.len() > 253 || n.split('.').any(|l| l.len() > 63)) {
+            if names
+                .iter()
+                .any(|n| n.len() > 253 || n.split('.').any(|l| l.len() > 63))
+            {
                 return Err("a domain name is too long".into());
             }
             return Ok(OptValue::Domains(names));
@@ -473,8 +476,8 @@ mod tests {
     #[test]
     fn own_definitions_shadow_the_standard_ones() {
         let mut d = Defs::new();
-        let (kind, array) = dhcpd_type(&["array".into(), "of".into(), "ip-address".into()])
-            .expect("type");
+        let (kind, array) =
+            dhcpd_type(&["array".into(), "of".into(), "ip-address".into()]).expect("type");
         d.define(Def {
             name: "voip-tftp".into(),
             code: 150,
@@ -509,8 +512,14 @@ mod tests {
         );
         let ds = d.by_name("domain-search").unwrap();
         assert_eq!(
-            value(&ds, &[Item::Quoted(b"a.example".to_vec()), Item::Quoted(b"b".to_vec())])
-                .unwrap(),
+            value(
+                &ds,
+                &[
+                    Item::Quoted(b"a.example".to_vec()),
+                    Item::Quoted(b"b".to_vec())
+                ]
+            )
+            .unwrap(),
             OptValue::Domains(vec!["a.example".into(), "b".into()])
         );
         let r = d.by_code(121).unwrap();
