@@ -183,7 +183,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         .map(|_| FailoverAuthority::new(cfg.settings.scopes.len()))
         .unzip();
     let (mut hooks, hook_txs): (Vec<_>, Vec<_>) =
-        (0..workers).map(|_| failover::commit_router()).unzip();
+        (0..workers).map(failover::commit_router).unzip();
     let (snap_bus, hook_bus) = (SnapBus::new(snap_txs), HookBus::new(hook_txs));
     let gen = 1;
     let prepared = if cfg.failover.is_empty() {

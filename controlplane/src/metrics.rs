@@ -41,7 +41,9 @@
 //! `tandem_failover_partner_state{state}` (1 for the current state, 0 for every other state of
 //! the draft), `tandem_failover_state_since_timestamp_seconds`, `tandem_failover_connected`,
 //! `tandem_failover_unacked_updates`, `tandem_failover_updates_acked_total`,
-//! `tandem_failover_updates_rejected_total`, `tandem_failover_partner_bindings_total`,
+//! `tandem_failover_updates_rejected_total`, `tandem_failover_ring_full_total` and
+//! `tandem_failover_ring_lost_total` (the workers' rings of committed updates to the
+//! relationship thread), `tandem_failover_partner_bindings_total`,
 //! `tandem_failover_partner_bindings_rejected_total`, `tandem_failover_pool_share_percent`,
 //! `tandem_failover_clock_skew_seconds` (once a skew was seen),
 //! `tandem_failover_last_contact_timestamp_seconds` (once the partner was heard) and the
@@ -709,6 +711,20 @@ impl Snapshot {
             "tandem_failover_updates_rejected",
             "Binding updates the partner refused",
             per(&|s| s.updates_rejected),
+        )?;
+        counters(
+            enc,
+            "tandem_failover_ring_full",
+            "Times a worker found its ring of committed updates to the relationship thread full \
+             (the updates waited in the worker, in order; the client's reply did not)",
+            per(&|s| s.ring_full),
+        )?;
+        counters(
+            enc,
+            "tandem_failover_ring_lost",
+            "Committed updates a worker dropped because the relationship thread fell far \
+             behind (resent from the workers' bindings)",
+            per(&|s| s.ring_lost),
         )?;
         counters(
             enc,

@@ -70,7 +70,9 @@ pub type EngineTask = Box<dyn FnOnce(&mut Engine, Time) -> Option<AfterCommit> +
 pub type AfterCommit = Box<dyn FnOnce(bool) + Send>;
 
 /// Called on the worker's thread with the bindings of every successful journal commit (in
-/// journal order), after the commit: failover replicates them from here.
+/// journal order), after the commit: failover replicates them from here. Also called with no
+/// bindings when a poll of the journal made nothing durable (a hook with work held back can
+/// hand it over then).
 pub type CommitHook = Box<dyn FnMut(&[Binding]) + Send>;
 
 /// Messages from the daemon to a worker.
@@ -1053,6 +1055,7 @@ impl Durable {
             }
         }
         let durable = self.journal.durable_seq();
+        let mut hooked = false;
         while self.waiting.front().is_some_and(|w| w.mark <= durable) {
             let Some(mut w) = self.waiting.pop_front() else {
                 break;
@@ -1072,6 +1075,13 @@ impl Durable {
             w.bindings.clear();
             self.spare.push(w.bindings);
             self.resolved += 1;
+            hooked = true;
+        }
+        if !hooked {
+            // Lets the hook hand over what it could not before (a full ring downstream).
+            if let Some(h) = self.hook.as_mut() {
+                h(&[]);
+            }
         }
         Some(durable)
     }

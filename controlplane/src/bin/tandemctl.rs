@@ -924,6 +924,14 @@ fn print_relationship(v: &Value) {
         ),
         ("unacked updates", s(v, "unacked_updates")),
         (
+            "worker rings",
+            format!(
+                "full {} times, {} updates lost",
+                s(v, "ring_full"),
+                s(v, "ring_lost")
+            ),
+        ),
+        (
             "our updates",
             format!(
                 "{} acked, {} refused",

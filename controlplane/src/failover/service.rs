@@ -46,7 +46,8 @@ use super::peer::{
     Start, Sweep, UpdateId,
 };
 pub use super::workers::{
-    commit_router, FailoverAuthority, Fanout, FromWorker, HookBus, HookLayout, Layout, Published,
+    commit_router, CommitRing, FailoverAuthority, Fanout, FromWorker, HookBus, HookLayout, Layout,
+    Published, RING_SLOTS,
     Refusal, ScopePools, SnapBus,
 };
 use crate::config::{Config, FailoverSettings};
@@ -124,6 +125,12 @@ pub struct RelationshipStatus {
     pub lag_buckets: Vec<u64>,
     /// Sum of every replication lag counted in `lag_buckets`, microseconds.
     pub lag_sum_us: u64,
+    /// Times a worker's commit hook found its ring to this relationship full (the updates
+    /// waited in the hook, in order).
+    pub ring_full: u64,
+    /// Committed updates a worker dropped because this relationship fell far behind (they
+    /// were resent from the workers' bindings).
+    pub ring_lost: u64,
     /// Per scope of the relationship: addresses by binding state.
     pub pools: Vec<ScopePools>,
     /// Last message received from the partner (seconds since the epoch).
@@ -208,6 +215,15 @@ impl RelationshipStatus {
 impl RelationshipStatus {
     /// The JSON object of `/v1/failover`.
     pub fn to_json(&self) -> Value {
+        let mut v = self.to_json_main();
+        if let Value::Object(m) = &mut v {
+            m.insert("ring_full".into(), json!(self.ring_full));
+            m.insert("ring_lost".into(), json!(self.ring_lost));
+        }
+        v
+    }
+
+    fn to_json_main(&self) -> Value {
         json!({
             "name": self.name,
             "role": self.role,
@@ -308,6 +324,8 @@ struct RelPrepared {
     subnets: Vec<Subnet>,
     /// Connections accepted by a shared listener for this relationship.
     adopt_rx: Receiver<Adopted>,
+    /// Per worker, the ring its commit hook hands committed bindings through.
+    rings: Vec<Arc<CommitRing>>,
 }
 
 /// An inbound connection accepted by a shared listener, with the partner's address.
@@ -397,7 +415,8 @@ pub fn prepare(
     let mut rels = Vec::new();
     let mut handles = Vec::new();
     let mut routes: Vec<(Subnet, usize)> = Vec::new();
-    let mut senders: Vec<(Sender<FromWorker>, Arc<Waker>)> = Vec::new();
+    let mut senders: Vec<(Vec<Arc<CommitRing>>, Arc<Waker>)> = Vec::new();
+    let workers = snap_tx.len().max(1);
     // Relationships on one listen address share one listener.
     let mut by_listen: HashMap<SocketAddr, Vec<usize>> = HashMap::new();
     for (r, fo) in cfg.failover.iter().enumerate() {
@@ -462,7 +481,10 @@ pub fn prepare(
         }
         let (tx, rx) = crossbeam_channel::unbounded();
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
-        senders.push((tx.clone(), link.waker()));
+        let rings: Vec<Arc<CommitRing>> = (0..workers)
+            .map(|_| Arc::new(CommitRing::new(RING_SLOTS)))
+            .collect();
+        senders.push((rings.clone(), link.waker()));
         let status = Arc::new(Mutex::new(RelationshipStatus {
             name: fo.name.clone(),
             role: role_name(fo.role).into(),
@@ -504,6 +526,7 @@ pub fn prepare(
             status,
             subnets,
             adopt_rx,
+            rings,
         });
     }
     Ok(Prepared {
@@ -798,6 +821,7 @@ impl RelRuntime {
             while let Ok(m) = self.rel.from_worker.try_recv() {
                 self.on_worker(m, now);
             }
+            self.drain_rings(now);
             while let Ok(c) = self.rel.cmd_rx.try_recv() {
                 match c {
                     Command::PartnerDown(reply) => {
@@ -1120,6 +1144,40 @@ impl RelRuntime {
                 None
             })
         });
+    }
+
+    /// Take every worker's committed batches (after the channel's messages: a binding read by a
+    /// task may be newer than a batch still in a ring, and the ring then brings that newer
+    /// version once it is durable, so the last one queued is always the latest). Resend what
+    /// the partner lacks when a worker dropped updates; wake a worker whose hook waits for room.
+    fn drain_rings(&mut self, now: Time) {
+        let mut resync = false;
+        for k in 0..self.rel.rings.len() {
+            let ring = self.rel.rings[k].clone();
+            while let Some(v) = ring.pop() {
+                self.on_worker(FromWorker::Committed(v), now);
+            }
+            if ring.take_resync() {
+                resync = true;
+            }
+            if ring.take_backlogged() {
+                self.fan.run_on(k, Box::new(|_, _| None));
+            }
+        }
+        let (full, lost) = self
+            .rel
+            .rings
+            .iter()
+            .fold((0, 0), |(f, l), r| (f + r.full_count(), l + r.lost_count()));
+        self.bump(|s| {
+            s.ring_full = full;
+            s.ring_lost = lost;
+        });
+        if resync {
+            tracing::error!(relationship = %self.name(), lost,
+                "committed updates were dropped before reaching this thread; resending every binding the partner has not acknowledged");
+            self.send_catch_up();
+        }
     }
 
     fn on_worker(&mut self, m: FromWorker, now: Time) {

@@ -7,7 +7,12 @@
 //! - **ownership**: each worker's [`FailoverAuthority`] takes the relationship's
 //!   [`OwnershipSnapshot`]s from a [`SnapBus`] between batches (no lock on the request path);
 //! - **committed bindings**: each worker's commit hook ([`commit_router`], laid out through a
-//!   [`HookBus`]) hands its committed bindings the partner lacks to the relationship thread;
+//!   [`HookBus`]) hands its committed bindings the partner lacks to the relationship thread,
+//!   through a bounded lock-free ring per worker and relationship ([`CommitRing`]). A full ring
+//!   never blocks the worker: the batch waits, in order, in the hook's own backlog and goes in
+//!   at the hook's next call (counted as `ring_full`); beyond [`BACKLOG_MAX`] bindings it is
+//!   dropped (counted as `lost`, logged) and the relationship thread resends every binding the
+//!   partner has not acknowledged, read from the workers;
 //! - **the partner's bindings**, judged against the one record the server holds for their
 //!   address, wherever it lives. With one worker that is a single task ([`Fanout::judge_one`]).
 //!   With several, a judging round takes three steps: every worker takes what it knows of the
@@ -21,12 +26,14 @@
 //! - **everything else** (start-up catch-up, UPDREQALL, pool counts, sweeps, pool transfers) runs
 //!   on every worker over its own bindings and shards, and the thread adds up the answers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use crossbeam_queue::ArrayQueue;
 use mio::Waker;
 use tandem_dataplane::authority::{Authority, LeaseGrant, Verdict};
 use tandem_dataplane::binding::{Binding, BindingState};
@@ -164,11 +171,80 @@ impl Authority for FailoverAuthority {
     }
 }
 
-/// Where the commit hook sends committed bindings: per scope subnet, the relationship thread.
+/// Committed batches one worker hands one relationship thread: a bounded lock-free ring (one
+/// producer, the worker's commit hook; one consumer, the relationship thread).
+pub struct CommitRing {
+    q: ArrayQueue<Vec<Binding>>,
+    /// Hook calls that found the ring full (the batch waited in the hook's backlog).
+    full: AtomicU64,
+    /// Bindings dropped because the backlog exceeded [`BACKLOG_MAX`].
+    lost: AtomicU64,
+    /// Set with `lost`: the relationship thread must resend what the partner lacks.
+    resync: AtomicBool,
+    /// The hook holds a backlog: the relationship thread wakes the worker after draining.
+    backlogged: AtomicBool,
+}
+
+/// Batches one [`CommitRing`] holds.
+pub const RING_SLOTS: usize = 1024;
+
+/// Most bindings a commit hook keeps waiting for one full ring before it drops new ones.
+pub const BACKLOG_MAX: usize = 1 << 20;
+
+impl CommitRing {
+    /// An empty ring of `slots` batches.
+    pub fn new(slots: usize) -> CommitRing {
+        CommitRing {
+            q: ArrayQueue::new(slots.max(1)),
+            full: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            resync: AtomicBool::new(false),
+            backlogged: AtomicBool::new(false),
+        }
+    }
+
+    /// The next batch, oldest first.
+    pub fn pop(&self) -> Option<Vec<Binding>> {
+        self.q.pop()
+    }
+
+    /// Hook calls that found the ring full.
+    pub fn full_count(&self) -> u64 {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    /// Bindings dropped (the relationship resends what the partner lacks).
+    pub fn lost_count(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// True once after bindings were dropped: resend what the partner lacks.
+    pub fn take_resync(&self) -> bool {
+        self.resync.swap(false, Ordering::AcqRel)
+    }
+
+    /// True once after the hook left a backlog: wake its worker so that it pushes it.
+    pub fn take_backlogged(&self) -> bool {
+        self.backlogged.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl std::fmt::Debug for CommitRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitRing")
+            .field("len", &self.q.len())
+            .field("full", &self.full_count())
+            .field("lost", &self.lost_count())
+            .finish()
+    }
+}
+
+/// Where the commit hook sends committed bindings: per scope subnet, the relationship; per
+/// relationship, one ring per worker and the thread's waker.
 #[derive(Clone)]
 pub struct HookLayout {
     pub(super) routes: Vec<(Subnet, usize)>,
-    pub(super) senders: Vec<(Sender<FromWorker>, Arc<Waker>)>,
+    pub(super) senders: Vec<(Vec<Arc<CommitRing>>, Arc<Waker>)>,
 }
 
 impl HookLayout {
@@ -181,19 +257,30 @@ impl HookLayout {
     }
 }
 
-/// The worker's commit hook, routing every committed binding the partner lacks to its
+/// Worker `worker`'s commit hook, routing every committed binding the partner lacks to its
 /// relationship's thread, and the sender that gives it a new [`HookLayout`] (taken at its next
-/// call). Without a layout it forwards nothing.
-pub fn commit_router() -> (CommitHook, Sender<HookLayout>) {
+/// call). Without a layout it forwards nothing. Called with no bindings, it only pushes what
+/// waits in its backlog.
+pub fn commit_router(worker: usize) -> (CommitHook, Sender<HookLayout>) {
+    commit_router_with(worker, BACKLOG_MAX)
+}
+
+/// [`commit_router`] keeping at most `backlog_max` bindings waiting per relationship.
+fn commit_router_with(worker: usize, backlog_max: usize) -> (CommitHook, Sender<HookLayout>) {
     let (tx, rx) = crossbeam_channel::unbounded::<HookLayout>();
     let mut layout = HookLayout {
         routes: Vec::new(),
         senders: Vec::new(),
     };
     let mut per: Vec<Vec<Binding>> = Vec::new();
+    // Per relationship: batches waiting for room in the ring, oldest first, and their size.
+    let mut backlog: Vec<(VecDeque<Vec<Binding>>, usize)> = Vec::new();
     let hook: CommitHook = Box::new(move |bs: &[Binding]| {
         while let Ok(l) = rx.try_recv() {
             per = vec![Vec::new(); l.senders.len()];
+            // What waited for the old layout's rings is dropped with them (a relationship
+            // restart reads every worker's bindings again).
+            backlog = (0..l.senders.len()).map(|_| (VecDeque::new(), 0)).collect();
             layout = l;
         }
         if layout.routes.is_empty() {
@@ -208,9 +295,54 @@ pub fn commit_router() -> (CommitHook, Sender<HookLayout>) {
             }
         }
         for (r, v) in per.iter_mut().enumerate() {
+            let (rings, waker) = &layout.senders[r];
+            let Some(ring) = rings.get(worker) else {
+                v.clear();
+                continue;
+            };
+            let (waiting, size) = &mut backlog[r];
+            let mut pushed = false;
+            while let Some(batch) = waiting.pop_front() {
+                let n = batch.len();
+                match ring.q.push(batch) {
+                    Ok(()) => {
+                        *size -= n;
+                        pushed = true;
+                    }
+                    Err(batch) => {
+                        waiting.push_front(batch);
+                        break;
+                    }
+                }
+            }
             if !v.is_empty() {
-                let (tx, waker) = &layout.senders[r];
-                let _ = tx.send(FromWorker::Committed(std::mem::take(v)));
+                let batch = std::mem::take(v);
+                if waiting.is_empty() {
+                    match ring.q.push(batch) {
+                        Ok(()) => pushed = true,
+                        Err(batch) => {
+                            ring.full.fetch_add(1, Ordering::Relaxed);
+                            *size += batch.len();
+                            waiting.push_back(batch);
+                        }
+                    }
+                } else if *size + batch.len() <= backlog_max {
+                    ring.full.fetch_add(1, Ordering::Relaxed);
+                    *size += batch.len();
+                    waiting.push_back(batch);
+                } else {
+                    ring.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    ring.resync.store(true, Ordering::Release);
+                    pushed = true;
+                    tracing::error!(worker, bindings = batch.len(),
+                        "failover: the relationship thread is far behind; committed updates dropped here, it resends what the partner has not acknowledged");
+                }
+            }
+            if !waiting.is_empty() {
+                ring.backlogged.store(true, Ordering::Release);
+                pushed = true;
+            }
+            if pushed {
                 let _ = waker.wake();
             }
         }
@@ -220,7 +352,7 @@ pub fn commit_router() -> (CommitHook, Sender<HookLayout>) {
 
 /// What the worker sends a relationship thread.
 pub enum FromWorker {
-    /// Committed local changes the partner must learn.
+    /// Committed local changes the partner must learn (through the worker's [`CommitRing`]).
     Committed(Vec<Binding>),
     /// The verdicts on a batch of partner bindings, after the commit that made them durable.
     Judged {
@@ -349,6 +481,16 @@ impl SnapBus {
     /// A bus over the senders of the workers' authorities (from [`FailoverAuthority::new`]).
     pub fn new(txs: Vec<Sender<Published>>) -> SnapBus {
         SnapBus { txs }
+    }
+
+    /// The workers it reaches.
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// True if it reaches no worker.
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
     }
 
     /// Publish `p` to every worker (a worker that is gone is skipped).
@@ -1071,6 +1213,86 @@ impl Fanout {
 #[cfg(test)]
 mod tests {
     use super::super::peer::{MemoryStore, PeerConfig, Role};
+
+    /// A hook of worker 1 over one relationship whose rings hold `slots` batches, keeping at
+    /// most `backlog` bindings waiting; the rings and the poll behind the waker.
+    fn ring_hook(slots: usize, backlog: usize) -> (CommitHook, Vec<Arc<CommitRing>>, mio::Poll) {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
+        let rings: Vec<Arc<CommitRing>> =
+            (0..2).map(|_| Arc::new(CommitRing::new(slots))).collect();
+        let (hook, tx) = commit_router_with(1, backlog);
+        let net = Subnet {
+            network: Ipv4Addr::new(10, 0, 0, 0),
+            prefix: 24,
+        };
+        tx.send(HookLayout {
+            routes: vec![(net, 0)],
+            senders: vec![(rings.clone(), waker)],
+        })
+        .expect("layout");
+        (hook, rings, poll)
+    }
+
+    /// A binding the partner lacks (an expiry it has not acknowledged).
+    fn unacked(last: u8) -> Binding {
+        Binding::empty(Ipv4Addr::new(10, 0, 0, last), BindingState::Expired)
+    }
+
+    fn drain(ring: &CommitRing) -> Vec<u8> {
+        std::iter::from_fn(|| ring.pop())
+            .flatten()
+            .map(|b| b.addr.octets()[3])
+            .collect()
+    }
+
+    /// A full ring never blocks the hook: the batches wait in the hook, in order, and go in
+    /// at its next call (an empty one too); each wait is counted; nothing is lost.
+    #[test]
+    fn a_full_ring_keeps_batches_waiting_in_order() {
+        let (mut hook, rings, _poll) = ring_hook(2, 1000);
+        for last in 1..=5u8 {
+            hook(&[unacked(last)]);
+        }
+        assert_eq!(
+            drain(&rings[0]),
+            Vec::<u8>::new(),
+            "worker 1 uses its own ring"
+        );
+        assert_eq!(rings[1].full_count(), 3);
+        assert!(rings[1].take_backlogged());
+        assert_eq!(drain(&rings[1]), vec![1, 2]);
+        hook(&[]);
+        assert_eq!(drain(&rings[1]), vec![3, 4]);
+        hook(&[unacked(6)]);
+        assert_eq!(drain(&rings[1]), vec![5, 6]);
+        rings[1].take_backlogged();
+        hook(&[]);
+        assert_eq!(drain(&rings[1]), Vec::<u8>::new());
+        assert!(!rings[1].take_backlogged(), "nothing waits any more");
+        assert_eq!((rings[1].lost_count(), rings[1].take_resync()), (0, false));
+    }
+
+    /// Beyond the backlog's bound new batches are dropped, counted, and the relationship is
+    /// told to resend what the partner lacks; what was kept still arrives in order.
+    #[test]
+    fn beyond_the_backlog_bound_updates_are_dropped_and_a_resync_asked_for() {
+        let (mut hook, rings, _poll) = ring_hook(1, 2);
+        for last in 1..=5u8 {
+            hook(&[unacked(last)]);
+        }
+        // 1 in the ring, 2 and 3 waiting, 4 and 5 dropped.
+        assert_eq!(rings[1].lost_count(), 2);
+        assert!(rings[1].take_resync());
+        assert!(!rings[1].take_resync(), "asked once");
+        let mut got = drain(&rings[1]);
+        hook(&[]);
+        got.extend(drain(&rings[1]));
+        hook(&[]);
+        got.extend(drain(&rings[1]));
+        assert_eq!(got, vec![1, 2, 3]);
+    }
+
     use super::super::{Peer, PeerState, Start};
     use super::*;
     use std::net::Ipv4Addr;
