@@ -119,12 +119,32 @@ struct Conv<'a> {
     peers: Vec<PeerDecl>,
     peer_scopes: HashMap<String, Vec<usize>>,
     include_depth: usize,
+    follow_includes: bool,
     dir: PathBuf,
 }
 
 /// Parse `dhcpd.conf` (its bytes, read from `path`) into a model; untranslatable directives go
 /// to `issues`.
 pub fn parse_conf(text: &[u8], path: &Path, issues: &mut Issues) -> Result<Parsed, ImportError> {
+    parse(text, path, issues, true)
+}
+
+/// [`parse_conf`] without reading any other file: `include` statements are reported, not
+/// followed (for fuzzing, and for checking a file on its own).
+pub fn parse_conf_alone(
+    text: &[u8],
+    path: &Path,
+    issues: &mut Issues,
+) -> Result<Parsed, ImportError> {
+    parse(text, path, issues, false)
+}
+
+fn parse(
+    text: &[u8],
+    path: &Path,
+    issues: &mut Issues,
+    follow_includes: bool,
+) -> Result<Parsed, ImportError> {
     let file = path.display().to_string();
     let stmts = Lexer::new(text, &file).all()?;
     let mut c = Conv {
@@ -142,6 +162,7 @@ pub fn parse_conf(text: &[u8], path: &Path, issues: &mut Issues) -> Result<Parse
         peers: Vec::new(),
         peer_scopes: HashMap::new(),
         include_depth: 0,
+        follow_includes,
         dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
     // Option definitions and includes first: values anywhere may use them.
@@ -260,6 +281,10 @@ enum Lhs {
 type ParsedLhs = (Lhs, Option<(u64, u64)>, usize);
 
 fn parse_lhs(w: &[Token], i: usize) -> Result<ParsedLhs, String> {
+    parse_lhs_in(w, i, false)
+}
+
+fn parse_lhs_in(w: &[Token], i: usize, inner: bool) -> Result<ParsedLhs, String> {
     let word = |k: usize| w.get(k).and_then(Token::word).unwrap_or_default();
     match word(i).as_str() {
         "option" => {
@@ -270,13 +295,13 @@ fn parse_lhs(w: &[Token], i: usize) -> Result<ParsedLhs, String> {
         }
         "hardware" => Ok((Lhs::Hardware, None, i + 1)),
         "substring" => {
+            if inner {
+                return Err("nested substring".into());
+            }
             if !w.get(i + 1).is_some_and(|t| t.is(b'(')) {
                 return Err("expected `substring(`".into());
             }
-            let (lhs, inner, j) = parse_lhs(w, i + 2)?;
-            if inner.is_some() {
-                return Err("nested substring".into());
-            }
+            let (lhs, _, j) = parse_lhs_in(w, i + 2, true)?;
             let comma = |k: usize| w.get(k).is_some_and(|t| t.is(b','));
             let (Some(off), Some(len)) = (number(w.get(j + 1)), number(w.get(j + 3))) else {
                 return Err("substring needs a numeric offset and length".into());
@@ -383,9 +408,21 @@ impl Conv<'_> {
                 } else {
                     self.dir.join(p)
                 };
-                let text = std::fs::read(&p).map_err(|e| {
+                if !self.follow_includes {
+                    self.report(file, &s, "includes are not followed here");
+                    continue;
+                }
+                let io = |e: String| {
                     ImportError::Io(format!("{file}:{}: include {}: {e}", s.line, p.display()))
-                })?;
+                };
+                let meta = std::fs::metadata(&p).map_err(|e| io(e.to_string()))?;
+                if !meta.is_file() || meta.len() > crate::config::MAX_FILE_SIZE {
+                    return Err(io(format!(
+                        "not a regular file of at most {} bytes",
+                        crate::config::MAX_FILE_SIZE
+                    )));
+                }
+                let text = std::fs::read(&p).map_err(|e| io(e.to_string()))?;
                 let f = p.display().to_string();
                 let inner = Lexer::new(text.as_slice(), &f).all()?;
                 self.include_depth += 1;
@@ -449,7 +486,7 @@ impl Conv<'_> {
             return;
         };
         let mut items = Vec::new();
-        for t in &s.words[2..] {
+        for t in s.words.get(2..).unwrap_or_default() {
             match &t.tok {
                 Tok::Punct(b',') => {}
                 Tok::Word(w) => items.push(Item::Word(w.clone())),

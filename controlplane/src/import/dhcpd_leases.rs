@@ -42,7 +42,13 @@ pub fn parse_time(words: &[Token]) -> Result<u32, String> {
             let h: i64 = t[0].parse().map_err(|_| bad())?;
             let mi: i64 = t[1].parse().map_err(|_| bad())?;
             let s: i64 = t[2].parse().map_err(|_| bad())?;
-            if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || s > 60 {
+            if !(1900..=2200).contains(&y)
+                || !(1..=12).contains(&mo)
+                || !(1..=31).contains(&da)
+                || !(0..=23).contains(&h)
+                || !(0..=59).contains(&mi)
+                || !(0..=60).contains(&s)
+            {
                 return Err(bad());
             }
             let secs = days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + s;

@@ -388,18 +388,21 @@ pub fn parse_test(s: &str) -> Result<(bool, Vec<Cond>), String> {
     let mut conds = Vec::new();
     let mut joiner: Option<String> = None;
     // lhs: option[N].text|hex|exists, pkt4.mac, relay4[N].hex, substring(lhs, 0, L)
-    fn lhs(t: &[Et], i: &mut usize) -> Result<KeaLhs, String> {
+    fn lhs(t: &[Et], i: &mut usize, inner: bool) -> Result<KeaLhs, String> {
         let id = |k: usize| match t.get(k) {
             Some(Et::Ident(w)) => w.clone(),
             _ => String::new(),
         };
         match id(*i).as_str() {
             "substring" => {
+                if inner {
+                    return Err("nested substring".into());
+                }
                 if t.get(*i + 1) != Some(&Et::P('(')) {
                     return Err("expected substring(".into());
                 }
                 *i += 2;
-                let (c, hex, sub, exists) = lhs(t, i)?;
+                let (c, hex, sub, exists) = lhs(t, i, true)?;
                 if sub.is_some() || exists {
                     return Err("nested substring".into());
                 }
@@ -468,7 +471,7 @@ pub fn parse_test(s: &str) -> Result<(bool, Vec<Cond>), String> {
             not = true;
             i += 1;
         }
-        let (c, hex, sub, exists) = lhs(&t, &mut i)?;
+        let (c, hex, sub, exists) = lhs(&t, &mut i, false)?;
         let value = if exists {
             "*".to_string()
         } else {

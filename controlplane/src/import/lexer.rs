@@ -88,7 +88,7 @@ impl Stmt {
             "option" | "failover" | "load" | "not" | "binding" | "next" | "rewind" | "allow"
             | "deny" | "ignore" | "hardware" | "peer" | "set" | "on" => {
                 let second = self.words.get(1).map(Token::show).unwrap_or_default();
-                format!("{first} {second}")
+                format!("{first} {second}").trim_end().to_string()
             }
             _ => first,
         }

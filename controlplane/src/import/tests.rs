@@ -300,7 +300,7 @@ pub(crate) fn write_big_leases(path: &Path, lines: usize) -> usize {
 #[ignore = "a measurement: about 1 M lines"]
 fn a_million_line_lease_file() {
     let d = Dir::new();
-    let leases = d.path("dhcpd.leases");
+    let leases = d.path("big.leases");
     let n = write_big_leases(&leases, 1_000_000);
     let mut o = d.opts(
         Source::Dhcpd,

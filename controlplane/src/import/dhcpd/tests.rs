@@ -491,3 +491,27 @@ fn syntax_errors_name_their_line() {
     assert!(e("\n\nsubnet 10.0.0.0 {\n}\n", &mut issues).starts_with("d.conf:3:"));
     assert!(e("subnet 10.0.0.0 netmask 255.0.255.0 { }", &mut issues).starts_with("d.conf:1:"));
 }
+
+#[test]
+fn odd_input_is_reported_never_a_panic() {
+    let (_, issues) = conv("option;\noption routers;\nmatch;\nclass \"c\" { match if substring(substring(substring(option user-class, 0, 1), 0, 1), 0, 1) = \"a\"; }\n");
+    assert_eq!(
+        reported(issues),
+        ["1: option", "2: option routers", "3: match", "4: match"]
+    );
+    let deep = format!(
+        "class \"c\" {{ match if {}option user-class = \"a\"; }}",
+        "substring(".repeat(100_000)
+    );
+    let (_, issues) = conv(&deep);
+    assert!(issues.has("match"));
+    let mut issues = Issues::new();
+    let p = parse_conf_alone(
+        b"include \"/etc/passwd\";\n",
+        Path::new("d.conf"),
+        &mut issues,
+    )
+    .expect("parses");
+    assert!(p.model.scopes.is_empty());
+    assert!(issues.has("include"));
+}

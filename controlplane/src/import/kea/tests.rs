@@ -279,3 +279,10 @@ fn errors_carry_their_line() {
     assert!(parse_conf("[]", "k.conf", &mut issues).is_err());
     assert!(parse_conf("{ \"Dhcp6\": {} }", "k.conf", &mut issues).is_err());
 }
+
+#[test]
+fn nested_substrings_are_refused() {
+    let deep = format!("{}option[60].hex", "substring(".repeat(10_000));
+    assert!(parse_test(&deep).is_err());
+    assert!(parse_test("substring(substring(option[60].hex,0,1),0,1) == 'a'").is_err());
+}
