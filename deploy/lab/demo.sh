@@ -24,7 +24,8 @@
 #    requests whose hash bucket the partner owns; of two workers per partner, each serves its own
 #    buckets' clients and hands the other's frames to it (broadcasts share one queue). The demo
 #    prints each partner's mode (`tandemctl stats --json`, `xdp.mode`) and the handoffs between
-#    its workers. --backend udp runs the same demo on UDP sockets, one worker each.
+#    its workers. --backend udp runs the same demo on UDP sockets, two workers each (requests
+#    steered to their owner's socket in the kernel by the SO_REUSEPORT and socket filter programs).
 # 3. phase 1: both partners NORMAL, the three real clients bind (one matches a vendor-class
 #    policy), one bounded perfdhcp run (-r RATE for -p PERIOD s); phase 2: srv1 is killed with
 #    SIGKILL and srv2 serves every client alone (COMMUNICATIONS-INTERRUPTED, leases capped at
@@ -61,9 +62,8 @@ done
 [[ $NCLIENTS =~ ^[0-9]+$ && $NCLIENTS -gt 0 ]] || { echo "demo.sh: --clients must be > 0" >&2; exit 2; }
 [[ $BACKEND == xdp || $BACKEND == auto || $BACKEND == udp ]] ||
     { echo "demo.sh: --backend must be xdp, auto or udp" >&2; exit 2; }
-# Two AF_XDP workers per partner (one per receive queue); the UDP backend runs one.
+# Two workers per partner (AF_XDP: one per receive queue; UDP: one SO_REUSEPORT socket each).
 WORKERS=2
-[[ $BACKEND == udp ]] && WORKERS=1
 [[ $(id -u) == 0 ]] || { echo "demo.sh: run as root: sudo bash $0 (it creates network namespaces)" >&2; exit 1; }
 
 log() { printf '[demo %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -242,11 +242,17 @@ ctl() { local i=$1; shift; ip netns exec "$P-srv$i" "$TANDEMCTL" --admin 127.0.0
 # those passed, the ones that were not UDP.
 XDP_PY='
 import json, sys
-x = json.load(sys.stdin).get("xdp")
+st = json.load(sys.stdin)
+x = st.get("xdp")
+u = st.get("udp")
 if sys.argv[1] == "mode":
-    print("XDP " + x["mode"] + ", " + sys.argv[2] + " AF_XDP workers" if x else "UDP sockets (no XDP)")
+    if x:
+        print("XDP " + x["mode"] + ", " + sys.argv[2] + " AF_XDP workers")
+    else:
+        print("UDP sockets (no XDP), %d workers%s" % (u["workers"], ", steered in the kernel" if u["steered_in_kernel"] and u["workers"] > 1 else ""))
 elif sys.argv[1] == "handoffs":
-    print(" ".join(str(x[k]) for k in ("handoff_out", "handoff_in", "handoff_full")) if x else "- - -")
+    h = x or u
+    print(" ".join(str(h[k]) for k in ("handoff_out", "handoff_in", "handoff_full")))
 elif x is None:
     print("- - - -")
 else:
@@ -452,9 +458,14 @@ print("  XDP check: in NORMAL each partner dropped its partner's half in the ker
 PY
 if (( WORKERS > 1 )); then
     echo
-    echo "== handoffs between each partner's two AF_XDP workers (tandemctl stats --json: xdp.handoff_*;"
-    echo "   srv1's count from its restart): a frame that arrived on the other worker's queue is handed"
-    echo "   to the owner of its client's bucket, which answers it"
+    if [[ $BACKEND == udp ]]; then
+        echo "== handoffs between each partner's two UDP workers (tandemctl stats --json: udp.handoff_*):"
+        echo "   the kernel steers each request to its owner's socket, so none should be needed"
+    else
+        echo "== handoffs between each partner's two AF_XDP workers (tandemctl stats --json: xdp.handoff_*;"
+        echo "   srv1's count from its restart): a frame that arrived on the other worker's queue is handed"
+        echo "   to the owner of its client's bucket, which answers it"
+    fi
     for i in 1 2; do
         read -r hout hin hfull <<<"$(handoffs "$i")"
         echo "  srv$i: handed out $hout, answered by the owner $hin, ring full $hfull"
@@ -462,6 +473,10 @@ if (( WORKERS > 1 )); then
     read -r hout hin hfull <<<"$(handoffs 2)"
     if [[ $BACKEND == xdp ]] && ! [[ $hout =~ ^[0-9]+$ && $hout -gt 0 && $hin == "$hout" && $hfull == 0 ]]; then
         echo "  handoff check FAILED: srv2's workers did not hand frames to each other and answer them all"
+        XDP_OK=0
+    fi
+    if [[ $BACKEND == udp ]] && ! [[ $hin == "$hout" && $hfull == 0 ]]; then
+        echo "  handoff check FAILED: srv2's UDP workers lost requests between them"
         XDP_OK=0
     fi
 fi
