@@ -162,11 +162,24 @@ impl Defs {
         self.own.insert(d.name.to_ascii_lowercase(), d);
     }
 
-    /// The definition named `name` (the file's own first).
+    /// The definition named `name` (the file's own first; dhcpd's `unknown-N` names option
+    /// `N` as raw bytes).
     pub fn by_name(&self, name: &str) -> Option<Def> {
         let n = name.to_ascii_lowercase();
         if let Some(d) = self.own.get(&n) {
             return Some(d.clone());
+        }
+        if let Some(code) = n
+            .strip_prefix("unknown-")
+            .and_then(|c| c.parse::<u8>().ok())
+            .filter(|c| (1..=254).contains(c))
+        {
+            return Some(Def {
+                name: n.clone(),
+                code,
+                kind: Kind::Hex,
+                array: false,
+            });
         }
         STANDARD
             .iter()
@@ -471,6 +484,9 @@ mod tests {
         assert_eq!(d.by_name("boot-file-name").unwrap().code, 67);
         assert_eq!(d.by_code(6).unwrap().name, "domain-name-servers");
         assert!(d.by_name("no-such-option").is_none());
+        let u = d.by_name("unknown-224").unwrap();
+        assert_eq!((u.code, u.kind), (224, Kind::Hex));
+        assert!(d.by_name("unknown-0").is_none());
     }
 
     #[test]
