@@ -91,6 +91,10 @@ pub enum Target {
     TandemXdpRelaxed,
     /// Two tandemd, one load-balance relationship, XDP backend, two AF_XDP workers each.
     TandemPairXdp2w,
+    /// One tandemd on the UDP backend, two workers (cores 0 and 1, steered by SO_REUSEPORT).
+    TandemUdp2w,
+    /// The load-balance pair on the UDP backend, two workers each.
+    TandemPairUdp2w,
     /// Kea, single-threaded, memfile persist.
     Kea,
     /// Kea, multi-threaded (2 threads), memfile persist.
@@ -107,15 +111,17 @@ pub enum Target {
 
 impl Target {
     /// Every target, in table order.
-    pub const ALL: [Target; 13] = [
+    pub const ALL: [Target; 15] = [
         Target::Echo,
         Target::TandemXdp,
         Target::TandemXdp2w,
         Target::TandemXdpRelaxed,
         Target::TandemUdp,
+        Target::TandemUdp2w,
         Target::TandemPairXdp,
         Target::TandemPairXdp2w,
         Target::TandemPairUdp,
+        Target::TandemPairUdp2w,
         Target::Kea,
         Target::KeaMt,
         Target::Dhcpd,
@@ -133,6 +139,8 @@ impl Target {
             Target::TandemXdp2w => "tandem-xdp-2w",
             Target::TandemXdpRelaxed => "tandem-xdp-relaxed",
             Target::TandemPairXdp2w => "tandem-pair-xdp-2w",
+            Target::TandemUdp2w => "tandem-udp-2w",
+            Target::TandemPairUdp2w => "tandem-pair-udp-2w",
             Target::Kea => "kea",
             Target::KeaMt => "kea-mt",
             Target::Dhcpd => "dhcpd",
@@ -156,6 +164,10 @@ impl Target {
             Target::TandemPairXdp2w => {
                 "two tandemd, load-balance failover, AF_XDP, 2 workers each (cores 0,1), sync"
             }
+            Target::TandemUdp2w => "tandemd, UDP backend, 2 workers (cores 0,1), sync",
+            Target::TandemPairUdp2w => {
+                "two tandemd, load-balance failover, UDP, 2 workers each (cores 0,1), sync"
+            }
             Target::Kea => "Kea kea-dhcp4, memfile persist, single thread",
             Target::KeaMt => "Kea kea-dhcp4, memfile persist, 2 threads",
             Target::Dhcpd => "ISC dhcpd, lease file, one server",
@@ -171,10 +183,12 @@ impl Target {
             Target::TandemXdp
             | Target::TandemXdp2w
             | Target::TandemXdpRelaxed
-            | Target::TandemUdp => Kind::TandemSingle,
-            Target::TandemPairUdp | Target::TandemPairXdp | Target::TandemPairXdp2w => {
-                Kind::TandemPair
-            }
+            | Target::TandemUdp
+            | Target::TandemUdp2w => Kind::TandemSingle,
+            Target::TandemPairUdp
+            | Target::TandemPairXdp
+            | Target::TandemPairXdp2w
+            | Target::TandemPairUdp2w => Kind::TandemPair,
             Target::Echo => Kind::Ceiling,
             _ => Kind::Peer,
         }
@@ -187,6 +201,7 @@ impl Target {
             Target::TandemPairUdp
                 | Target::TandemPairXdp
                 | Target::TandemPairXdp2w
+                | Target::TandemPairUdp2w
                 | Target::KeaHa
                 | Target::DhcpdFo
         )
@@ -231,7 +246,8 @@ pub enum GenBackend {
 pub struct Args {
     /// Targets, comma-separated, in any order (the table keeps its own): tandem-xdp,
     /// tandem-xdp-2w, tandem-xdp-relaxed (durability relaxed: no fdatasync, as Kea's memfile),
-    /// tandem-udp, tandem-pair-xdp, tandem-pair-xdp-2w, tandem-pair-udp, kea,
+    /// tandem-udp, tandem-udp-2w, tandem-pair-xdp, tandem-pair-xdp-2w, tandem-pair-udp,
+    /// tandem-pair-udp-2w, kea,
     /// kea-mt, dhcpd, kea-ha, dhcpd-fo, echo (the generator's ceiling), or `all`. The -2w
     /// targets run two AF_XDP workers per server (cores 0 and 1, two queues per interface).
     #[arg(
@@ -395,7 +411,126 @@ pub struct Row {
     /// Tandem: worker wake-ups out of `poll(2)` per lease during the load, and how many of
     /// them found nothing to do (both partners of a pair together).
     pub wakeups_per_lease: Option<(f64, f64)>,
+    /// Tandem: per worker and replication figures during the load.
+    pub workers: Option<WorkerFigures>,
 }
+
+/// How a Tandem run's work spread over the workers and, for pairs, the replication (the
+/// difference between the end and the start of the load, from `/v1/stats` and
+/// `/v1/failover`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct WorkerFigures {
+    /// Per server (`srv`, `srv2`): ACKs per second of each of its workers.
+    pub leases_per_s: Vec<(String, Vec<f64>)>,
+    /// Requests handed from the receiving worker to the owner, % of those received (AF_XDP:
+    /// frames on another worker's queue; UDP: what the kernel could not steer).
+    pub handoff_pct: f64,
+    /// Pairs: binding updates the partners acknowledged per second (both ways).
+    pub updates_acked_per_s: Option<f64>,
+    /// Pairs: upper bound of the replication lag bucket holding the 99th percentile of the
+    /// updates acknowledged during the load (commit to partner's BNDACK), ms.
+    pub lag_p99_le_ms: Option<f64>,
+}
+
+/// One Tandem server's counters at a moment: per worker ACKs, handoffs out, received, and per
+/// relationship (acknowledged updates, lag bucket counts).
+#[derive(Clone, Debug, Default)]
+struct ServerCounters {
+    acks: Vec<u64>,
+    handoffs: u64,
+    received: u64,
+    acked: u64,
+    lag: Vec<u64>,
+}
+
+fn server_counters(lab: &Lab, role: Role) -> Option<ServerCounters> {
+    let v = curl(lab, role, "http://127.0.0.1:9167/v1/stats", None)?;
+    let u = |x: &serde_json::Value| x.as_u64().unwrap_or(0);
+    let mut c = ServerCounters {
+        acks: v["workers"]
+            .as_array()
+            .map(|a| a.iter().map(|w| u(&w["ack"])).collect())
+            .unwrap_or_default(),
+        handoffs: u(&v["xdp"]["handoff_out"]) + u(&v["udp"]["handoff_out"]),
+        received: u(&v["received"]),
+        ..ServerCounters::default()
+    };
+    if let Some(f) = curl(lab, role, "http://127.0.0.1:9167/v1/failover", None) {
+        for r in f["relationships"].as_array().into_iter().flatten() {
+            c.acked += u(&r["updates_acked"]);
+            let counts: Vec<u64> = r["replication_lag_ms"]["counts"]
+                .as_array()
+                .map(|a| a.iter().map(u).collect())
+                .unwrap_or_default();
+            c.lag.resize(c.lag.len().max(counts.len()), 0);
+            for (a, b) in c.lag.iter_mut().zip(counts) {
+                *a += b;
+            }
+        }
+    }
+    Some(c)
+}
+
+/// The figures between `before` and `after` (per role) over `secs` seconds.
+fn worker_figures(
+    roles: &[Role],
+    before: &[Option<ServerCounters>],
+    after: &[Option<ServerCounters>],
+    secs: f64,
+    pair: bool,
+) -> Option<WorkerFigures> {
+    let mut f = WorkerFigures::default();
+    let (mut handed, mut received, mut acked) = (0u64, 0u64, 0u64);
+    let mut lag: Vec<u64> = Vec::new();
+    for ((role, b), a) in roles.iter().zip(before).zip(after) {
+        let (Some(b), Some(a)) = (b, a) else { continue };
+        let per: Vec<f64> = a
+            .acks
+            .iter()
+            .enumerate()
+            .map(|(k, n)| n.saturating_sub(b.acks.get(k).copied().unwrap_or(0)) as f64 / secs)
+            .collect();
+        f.leases_per_s.push((role.suffix().to_string(), per));
+        handed += a.handoffs.saturating_sub(b.handoffs);
+        received += a.received.saturating_sub(b.received);
+        acked += a.acked.saturating_sub(b.acked);
+        lag.resize(lag.len().max(a.lag.len()), 0);
+        for (i, n) in a.lag.iter().enumerate() {
+            lag[i] += n.saturating_sub(b.lag.get(i).copied().unwrap_or(0));
+        }
+    }
+    if f.leases_per_s.is_empty() {
+        return None;
+    }
+    f.handoff_pct = if received > 0 {
+        handed as f64 * 100.0 / received as f64
+    } else {
+        0.0
+    };
+    if pair {
+        f.updates_acked_per_s = Some(acked as f64 / secs);
+        let total: u64 = lag.iter().sum();
+        if total > 0 {
+            let rank = ((total as f64 * 0.99).ceil() as u64).max(1);
+            let mut seen = 0;
+            for (i, n) in lag.iter().enumerate() {
+                seen += n;
+                if seen >= rank {
+                    f.lag_p99_le_ms = LAG_BOUNDS_US.get(i).map(|&us| us as f64 / 1000.0);
+                    break;
+                }
+            }
+        }
+    }
+    Some(f)
+}
+
+/// Upper bounds (µs) of the replication lag buckets of `/v1/failover` (the server's
+/// `LAG_BUCKETS_US`); the last count is for longer lags.
+const LAG_BOUNDS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 10_000_000, 60_000_000,
+];
 
 /// One stage of a Tandem server's time during a run (from its `stages` statistics, the
 /// difference between the end and the start of the load).
@@ -524,6 +659,7 @@ impl Row {
             threads: Vec::new(),
             stages: Vec::new(),
             wakeups_per_lease: None,
+            workers: None,
         }
     }
 
@@ -1486,6 +1622,10 @@ fn start_target(
         Target::TandemPairXdp2w => {
             start_tandem_pair(lab, tandemd, "xdp", &two_workers().dataplane, "xdp-2w")
         }
+        Target::TandemUdp2w => start_tandem_single(lab, tandemd, "udp", &two_workers(), "udp-2w"),
+        Target::TandemPairUdp2w => {
+            start_tandem_pair(lab, tandemd, "udp", &two_workers().dataplane, "udp-2w")
+        }
         Target::Kea => Ok(Started {
             pids: vec![start_kea(lab, KEA_ST, "kea-st-persist", Role::Srv)?],
             addr: SRV_IP,
@@ -2260,6 +2400,10 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
                     _ => &[],
                 };
                 let stages0 = stage_counts(&lab, stage_roles);
+                let counters0: Vec<_> = stage_roles
+                    .iter()
+                    .map(|&r| server_counters(&lab, r))
+                    .collect();
                 log(
                     a.quiet,
                     &format!("{}: load for {:.1} s", t.name(), a.duration),
@@ -2275,6 +2419,17 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
                         }
                         let mut row = Row::measured(t, &m);
                         let (stages1, wake1) = stage_counts(&lab, stage_roles);
+                        let counters1: Vec<_> = stage_roles
+                            .iter()
+                            .map(|&r| server_counters(&lab, r))
+                            .collect();
+                        row.workers = worker_figures(
+                            stage_roles,
+                            &counters0,
+                            &counters1,
+                            a.duration,
+                            t.kind() == Kind::TandemPair,
+                        );
                         row.stages = stage_figures(&stages0.0, &stages1);
                         let leases = row.leases_per_s * a.duration;
                         if !row.stages.is_empty() && leases > 0.0 {
@@ -2327,6 +2482,31 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
                                 a.quiet,
                                 &format!("{}: stages (µs): {}", t.name(), by.join("; ")),
                             );
+                            if let Some(w) = &row.workers {
+                                let per: Vec<String> = w
+                                    .leases_per_s
+                                    .iter()
+                                    .map(|(r, v)| {
+                                        let v: Vec<String> =
+                                            v.iter().map(|x| format!("{x:.0}")).collect();
+                                        format!("{r} [{}]", v.join(", "))
+                                    })
+                                    .collect();
+                                let mut line = format!(
+                                    "{}: ACKs/s per worker: {}; handoffs {:.1} % of requests",
+                                    t.name(),
+                                    per.join(", "),
+                                    w.handoff_pct
+                                );
+                                if let Some(u) = w.updates_acked_per_s {
+                                    line.push_str(&format!(
+                                        "; updates acked by the partner {u:.0}/s, replication lag p99 ≤ {}",
+                                        w.lag_p99_le_ms
+                                            .map_or("-".into(), |ms| format!("{ms} ms"))
+                                    ));
+                                }
+                                log(a.quiet, &line);
+                            }
                             if let Some((w, idle)) = row.wakeups_per_lease {
                                 log(
                                     a.quiet,
@@ -2435,6 +2615,48 @@ pub fn main(a: Args) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Per-worker rates, handoff share, acknowledged updates and the lag p99 come from the
+    /// counters' differences over the load.
+    #[test]
+    fn worker_figures_are_differences_over_the_load() {
+        let c = |acks: Vec<u64>, handoffs, received, acked, lag: Vec<u64>| {
+            Some(ServerCounters {
+                acks,
+                handoffs,
+                received,
+                acked,
+                lag,
+            })
+        };
+        let before = [
+            c(vec![10, 20], 5, 100, 7, vec![1, 0, 0]),
+            c(vec![0, 0], 0, 0, 0, vec![]),
+        ];
+        let after = [
+            c(vec![110, 320], 25, 1100, 507, vec![1, 90, 9]),
+            c(vec![200, 200], 0, 400, 300, vec![0, 0, 0, 3]),
+        ];
+        let f =
+            worker_figures(&[Role::Srv, Role::Srv2], &before, &after, 2.0, true).expect("figures");
+        assert_eq!(
+            f.leases_per_s,
+            vec![
+                ("srv".to_string(), vec![50.0, 150.0]),
+                ("srv2".to_string(), vec![100.0, 100.0])
+            ]
+        );
+        assert!((f.handoff_pct - 20.0 * 100.0 / 1400.0).abs() < 1e-9);
+        assert_eq!(f.updates_acked_per_s, Some(400.0));
+        // 102 lags during the load: 90 ≤ 250 µs, 9 ≤ 500 µs, 3 ≤ 1 ms; the 101st is ≤ 1 ms.
+        assert_eq!(f.lag_p99_le_ms, Some(1.0));
+        let single =
+            worker_figures(&[Role::Srv], &before[..1], &after[..1], 2.0, false).expect("figures");
+        assert_eq!(
+            (single.updates_acked_per_s, single.lag_p99_le_ms),
+            (None, None)
+        );
+    }
 
     fn ok_row(t: Target, leases: f64) -> Row {
         Row::measured(
