@@ -1373,7 +1373,15 @@ fn main() -> ExitCode {
     if let Some(code) = tandem_controlplane::manpage::from_args(Args::command, "1") {
         return code;
     }
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        // `import` documents exit code 1 for usage errors (2 is its parse error).
+        Err(e) if e.use_stderr() && std::env::args().skip(1).any(|a| a == "import") => {
+            let _ = e.print();
+            return ExitCode::from(tandem_controlplane::import::EXIT_IO);
+        }
+        Err(e) => e.exit(),
+    };
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(code, msg)) => {
@@ -1431,6 +1439,54 @@ mod tests {
         assert_eq!(b["reserve_percent"], 5);
         assert_eq!(b["state_switchover_interval"], "1h");
         assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn the_import_command_line_parses() {
+        let a = Args::try_parse_from([
+            "tandemctl",
+            "import",
+            "kea",
+            "--conf",
+            "k.conf",
+            "--leases",
+            "k.csv",
+            "--out",
+            "t.toml",
+            "--state-dir",
+            "s",
+            "--interface",
+            "eth0/10.0.0.1",
+            "--interface",
+            "eth1",
+            "--strict",
+        ])
+        .expect("parses");
+        match a.cmd {
+            Cmd::Import {
+                cmd: ImportCmd::Kea(i),
+            } => {
+                assert_eq!(i.interfaces, ["eth0/10.0.0.1", "eth1"]);
+                assert!(i.strict && !i.dry_run);
+                assert_eq!(i.leases.as_deref(), Some(Path::new("k.csv")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Args::try_parse_from(["tandemctl", "import", "dhcpd", "--conf", "x"]).is_err());
+        assert!(Args::try_parse_from([
+            "tandemctl",
+            "import",
+            "dhcpd",
+            "--conf",
+            "x",
+            "--out",
+            "y",
+            "--state-dir",
+            "z",
+            "--server-id",
+            "nope",
+        ])
+        .is_err());
     }
 
     #[test]
