@@ -1047,7 +1047,7 @@ fn run_import(cmd: &ImportCmd) -> Result<(), Fail> {
             }
             let leases: Vec<String> = o.written.iter().map(|(n, c)| format!("{c} {n}")).collect();
             println!(
-                "{}{}: {} scope(s), {} reservation(s), {} policy(ies), {} failover relationship(s); {} lease entries read, {} written ({}) into {}; {} thing(s) not (fully) translated{}",
+                "{}{}: {} scope(s), {} reservation(s), {} policy(ies), {} failover relationship(s); {} lease entries read, {} journal records written ({}) into {}; {} thing(s) not (fully) translated{}",
                 if a.dry_run { "dry run, nothing written: " } else { "" },
                 a.out.display(),
                 o.scopes,

@@ -641,6 +641,7 @@ impl Conv<'_> {
                 | "ddns-hostname" | "update-static-leases" | "update-optimization"
                 | "update-conflict-detection" | "ddns-ttl" => self.report(file, s, "Tandem does no dynamic DNS updates"),
                 "log-facility" => self.report(file, s, "Tandem logs to stderr (the systemd journal); see log_format"),
+                "ping-check" if matches!(s.w(1).as_str(), "false" | "off") => {}
                 "ping-check" | "ping-timeout" | "ping-cltt-secs" | "ping-timeout-ms" => {
                     self.report(file, s, "Tandem does not probe addresses with ICMP before offering them")
                 }

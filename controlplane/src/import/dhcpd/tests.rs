@@ -429,7 +429,7 @@ fn untranslatable_directives_are_reported_with_their_line() {
         "log-facility local7;\nping-check true;\nddns-update-style interim;\nkey k { algorithm hmac-md5; secret x; }\n\
          zone example. { primary 10.0.0.1; }\nomapi-port 7911;\nnext-server 10.0.0.5;\n\
          subnet 10.0.0.0 netmask 255.255.255.0 {\n  range 10.0.0.10 10.0.0.20;\n  if option user-class = \"x\" { option routers 10.0.0.9; }\n  on commit { set x = \"y\"; }\n  frobnicate 3;\n  allow bootp;\n  range dynamic-bootp 10.0.0.30 10.0.0.40;\n}\n\
-         ddns-update-style none;\nallow unknown-clients;\ndeny bootp;\nlease-file-name \"/var/lib/dhcp/dhcpd.leases\";\n",
+         ddns-update-style none;\nallow unknown-clients;\ndeny bootp;\nlease-file-name \"/var/lib/dhcp/dhcpd.leases\";\nping-check false;\n",
     );
     assert_eq!(
         reported(issues),
