@@ -19,8 +19,9 @@
 //! [`Steering::attach`] attaches it to interfaces (native, generic, or native with generic as
 //! fallback), [`Steering::set_relationship_buckets`] publishes one failover relationship's bucket
 //! split, [`Steering::set_direct_relationship`] and [`Steering::set_subnet_relationship`] say which
-//! relationship a request belongs to (by its ingress interface, else the scope subnet holding
-//! its giaddr or ciaddr), and
+//! relationship a request belongs to (the scope subnet holding the link it names, RFC 3527
+//! option 82 sub-option 5 or RFC 3011 option 118, else its giaddr or ciaddr, else its ingress
+//! interface), and
 //! [`Steering::counters`] reads the counters. [`Steering::test_run`] runs the program on one
 //! frame through `BPF_PROG_TEST_RUN`, without any interface.
 //!

@@ -8,9 +8,11 @@
 //   - the RFC 3074 bucket of the client is computed from option 61 (client identifier) if the
 //     request carries it, else from chaddr[..hlen];
 //   - the failover relationship of the request's scope is found from its scope key as the engine
-//     selects the scope: giaddr (relayed) or ciaddr in `subnet_rel` (longest prefix), else the
-//     relationship of the interface's directly attached scopes (`direct_rel`); a request that
-//     names its link (option 82 with link selection, or option 118) has no relationship here;
+//     selects the scope: the link it names (option 82 sub-option 5, RFC 3527, else option 118,
+//     RFC 3011, when exactly 4 bytes), else giaddr (relayed) or ciaddr, in `subnet_rel` (longest
+//     prefix), else the relationship of the interface's directly attached scopes
+//     (`direct_rel`); a repeated option 82 or 118 (concatenated by the engine) leaves the
+//     request in no relationship here;
 //   - bucket marked in that relationship's bitmap of `rel_buckets` (answered by its failover
 //     partner) -> XDP_DROP, counted in total and per relationship (`rel_drops`);
 //   - otherwise -> XSKMAP[rx_queue_index] (AF_XDP socket of the receiving queue), with XDP_PASS
@@ -138,8 +140,11 @@ struct walk_scratch {
 	__u32 seen;
 	__u32 unknown;
 	__u32 cid;
-	// Option 82 or 118 seen: the request may name its link, so its scope is the engine's call.
+	// A repeated option 82 or 118: the engine concatenates them, so its scope is its call.
 	__u32 link;
+	// Option 82 and option 118, (value offset << 8 | length), 0 if absent.
+	__u32 o82;
+	__u32 o118;
 };
 
 struct {
@@ -286,6 +291,8 @@ __attribute__((noinline)) int tandem_walk_options(struct xdp_md *ctx, __u32 off,
 	w->unknown = 0;
 	w->cid = 0;
 	w->link = 0;
+	w->o82 = 0;
+	w->o118 = 0;
 	for (i = 0; i < OPTION_WALK_MAX; i++) {
 		int code, len;
 
@@ -307,8 +314,14 @@ __attribute__((noinline)) int tandem_walk_options(struct xdp_md *ctx, __u32 off,
 				break;
 			if (code == OPT_OVERLOAD) {
 				w->unknown = 1;
-			} else if (code == OPT_RELAY_INFO || code == OPT_SUBNET_SELECTION) {
-				w->link = 1;
+			} else if (code == OPT_RELAY_INFO) {
+				if (w->o82)
+					w->link = 1;
+				w->o82 = ((off + 2) << 8) | len;
+			} else if (code == OPT_SUBNET_SELECTION) {
+				if (w->o118)
+					w->link = 1;
+				w->o118 = ((off + 2) << 8) | len;
 			} else if (code == OPT_CLIENT_ID) {
 				// A repeated option 61 is concatenated by the engine (RFC 3396); an
 				// empty one is malformed.
@@ -332,6 +345,38 @@ __attribute__((noinline)) int tandem_walk_options(struct xdp_md *ctx, __u32 off,
 	return w->seen ? w->cid : WALK_NO_CLIENT_ID;
 }
 
+#define SUBOPT_LINK_SELECTION 5
+#define SUBOPT_NONE (-1)
+
+// Walks the relay agent sub-options of the option 82 value at frame offset `off` (`len`
+// bytes) as the engine does: returns (value offset << 8 | length) of the first sub-option 5,
+// or SUBOPT_NONE if there is none or a sub-option before it runs past the value (the engine
+// then finds none either).
+__attribute__((noinline)) int tandem_link_subopt(struct xdp_md *ctx, __u32 off, __u32 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 i, pos = 0;
+
+	if (off > MAX_OFF || len > 255)
+		return SUBOPT_NONE;
+	for (i = 0; i < 128; i++) {
+		int code, sl;
+
+		if (pos + 2 > len)
+			break;
+		code = byte_at(data, end, off + pos);
+		sl = byte_at(data, end, off + pos + 1);
+		if (code < 0 || sl < 0 || pos + 2 + sl > len)
+			break;
+		if (code == SUBOPT_LINK_SELECTION)
+			return ((off + pos + 2) << 8) | sl;
+		pos += 2 + sl;
+		pos &= 0x1ff;
+	}
+	return SUBOPT_NONE;
+}
+
 // Reads the four bytes at frame offset `off` as they lie (network byte order); 0 if they lie
 // past the end of the frame.
 static __always_inline __u32 addr_at(void *data, void *end, __u32 off)
@@ -349,18 +394,34 @@ static __always_inline __u32 addr_at(void *data, void *end, __u32 off)
 // The relationship slot of the request's scope (see the top of the file), REL_NONE if it is in
 // none or cannot be told here. Runs after the option walk of `client_bucket`, whose findings
 // are still in the per-CPU scratch.
-static __always_inline __u32 scope_rel(void *data, void *end, __u32 msg)
+static __always_inline __u32 scope_rel(struct xdp_md *ctx, void *data, void *end, __u32 msg)
 {
 	struct subnet_key key = { .prefixlen = 32 };
 	struct walk_scratch *w;
-	__u32 zero = 0, gi, ci, *rel;
+	__u32 zero = 0, gi, ci, link = 0, named = 0, *rel;
+	int sub;
 
 	w = bpf_map_lookup_elem(&walk_scratch, &zero);
 	if (!w || w->link)
 		return REL_NONE;
+	// The link the request names (the engine's `link_selection`): sub-option 5 of option 82
+	// if present (even of a wrong length, which names none), else option 118; 4 bytes only.
+	sub = w->o82 ? tandem_link_subopt(ctx, w->o82 >> 8, w->o82 & 0xff) : SUBOPT_NONE;
+	if (sub >= 0) {
+		if ((sub & 0xff) == 4) {
+			link = addr_at(data, end, (__u32)sub >> 8);
+			named = 1;
+		}
+	} else if (w->o118 && (w->o118 & 0xff) == 4) {
+		link = addr_at(data, end, w->o118 >> 8);
+		named = 1;
+	}
+	if (named && !link)
+		// 0.0.0.0, or not readable here: the engine's call.
+		return REL_NONE;
 	gi = addr_at(data, end, msg + DHCP_GIADDR_OFF);
-	if (gi) {
-		key.addr = gi;
+	if (named || gi) {
+		key.addr = named ? link : gi;
 		rel = bpf_map_lookup_elem(&subnet_rel, &key);
 		return rel ? *rel : REL_NONE;
 	}
@@ -497,7 +558,7 @@ int tandem_steer(struct xdp_md *ctx)
 	}
 	count(key_counter);
 	if (bucket >= 0) {
-		rel = scope_rel(data, end, msg);
+		rel = scope_rel(ctx, data, end, msg);
 		partner = rel < MAX_RELS ? bpf_map_lookup_elem(&rel_buckets, &rel) : NULL;
 		if (partner && (partner->bits[(bucket >> 3) & 31] >> (bucket & 7)) & 1) {
 			drops = bpf_map_lookup_elem(&rel_drops, &rel);

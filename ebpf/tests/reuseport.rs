@@ -218,7 +218,7 @@ fn a_gone_workers_clients_are_counted_not_misdelivered() {
     let mut buf = [0u8; 2048];
     for i in 0..64u32 {
         let hw = mac(i);
-        if bucket(&hw) % 2 == 0 {
+        if bucket(&hw).is_multiple_of(2) {
             assert_eq!(deliver(&c, &socks, addr, &request(&hw, &[])), 0);
             to_0 += 1;
         } else {

@@ -617,14 +617,102 @@ fn each_relationship_drops_only_its_own_scopes_partner_clients() {
     // A ciaddr in no scope: the interface's relationship (slot 1), not dropped.
     d.ciaddr = [172, 16, 0, 9];
     assert_to_user_space(&s, &Frame::dhcp(&d).bytes(), "key_chaddr");
-    // The relay names the link (option 118, or option 82): the engine decides.
-    for opt in [vec![118u8, 4, 10, 1, 2, 0], vec![82, 6, 5, 4, 10, 1, 2, 0]] {
+    // The relay names the link (RFC 3527 sub-option 5 of option 82, else option 118): the
+    // scope key is that link, as the engine selects it. 10.2/16 is slot 1's (drops nothing).
+    s.set_subnet_relationship(ip([10, 2, 0, 0]), 16, Some(1))
+        .expect("10.2/16");
+    let link_cases: [(&str, [u8; 4], Vec<u8>, bool); 10] = [
+        (
+            "118 names slot 1's link",
+            [10, 1, 2, 1],
+            vec![118, 4, 10, 2, 0, 0],
+            false,
+        ),
+        (
+            "82.5 names slot 1's link",
+            [10, 1, 2, 1],
+            vec![82, 6, 5, 4, 10, 2, 0, 0],
+            false,
+        ),
+        (
+            "82 without 5: giaddr",
+            [10, 1, 2, 1],
+            vec![82, 4, 1, 2, 0xab, 0xcd],
+            true,
+        ),
+        (
+            "82.1 then 82.5",
+            [10, 1, 2, 1],
+            vec![82, 10, 1, 2, 0xab, 0xcd, 5, 4, 10, 2, 0, 0],
+            false,
+        ),
+        (
+            "82.5 of 3 bytes names nothing, 118 not looked at: giaddr",
+            [10, 1, 2, 1],
+            vec![82, 5, 5, 3, 10, 2, 0, 118, 4, 10, 2, 0, 0],
+            true,
+        ),
+        (
+            "82 malformed before 5: 118",
+            [10, 1, 2, 1],
+            vec![82, 3, 1, 9, 0, 118, 4, 10, 2, 0, 0],
+            false,
+        ),
+        (
+            "relay of slot 1, 118 of slot 0's link",
+            [10, 2, 0, 1],
+            vec![118, 4, 10, 1, 2, 0],
+            true,
+        ),
+        (
+            "not relayed, 118 of slot 0's link",
+            [0; 4],
+            vec![118, 4, 10, 1, 2, 0],
+            true,
+        ),
+        (
+            "118 twice (concatenated by the engine): its call",
+            [10, 1, 2, 1],
+            vec![118, 2, 10, 1, 118, 2, 2, 0],
+            false,
+        ),
+        (
+            "118 of 3 bytes names nothing: giaddr",
+            [10, 1, 2, 1],
+            vec![118, 3, 10, 2, 0],
+            true,
+        ),
+    ];
+    let mut dropped = 2;
+    for (what, gi, opt, drop) in link_cases {
         let mut d = Dhcp::discover();
-        d.giaddr = [10, 1, 2, 1];
+        d.giaddr = gi;
         d.options.splice(3..3, opt);
-        assert_to_user_space(&s, &Frame::dhcp(&d).bytes(), "key_chaddr");
+        // The engine's own reading of the request agrees with the case's expectation.
+        let payload = d.bytes();
+        let req = tandem_dataplane::wire::Request::parse(&payload).expect("a valid request");
+        let key = match req.link_selection() {
+            Some(l) => Some(l),
+            None if !req.giaddr().is_unspecified() => Some(req.giaddr()),
+            None => None,
+        };
+        let in_slot0 = key.is_some_and(|k| k.octets()[..2] == [10, 1] && k.octets()[2] != 9);
+        let repeated = what.contains("twice");
+        assert_eq!(
+            in_slot0 && !repeated,
+            drop,
+            "{what}: the engine reads key {key:?}"
+        );
+        let f = Frame::dhcp(&d).bytes();
+        if drop {
+            let (action, _) = run(&s, &f);
+            assert_eq!(action, XdpAction::Drop, "{what}");
+            dropped += 1;
+        } else {
+            assert_to_user_space(&s, &f, "key_chaddr");
+        }
     }
-    assert_eq!(drops(&s), vec![2, 0]);
+    assert_eq!(drops(&s), vec![dropped, 0]);
     // The interface's scopes move to slot 0; then the subnets are forgotten: relayed requests
     // are in no relationship again.
     s.set_direct_relationship(Some(0)).expect("direct");
@@ -634,7 +722,7 @@ fn each_relationship_drops_only_its_own_scopes_partner_clients() {
     assert_to_user_space(&s, &relayed([10, 1, 2, 1]), "key_chaddr");
     s.set_direct_relationship(None).expect("direct");
     assert_to_user_space(&s, &Frame::discover().bytes(), "key_chaddr");
-    assert_eq!(drops(&s), vec![3, 0]);
+    assert_eq!(drops(&s), vec![dropped + 1, 0]);
     // Slots past the program's limit are refused.
     assert!(matches!(
         s.set_relationship_buckets(MAX_RELATIONSHIPS, BucketMap::FULL.as_bytes()),
