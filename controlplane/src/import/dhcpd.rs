@@ -1664,12 +1664,21 @@ impl Conv<'_> {
                 .collect();
             self.model.failover.push(f);
         }
-        for (peer, _) in std::mem::take(&mut self.peer_scopes) {
+        let mut undeclared: Vec<(String, Vec<usize>)> =
+            std::mem::take(&mut self.peer_scopes).into_iter().collect();
+        undeclared.sort();
+        for (peer, scopes) in undeclared {
+            let (f, l) = scopes
+                .first()
+                .and_then(|&i| self.scope_at.get(i).cloned())
+                .unwrap_or_default();
             self.issues.add(
-                "",
-                0,
+                &f,
+                l,
                 "failover peer",
-                format!("pools refer to peer \"{peer}\", which is not declared"),
+                format!(
+                    "pools of this subnet refer to peer \"{peer}\", which is not declared: no relationship"
+                ),
             );
         }
     }

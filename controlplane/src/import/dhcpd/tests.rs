@@ -515,3 +515,12 @@ fn odd_input_is_reported_never_a_panic() {
     assert!(p.model.scopes.is_empty());
     assert!(issues.has("include"));
 }
+
+#[test]
+fn an_undeclared_peer_is_reported_at_its_subnet() {
+    let (p, issues) = conv(
+        "\nsubnet 10.0.0.0 netmask 255.255.255.0 {\n  pool { failover peer \"nope\"; range 10.0.0.10 10.0.0.20; }\n}\n",
+    );
+    assert!(p.model.failover.is_empty());
+    assert_eq!(reported(issues), ["2: failover peer"]);
+}
