@@ -1071,14 +1071,19 @@ fn run_import(cmd: &ImportCmd) -> Result<(), Fail> {
                         eprintln!("{i}");
                     }
                 }
-                ImportError::Invalid(_, text) => {
-                    let mut p = a.out.as_os_str().to_owned();
-                    p.push(".rejected");
-                    if std::fs::write(&p, text).is_ok() {
-                        eprintln!(
-                            "tandemctl: the rejected configuration is in {}",
-                            Path::new(&p).display()
-                        );
+                ImportError::Invalid(_, text, reported) => {
+                    for i in reported {
+                        eprintln!("{i}");
+                    }
+                    if !a.dry_run {
+                        let mut p = a.out.as_os_str().to_owned();
+                        p.push(".rejected");
+                        if std::fs::write(&p, text).is_ok() {
+                            eprintln!(
+                                "tandemctl: the rejected configuration is in {}",
+                                Path::new(&p).display()
+                            );
+                        }
                     }
                 }
                 _ => {}

@@ -1423,7 +1423,7 @@ impl Conv<'_> {
     fn finish_hosts(&mut self) {
         for h in std::mem::take(&mut self.hosts) {
             if h.fixed.is_empty() {
-                self.issues.add(&h.file, h.line, "host", format!("host {} has no fixed-address: Tandem reservations need an address (the client gets a dynamic address as before; its host options are not imported)", h.name));
+                self.issues.add(&h.file, h.line, "host", format!("host {} has no fixed-address given as an IPv4 address: Tandem reservations need one (the client gets a dynamic address as before; its host options are not imported)", h.name));
                 continue;
             }
             let key = match (&h.mac, &h.client_id) {

@@ -34,8 +34,46 @@ type ClassUse = (bool, Vec<Cond>, Vec<Opt>, Option<u32>);
 /// Kea's default `valid-lifetime` (2 hours).
 pub const KEA_DEFAULT_LIFETIME: u32 = 7200;
 
-/// Blank out `//`, `/* */` and `#` comments outside strings, keeping line breaks.
+/// Blank out `//`, `/* */` and `#` comments outside strings, keeping line breaks, and the
+/// trailing commas Kea's parser accepts (`[1, 2,]`, `{"a": 1,}`).
 pub fn strip_comments(text: &str) -> Result<String, String> {
+    let out = strip_only_comments(text)?;
+    Ok(strip_trailing_commas(&out))
+}
+
+/// Blank out a `,` followed (after white space) by `}` or `]`, outside strings.
+fn strip_trailing_commas(text: &str) -> String {
+    let mut b = text.as_bytes().to_vec();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b',' => {
+                let mut j = i + 1;
+                while j < b.len() && b[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                if j < b.len() && matches!(b[j], b'}' | b']') {
+                    b[i] = b' ';
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    // Only an ASCII comma was replaced by an ASCII space.
+    String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn strip_only_comments(text: &str) -> Result<String, String> {
     let b = text.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -293,6 +331,29 @@ pub fn parse_conf(text: &str, file: &str, issues: &mut Issues) -> Result<Parsed,
         }
     }
     Ok(p)
+}
+
+/// Kea's CSV option data split at unescaped commas, with `\\,` read as `,` and `\\\\` as `\\`.
+pub fn csv_fields(data: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = data.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n @ (',' | '\\')) => cur.push(n),
+                Some(n) => {
+                    cur.push('\\');
+                    cur.push(n);
+                }
+                None => cur.push('\\'),
+            },
+            ',' => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
 }
 
 fn u32_of(v: &Value) -> Option<u32> {
@@ -765,15 +826,25 @@ impl Conv<'_> {
             return;
         };
         let data = v.get("data").and_then(Value::as_str).unwrap_or_default();
-        let csv = v.get("csv-format").and_then(Value::as_bool).unwrap_or(true)
-            && def.kind != optdefs::Kind::Hex;
+        let csv_format = v.get("csv-format").and_then(Value::as_bool).unwrap_or(true);
+        if csv_format && matches!(def.code, 43 | 124 | 125) && name.is_some() {
+            self.report(
+                p,
+                &directive,
+                "vendor options built from sub-options (enterprise ids, vendor spaces) cannot be translated; give the whole value as hex with csv-format false",
+            );
+            return;
+        }
+        let csv = csv_format && def.kind != optdefs::Kind::Hex;
         let value = if !csv {
             optdefs::hex_bytes(data).map(OptValue::Hex)
         } else {
+            let fields = csv_fields(data);
             let items: Vec<Item> = if matches!(def.kind, optdefs::Kind::Text) && !def.array {
-                vec![Item::Word(data.to_string())]
+                vec![Item::Word(fields.join(","))]
             } else {
-                data.split(',')
+                fields
+                    .into_iter()
                     .map(|s| Item::Word(s.trim().to_string()))
                     .filter(|i| *i != Item::Word(String::new()))
                     .collect()

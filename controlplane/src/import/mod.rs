@@ -183,8 +183,9 @@ pub enum ImportError {
     Parse(String),
     /// `--strict` and these could not be translated (exit 3).
     Untranslatable(Vec<Issue>),
-    /// The generated configuration is invalid; the errors and the text (exit 4).
-    Invalid(crate::config::ConfigErrors, String),
+    /// The generated configuration is invalid: the validator's errors, the text, and what was
+    /// reported while translating (exit 4).
+    Invalid(crate::config::ConfigErrors, String, Vec<Issue>),
 }
 
 impl ImportError {
@@ -208,7 +209,7 @@ impl fmt::Display for ImportError {
                 "--strict: {} thing(s) cannot be translated; nothing was written",
                 v.len()
             ),
-            ImportError::Invalid(e, _) => write!(
+            ImportError::Invalid(e, ..) => write!(
                 f,
                 "the generated configuration fails validation (a bug in the importer, or an \
                  input Tandem cannot serve):\n{e}"
@@ -562,7 +563,10 @@ pub fn translate(opts: &Options, issues: &mut Issues) -> Result<(Model, String),
     apply_server(&mut parsed, opts)?;
     let text = parsed.model.to_toml();
     let out = opts.out.display().to_string();
-    crate::config::parse(&text, &out).map_err(|e| ImportError::Invalid(e, text.clone()))?;
+    if let Err(e) = crate::config::parse(&text, &out) {
+        let reported = std::mem::take(issues).finish();
+        return Err(ImportError::Invalid(e, text, reported));
+    }
     Ok((parsed.model, text))
 }
 

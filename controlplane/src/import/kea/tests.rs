@@ -36,6 +36,10 @@ fn comments_are_blanked_and_lines_kept() {
     assert_eq!(v["b"], "//");
     assert_eq!(s.lines().count(), 4);
     assert!(strip_comments("{ /* open").is_err());
+    let s = strip_comments("{ \"a\": [1, 2, ], // x\n \"b\": \",]\", }").unwrap();
+    let v: Value = serde_json::from_str(&s).unwrap();
+    assert_eq!(v["a"][1], 2);
+    assert_eq!(v["b"], ",]");
     assert!(strip_comments("<?include \"x.json\"?>").is_err());
 }
 
@@ -261,7 +265,7 @@ fn ha_that_cannot_be_translated() {
 fn errors_carry_their_line() {
     let mut issues = Issues::new();
     match parse_conf(
-        "{\n \"Dhcp4\": {\n  \"a\": 1,,\n }\n}",
+        "{\n \"Dhcp4\": {\n  \"a\": 1 2,\n }\n}",
         "k.conf",
         &mut issues,
     ) {
@@ -285,4 +289,26 @@ fn nested_substrings_are_refused() {
     let deep = format!("{}option[60].hex", "substring(".repeat(10_000));
     assert!(parse_test(&deep).is_err());
     assert!(parse_test("substring(substring(option[60].hex,0,1),0,1) == 'a'").is_err());
+}
+
+#[test]
+fn csv_option_data_unescapes_commas() {
+    assert_eq!(csv_fields(r"a\,b,c\\d,e\x"), ["a,b", r"c\d", r"e\x"]);
+    let (p, issues) = conv(
+        r#"{ "Dhcp4": { "option-data": [
+            { "name": "boot-file-name", "data": "EST5EDT4\\,M3.2.0/02:00\\,M11.1.0/02:00" },
+            { "name": "vivso-suboptions", "data": "4491" },
+            { "code": 43, "csv-format": false, "data": "01:04:0a:00:00:01" } ],
+          "subnet4": [ { "subnet": "10.0.0.0/24", "pools": [ { "pool": "10.0.0.10-10.0.0.20" } ] } ] } }"#,
+    );
+    assert!(p.model.options.contains(&Opt {
+        code: 67,
+        value: OptValue::Text("EST5EDT4,M3.2.0/02:00,M11.1.0/02:00".into())
+    }));
+    assert!(p.model.options.contains(&Opt {
+        code: 43,
+        value: OptValue::Hex(vec![1, 4, 10, 0, 0, 1])
+    }));
+    assert!(!p.model.options.iter().any(|o| o.code == 125));
+    assert_eq!(reported(issues), ["3: option-data vivso-suboptions"]);
 }
