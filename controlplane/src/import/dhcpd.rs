@@ -1292,14 +1292,14 @@ impl Conv<'_> {
                         &d.file,
                         d.line,
                         "pool",
-                        format!("class `{name}` is not declared"),
+                        format!("class `{name}` is not declared: the pool's range is open to every client"),
                     );
                     ok = false;
                     continue;
                 };
                 c.used = true;
                 if c.bad || c.conds.is_empty() {
-                    self.issues.add(&d.file, d.line, "pool", format!("class `{name}` could not be translated, so neither can this pool's permit list"));
+                    self.issues.add(&d.file, d.line, "pool", format!("class `{name}` could not be translated, so neither can this pool's permit list: its range is open to every client"));
                     ok = false;
                     continue;
                 }

@@ -1062,6 +1062,11 @@ impl Conv<'_> {
         if let Some(c) = self.classes.get_mut(name) {
             c.used = true;
             if c.bad || c.conds.is_empty() {
+                self.report(
+                    at,
+                    "client-class",
+                    format!("class `{name}` could not be translated: these addresses are open to every client"),
+                );
                 return None;
             }
             return Some((c.any, c.conds.clone(), c.options.clone(), c.lease_time));
@@ -1081,7 +1086,7 @@ impl Conv<'_> {
         self.report(
             at,
             "client-class",
-            format!("class `{name}` is not defined (or is built in without a Tandem counterpart)"),
+            format!("class `{name}` is not defined (or is built in without a Tandem counterpart): these addresses are open to every client"),
         );
         None
     }

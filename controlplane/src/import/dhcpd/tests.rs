@@ -524,3 +524,43 @@ fn an_undeclared_peer_is_reported_at_its_subnet() {
     assert!(p.model.failover.is_empty());
     assert_eq!(reported(issues), ["2: failover peer"]);
 }
+
+#[test]
+fn groups_pass_their_parameters_down() {
+    let (mut p, issues) = conv(
+        "subnet 10.0.0.0 netmask 255.255.255.0 { range 10.0.0.100 10.0.0.200; option routers 10.0.0.1; }\n\
+         group {\n  option routers 10.0.0.254;\n  option domain-name \"lab.example\";\n  host a { hardware ethernet 52:54:00:00:00:01; fixed-address 10.0.0.5; }\n  \
+         host b { hardware ethernet 52:54:00:00:00:02; fixed-address 10.0.0.6; option routers 10.0.0.1; }\n}\n\
+         group { default-lease-time 120; subnet 10.1.0.0 netmask 255.255.255.0 { range 10.1.0.10 10.1.0.20; } }\n",
+    );
+    let r = &p.model.scopes[0].reservations;
+    assert_eq!(
+        r[0].options.len(),
+        2,
+        "routers and domain-name of the group: {:?}",
+        r[0].options
+    );
+    assert_eq!(
+        r[1].options,
+        [Opt {
+            code: 15,
+            value: OptValue::Text("lab.example".into())
+        }],
+        "the host's own routers equal the scope's"
+    );
+    assert_eq!(p.model.scopes[1].lease_time, Some(120));
+    assert!(issues.is_empty());
+    valid_toml(&mut p);
+}
+
+#[test]
+fn a_shared_network_pool_in_a_relationship() {
+    let (mut p, issues) = conv(
+        "failover peer \"fo\" { primary; address 10.1.0.2; peer address 10.1.0.3; mclt 600; split 128; }\n\
+         shared-network office {\n  subnet 10.1.0.0 netmask 255.255.255.0 { }\n  subnet 10.2.0.0 netmask 255.255.255.0 { }\n  \
+         pool { failover peer \"fo\"; range 10.1.0.10 10.1.0.20; range 10.2.0.10 10.2.0.20; }\n}\n",
+    );
+    assert_eq!(p.model.failover[0].scopes, ["10.1.0.0/24", "10.2.0.0/24"]);
+    assert_eq!(reported(issues), ["2: shared-network"]);
+    valid_toml(&mut p);
+}

@@ -312,3 +312,35 @@ fn csv_option_data_unescapes_commas() {
     assert!(!p.model.options.iter().any(|o| o.code == 125));
     assert_eq!(reported(issues), ["3: option-data vivso-suboptions"]);
 }
+
+#[test]
+fn subnet_client_classes_and_untranslatable_pool_classes() {
+    let (mut p, issues) = conv(
+        r#"{ "Dhcp4": {
+  "client-classes": [ { "name": "lab", "test": "option[77].text == 'lab'" },
+                      { "name": "odd", "test": "pkt4.msgtype == 1" } ],
+  "subnet4": [
+    { "subnet": "10.0.0.0/24", "client-class": "lab",
+      "pools": [ { "pool": "10.0.0.10-10.0.0.20" }, { "pool": "10.0.0.30-10.0.0.40" } ] },
+    { "subnet": "10.1.0.0/24",
+      "pools": [ { "pool": "10.1.0.10-10.1.0.20", "client-class": "odd" },
+                 { "pool": "10.1.0.30-10.1.0.40", "client-class": "nope" } ] } ] } }"#,
+    );
+    let s = &p.model.scopes;
+    assert_eq!(s[0].policies.len(), 1);
+    assert_eq!(
+        s[0].policies[0].ranges, s[0].ranges,
+        "the whole subnet is the class's"
+    );
+    assert!(s[1].policies.is_empty());
+    assert_eq!(
+        s[1].ranges.len(),
+        2,
+        "the ranges stay, open to every client"
+    );
+    assert_eq!(
+        reported(issues),
+        ["3: test", "8: client-class", "9: client-class"]
+    );
+    valid_toml(&mut p);
+}
