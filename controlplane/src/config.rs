@@ -97,6 +97,9 @@ pub struct DaemonSettings {
     pub log_format: LogFormat,
     /// Journal records after which a snapshot compacts the journal (default 1 000 000).
     pub compact_after_records: u64,
+    /// Hostile-input screening of DHCP requests (`strict_client_identity`,
+    /// `discover_rate_limit`, `relay_circuit_rate_limit`, `trusted_relays`).
+    pub hardening: tandem_dataplane::engine::Hardening,
 }
 
 /// One mistake in a configuration file, with its position.

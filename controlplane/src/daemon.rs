@@ -163,6 +163,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
                 stats.clone(),
             );
             e.set_replicated(manager::replicated_names(&cfg));
+            e.set_hardening(cfg.daemon.hardening.clone());
             e.load_part(&rec.bindings, now);
             e
         })
@@ -182,8 +183,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let (mut authorities, snap_txs): (Vec<_>, Vec<_>) = (0..workers)
         .map(|_| FailoverAuthority::new(cfg.settings.scopes.len()))
         .unzip();
-    let (mut hooks, hook_txs): (Vec<_>, Vec<_>) =
-        (0..workers).map(failover::commit_router).unzip();
+    let (mut hooks, hook_txs): (Vec<_>, Vec<_>) = (0..workers).map(failover::commit_router).unzip();
     let (snap_bus, hook_bus) = (SnapBus::new(snap_txs), HookBus::new(hook_txs));
     let gen = 1;
     let prepared = if cfg.failover.is_empty() {
@@ -326,7 +326,8 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let shared = Arc::new(RwLock::new(cfg.clone()));
     let reload_fn: crate::admin::ReloadFn = {
         let (path, shared, fo) = (path.to_path_buf(), shared.clone(), fo.clone());
-        Arc::new(move || reload(&path, &shared, &fo))
+        let workers = handle.clone();
+        Arc::new(move || reload(&path, &shared, &fo, &workers))
     };
     let admin = Admin::start(
         d.admin_listen,
@@ -364,7 +365,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     for sig in signals.forever() {
         match sig {
             SIGHUP => {
-                let _ = reload(path, &shared, &fo);
+                let _ = reload(path, &shared, &fo, &handle);
             }
             _ => {
                 tracing::info!(signal = sig, "stopping");
@@ -401,12 +402,13 @@ fn reload(
     path: &Path,
     shared: &Arc<RwLock<Config>>,
     fo: &FailoverManager,
+    workers: &WorkerHandle,
 ) -> Result<usize, config::ConfigErrors> {
     notify::notify(&[
         Notice::Reloading,
         Notice::Status("reloading the configuration"),
     ]);
-    let result = reload_config(path, shared, fo);
+    let result = reload_config(path, shared, fo, workers);
     let status = match &result {
         Ok(n) => format!("serving {n} scope(s)"),
         Err(e) => format!(
@@ -422,6 +424,7 @@ fn reload_config(
     path: &Path,
     shared: &Arc<RwLock<Config>>,
     fo: &FailoverManager,
+    workers: &WorkerHandle,
 ) -> Result<usize, config::ConfigErrors> {
     match config::load(path) {
         Err(errs) => {
@@ -433,10 +436,27 @@ fn reload_config(
         }
         Ok(mut new) => {
             let mut cur = shared.write().unwrap_or_else(|e| e.into_inner());
-            if new.daemon != cur.daemon {
-                tracing::warn!("changes to [server] settings (interfaces, ports, state_dir, admin_listen, durability, workers) take effect at restart only; scopes, policies and failover relationships are reloaded now");
+            let hardening = new.daemon.hardening.clone();
+            let mut same = new.daemon.clone();
+            same.hardening = cur.daemon.hardening.clone();
+            if same != cur.daemon {
+                tracing::warn!("changes to [server] settings (interfaces, ports, state_dir, admin_listen, durability, workers) take effect at restart only; scopes, policies, request screening and failover relationships are reloaded now");
             }
             new.daemon = cur.daemon.clone();
+            if hardening != cur.daemon.hardening {
+                tracing::info!(?hardening, "request screening changed");
+                let ok = workers.each(|_| {
+                    let h = hardening.clone();
+                    Control::Run(Box::new(move |e, _| {
+                        e.set_hardening(h);
+                        None
+                    }))
+                });
+                if !ok {
+                    tracing::error!("a worker is gone; it keeps the old request screening");
+                }
+                new.daemon.hardening = hardening;
+            }
             if let Err(message) = fo.apply(&new, iface_scopes(&new)) {
                 let e = config::ConfigError {
                     origin: path.display().to_string(),

@@ -160,6 +160,21 @@ counters! {
     DropBadRequest = "drop_bad_request",
     /// Dropped: no scope serves the client's link.
     DropNoScope = "drop_no_scope",
+    /// Dropped: a client identifier (option 61) shorter than 2 bytes (RFC 2132).
+    DropShortClientId = "drop_short_client_id",
+    /// Dropped: no hardware address (hlen 0) and no client identifier, or an Ethernet htype
+    /// whose hlen is not 6.
+    DropBadHardware = "drop_bad_hardware",
+    /// Dropped: an all-zero chaddr and no client identifier.
+    DropZeroChaddr = "drop_zero_chaddr",
+    /// Dropped: relay agent information (option 82) from a relay not in `trusted_relays`.
+    DropUntrustedRelay = "drop_untrusted_relay",
+    /// Dropped: the client sent DISCOVERs faster than `discover_rate_limit`.
+    DropRateLimited = "drop_rate_limited",
+    /// Dropped: the relay circuit's requests came faster than `relay_circuit_rate_limit`.
+    DropCircuitRateLimited = "drop_circuit_rate_limited",
+    /// Dropped: a RELEASE or DECLINE of an address held by another client (forged).
+    DropNotOwner = "drop_not_owner",
     /// Dropped: reply buffer too small (internal).
     DropNoRoom = "drop_no_room",
     /// Silent: the failover partner answers this client.
@@ -398,6 +413,8 @@ pub struct Engine {
     bucket_owner: [u16; 256],
     /// Names of the scopes shared with a failover partner.
     replicated: Vec<String>,
+    /// Hostile-input screening ([`Engine::set_hardening`]).
+    screen: screen::Screen,
 }
 
 impl Engine {
@@ -430,7 +447,20 @@ impl Engine {
             workers,
             bucket_owner,
             replicated: Vec::new(),
+            screen: screen::Screen::new(Hardening::default()),
         }
+    }
+
+    /// Screen requests with `rules` from now on (kept across reloads until set again).
+    pub fn set_hardening(&mut self, rules: Hardening) {
+        if self.screen.rules != rules {
+            self.screen = screen::Screen::new(rules);
+        }
+    }
+
+    /// The screening rules in force.
+    pub fn hardening(&self) -> &Hardening {
+        &self.screen.rules
     }
 
     /// Mark the scopes named in `names` as shared with a failover partner (see
@@ -828,6 +858,10 @@ impl Engine {
             },
         );
         let client = client_key(&req);
+        if let Some(c) = self.screen.check(&req, &client, now, self.workers) {
+            self.stats.bump_at(self.worker, c);
+            return Outcome::Drop(c);
+        }
         let Some(si) = self.select_scope(&req, meta, &client) else {
             self.stats.bump_at(self.worker, Counter::DropNoScope);
             return Outcome::Drop(Counter::DropNoScope);
@@ -1202,7 +1236,6 @@ impl Engine {
             Some(a) if ci.is_unspecified() => a, // INIT-REBOOT
             _ if !ci.is_unspecified() => ci,     // RENEWING / REBINDING
             _ => {
-                self.stats.bump_at(self.worker, Counter::DropBadRequest);
                 return Decision::Silent(Counter::DropBadRequest);
             }
         };
@@ -1359,15 +1392,24 @@ impl Engine {
             return Decision::Silent(Counter::SilentOtherServer);
         }
         let addr = req.ciaddr();
-        let theirs = self.scopes[si]
+        let held_by = self.scopes[si]
             .bindings
             .get(&addr)
-            .is_some_and(|b| b.client == client);
-        if theirs && self.end_active(now, si, addr).is_some() {
-            tracing::debug!(%addr, client = %client, "lease released");
-            Decision::Silent(Counter::SilentNoReply)
-        } else {
-            Decision::Silent(Counter::SilentUnknownLease)
+            .map(|b| (b.client, b.state.is_held()));
+        match held_by {
+            Some((c, _)) if c == client => {
+                if self.end_active(now, si, addr).is_some() {
+                    tracing::debug!(%addr, client = %client, "lease released");
+                    Decision::Silent(Counter::SilentNoReply)
+                } else {
+                    Decision::Silent(Counter::SilentUnknownLease)
+                }
+            }
+            Some((c, true)) if !c.is_empty() => {
+                tracing::warn!(%addr, from = %client, "RELEASE of another client's lease ignored");
+                Decision::Silent(Counter::DropNotOwner)
+            }
+            _ => Decision::Silent(Counter::SilentUnknownLease),
         }
     }
 
@@ -1426,6 +1468,10 @@ impl Engine {
                 tracing::warn!(%addr, client = %client, probation_secs = self.settings.decline_probation_secs,
                     "address declined by client (in use on the link?); quarantined");
                 Decision::Silent(Counter::SilentNoReply)
+            }
+            Some(b) if b.state.is_held() && !b.client.is_empty() => {
+                tracing::warn!(%addr, from = %client, "DECLINE of another client's lease ignored");
+                Decision::Silent(Counter::DropNotOwner)
             }
             _ => Decision::Silent(Counter::SilentUnknownLease),
         }
@@ -1655,7 +1701,10 @@ pub fn policy_matches(p: &Policy, req: &Request<'_>) -> bool {
 }
 
 mod admin_ops;
+mod screen;
 mod shard_ops;
+
+pub use screen::Hardening;
 pub use shard_ops::{binding_bucket, owner_of, shard_of, Extracted};
 
 #[cfg(test)]

@@ -27,6 +27,10 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "offer_hold_time",
     "decline_probation_time",
     "duplicate_window_ms",
+    "strict_client_identity",
+    "discover_rate_limit",
+    "relay_circuit_rate_limit",
+    "trusted_relays",
 ];
 /// Keys of `[[scope]]`.
 pub(crate) const SCOPE_KEYS: &[&str] = &[

@@ -92,6 +92,7 @@ pub(crate) struct ServerDraft {
     pub offer_hold_secs: u32,
     pub decline_probation_secs: u32,
     pub duplicate_window_ms: u64,
+    pub hardening: tandem_dataplane::engine::Hardening,
 }
 
 /// One `[[scope]]`, read.
@@ -261,6 +262,7 @@ fn read_server(ctx: &mut Ctx<'_>, span: Range<usize>, t: &DeTable<'_>) -> Server
         offer_hold_secs: 30,
         decline_probation_secs: 3600,
         duplicate_window_ms: 2000,
+        hardening: tandem_dataplane::engine::Hardening::default(),
     };
     let p = |k: &str| reader::join("server", k);
     match reader::get(t, "server_id") {
@@ -432,6 +434,43 @@ fn read_server(ctx: &mut Ctx<'_>, span: Range<usize>, t: &DeTable<'_>) -> Server
     if let Some(v) = reader::get(t, "duplicate_window_ms") {
         if let Some(n) = reader::integer_in(ctx, v, &p("duplicate_window_ms"), 0, 60_000) {
             d.duplicate_window_ms = n as u64;
+        }
+    }
+    if let Some(v) = reader::get(t, "strict_client_identity") {
+        if let Some(b) = reader::boolean(ctx, v, &p("strict_client_identity")) {
+            d.hardening.strict_identity = b;
+        }
+    }
+    if let Some(v) = reader::get(t, "discover_rate_limit") {
+        if let Some(n) = reader::integer_in(ctx, v, &p("discover_rate_limit"), 0, 100_000) {
+            d.hardening.discover_per_client = n as u32;
+        }
+    }
+    if let Some(v) = reader::get(t, "relay_circuit_rate_limit") {
+        if let Some(n) = reader::integer_in(ctx, v, &p("relay_circuit_rate_limit"), 0, 1_000_000) {
+            d.hardening.per_circuit = n as u32;
+        }
+    }
+    if let Some(v) = reader::get(t, "trusted_relays") {
+        let path = p("trusted_relays");
+        if let Some(a) = reader::array(ctx, v, &path) {
+            for (i, item) in a.iter().enumerate() {
+                let ip = reader::parsed(ctx, item, &reader::index(&path, i), |s| {
+                    s.parse::<Ipv4Addr>()
+                        .map_err(|_| format!("`{s}` is not an IPv4 address (a relay's giaddr)"))
+                });
+                if let Some(ip) = ip {
+                    if d.hardening.trusted_relays.contains(&ip) {
+                        ctx.error(
+                            item.span(),
+                            reader::index(&path, i),
+                            format!("{ip} is listed twice"),
+                        );
+                    } else {
+                        d.hardening.trusted_relays.push(ip);
+                    }
+                }
+            }
         }
     }
     d

@@ -1209,3 +1209,39 @@ fn scope_names_with_odd_characters_are_quoted_in_keys() {
     let (line, key, _) = only(&scope("").replace("name = \"lan\"\n", "name = 5\n"));
     assert_eq!((line, key.as_str()), (5, "scope[0].name"));
 }
+
+#[test]
+fn request_screening_is_read_with_its_defaults() {
+    let d = ok(&scope("")).daemon;
+    assert_eq!(d.hardening, tandem_dataplane::engine::Hardening::default());
+    assert!(d.hardening.strict_identity);
+    let c = ok(&scope("").replace(
+        "interfaces = [\"eth0\"]\n",
+        "interfaces = [\"eth0\"]\nstrict_client_identity = false\ndiscover_rate_limit = 10\n\
+         relay_circuit_rate_limit = 200\ntrusted_relays = [\"10.1.0.1\", \"10.2.0.1\"]\n",
+    ));
+    let h = &c.daemon.hardening;
+    assert!(!h.strict_identity);
+    assert_eq!((h.discover_per_client, h.per_circuit), (10, 200));
+    assert_eq!(
+        h.trusted_relays,
+        vec![
+            "10.1.0.1".parse::<std::net::Ipv4Addr>().unwrap(),
+            "10.2.0.1".parse().unwrap()
+        ]
+    );
+}
+
+#[test]
+fn bad_request_screening_settings_are_reported_with_their_key() {
+    let e = errors(&scope("").replace(
+        "interfaces = [\"eth0\"]\n",
+        "interfaces = [\"eth0\"]\ndiscover_rate_limit = -1\n\
+         trusted_relays = [\"10.1.0.1\", \"relay\", \"10.1.0.1\"]\nstrict_client_identity = 1\n",
+    ));
+    let keys: Vec<&str> = e.iter().map(|(_, k, _)| k.as_str()).collect();
+    assert!(keys.contains(&"server.discover_rate_limit"), "{e:?}");
+    assert!(keys.contains(&"server.trusted_relays[1]"), "{e:?}");
+    assert!(keys.contains(&"server.trusted_relays[2]"), "{e:?}");
+    assert!(keys.contains(&"server.strict_client_identity"), "{e:?}");
+}

@@ -139,6 +139,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
         offer_hold_secs,
         decline_probation_secs,
         duplicate_window_ms,
+        hardening,
         ..
     } = server;
     Some(Config {
@@ -162,6 +163,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
             batch_size,
             log_format,
             compact_after_records,
+            hardening,
         },
         scope_interfaces,
         dataplane,

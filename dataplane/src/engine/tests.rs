@@ -955,3 +955,166 @@ fn handoff_to_the_bucket_owner() {
     }
     assert_eq!(handed, 20);
 }
+
+/// Sends raw request bytes (a [`Req`] edited by the test).
+fn send_raw(e: &mut Engine, now: Time, bytes: &[u8]) -> Outcome {
+    let mut buf = vec![0u8; 1500];
+    let meta = RxMeta {
+        iface: 0,
+        src: SocketAddrV4::new(Z, 68),
+    };
+    e.handle(now, &meta, bytes, &mut buf, &Standalone)
+}
+
+/// Identities the RFCs call invalid are counted drops with their own reason; with
+/// `strict_identity` off they are served.
+#[test]
+fn invalid_client_identities_are_dropped_by_reason() {
+    let mut e = engine();
+    let d = || Req::new(MessageType::Discover, 7);
+    let drop = |e: &mut Engine, b: &[u8], c: Counter| {
+        assert_eq!(send_raw(e, T0, b), Outcome::Drop(c), "{}", c.name());
+    };
+    drop(
+        &mut e,
+        &d().opt(61, &[1]).bytes(),
+        Counter::DropShortClientId,
+    );
+    let mut b = d().bytes();
+    b[2] = 0; // hlen 0, no client identifier
+    drop(&mut e, &b, Counter::DropBadHardware);
+    let mut b = d().bytes();
+    b[2] = 4; // Ethernet with a 4-byte address
+    drop(&mut e, &b, Counter::DropBadHardware);
+    drop(&mut e, &d().mac([0; 6]).bytes(), Counter::DropZeroChaddr);
+    // An all-zero chaddr is fine with a client identifier to key the client.
+    let ok = send(&mut e, &d().mac([0; 6]).opt(61, &[0xff, 1, 2, 3]));
+    assert_eq!(ok.msg(), Some(MessageType::Offer));
+    for c in [
+        Counter::DropShortClientId,
+        Counter::DropBadHardware,
+        Counter::DropZeroChaddr,
+    ] {
+        assert_eq!(
+            e.stats.get(c),
+            if c == Counter::DropBadHardware { 2 } else { 1 },
+            "{}",
+            c.name()
+        );
+    }
+    e.set_hardening(Hardening {
+        strict_identity: false,
+        ..Hardening::default()
+    });
+    let r = send(&mut e, &d().mac([0; 6]));
+    assert_eq!(r.msg(), Some(MessageType::Offer), "served when not strict");
+}
+
+/// A forged RELEASE or DECLINE (another client's identity) leaves the lease alone, counted.
+#[test]
+fn release_and_decline_of_another_clients_lease_are_dropped() {
+    let mut e = engine();
+    let a = lease(&mut e, 1);
+    updates(&mut e);
+    let r = send(&mut e, &Req::new(MessageType::Release, 2).ci(a).sid(SID));
+    assert_eq!(r.outcome, Outcome::Silent(Counter::DropNotOwner));
+    let r = send(
+        &mut e,
+        &Req::new(MessageType::Decline, 3).requested(a).sid(SID),
+    );
+    assert_eq!(r.outcome, Outcome::Silent(Counter::DropNotOwner));
+    assert!(updates(&mut e).is_empty(), "nothing changed");
+    assert_eq!(e.stats.get(Counter::DropNotOwner), 2);
+    let b = e.binding(a).expect("still bound");
+    assert_eq!(b.state, BindingState::Active);
+}
+
+/// DISCOVERs beyond the per-client rate are dropped (burst of twice the rate, refilled over
+/// time); other clients are not affected.
+#[test]
+fn a_discover_flood_from_one_client_is_rate_limited() {
+    let mut e = engine();
+    e.set_hardening(Hardening {
+        discover_per_client: 5,
+        ..Hardening::default()
+    });
+    let flood = |e: &mut Engine, now: Time, n: u32| -> u32 {
+        (0..n)
+            .filter(|i| {
+                let r = send_at(
+                    e,
+                    now,
+                    &Req::new(MessageType::Discover, 9).xid(0x7000 + i),
+                    &Standalone,
+                );
+                r.outcome == Outcome::Drop(Counter::DropRateLimited)
+            })
+            .count() as u32
+    };
+    // A burst of 10 passes, the other 90 are dropped.
+    assert_eq!(flood(&mut e, T0, 100), 90);
+    let other = send_at(
+        &mut e,
+        T0,
+        &Req::new(MessageType::Discover, 10),
+        &Standalone,
+    );
+    assert_eq!(
+        other.msg(),
+        Some(MessageType::Offer),
+        "another client is served"
+    );
+    // One second later, 5 more tokens.
+    assert_eq!(flood(&mut e, T0.plus_secs(1), 10), 5);
+    assert_eq!(e.stats.get(Counter::DropRateLimited), 95);
+    // The flooding client holds at most one offer.
+    let held = e
+        .bindings()
+        .filter(|(_, b)| b.client == ClientKey::from_hw(1, &[0x52, 0x54, 0, 0, 0, 9]))
+        .count();
+    assert!(held <= 1, "{held} addresses for the flooding client");
+}
+
+/// Relay agent information is accepted only from trusted relays; per-circuit limits apply to
+/// relayed requests carrying a circuit id.
+#[test]
+fn relay_info_from_untrusted_relays_and_circuit_floods_are_dropped() {
+    let mut e = engine();
+    let gi = ip("10.9.0.1");
+    e.set_hardening(Hardening {
+        trusted_relays: vec![gi],
+        per_circuit: 3,
+        ..Hardening::default()
+    });
+    let relayed = |mac: u8, relay: Ipv4Addr| {
+        Req::new(MessageType::Discover, mac)
+            .gi(relay)
+            .opt(82, &[1, 3, b'p', b'1', b'7'])
+    };
+    let r = send(&mut e, &relayed(1, ip("10.9.0.99")));
+    assert_eq!(r.outcome, Outcome::Drop(Counter::DropUntrustedRelay));
+    // Sent directly (giaddr 0) with option 82: not from a trusted relay either.
+    let direct = Req::new(MessageType::Discover, 2).opt(82, &[1, 1, b'x']);
+    assert_eq!(
+        send(&mut e, &direct).outcome,
+        Outcome::Drop(Counter::DropUntrustedRelay)
+    );
+    // The trusted relay: 6 requests of the circuit pass (burst), then it is limited, whoever
+    // the clients are; without option 82 nothing is limited per circuit.
+    let passed = (10..20u8)
+        .filter(|&m| send(&mut e, &relayed(m, gi)).msg() == Some(MessageType::Offer))
+        .count();
+    assert_eq!(passed, 6);
+    assert_eq!(e.stats.get(Counter::DropCircuitRateLimited), 4);
+    let plain = Req::new(MessageType::Discover, 30).gi(gi);
+    assert_eq!(send(&mut e, &plain).msg(), Some(MessageType::Offer));
+}
+
+/// A REQUEST that names no address is one drop, counted once.
+#[test]
+fn a_request_without_an_address_is_counted_once() {
+    let mut e = engine();
+    let r = send(&mut e, &Req::new(MessageType::Request, 4));
+    assert_eq!(r.outcome, Outcome::Silent(Counter::DropBadRequest));
+    assert_eq!(e.stats.get(Counter::DropBadRequest), 1);
+}
