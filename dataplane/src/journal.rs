@@ -122,7 +122,7 @@ mod syncer;
 pub use syncer::Wake;
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
@@ -133,6 +133,14 @@ use crate::scope::Durability;
 use compact::CrashPoint;
 use files::FileKind;
 use record::{FileId, Record, RECORD_LEN};
+
+/// Bytes of zeros written ahead of the records of the current segment at a time. A record
+/// written into already allocated, already written blocks changes neither the file's size nor
+/// its block map, so the `fdatasync` that makes it durable flushes data only, without a
+/// metadata (ext4 journal) commit: measured on this project's test VM, such syncs take about
+/// half as long as syncs of appends. Recovery treats zero slots after the last record as
+/// unused space (not a torn tail) and cuts them; a clean close cuts them too.
+pub const ZERO_AHEAD: u64 = 1 << 20;
 
 /// Default for [`JournalConfig::compact_after_records`].
 pub const DEFAULT_COMPACT_AFTER_RECORDS: u64 = 1_000_000;
@@ -303,6 +311,10 @@ pub struct Journal {
     cfg: JournalConfig,
     /// The segment being appended to.
     file: File,
+    /// Where the next record goes in `file` (the end of its records).
+    pos: u64,
+    /// `file` holds written zeros up to here (see [`ZERO_AHEAD`]).
+    zeroed_to: u64,
     segment: u64,
     next_seq: u64,
     /// Encoded records not yet written.
@@ -350,16 +362,21 @@ impl Journal {
             let path = path.clone();
             move |source| JournalError::Io { op, path, source }
         };
-        let mut file = OpenOptions::new()
-            .append(true)
+        let file = OpenOptions::new()
+            .write(true)
             .create(true)
+            .truncate(false)
             .open(&path)
             .map_err(io("open"))?;
+        // Recovery cut the segment after its last record.
+        let mut pos = file.metadata().map_err(io("stat"))?.len();
         if !rec.last_segment_started {
             let header = segment_header(cfg.worker, rec.last_segment, rec.next_seq);
-            file.write_all(&header).map_err(io("write"))?;
+            file.set_len(0).map_err(io("truncate"))?;
+            file.write_all_at(&header, 0).map_err(io("write"))?;
             file.sync_all().map_err(io("sync"))?;
             files::sync_dir(&dir)?;
+            pos = RECORD_LEN as u64;
         }
         tracing::info!(
             dir = %dir.display(),
@@ -373,6 +390,8 @@ impl Journal {
         let journal = Journal {
             cfg,
             file,
+            pos,
+            zeroed_to: pos,
             segment: rec.last_segment,
             next_seq: rec.next_seq,
             buf: Vec::with_capacity(INITIAL_BUFFER_RECORDS * RECORD_LEN),
@@ -609,13 +628,43 @@ impl Journal {
     }
 
     fn write_out(&mut self) -> Result<(), JournalError> {
-        self.file
-            .write_all(&self.buf)
-            .map_err(|source| JournalError::Io {
-                op: "write",
-                path: self.segment_path(),
-                source,
-            })
+        let end = self.pos + self.buf.len() as u64;
+        let res = self
+            .zero_ahead(end)
+            .and_then(|()| self.file.write_all_at(&self.buf, self.pos));
+        res.map_err(|source| JournalError::Io {
+            op: "write",
+            path: self.segment_path(),
+            source,
+        })?;
+        self.pos = end;
+        Ok(())
+    }
+
+    /// Make sure the segment holds written zeros up to `end`, extending them by
+    /// [`ZERO_AHEAD`] when needed (page cache only: the next sync flushes them with the
+    /// records, one metadata commit per `ZERO_AHEAD` bytes instead of one per sync).
+    fn zero_ahead(&mut self, end: u64) -> std::io::Result<()> {
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        if end <= self.zeroed_to {
+            return Ok(());
+        }
+        let target = end.max(self.zeroed_to) + ZERO_AHEAD;
+        let mut at = self.zeroed_to;
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64) as usize;
+            self.file.write_all_at(&ZEROS[..n], at)?;
+            at += n as u64;
+        }
+        self.zeroed_to = target;
+        Ok(())
+    }
+
+    /// Cut the current segment's unused zeros (a clean close; best effort).
+    fn trim(&mut self) {
+        if self.zeroed_to > self.pos && self.file.set_len(self.pos).is_ok() {
+            self.zeroed_to = self.pos;
+        }
     }
 
     fn sync_out(&mut self) -> Result<(), JournalError> {
@@ -669,18 +718,22 @@ impl Journal {
             let path = path.clone();
             move |source| JournalError::Io { op, path, source }
         };
-        let mut file = OpenOptions::new()
-            .append(true)
+        let file = OpenOptions::new()
+            .write(true)
             .create_new(true)
             .open(&path)
             .map_err(io("create"))?;
         let header = segment_header(self.cfg.worker, segment, self.next_seq);
-        if let Err(e) = file.write_all(&header) {
+        if let Err(e) = file.write_all_at(&header, 0) {
             drop(file);
             let _ = files::remove(&path);
             return Err(io("write")(e));
         }
+        // The old segment's records are durable (committed above): cut its spare zeros.
+        self.trim();
         self.file = file;
+        self.pos = RECORD_LEN as u64;
+        self.zeroed_to = self.pos;
         self.segment = segment;
         self.dir_dirty = true;
         if let Some(s) = self.syncer.as_mut() {
@@ -785,9 +838,11 @@ impl Journal {
 }
 
 impl Drop for Journal {
-    /// Waits for a running compaction. Records appended but not committed are discarded.
+    /// Waits for a running compaction and cuts the segment's unused zeros. Records appended but
+    /// not committed are discarded.
     fn drop(&mut self) {
         self.reap(true);
+        self.trim();
     }
 }
 

@@ -104,6 +104,9 @@ struct Scan {
     len: u64,
     /// Invalid slots that have a valid record after them (corruption, not a torn tail).
     corrupt: u64,
+    /// Offset just past the last slot (or partial slot) holding a non-zero byte: all-zero slots
+    /// after the last record are preallocated space ([`super::ZERO_AHEAD`]), not a torn tail.
+    nonzero_end: u64,
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> JournalError + 'a {
@@ -146,10 +149,21 @@ fn scan(
     let mut reader = BufReader::with_capacity(READ_BUF, file);
     let mut slot = [0u8; RECORD_LEN];
     let (mut offset, mut valid_end, mut corrupt, mut invalid_run) = (0u64, 0u64, 0u64, 0u64);
+    let mut nonzero_end = 0u64;
     loop {
         let got = read_slot(&mut reader, &mut slot).map_err(io_err("read", path))?;
+        if slot[..got].iter().any(|&b| b != 0) {
+            // The whole slot (or partial slot) is what a write left there.
+            nonzero_end = offset + got as u64;
+        }
         if got < RECORD_LEN {
             break;
+        }
+        if slot.iter().all(|&b| b == 0) {
+            // Preallocated space (or a hole): invalid, but not garbage.
+            invalid_run += 1;
+            offset += RECORD_LEN_U64;
+            continue;
         }
         match record::decode(&slot) {
             Ok(Some(rec)) => {
@@ -182,6 +196,7 @@ fn scan(
         valid_end,
         len,
         corrupt,
+        nonzero_end,
     })
 }
 
@@ -350,13 +365,23 @@ fn replay_segment(
     out.corrupt = scan.corrupt;
     out.len = scan.valid_end;
     if scan.len > scan.valid_end {
-        out.torn = scan.len - scan.valid_end;
-        tracing::info!(
-            path = %path.display(),
-            offset = scan.valid_end,
-            bytes = out.torn,
-            "journal: truncating torn tail"
-        );
+        // Zeros after the last record are the segment's preallocated space: cut, not counted.
+        out.torn = scan.nonzero_end.saturating_sub(scan.valid_end);
+        if out.torn > 0 {
+            tracing::info!(
+                path = %path.display(),
+                offset = scan.valid_end,
+                bytes = out.torn,
+                "journal: truncating torn tail"
+            );
+        } else {
+            tracing::debug!(
+                path = %path.display(),
+                offset = scan.valid_end,
+                bytes = scan.len - scan.valid_end,
+                "journal: cutting the unused preallocated tail"
+            );
+        }
         let f = OpenOptions::new()
             .write(true)
             .open(path)

@@ -86,6 +86,20 @@ fn file_len(p: &Path) -> u64 {
     fs::metadata(p).unwrap().len()
 }
 
+/// The end of the slots of `p` that hold anything but zeros.
+fn records_end(p: &Path) -> u64 {
+    let data = fs::read(p).unwrap();
+    let slots = data.len().div_ceil(RECORD_LEN);
+    (0..slots)
+        .rev()
+        .find(|&i| {
+            data[i * RECORD_LEN..((i + 1) * RECORD_LEN).min(data.len())]
+                .iter()
+                .any(|&b| b != 0)
+        })
+        .map_or(0, |i| ((i + 1) * RECORD_LEN).min(data.len()) as u64)
+}
+
 fn flip_bit(p: &Path, offset: u64, bit: u8) {
     let mut data = fs::read(p).unwrap();
     data[offset as usize] ^= 1 << bit;
@@ -381,7 +395,13 @@ fn garbage_after_the_last_record_is_truncated() {
         append_bytes(&seg_path(dir, 0), &g);
         let (mut j, rec) = open(dir);
         assert_eq!(rec.bindings, model_of(&all));
-        assert_eq!(rec.torn_bytes_truncated, g.len() as u64);
+        // Zeros after the last record are preallocated space, not a torn tail.
+        let torn = if g.iter().all(|&b| b == 0) {
+            0
+        } else {
+            g.len() as u64
+        };
+        assert_eq!(rec.torn_bytes_truncated, torn);
         assert_eq!(rec.corrupt_records, 0);
         assert_eq!(file_len(&seg_path(dir, 0)), full);
         let more = bind(9, BindingState::Active, 9);
@@ -908,8 +928,9 @@ fn relaxed_mode_writes_without_sync() {
             synced: false
         }
     );
-    // Written (to the page cache) at commit, not at drop.
-    assert_eq!(file_len(&seg_path(dir, 0)), 3 * RECORD_LEN as u64);
+    // Written (to the page cache) at commit, not at drop; zeros preallocated after them.
+    assert_eq!(records_end(&seg_path(dir, 0)), 3 * RECORD_LEN as u64);
+    assert!(file_len(&seg_path(dir, 0)) >= 3 * RECORD_LEN as u64 + ZERO_AHEAD);
     drop(j);
     let (_j, rec) = Journal::open(c).unwrap();
     assert_eq!(rec.bindings, bs.to_vec());
@@ -1156,4 +1177,52 @@ fn relaxed_journal_has_no_sync_thread_and_marks_are_durable_at_once() {
     j.append(&bind(1, BindingState::Active, 0)).unwrap();
     let mark = j.write().unwrap();
     assert_eq!(j.durable_seq(), mark);
+}
+
+/// Segments carry zeros ahead of their records, extended as records cross them; a crash
+/// (no clean close) leaves them behind and recovery cuts them without calling them torn,
+/// keeping every committed record, and the journal goes on writing after the last one.
+#[test]
+fn preallocated_zeros_are_cut_on_recovery_not_counted_as_torn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut j, _) = open(dir);
+    let per_mib = (ZERO_AHEAD as usize) / RECORD_LEN;
+    // Enough records to cross the first zeroed region twice, committed in batches.
+    let mut all = Vec::new();
+    for n in 0..(2 * per_mib / 250 + 1) as u32 {
+        let bs: Vec<_> = (0..250u32)
+            .map(|i| {
+                let mut b = bind(1, BindingState::Active, n);
+                b.addr = std::net::Ipv4Addr::from(0x0a00_0000 + n * 250 + i);
+                b
+            })
+            .collect();
+        append_commit(&mut j, &bs);
+        all.extend(bs);
+    }
+    let seg = seg_path(dir, 0);
+    let end = records_end(&seg);
+    assert_eq!(end, (all.len() as u64 + 1) * RECORD_LEN as u64);
+    assert!(file_len(&seg) > end, "zeros ahead of the records");
+    assert!(file_len(&seg) <= end + 2 * ZERO_AHEAD);
+    // A crash: no Drop, the zeros stay.
+    std::mem::forget(j);
+    let (mut j, rec) = open(dir);
+    assert_eq!(rec.bindings.len(), all.len());
+    assert_eq!(rec.torn_bytes_truncated, 0);
+    assert_eq!(rec.corrupt_records, 0);
+    assert_eq!(file_len(&seg), end, "the unused zeros were cut");
+    let mut more = bind(2, BindingState::Released, 5);
+    more.addr = std::net::Ipv4Addr::new(10, 200, 0, 1);
+    append_commit(&mut j, &[more]);
+    drop(j);
+    assert_eq!(
+        file_len(&seg),
+        end + RECORD_LEN as u64,
+        "a clean close cuts them too"
+    );
+    let (_j, rec) = open(dir);
+    assert_eq!(rec.bindings.len(), all.len() + 1);
+    assert_eq!(rec.torn_bytes_truncated, 0);
 }
