@@ -39,6 +39,8 @@ use crate::metrics;
 
 mod fo;
 pub mod peer;
+
+pub use fo::relationship_table;
 mod scopes;
 
 /// Largest request body accepted, in bytes.

@@ -347,6 +347,23 @@ fn mode_keys(mode: Mode, role: Role) -> [(&'static str, Option<toml_edit::Value>
 }
 
 /// `POST /v1/failover`: create a relationship here and on the partner, replicating its scopes.
+/// What `POST /v1/failover` makes of its request body before it touches the configuration:
+/// the relationship's name and its `[[failover]]` table text (`secret_file(name)` gives the
+/// shared secret file when the body names none), or the message of the 400 answer.
+pub fn relationship_table(
+    body: &[u8],
+    secret_file: impl FnOnce(&str) -> String,
+) -> Result<(String, String), String> {
+    let b: AddBody = serde_json::from_slice(body).map_err(|e| format!("bad relationship: {e}"))?;
+    crate::config::relationship_name(&b.name).map_err(|e| format!("name: {e}"))?;
+    let file = b
+        .shared_secret_file
+        .clone()
+        .unwrap_or_else(|| secret_file(&b.name));
+    let text = failover_table(&b, &file)?;
+    Ok((b.name, text))
+}
+
 pub(super) fn add(state: &AdminState, body: &[u8]) -> Resp {
     let b: AddBody = match serde_json::from_slice(body) {
         Ok(b) => b,
@@ -366,12 +383,10 @@ pub(super) fn add(state: &AdminState, body: &[u8]) -> Resp {
             &format!("a relationship named {:?} exists already", b.name),
         );
     }
-    let secret_file = b
-        .shared_secret_file
-        .clone()
-        .unwrap_or_else(|| default_secret_path(state, &b.name).display().to_string());
-    let text = match failover_table(&b, &secret_file) {
-        Ok(t) => t,
+    let text = match relationship_table(body, |name| {
+        default_secret_path(state, name).display().to_string()
+    }) {
+        Ok((_, t)) => t,
         Err(e) => return error(400, &e),
     };
     if let Err(e) = doc.put_failover(&text) {
