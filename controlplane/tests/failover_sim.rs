@@ -3,6 +3,8 @@
 //! - `TANDEM_SIM_SEEDS=N`: how many random seeds `random_scenarios` runs (default below).
 //! - `TANDEM_SIM_SEED=N`: run only that seed, with a trace printed on failure
 //!   (`TANDEM_SIM_TRACE=all` prints the trace as it goes).
+//! - `TANDEM_SIM_WORKERS=N`: run every seed with N workers per server (each seed picks 1, 2 or
+//!   3 per server otherwise).
 
 mod sim;
 
@@ -401,4 +403,195 @@ fn administrative_partner_down_with_a_dead_partner() {
         .all(|g| g.state == PeerState::PartnerDown && g.at >= sim::EPOCH_MS + 520_000));
     converge(&mut w, 9);
     assert!(visited(&w, 1, PeerState::Recover));
+}
+
+// ----- several workers per server -------------------------------------------------------------
+
+/// Converge, then check that every lease a client still holds is recorded by a server.
+fn converge_and_keep(w: &mut World, seed: u64) {
+    converge(w, seed);
+    if let Err(e) = w.leases_kept() {
+        panic!("an ACKed lease was lost: {e}");
+    }
+}
+
+/// True if server `s` granted a lease from each of its `n` workers matching `f`.
+fn every_worker_granted(w: &World, s: usize, n: usize, f: impl Fn(&sim::GrantRec) -> bool) -> bool {
+    (0..n).all(|k| {
+        w.stats
+            .grants
+            .iter()
+            .any(|g| g.server == s && g.worker == k && f(g))
+    })
+}
+
+#[test]
+fn two_workers_partition_then_crash_restart_in_load_balance() {
+    let seed = 11;
+    let mut p = Params::basic().with_workers([2, 2]);
+    p.release_pct = 20;
+    p.away_secs = 60;
+    p.mclt = 120;
+    p.lease = 600;
+    let mut w = World::new(p, seed);
+    ok(w.run_for(300), seed);
+    for i in 0..2 {
+        assert_eq!(w.state(i), Some(PeerState::Normal));
+        // Both workers of both servers answered their clients in NORMAL.
+        assert!(every_worker_granted(&w, i, 2, |g| g.state == PeerState::Normal));
+    }
+    // The partners' updates were judged across the workers.
+    assert!(w.stats.rounds > 0);
+    w.schedule(300, Fault::Partition { secs: 900 });
+    // Server 1 crashes in the partition and restarts with its journals.
+    w.schedule(
+        700,
+        Fault::Crash {
+            server: 1,
+            lose_db: false,
+            secs: 30,
+        },
+    );
+    ok(w.run_for(600), seed);
+    for i in 0..2 {
+        assert_eq!(w.state(i), Some(PeerState::CommunicationsInterrupted));
+    }
+    assert!(visited(&w, 1, PeerState::Startup));
+    // Cut off, each server served new clients from its own pool, from both workers.
+    for i in 0..2 {
+        assert!(every_worker_granted(&w, i, 2, |g| {
+            g.new && g.state == PeerState::CommunicationsInterrupted
+        }));
+    }
+    assert!(w
+        .stats
+        .grants
+        .iter()
+        .filter(|g| g.new && g.state == PeerState::CommunicationsInterrupted)
+        .all(|g| g.own_pool));
+    ok(w.run_for(600), seed);
+    // Unleased addresses moved between the workers' shards meanwhile.
+    assert!(w.stats.shard_moves.0 > 0, "{:?}", w.stats.shard_moves);
+    for i in 0..2 {
+        assert!(!visited(&w, i, PeerState::PartnerDown));
+        assert!(!visited(&w, i, PeerState::RecoverWait));
+    }
+    converge_and_keep(&mut w, seed);
+}
+
+#[test]
+fn two_workers_hot_standby_partner_down() {
+    let seed = 12;
+    let mut p = Params::basic().with_workers([2, 2]);
+    p.mode = Mode::HotStandby {
+        active: Role::Primary,
+        reserve_percent: 10,
+    };
+    p.mclt = 120;
+    p.lease = 600;
+    p.clients = 30;
+    p.release_pct = 25;
+    p.away_secs = 30;
+    let mut w = World::new(p, seed);
+    ok(w.run_for(900), seed);
+    // NORMAL: the standby answered nobody.
+    assert_eq!(w.stats.allocations_by(1) + w.stats.renewals_by(1), 0);
+    assert!(every_worker_granted(&w, 0, 2, |g| g.state == PeerState::Normal));
+    // The active server dies.
+    w.schedule(
+        900,
+        Fault::Crash {
+            server: 0,
+            lose_db: false,
+            secs: 3000,
+        },
+    );
+    ok(w.run_for(600), seed);
+    assert_eq!(w.state(1), Some(PeerState::CommunicationsInterrupted));
+    // The operator declares it down: after MCLT the standby's workers take its addresses.
+    let before = w.stats.takeovers_by(1);
+    w.schedule(1500, Fault::AdminPartnerDown { server: 1 });
+    ok(w.run_for(100), seed);
+    assert_eq!(w.state(1), Some(PeerState::PartnerDown));
+    assert_eq!(w.stats.takeovers_by(1), before, "no takeover before MCLT");
+    ok(w.run_for(900), seed);
+    assert!(w.stats.takeovers_by(1) > before);
+    assert!(every_worker_granted(&w, 1, 2, |g| g.takeover));
+    assert!(w
+        .stats
+        .grants
+        .iter()
+        .filter(|g| g.takeover)
+        .all(|g| g.state == PeerState::PartnerDown && g.at >= sim::EPOCH_MS + 1_620_000));
+    converge_and_keep(&mut w, seed);
+    assert!(visited(&w, 0, PeerState::Recover) || visited(&w, 0, PeerState::Startup));
+}
+
+#[test]
+fn crash_loses_unsynced_commits_but_no_acked_lease() {
+    // Slow disks: commits wait long for their fdatasync, so crashes catch some unsynced.
+    let seed = 13;
+    let mut p = Params::basic().with_workers([3, 2]);
+    p.sync_ms = (200, 1500);
+    p.clients = 30;
+    p.release_pct = 20;
+    p.away_secs = 30;
+    let mut w = World::new(p, seed);
+    for k in 0..12 {
+        w.schedule(
+            200 + k * 150,
+            Fault::Crash {
+                server: (k % 2) as usize,
+                lose_db: false,
+                secs: 5,
+            },
+        );
+    }
+    ok(w.run_for(2200), seed);
+    assert!(w.stats.lost_commits > 0, "{}", w.summary());
+    converge_and_keep(&mut w, seed);
+}
+
+// ----- library bugs the simulation found (ignored until fixed) ---------------------------------
+
+/// Run `random_scenario(seed)` with `tweak` applied to its parameters, heal, converge, and
+/// check the views and the ACKed leases.
+fn replay(seed: u64, tweak: impl FnOnce(&mut Params)) {
+    let (mut p, faults, duration) = sim::random_scenario(seed);
+    tweak(&mut p);
+    let settle = 6 * u64::from(p.mclt) + 4 * u64::from(p.startup) + 1800;
+    let mut w = World::new(p, seed);
+    for (t, f) in faults {
+        w.schedule(t, f);
+    }
+    ok(w.run_for(duration), seed);
+    ok(w.heal_and_converge(settle), seed);
+    if let Err(e) = w.views_agree().and_then(|()| w.leases_kept()) {
+        panic!("seed {seed}: {e}");
+    }
+}
+
+/// Found with several workers. Worker 0 journals an address's record (say FREE after a
+/// release); the address moves to worker 1's shard while unleased (`Engine::shard_take` /
+/// `shard_accept` journal nothing, so worker 0's journal keeps the record); worker 1 hands it to
+/// the partner's pool (`transfer`: BACKUP, journaled by worker 1 with the same lease start and
+/// last transaction time). After a crash `tandem_dataplane::shards::merge` sees two unheld
+/// records of equal recency and keeps the first journal's: the address is FREE again here
+/// while the partner holds it as BACKUP, and both lease it to different clients.
+#[test]
+#[ignore = "library bug: shards::merge cannot order two journals' equal-recency records of an address (shard move, pool transfer, crash)"]
+fn shard_move_then_pool_transfer_then_crash_keeps_the_transfer() {
+    replay(155, |p| p.recover_by_write_order = false);
+}
+
+/// Found by the single-worker model already (one of the seeds past the 2000 CI runs): the
+/// recovering secondary accepts the primary's BACKUP for an address (part of the primary's
+/// answer to UPDREQALL; the primary's transfer was acknowledged long ago, so it is not marked
+/// in transit), then sends its own older EXPIRED for that address, queued before. The primary
+/// accepts the EXPIRED over its BACKUP record (the crossing guard only covers transfers in
+/// transit) and frees it into its own pool while the secondary keeps it as BACKUP: both lease it.
+#[test]
+#[ignore = "library bug: a partner's stale EXPIRED crossing our re-sent BACKUP moves the address into both servers' pools"]
+fn stale_expired_crossing_a_resent_backup_keeps_one_pool() {
+    replay(4377, |p| p.workers = [1, 1]);
 }
