@@ -260,18 +260,21 @@ impl Admin {
     /// Bind `addr` and serve in a background thread. If the configuration names an
     /// `admin_token_file`, the token is read first (and start-up fails if it cannot be used).
     pub fn start(addr: SocketAddr, state: AdminState) -> Result<Admin, AdminError> {
-        let token_file = state
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .daemon
-            .admin_token_file
-            .clone();
-        let token = token_file.as_deref().map(Token::load).transpose()?;
-        let authentication = if token.is_some() {
-            "bearer token"
-        } else {
-            "none (loopback only)"
+        let (token_file, readonly_file) = {
+            let cfg = state.config.read().unwrap_or_else(|e| e.into_inner());
+            (
+                cfg.daemon.admin_token_file.clone(),
+                cfg.daemon.admin_readonly_token_file.clone(),
+            )
+        };
+        let tokens = Tokens {
+            admin: token_file.as_deref().map(Token::load).transpose()?,
+            readonly: readonly_file.as_deref().map(Token::load).transpose()?,
+        };
+        let authentication = match (&tokens.admin, &tokens.readonly) {
+            (Some(_), Some(_)) => "bearer tokens (admin and read-only)",
+            (Some(_), None) => "bearer token",
+            _ => "none (loopback only)",
         };
         let listen_err = |message: String| AdminError::Listen { addr, message };
         let server = tiny_http::Server::http(addr).map_err(|e| listen_err(e.to_string()))?;
@@ -305,7 +308,7 @@ impl Admin {
                     } else if r.body.len() > MAX_BODY {
                         error(413, &format!("the request body is larger than {MAX_BODY} bytes"))
                     } else {
-                        handle(&state, token.as_ref(), &r)
+                        handle(&state, &tokens, &r)
                     };
                     tracing::debug!(method = %r.method, url = %r.url, status = out.code, "admin request");
                     let mut resp =
@@ -342,11 +345,34 @@ impl Admin {
 }
 
 /// Authenticate, then route.
-fn handle(state: &AdminState, token: Option<&Token>, r: &Req) -> Resp {
+/// The admin API's bearer tokens: the admin token may do everything, the read-only one only
+/// read (GET and HEAD).
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    /// `admin_token_file`'s token (`None`: the API is unauthenticated, loopback only).
+    pub admin: Option<Token>,
+    /// `admin_readonly_token_file`'s token.
+    pub readonly: Option<Token>,
+}
+
+/// Authenticate `r` with `tokens` and route it.
+fn handle(state: &AdminState, tokens: &Tokens, r: &Req) -> Resp {
     // A partner's request is authenticated by its signature (see `peer`), not the token.
     let peer_route = r.url.starts_with("/v1/peer/");
-    if let Some(t) = token.filter(|_| !peer_route) {
-        if !t.accepts(r.authorization.as_deref()) {
+    if let Some(t) = tokens.admin.as_ref().filter(|_| !peer_route) {
+        let reading = matches!(r.method, tiny_http::Method::Get | tiny_http::Method::Head);
+        let readonly = tokens
+            .readonly
+            .as_ref()
+            .is_some_and(|ro| ro.accepts(r.authorization.as_deref()));
+        if readonly && !reading {
+            return error(
+                403,
+                "this is the read-only token: it may read (GET) but not change anything; \
+                 use the admin token",
+            );
+        }
+        if !readonly && !t.accepts(r.authorization.as_deref()) {
             let msg = if r.authorization.is_some() {
                 "wrong bearer token"
             } else {

@@ -83,6 +83,9 @@ pub struct DaemonSettings {
     /// File holding the admin API's bearer token (`admin_token_file`); `None` leaves the API
     /// unauthenticated, which the loader allows only on a loopback `admin_listen`.
     pub admin_token_file: Option<PathBuf>,
+    /// File holding a read-only bearer token (`admin_readonly_token_file`): it may read
+    /// (GET) every route but change nothing. Needs `admin_token_file` beside it.
+    pub admin_readonly_token_file: Option<PathBuf>,
     /// Interfaces to serve on (the UDP backend binds one socket per interface); never empty.
     pub interfaces: Vec<String>,
     /// UDP port the server listens on (default 67).

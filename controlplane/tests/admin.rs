@@ -686,6 +686,63 @@ fn every_route_needs_the_bearer_token() {
     w.get("/v1/nonexistent").expect_error(404);
 }
 
+/// A read-only token (`admin_readonly_token_file`) reads every GET route but changes nothing
+/// (403, and the daemon did not reload); the admin token still does everything; tandemctl with
+/// the read-only token lists leases and is refused a reload.
+#[test]
+fn the_read_only_token_reads_but_changes_nothing() {
+    const RO: &str = "tandem-readonly-test-token-7d1e";
+    let mut w = World::new("ro", true);
+    let ro = w.path("readonly.token");
+    fs::write(&ro, format!("{RO}\n")).expect("write token");
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o600)).expect("chmod token");
+    let table =
+        w.server_table(true) + &format!("admin_readonly_token_file = \"{}\"\n", ro.display());
+    fs::write(w.path("tandem.toml"), format!("{table}{}", scope_lan())).expect("write config");
+    w.start();
+    let addr = w.obtain_lease();
+    for path in [
+        "/v1/status".to_string(),
+        "/v1/leases".to_string(),
+        format!("/v1/leases/{addr}"),
+        "/v1/stats".to_string(),
+        "/metrics".to_string(),
+    ] {
+        let r = w.curl("GET", &path, Auth::Bearer(RO));
+        assert_eq!(r.code, 200, "GET {path} with the read-only token: {r:?}");
+    }
+    let refused = w.curl("POST", "/v1/reload", Auth::Bearer(RO));
+    assert!(refused.expect_error(403).contains("read-only"));
+    let refused = w.curl("DELETE", &format!("/v1/leases/{addr}"), Auth::Bearer(RO));
+    refused.expect_error(403);
+    assert!(
+        !w.log().contains("configuration reloaded"),
+        "the read-only token reloaded:\n{}",
+        w.log()
+    );
+    let ok = w.curl("POST", "/v1/reload", Auth::Bearer(TOKEN));
+    assert_eq!(ok.code, 200, "{ok:?}");
+    // The lease is still there (the DELETE was refused).
+    assert_eq!(
+        w.curl("GET", &format!("/v1/leases/{addr}"), Auth::Bearer(RO))
+            .code,
+        200
+    );
+    let out = w.ctl(&ro, &["lease", "list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = w.ctl(&ro, &["reload"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("read-only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Status, leases (list, paging, show) and stats keep their JSON shapes; errors carry the right
 /// codes.
 #[test]

@@ -18,6 +18,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "durability",
     "admin_listen",
     "admin_token_file",
+    "admin_readonly_token_file",
     "server_port",
     "client_port",
     "workers",

@@ -83,6 +83,7 @@ pub(crate) struct ServerDraft {
     pub durability: Durability,
     pub admin_listen: SocketAddr,
     pub admin_token_file: Option<PathBuf>,
+    pub admin_readonly_token_file: Option<PathBuf>,
     pub server_port: u16,
     pub client_port: u16,
     pub workers: usize,
@@ -253,6 +254,7 @@ fn read_server(ctx: &mut Ctx<'_>, span: Range<usize>, t: &DeTable<'_>) -> Server
         durability: Durability::Sync,
         admin_listen: SocketAddr::from(([127, 0, 0, 1], 9167)),
         admin_token_file: None,
+        admin_readonly_token_file: None,
         server_port: 67,
         client_port: 68,
         workers: 1,
@@ -349,17 +351,36 @@ fn read_server(ctx: &mut Ctx<'_>, span: Range<usize>, t: &DeTable<'_>) -> Server
             d.admin_listen = a;
         }
     }
-    if let Some(v) = reader::get(t, "admin_token_file") {
-        if let Some(s) = reader::string(ctx, v, &p("admin_token_file")) {
-            if s.is_empty() || !s.starts_with('/') {
-                ctx.error(
-                    v.span(),
-                    p("admin_token_file"),
-                    format!("`{s}` is not an absolute path (like /etc/tandem/admin.token)"),
-                );
-            } else {
-                d.admin_token_file = Some(PathBuf::from(s));
+    for (key, slot) in [
+        ("admin_token_file", &mut d.admin_token_file),
+        (
+            "admin_readonly_token_file",
+            &mut d.admin_readonly_token_file,
+        ),
+    ] {
+        if let Some(v) = reader::get(t, key) {
+            if let Some(s) = reader::string(ctx, v, &p(key)) {
+                if s.is_empty() || !s.starts_with('/') {
+                    ctx.error(
+                        v.span(),
+                        p(key),
+                        format!("`{s}` is not an absolute path (like /etc/tandem/admin.token)"),
+                    );
+                } else {
+                    *slot = Some(PathBuf::from(s));
+                }
             }
+        }
+    }
+    if d.admin_readonly_token_file.is_some() && d.admin_token_file.is_none() {
+        if let Some(v) = reader::get(t, "admin_readonly_token_file") {
+            ctx.error(
+                v.span(),
+                p("admin_readonly_token_file"),
+                "a read-only token needs an admin token beside it: set `admin_token_file` too \
+                 (without one the API would take any request unauthenticated)"
+                    .to_string(),
+            );
         }
     }
     // Without a token the admin API is unauthenticated: only loopback may reach it.

@@ -1245,3 +1245,26 @@ fn bad_request_screening_settings_are_reported_with_their_key() {
     assert!(keys.contains(&"server.trusted_relays[2]"), "{e:?}");
     assert!(keys.contains(&"server.strict_client_identity"), "{e:?}");
 }
+
+#[test]
+fn a_read_only_token_needs_an_admin_token() {
+    let e = errors(&scope("").replace(
+        "interfaces = [\"eth0\"]\n",
+        "interfaces = [\"eth0\"]\nadmin_readonly_token_file = \"/etc/tandem/ro.token\"\n",
+    ));
+    assert!(
+        e.iter()
+            .any(|(_, k, m)| k == "server.admin_readonly_token_file"
+                && m.contains("admin_token_file")),
+        "{e:?}"
+    );
+    let c = ok(&scope("").replace(
+        "interfaces = [\"eth0\"]\n",
+        "interfaces = [\"eth0\"]\nadmin_token_file = \"/etc/tandem/a.token\"\n\
+         admin_readonly_token_file = \"/etc/tandem/ro.token\"\n",
+    ));
+    assert_eq!(
+        c.daemon.admin_readonly_token_file,
+        Some(PathBuf::from("/etc/tandem/ro.token"))
+    );
+}
