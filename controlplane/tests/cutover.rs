@@ -75,10 +75,11 @@ fn dhcpd_conf(primary: bool) -> String {
 fn isc_state(log: &str) -> Option<String> {
     let prefix = format!("failover peer {NAME}: I move from ");
     log.lines()
+        .rev()
         .filter_map(|l| l.strip_prefix(&prefix))
         .filter_map(|r| r.split_once(" to "))
         .map(|(_, b)| b.trim().to_string())
-        .last()
+        .next()
 }
 
 /// One dhcpd server of the pair, in its namespace, with its files in the lab.
