@@ -59,13 +59,20 @@
 //! | 80 | 4 | cltt |
 //! | 84 | 4 | acked_expiry |
 //! | 88 | 4 | sent_expiry |
-//! | 92 | 32 | zero |
+//! | 92 | 8 | write stamp: milliseconds since the epoch when the record was written (binding kinds; 0 in records of builds before it) |
+//! | 100 | 24 | zero |
 //! | 124 | 4 | CRC-32 (IEEE, as `crc32fast` computes it) of bytes 0..124 |
 //!
 //! Header and end records (kinds 1, 3, 5) use bytes 12..14 for the worker number, 16..24 for the
 //! segment number and 24..32 for a count (the number of binding records of a snapshot; 0 in a
 //! segment header); they must match the file name, or recovery stops with
 //! [`JournalError::ForeignFile`].
+//!
+//! Write stamps order one address's records across the journals of several workers (an
+//! address moves between workers' shards while unleased, and only the receiver may write it
+//! again): never decreasing within a process, across workers, and after a restart (recovery
+//! resumes from the newest stamp it read). A snapshot's bindings carry the stamp of the moment
+//! its state was taken.
 //!
 //! Sequence numbers: every binding record of a segment carries the next value of one counter per
 //! worker that only grows (across segments and restarts). A segment header carries the sequence
@@ -181,6 +188,9 @@ pub struct Recovery {
     /// The last recorded state of every address the journal knows, in any state (Free, Released,
     /// Expired, Backup, … included), sorted by address.
     pub bindings: Vec<Binding>,
+    /// The write stamp of each of `bindings`' records (same order; 0 for records of builds
+    /// before stamps): [`crate::shards::merge`] orders one address's records across workers by it.
+    pub stamps: Vec<u64>,
     /// Binding records replayed from segments (after the snapshot).
     pub records_replayed: u64,
     /// Bytes cut from torn segment tails.
@@ -313,6 +323,8 @@ pub struct Journal {
     file: File,
     /// Where the next record goes in `file` (the end of its records).
     pos: u64,
+    /// The write stamp of the records of the batch being appended.
+    stamp: u64,
     /// `file` holds written zeros up to here (see [`ZERO_AHEAD`]).
     zeroed_to: u64,
     segment: u64,
@@ -391,6 +403,7 @@ impl Journal {
             cfg,
             file,
             pos,
+            stamp: 0,
             zeroed_to: pos,
             segment: rec.last_segment,
             next_seq: rec.next_seq,
@@ -415,9 +428,13 @@ impl Journal {
         if self.poisoned {
             return Err(JournalError::Poisoned);
         }
+        if self.pending == 0 {
+            self.stamp = record::next_stamp();
+        }
         let rec = record::encode(&Record::Binding {
             seq: self.next_seq,
             binding: *b,
+            stamp: self.stamp,
         });
         self.next_seq += 1;
         self.buf.extend_from_slice(&rec);
@@ -745,6 +762,7 @@ impl Journal {
             segment,
             seq: self.next_seq,
             live,
+            stamp: record::next_stamp(),
             #[cfg(test)]
             crash_at: self.crash_at,
         };

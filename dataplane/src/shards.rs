@@ -113,7 +113,7 @@ pub fn recover_all(base: &JournalConfig, workers: usize) -> Result<Recovered, Jo
         journals
             .iter()
             .chain(stale.iter())
-            .map(|j| j.recovery.bindings.as_slice()),
+            .map(|j| (j.recovery.bindings.as_slice(), j.recovery.stamps.as_slice())),
     );
     Ok(Recovered {
         journals,
@@ -122,13 +122,20 @@ pub fn recover_all(base: &JournalConfig, workers: usize) -> Result<Recovered, Jo
     })
 }
 
-/// How recent a binding is: lease start or last transaction, whichever is later.
-fn recency(b: &Binding) -> u32 {
-    b.start.max(b.cltt)
+/// How recent a record is: its lease start or last transaction, then (for records of equal
+/// times, such as an unleased address moved to another worker's shard and then handed to the
+/// partner's pool there, which keeps both times) the expiry sent to or acknowledged by the
+/// failover partner, which a transfer or an acknowledgement only moves forward.
+fn recency(b: &Binding) -> (u32, u32) {
+    (b.start.max(b.cltt), b.sent_expiry.max(b.acked_expiry))
 }
 
-/// True if `a` should be kept over `b` for the same address.
-fn newer(a: &Binding, b: &Binding) -> bool {
+/// True if `a` (written at stamp `sa`) should be kept over `b` (at `sb`) for the same address:
+/// the later write when both stamps are known and differ, else by [`recency`].
+fn newer((a, sa): (&Binding, u64), (b, sb): (&Binding, u64)) -> bool {
+    if sa != 0 && sb != 0 && sa != sb {
+        return sa > sb;
+    }
     match (a.state.is_held(), b.state.is_held()) {
         (true, false) => recency(a) >= recency(b),
         (false, true) => recency(a) > recency(b),
@@ -136,21 +143,25 @@ fn newer(a: &Binding, b: &Binding) -> bool {
     }
 }
 
-/// One binding per address over several journals' recovered bindings: the newest by lease start
-/// or last transaction, a held binding winning a tie; sorted by address.
-pub fn merge<'a>(parts: impl Iterator<Item = &'a [Binding]>) -> Vec<Binding> {
-    let mut by_addr: HashMap<Ipv4Addr, Binding> = HashMap::new();
-    for part in parts {
-        for b in part {
+/// One binding per address over several journals' recovered bindings, each part with the
+/// write stamps of its records ([`crate::journal::Recovery::stamps`]; a missing or 0 stamp is
+/// unknown): the one written last when the stamps tell, else the newest by lease start or last
+/// transaction, then by the expiry sent to or acknowledged by the failover partner, a held
+/// binding winning a tie; sorted by address.
+pub fn merge<'a>(parts: impl Iterator<Item = (&'a [Binding], &'a [u64])>) -> Vec<Binding> {
+    let mut by_addr: HashMap<Ipv4Addr, (Binding, u64)> = HashMap::new();
+    for (part, stamps) in parts {
+        for (i, b) in part.iter().enumerate() {
+            let stamp = stamps.get(i).copied().unwrap_or(0);
             match by_addr.get(&b.addr) {
-                Some(cur) if !newer(b, cur) => {}
+                Some((cur, cs)) if !newer((b, stamp), (cur, *cs)) => {}
                 _ => {
-                    by_addr.insert(b.addr, *b);
+                    by_addr.insert(b.addr, (*b, stamp));
                 }
             }
         }
     }
-    let mut out: Vec<Binding> = by_addr.into_values().collect();
+    let mut out: Vec<Binding> = by_addr.into_values().map(|(b, _)| b).collect();
     out.sort_by_key(|b| u32::from(b.addr));
     out
 }
@@ -371,14 +382,98 @@ mod tests {
             b([10, 0, 0, 3], Free, 0, 0, 300),
             b([10, 0, 0, 4], Expired, 5, 10, 20),
         ];
-        let m = merge([j0.as_slice(), j1.as_slice()].into_iter());
+        // Records of builds before write stamps: by their times.
+        let m = merge([(j0.as_slice(), &[][..]), (j1.as_slice(), &[][..])].into_iter());
         let got: Vec<(u8, BindingState)> =
             m.iter().map(|b| (b.addr.octets()[3], b.state)).collect();
         assert_eq!(got, vec![(1, Active), (2, Active), (3, Free), (4, Expired)]);
         assert_eq!(m[0].client, ClientKey::new(&[3]));
         // Order of the journals does not matter.
-        let m2 = merge([j1.as_slice(), j0.as_slice()].into_iter());
+        let m2 = merge([(j1.as_slice(), &[][..]), (j0.as_slice(), &[][..])].into_iter());
         assert_eq!(m, m2);
+    }
+
+    /// Through real journals: worker 0 journals an unleased address, the address moves to worker
+    /// 1 (nothing journaled), which hands it to the partner's pool (same times); after a crash
+    /// `recover_all` keeps worker 1's record, and a restart with the stamps recovered keeps
+    /// ordering later writes after them.
+    #[test]
+    fn recover_all_keeps_the_record_written_last_across_workers() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = JournalConfig::new(dir.path(), 0);
+        let free = b([10, 0, 0, 9], BindingState::Free, 0, 50, 60);
+        let mut backup = free;
+        backup.state = BindingState::Backup;
+        let write = |worker: u16, bs: &[Binding]| {
+            let mut cfg = base.clone();
+            cfg.worker = worker;
+            let (mut j, _) = Journal::open(cfg).expect("open");
+            for x in bs {
+                j.append(x).expect("append");
+            }
+            j.commit().expect("commit");
+        };
+        // Worker 1 writes first something else, so that its journal is not simply "later".
+        write(1, &[b([10, 0, 0, 1], BindingState::Free, 0, 0, 0)]);
+        write(0, &[free]);
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        write(1, &[backup]);
+        let rec = recover_all(&base, 2).expect("recover");
+        let got = rec
+            .bindings
+            .iter()
+            .find(|x| x.addr == free.addr)
+            .expect("recovered");
+        assert_eq!(got.state, BindingState::Backup);
+        for j in &rec.journals {
+            assert!(
+                j.recovery.stamps.iter().all(|&s| s > 0),
+                "every record stamped"
+            );
+        }
+        drop(rec);
+        // Back on worker 0, later: that write wins again.
+        write(0, &[free]);
+        let rec = recover_all(&base, 2).expect("recover");
+        let got = rec
+            .bindings
+            .iter()
+            .find(|x| x.addr == free.addr)
+            .expect("recovered");
+        assert_eq!(got.state, BindingState::Free);
+    }
+
+    /// An unleased address moved to worker 1 and handed to the partner's pool there keeps its
+    /// times: only the write stamps tell that worker 1's record is the later one.
+    #[test]
+    fn merge_orders_records_of_equal_times_by_their_write_stamps() {
+        use BindingState::*;
+        let free = b([10, 0, 0, 7], Free, 0, 50, 60);
+        let mut backup = free;
+        backup.state = Backup;
+        let (j0, j1) = (vec![free], vec![backup]);
+        for (s0, s1, want) in [(1000, 2000, Backup), (2000, 1000, Free)] {
+            let (st0, st1) = ([s0], [s1]);
+            for parts in [
+                [(j0.as_slice(), &st0[..]), (j1.as_slice(), &st1[..])],
+                [(j1.as_slice(), &st1[..]), (j0.as_slice(), &st0[..])],
+            ] {
+                let m = merge(parts.into_iter());
+                assert_eq!(m[0].state, want, "stamps {s0} / {s1}");
+            }
+        }
+        // A stamp beats the times: a later write of an older-looking record wins.
+        let mut old_active = b([10, 0, 0, 8], Active, 1, 10, 10);
+        old_active.expires = 1_000;
+        let newer_free = b([10, 0, 0, 8], Free, 0, 0, 0);
+        let m = merge(
+            [
+                (std::slice::from_ref(&old_active), &[5][..]),
+                (std::slice::from_ref(&newer_free), &[6][..]),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(m[0].state, Free);
     }
 
     #[test]

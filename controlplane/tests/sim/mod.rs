@@ -2271,9 +2271,8 @@ pub fn random_scenario(seed: u64) -> (Params, Vec<(u64, Fault)>, u64) {
     p.snap_ms = (0, [1, 5, 40][r.below(3) as usize]);
     let every = r.range(5_000, 60_000);
     p.shard_every_ms = (every / 2, every);
-    // Until the library orders records across journals (the ignored pinned test), recover by
-    // write order so that the seeds test everything else.
-    p.recover_by_write_order = true;
+    // Recover with the library's merge of the workers' journals (`shards::merge`).
+    p.recover_by_write_order = false;
     (p, faults, duration)
 }
 

@@ -345,8 +345,8 @@ impl World {
     }
 
     /// What server `i`'s journals recover: one binding per address, sorted by address. By the
-    /// library's `shards::merge` (newest by lease start or last transaction, a held binding
-    /// winning a tie), or with `Params::recover_by_write_order` the record written last.
+    /// library's `shards::merge` over the records and their write stamps, or with
+    /// `Params::recover_by_write_order` (the model's own answer) the record written last.
     fn recover(&self, i: usize) -> Vec<Binding> {
         let s = &self.servers[i];
         if self.p.recover_by_write_order {
@@ -360,11 +360,17 @@ impl World {
             }
             return out;
         }
-        let parts: Vec<Vec<Binding>> =
+        // The journals' write stamps: the server-wide write count (a perfect clock; the
+        // library's stamps are milliseconds, never decreasing across workers). 0 is unknown.
+        let parts: Vec<(Vec<Binding>, Vec<u64>)> =
             s.w.iter()
-                .map(|w| w.journal.values().copied().collect())
+                .map(|w| {
+                    (0..self.p.addresses as usize)
+                        .filter_map(|k| w.journal.v[k].map(|b| (b, w.written[k] + 1)))
+                        .unzip()
+                })
                 .collect();
-        shards::merge(parts.iter().map(Vec::as_slice))
+        shards::merge(parts.iter().map(|(b, st)| (b.as_slice(), st.as_slice())))
     }
 
     /// Start server `i` with several workers: recover every worker's journal into one binding

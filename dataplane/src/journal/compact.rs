@@ -38,6 +38,8 @@ pub(crate) struct Job {
     pub(crate) seq: u64,
     /// The live bindings at the rotation.
     pub(crate) live: Vec<Binding>,
+    /// The write stamp of that moment (every snapshot binding carries it).
+    pub(crate) stamp: u64,
     /// Simulated crash point.
     #[cfg(test)]
     pub(crate) crash_at: Option<CrashPoint>,
@@ -108,6 +110,7 @@ pub(crate) fn run(job: Job) -> Result<CompactionStats, JournalError> {
             let rec = Record::SnapshotBinding {
                 seq: i as u64,
                 binding: *b,
+                stamp: job.stamp,
             };
             w.write_all(&record::encode(&rec))
                 .map_err(io("write", &tmp))?;

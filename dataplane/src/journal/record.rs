@@ -14,6 +14,27 @@ const MAGIC: [u8; 2] = *b"TJ";
 pub(crate) const VERSION: u8 = 1;
 /// Offset of the CRC; the CRC covers every byte before it.
 const CRC_AT: usize = RECORD_LEN - 4;
+/// Where binding records keep their write stamp (bytes 92..100, zero in records written before
+/// stamps existed; older builds ignore them).
+const STAMP_AT: usize = 92;
+
+/// The newest stamp handed out or recovered in this process (see [`next_stamp`]).
+static STAMP_CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A write stamp for records written now: the wall clock in milliseconds, but never below a
+/// stamp handed out or recovered before in this process, so that across every worker's
+/// journal a later write never carries an earlier stamp (records of one address written by
+/// two workers, one after the other, are ordered by it on recovery).
+pub(crate) fn next_stamp() -> u64 {
+    use std::sync::atomic::Ordering;
+    let now = crate::time::Time::now().0;
+    STAMP_CLOCK.fetch_max(now, Ordering::AcqRel).max(now)
+}
+
+/// Stamps recovered from disk: later stamps are at least `stamp`.
+pub(crate) fn observe_stamp(stamp: u64) {
+    STAMP_CLOCK.fetch_max(stamp, std::sync::atomic::Ordering::AcqRel);
+}
 
 /// Record kinds (byte 3).
 const KIND_SEGMENT_HEADER: u8 = 1;
@@ -36,13 +57,22 @@ pub(crate) struct FileId {
 pub(crate) enum Record {
     /// First record of a `.log` segment; `seq` is the sequence number of its first binding record.
     SegmentHeader { seq: u64, id: FileId },
-    /// A binding state change in a segment.
-    Binding { seq: u64, binding: Binding },
+    /// A binding state change in a segment; `stamp` is when it was written ([`next_stamp`]).
+    Binding {
+        seq: u64,
+        binding: Binding,
+        stamp: u64,
+    },
     /// First record of a `.snap`: `seq` is the first sequence number *not* covered by the snapshot,
     /// `count` the number of binding records that follow.
     SnapshotHeader { seq: u64, id: FileId, count: u64 },
-    /// One live binding in a snapshot; `seq` is its index in the snapshot.
-    SnapshotBinding { seq: u64, binding: Binding },
+    /// One live binding in a snapshot; `seq` is its index in the snapshot, `stamp` when the
+    /// snapshot's state was taken.
+    SnapshotBinding {
+        seq: u64,
+        binding: Binding,
+        stamp: u64,
+    },
     /// Last record of a `.snap`; repeats the header's `seq` and `count`.
     SnapshotEnd { seq: u64, id: FileId, count: u64 },
 }
@@ -147,9 +177,14 @@ pub(crate) fn encode(rec: &Record) -> [u8; RECORD_LEN] {
             put_file(&mut buf, id, 0);
             seal(buf)
         }
-        Record::Binding { seq, ref binding } => {
+        Record::Binding {
+            seq,
+            ref binding,
+            stamp,
+        } => {
             let mut buf = start(KIND_BINDING, seq);
             put_binding(&mut buf, binding);
+            put_u64(&mut buf, STAMP_AT, stamp);
             seal(buf)
         }
         Record::SnapshotHeader { seq, id, count } => {
@@ -157,9 +192,14 @@ pub(crate) fn encode(rec: &Record) -> [u8; RECORD_LEN] {
             put_file(&mut buf, id, count);
             seal(buf)
         }
-        Record::SnapshotBinding { seq, ref binding } => {
+        Record::SnapshotBinding {
+            seq,
+            ref binding,
+            stamp,
+        } => {
             let mut buf = start(KIND_SNAPSHOT_BINDING, seq);
             put_binding(&mut buf, binding);
+            put_u64(&mut buf, STAMP_AT, stamp);
             seal(buf)
         }
         Record::SnapshotEnd { seq, id, count } => {
@@ -223,6 +263,7 @@ pub(crate) fn decode(buf: &[u8; RECORD_LEN]) -> Result<Option<Record>, DecodeErr
         KIND_BINDING => Record::Binding {
             seq,
             binding: get_binding(buf)?,
+            stamp: get_u64(buf, STAMP_AT),
         },
         KIND_SNAPSHOT_HEADER => {
             let (id, count) = get_file(buf);
@@ -231,6 +272,7 @@ pub(crate) fn decode(buf: &[u8; RECORD_LEN]) -> Result<Option<Record>, DecodeErr
         KIND_SNAPSHOT_BINDING => Record::SnapshotBinding {
             seq,
             binding: get_binding(buf)?,
+            stamp: get_u64(buf, STAMP_AT),
         },
         KIND_SNAPSHOT_END => {
             let (id, count) = get_file(buf);

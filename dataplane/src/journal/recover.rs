@@ -22,22 +22,29 @@ const READ_BUF: usize = 1 << 20;
 struct AddrMap {
     index: HashMap<u32, u32, BuildHasherDefault<AddrHasher>>,
     bindings: Vec<Binding>,
+    stamps: Vec<u64>,
 }
 
 impl AddrMap {
     fn reserve(&mut self, n: usize) {
         self.index.reserve(n);
         self.bindings.reserve(n);
+        self.stamps.reserve(n);
     }
 
-    fn insert(&mut self, b: Binding) {
+    fn insert(&mut self, b: Binding, stamp: u64) {
         let next = self.bindings.len();
         match self.index.entry(u32::from(b.addr)) {
-            std::collections::hash_map::Entry::Occupied(e) => self.bindings[*e.get() as usize] = b,
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let i = *e.get() as usize;
+                self.bindings[i] = b;
+                self.stamps[i] = stamp;
+            }
             std::collections::hash_map::Entry::Vacant(e) => {
                 // At most 2^32 distinct IPv4 addresses exist, so the index fits a u32.
                 e.insert(next as u32);
                 self.bindings.push(b);
+                self.stamps.push(stamp);
             }
         }
     }
@@ -45,13 +52,14 @@ impl AddrMap {
     fn clear(&mut self) {
         self.index.clear();
         self.bindings.clear();
+        self.stamps.clear();
     }
 
-    /// The bindings sorted by address.
-    fn into_sorted(self) -> Vec<Binding> {
-        let mut v = self.bindings;
-        v.sort_unstable_by_key(|b| u32::from(b.addr));
-        v
+    /// The bindings sorted by address, with their stamps.
+    fn into_sorted(self) -> (Vec<Binding>, Vec<u64>) {
+        let mut v: Vec<(Binding, u64)> = self.bindings.into_iter().zip(self.stamps).collect();
+        v.sort_unstable_by_key(|(b, _)| u32::from(b.addr));
+        v.into_iter().unzip()
     }
 }
 
@@ -256,8 +264,8 @@ fn load_snapshot(
                 map.reserve(usize::try_from(count).unwrap_or(0).min(1 << 26));
                 header = Some((seq, count));
             }
-            Record::SnapshotBinding { binding, .. } => {
-                map.insert(binding);
+            Record::SnapshotBinding { binding, stamp, .. } => {
+                map.insert(binding, stamp);
                 loaded += 1;
             }
             Record::SnapshotEnd {
@@ -333,7 +341,11 @@ fn replay_segment(
                 check_id(path, found, id)?;
                 out.header_seq = Some(seq);
             }
-            Record::Binding { seq, binding } => {
+            Record::Binding {
+                seq,
+                binding,
+                stamp,
+            } => {
                 if prev_seq.is_some_and(|p| seq <= p) {
                     tracing::warn!(
                         path = %path.display(),
@@ -344,7 +356,7 @@ fn replay_segment(
                 }
                 prev_seq = Some(seq);
                 out.last_seq = Some(seq);
-                map.insert(binding);
+                map.insert(binding, stamp);
                 out.records += 1;
             }
             Record::SegmentHeader { .. } => {
@@ -525,7 +537,12 @@ pub(crate) fn recover(dir: &Path, worker: u16) -> Result<Recovered, JournalError
         files::sync_dir(dir)?;
     }
 
-    rec.bindings = map.into_sorted();
+    let (bindings, stamps) = map.into_sorted();
+    if let Some(&newest) = stamps.iter().max() {
+        super::record::observe_stamp(newest);
+    }
+    rec.bindings = bindings;
+    rec.stamps = stamps;
     if rec.corrupt_records > 0 {
         tracing::warn!(
             dir = %dir.display(),

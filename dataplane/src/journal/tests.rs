@@ -126,14 +126,17 @@ fn record_round_trip_every_kind() {
         Record::Binding {
             seq: u64::MAX - 1,
             binding: bind(1, BindingState::Active, 1),
+            stamp: 1_800_000_000_123,
         },
         Record::Binding {
             seq: 5,
             binding: long,
+            stamp: u64::MAX,
         },
         Record::Binding {
             seq: 6,
             binding: Binding::empty(addr(200), BindingState::Free),
+            stamp: 0,
         },
         Record::SnapshotHeader {
             seq: 9,
@@ -143,6 +146,7 @@ fn record_round_trip_every_kind() {
         Record::SnapshotBinding {
             seq: 0,
             binding: bind(2, BindingState::Backup, 2),
+            stamp: 7,
         },
         Record::SnapshotEnd {
             seq: 9,
@@ -169,6 +173,7 @@ fn record_with_valid_crc_but_unknown_content_is_an_error() {
     let mut buf = record::encode(&Record::Binding {
         seq: 1,
         binding: bind(1, BindingState::Active, 1),
+        stamp: 0,
     });
     let reseal = |b: &mut [u8; RECORD_LEN]| {
         let crc = crc32fast::hash(&b[..RECORD_LEN - 4]);
@@ -377,6 +382,7 @@ fn garbage_after_the_last_record_is_truncated() {
     let mut plausible = record::encode(&Record::Binding {
         seq: 1000,
         binding: bind(1, BindingState::Free, 0),
+        stamp: 0,
     })
     .to_vec();
     plausible[100] ^= 0xff;
@@ -868,6 +874,7 @@ fn foreign_or_newer_files_are_refused() {
     let mut rec = record::encode(&Record::Binding {
         seq: 99,
         binding: bind(2, BindingState::Active, 1),
+        stamp: 0,
     });
     rec[2] = 2;
     let crc = crc32fast::hash(&rec[..RECORD_LEN - 4]);
