@@ -1026,7 +1026,19 @@ impl Lab {
         }
         let n = n.clamp(1, self.queues).to_string();
         for (role, iface) in [(Role::Srv, "kb0"), (Role::Srv2, "kb2")] {
-            self.exec(role, &["ethtool", "-L", iface, "rx", &n, "tx", &n])?;
+            // The previous target's AF_XDP sockets may still be closing (the kernel refuses
+            // fewer channels than they use): retry for a few seconds.
+            let mut tries = 0;
+            loop {
+                match self.exec(role, &["ethtool", "-L", iface, "rx", &n, "tx", &n]) {
+                    Ok(_) => break,
+                    Err(_) if tries < 25 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok(())
     }
@@ -1458,11 +1470,13 @@ fn two_workers() -> TandemExtra {
 
 /// Start the load-balance pair (`backend`, `dataplane` added to `[dataplane]`; files and logs
 /// named after `tag`) and wait until both are NORMAL with their pools balanced.
-fn start_tandem_pair(
+/// Start the load-balance pair (both partners with `extra`'s `[server]` and `[dataplane]`
+/// lines) and wait until both are NORMAL with balanced pools.
+pub fn start_tandem_pair(
     lab: &mut Lab,
     tandemd: &Path,
     backend: &str,
-    dataplane: &str,
+    extra: &TandemExtra,
     tag: &str,
 ) -> Result<Started, LabError> {
     lab.pair(true)?;
@@ -1481,7 +1495,8 @@ fn start_tandem_pair(
             .replace("@PARTNER@", &partner.to_string())
             .replace("@IFACE@", iface)
             .replace("@ROLE@", frole)
-            .replace("@DATAPLANE_EXTRA@", dataplane);
+            .replace("@SERVER_EXTRA@", &extra.server)
+            .replace("@DATAPLANE_EXTRA@", &extra.dataplane);
         let cfg = lab.write(&format!("tandem-pair-{tag}-{i}.toml"), &text)?;
         let cfg = cfg.display().to_string();
         sh(&[&bin, "--check-config", &cfg])?;
@@ -1617,15 +1632,15 @@ fn start_target(
             };
             start_tandem_single(lab, tandemd, "xdp", &relaxed, "xdp-relaxed")
         }
-        Target::TandemPairUdp => start_tandem_pair(lab, tandemd, "udp", "", "udp"),
-        Target::TandemPairXdp => start_tandem_pair(lab, tandemd, "xdp", "", "xdp"),
-        Target::TandemPairXdp2w => {
-            start_tandem_pair(lab, tandemd, "xdp", &two_workers().dataplane, "xdp-2w")
+        Target::TandemPairUdp => {
+            start_tandem_pair(lab, tandemd, "udp", &TandemExtra::default(), "udp")
         }
+        Target::TandemPairXdp => {
+            start_tandem_pair(lab, tandemd, "xdp", &TandemExtra::default(), "xdp")
+        }
+        Target::TandemPairXdp2w => start_tandem_pair(lab, tandemd, "xdp", &two_workers(), "xdp-2w"),
         Target::TandemUdp2w => start_tandem_single(lab, tandemd, "udp", &two_workers(), "udp-2w"),
-        Target::TandemPairUdp2w => {
-            start_tandem_pair(lab, tandemd, "udp", &two_workers().dataplane, "udp-2w")
-        }
+        Target::TandemPairUdp2w => start_tandem_pair(lab, tandemd, "udp", &two_workers(), "udp-2w"),
         Target::Kea => Ok(Started {
             pids: vec![start_kea(lab, KEA_ST, "kea-st-persist", Role::Srv)?],
             addr: SRV_IP,

@@ -8,6 +8,10 @@
 //! generator. The best point has the most leases/s among the runs with at most 1 % loss (ties:
 //! less server CPU per lease); its `[server]`/`[dataplane]` snippet is written out.
 //!
+//! With `--pair` every point is the load-balance pair instead (both partners with the point's
+//! settings, both interfaces with one queue per worker), as `compare`'s `tandem-pair-*`
+//! targets run it: the settings that serve a failover pair best.
+//!
 //! The lab is [`crate::compare::Lab`]: the same namespaces, addresses and clean-up.
 
 use std::fmt::Write as _;
@@ -20,8 +24,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::compare::{
-    opt_us, run_own, sh, start_tandem_single, stop_flag, GenBackend, GenIo, Lab, LabError, Load,
-    Role, TandemExtra,
+    opt_us, run_own, sh, start_tandem_pair, start_tandem_single, stop_flag, GenBackend, GenIo, Lab,
+    LabError, Load, Role, TandemExtra,
 };
 use crate::cpu;
 
@@ -46,6 +50,10 @@ pub struct Args {
     /// Packet backend of the tuned tandemd (the worker settings are AF_XDP's).
     #[arg(long, default_value = "xdp", value_name = "udp|xdp")]
     pub backend: String,
+    /// Tune the load-balance failover pair (two tandemd, each with the point's settings)
+    /// instead of one server.
+    #[arg(long)]
+    pub pair: bool,
     /// Seconds of load per point (0 < SECS <= 30).
     #[arg(long, default_value_t = 3.0, value_name = "SECS")]
     pub duration: f64,
@@ -452,12 +460,17 @@ pub fn tune(a: &Args, stop: Arc<AtomicBool>) -> Result<(Vec<TuneRow>, Option<usi
         let mut res = Ok(());
         for rep in 0..a.repeat {
             let one = (|| -> Result<_, String> {
-                if max_q > 1 {
-                    set_queues(&lab, p.workers()).map_err(|e| e.to_string())?;
-                }
                 let tag = format!("p{i}-{rep}");
-                let started = start_tandem_single(&mut lab, &tandemd, &a.backend, &p.extra(), &tag)
-                    .map_err(|e| e.to_string())?;
+                let started = if a.pair {
+                    lab.set_queues(p.workers()).map_err(|e| e.to_string())?;
+                    start_tandem_pair(&mut lab, &tandemd, &a.backend, &p.extra(), &tag)
+                } else {
+                    if max_q > 1 {
+                        set_queues(&lab, p.workers()).map_err(|e| e.to_string())?;
+                    }
+                    start_tandem_single(&mut lab, &tandemd, &a.backend, &p.extra(), &tag)
+                }
+                .map_err(|e| e.to_string())?;
                 run_own(&lab, &started, &load, &p.label(), &gen_io)
             })();
             lab.stop_all();
