@@ -47,8 +47,7 @@ use super::peer::{
 };
 pub use super::workers::{
     commit_router, CommitRing, FailoverAuthority, Fanout, FromWorker, HookBus, HookLayout, Layout,
-    Published, RING_SLOTS,
-    Refusal, ScopePools, SnapBus,
+    Published, Refusal, ScopePools, SnapBus, RING_SLOTS,
 };
 use crate::config::{Config, FailoverSettings};
 use crate::xdp_backend::XdpShared;
