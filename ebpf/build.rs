@@ -17,6 +17,7 @@ fn main() {
     for name in SOURCES {
         println!("cargo:rerun-if-changed=src/{name}.bpf.c");
     }
+    println!("cargo:rerun-if-changed=src/rfc3074.h");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CLANG");
 
