@@ -426,22 +426,15 @@ impl<'a> LeaseSink<'a> {
     /// Commit what is left; the records written, by state name.
     pub fn finish(mut self) -> Result<Vec<(&'static str, u64)>, ImportError> {
         self.commit()?;
-        let names = [
-            "",
-            "free",
-            "active",
-            "expired",
-            "released",
-            "abandoned",
-            "reset",
-            "backup",
-            "offered",
-        ];
-        Ok(names
+        Ok(self
+            .written
             .iter()
-            .zip(self.written)
-            .filter(|(n, c)| !n.is_empty() && *c > 0)
-            .map(|(n, c)| (*n, c))
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .filter_map(|(i, c)| {
+                let state = BindingState::from_u8(u8::try_from(i).ok()?)?;
+                Some((crate::admin::state_name(state), *c))
+            })
             .collect())
     }
 }
