@@ -590,8 +590,55 @@ fn shard_move_then_pool_transfer_then_crash_keeps_the_transfer() {
 /// in transit), then sends its own older EXPIRED for that address, queued before. The primary
 /// accepts the EXPIRED over its BACKUP record (the crossing guard only covers transfers in
 /// transit) and frees it into its own pool while the secondary keeps it as BACKUP: both lease it.
+/// Fixed in `judge`: on the primary, an end of lease no later than its BACKUP record's last
+/// transaction is outdated.
 #[test]
-#[ignore = "library bug: a partner's stale EXPIRED crossing our re-sent BACKUP moves the address into both servers' pools"]
 fn stale_expired_crossing_a_resent_backup_keeps_one_pool() {
     replay(4377, |p| p.workers = [1, 1]);
+}
+
+/// The secondary renewed a client up to the potential expiration the primary had acknowledged;
+/// the update was lost in a partition, and the secondary then lost its database. The primary
+/// expired its copy at the lease end it knew and gave the address to the recovered secondary's
+/// pool, which leased it again while the client still held it. Fixed: a partner's lease stays
+/// ACTIVE until the acknowledged potential expiration plus MCLT.
+#[test]
+fn partners_lease_outlives_its_known_end_until_potential_expiry_plus_mclt() {
+    replay(4646, |p| p.workers = [1, 1]);
+}
+
+/// Mirror image: the primary renewed, the update was lost, the primary lost its database; the
+/// secondary's copy came back in the UPDREQALL answer with its lease end passed and was
+/// ignored, so the primary leased the address again. Fixed: an ended ACTIVE update is stored
+/// while its potential expiration plus MCLT has not passed.
+#[test]
+fn ended_lease_in_an_updreqall_answer_is_kept_until_potential_expiry_plus_mclt() {
+    replay(4303, |p| p.workers = [1, 1]);
+}
+
+/// Both servers in RECOVER exchange full updates: the secondary, with a blank database, sends
+/// FREE for an address the primary had given its pool while the primary's BACKUP crosses it;
+/// both accepted, so the address was in both pools. Fixed: on the primary, the secondary's FREE
+/// for an address in its pool is outdated unless newer than our transfer.
+#[test]
+fn blank_free_crossing_a_backup_in_full_updates_keeps_one_pool() {
+    replay(4938, |p| p.workers = [1, 1]);
+}
+
+/// The secondary's old BACKUP record (sent in a full update after a restart) met the primary's
+/// newer EXPIRED of a later lease: the primary took BACKUP, the secondary EXPIRED then FREE,
+/// and in a later split brain both leased the address. Fixed: between non-active views the
+/// primary's newer one wins.
+#[test]
+fn secondarys_older_pool_record_does_not_override_a_later_expiry() {
+    replay(7351, |p| p.workers = [1, 1]);
+}
+
+/// A split brain in automatic PARTNER-DOWN heals into POTENTIAL-CONFLICT; the primary crashes
+/// before sending its bindings, and the secondary, in RESOLUTION-INTERRUPTED, leased an address
+/// from its own pool that the primary had taken over and leased in PARTNER-DOWN. Fixed:
+/// RESOLUTION-INTERRUPTED allocates nothing.
+#[test]
+fn resolution_interrupted_after_split_brain_allocates_nothing() {
+    replay(6341, |p| p.workers = [2, 2]);
 }

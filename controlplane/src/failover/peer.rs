@@ -35,8 +35,8 @@
 //! # Protocol summary
 //!
 //! States and transitions follow draft-12 as ISC dhcpd 4.4 implements it (digest §2.2, table in
-//! [`next_state`]), with Windows/draft service semantics: RESOLUTION-INTERRUPTED and
-//! CONFLICT-DONE serve from the own pool, RECOVER-DONE renews existing clients only. Where the
+//! [`next_state`]), with Windows/draft service semantics: CONFLICT-DONE serves from the own
+//! pool, RECOVER-DONE renews existing clients only. Where the
 //! deterministic simulation (`controlplane/tests/failover_sim.rs`) found an address held by two
 //! clients, the machine was made stricter than ISC/Windows; each rule names the case:
 //! - RECOVER stays in RECOVER when the partner announces SHUTDOWN (ISC moves to PARTNER-DOWN
@@ -55,6 +55,17 @@
 //! - A PARTNER-DOWN that assumed a silent partner (administrative, or caused by the partner's
 //!   SHUTDOWN/RECOVER) is not restored after PAUSED, SHUTDOWN or a restart if the partner was seen
 //!   serving since; without contact that is COMMUNICATIONS-INTERRUPTED.
+//! - RESOLUTION-INTERRUPTED answers every client with a binding but allocates nothing (Windows
+//!   serves from the own pool): the resolution broke off before we had the partner's bindings,
+//!   and the partner, in PARTNER-DOWN before, may have leased our unleased addresses.
+//! - A partner's lease stays ACTIVE here, and its ended ACTIVE update is stored rather than
+//!   ignored, until the potential expiration we acknowledged plus MCLT (+ skew allowance): the
+//!   partner may have renewed the client up to there in an update we never got, then lost its
+//!   database.
+//! - Between two non-active views the primary's wins: the secondary's EXPIRED, RELEASED or RESET
+//!   for an address in its pool (BACKUP on the primary) is outdated unless it ends a later lease
+//!   than our record's; its FREE for one is outdated unless it is newer (potential expiration)
+//!   than our transfer; its FREE/BACKUP older (CLTT) than an ended lease we know is outdated.
 //! - PAUSED, SHUTDOWN and RECOVER(-WAIT) hide whether the partner was in PARTNER-DOWN before.
 //!   If it could have been (its last known state, our own downtime, or automatic partner-down
 //!   with a long silence), our own pool stays closed to new clients until that state's start +

@@ -1370,6 +1370,7 @@ impl World {
             return Reply::Silent;
         };
         self.check_grant(s, &snap, &c, &b, 0, &g, v.lease_cap_secs, true);
+        self.log(|| format!("S{s} allocates {} from {b:?}", b.addr));
         let takeover = b.state != snap.own_pool();
         self.stats.grants.push(GrantRec {
             at: self.now,
@@ -1535,6 +1536,22 @@ impl World {
 
     // ----- checker ---------------------------------------------------------------------------
 
+    /// Every server's records of `addr` (each worker's), for a failure message.
+    fn records_of(&self, addr: Ipv4Addr) -> String {
+        let mut out = String::new();
+        for (s, srv) in self.servers.iter().enumerate() {
+            if let Some(p) = &srv.peer {
+                out.push_str(&format!("\n  S{s} snapshot: {:?}", p.snapshot()));
+            }
+            for (k, w) in srv.w.iter().enumerate() {
+                for b in w.db.values().filter(|b| b.addr == addr) {
+                    out.push_str(&format!("\n  S{s} worker {k}: {b:?}"));
+                }
+            }
+        }
+        out
+    }
+
     fn check(&mut self) {
         if !self.dirty {
             return;
@@ -1551,8 +1568,10 @@ impl World {
                 if l.end > now {
                     if let Some(other) = held[slot(l.addr)].replace(c.id) {
                         let what = format!(
-                            "address {} held by clients C{other} and C{} at once",
-                            l.addr, c.id
+                            "address {} held by clients C{other} and C{} at once{}",
+                            l.addr,
+                            c.id,
+                            self.records_of(l.addr)
                         );
                         return self.fail(what);
                     }

@@ -75,10 +75,17 @@ impl OwnershipSnapshot {
     ///   EXPIRED for a lease it issued (our copy came from it, same client, no later end here)
     ///   is accepted even while our copy still runs on the skew allowance: the partner expires
     ///   its own leases.
-    /// - FREE/BACKUP (pool transfers): giving an address to us is always accepted; the partner
-    ///   claiming one of our own unleased addresses is accepted only from the primary.
+    /// - FREE/BACKUP (pool transfers): on the primary, the secondary's pool record older (by
+    ///   client-last-transaction time) than our ended lease of the address is outdated. The
+    ///   partner claiming one of our own unleased addresses
+    ///   is accepted only from the primary; giving an address to us is accepted, except on the
+    ///   primary when the secondary's FREE for an address in its pool (BACKUP here) is not
+    ///   newer (by potential expiration, the transfer time) than our transfer to it.
     /// - While our own transfer of an unleased address is unacknowledged, any non-active update
     ///   for it is outdated (it crossed our transfer) and is rejected.
+    /// - On the primary, EXPIRED for an address in the secondary's pool (BACKUP here) is
+    ///   outdated unless its client-last-transaction time is later than our record's: the
+    ///   transfer came after that lease ended.
     /// - An ACTIVE update whose lease has ended is ignored unless it conflicts.
     pub fn judge(&self, local: Option<&Binding>, incoming: &Binding, now: Time) -> Judgement {
         let t = secs(now);
@@ -96,6 +103,14 @@ impl OwnershipSnapshot {
                 };
             }
         }
+        // Our BACKUP record (on the primary: the secondary's pool) of an address whose last
+        // lease is the one a partner's EXPIRED, RELEASED or RESET ends, or a later one: that
+        // news predates our pool transfer (an update the partner queued before it took our
+        // transfer, say from an UPDREQALL answer, and sends after). Freeing the address here
+        // would put it in our pool while the partner keeps it in its own: both would lease it.
+        let stale_free = local.filter(|l| {
+            self.role == Role::Primary && l.state == self.partner_pool() && r.cltt <= l.cltt
+        });
         let resend = |l: &Binding, reason| Judgement::Reject {
             reason,
             resend: Some(*l),
@@ -103,7 +118,12 @@ impl OwnershipSnapshot {
         match r.state {
             BindingState::Active | BindingState::Offered => match held {
                 None => {
-                    if t >= binding_end(r, self.skew) {
+                    // An ended lease is news only while its client may still hold it by a
+                    // renewal we never heard of (ours, if we lost our database since).
+                    if t >= binding_end(r, self.skew)
+                        && (r.state == BindingState::Offered
+                            || t >= renewable_until(r, self.skew, self.mclt))
+                    {
                         Judgement::Ignore
                     } else {
                         Judgement::Accept(*r)
@@ -134,12 +154,19 @@ impl OwnershipSnapshot {
                     Judgement::Accept(*r)
                 }
                 Some(l) => resend(l, RejectReason::OutdatedBindingInfo),
-                None => Judgement::Accept(*r),
+                None => match stale_free {
+                    Some(l) => resend(l, RejectReason::OutdatedBindingInfo),
+                    None => Judgement::Accept(*r),
+                },
             },
             BindingState::Released | BindingState::Reset | BindingState::Abandoned => match held {
                 Some(l) if l.client != r.client || !not_older(r, l, self.skew) => {
                     resend(l, RejectReason::OutdatedBindingInfo)
                 }
+                None if r.state != BindingState::Abandoned => match stale_free {
+                    Some(l) => resend(l, RejectReason::OutdatedBindingInfo),
+                    None => Judgement::Accept(settle_incoming(r)),
+                },
                 _ => Judgement::Accept(settle_incoming(r)),
             },
             BindingState::Free | BindingState::Backup => {
@@ -147,8 +174,29 @@ impl OwnershipSnapshot {
                     return resend(l, RejectReason::OutdatedBindingInfo);
                 }
                 if let Some(l) = local {
+                    let pooled = matches!(l.state, BindingState::Free | BindingState::Backup);
+                    if self.role == Role::Primary && !pooled && r.cltt < l.cltt {
+                        // The secondary's pool record predates the lease we know ended since
+                        // (it sends what it had before that lease, say in a full update after
+                        // a restart): between two non-active views the primary's wins, and
+                        // accepting would put the address in a pool the secondary has left.
+                        return resend(l, RejectReason::OutdatedBindingInfo);
+                    }
                     let claim = r.state == self.partner_pool() && l.state == self.own_pool();
                     if claim && self.role == Role::Primary {
+                        return resend(l, RejectReason::OutdatedBindingInfo);
+                    }
+                    // The secondary handing back an address we gave its pool: a return it
+                    // decided after our transfer carries a later potential expiration (its
+                    // transfer time) than ours. One that does not is its older view (a record
+                    // from before our transfer, or a blank one after it lost its database, sent
+                    // in a full update while ours crossed it): the primary's view wins, or
+                    // both pools would hold the address.
+                    let stale_return = self.role == Role::Primary
+                        && r.state == self.own_pool()
+                        && l.state == self.partner_pool()
+                        && r.acked_expiry <= l.sent_expiry;
+                    if stale_return {
                         return resend(l, RejectReason::OutdatedBindingInfo);
                     }
                 }
@@ -166,7 +214,7 @@ impl OwnershipSnapshot {
     pub fn sweep(&self, b: &Binding, now: Time) -> Sweep {
         let t = secs(now);
         match b.state {
-            BindingState::Active if t >= sweep_end(b, self.skew) => {
+            BindingState::Active if t >= sweep_end(b, self.skew, self.mclt) => {
                 let mut e = *b;
                 e.state = BindingState::Expired;
                 e.from_partner = false;
@@ -184,15 +232,25 @@ impl OwnershipSnapshot {
     }
 }
 
-/// When the sweep expires an ACTIVE binding: the partner's after the skew allowance, ours after
+/// When the sweep expires an ACTIVE binding: the partner's after the skew allowance, and not
+/// before [`renewable_until`] (the partner may have renewed the client up to there in an
+/// update we never received, and if it then lost its database, nobody else knows); ours after
 /// the late-renewal grace of the data plane (the engine keeps our ended lease the client's that
 /// long, see [`REPLICATED_EXPIRY_GRACE_SECS`]).
-fn sweep_end(b: &Binding, skew: u32) -> u32 {
+fn sweep_end(b: &Binding, skew: u32, mclt: u32) -> u32 {
     if b.from_partner {
-        binding_end(b, skew)
+        binding_end(b, skew).max(renewable_until(b, skew, mclt))
     } else {
         b.expires.saturating_add(REPLICATED_EXPIRY_GRACE_SECS)
     }
+}
+
+/// Until when the partner may have renewed its lease `b` (a binding from the partner: its
+/// `acked_expiry` is the potential expiration we acknowledged) without our knowing: the MCLT
+/// rule caps its renewals at that potential expiration plus MCLT (plus the skew allowance, its
+/// clock).
+fn renewable_until(b: &Binding, skew: u32, mclt: u32) -> u32 {
+    b.acked_expiry.saturating_add(mclt).saturating_add(skew)
 }
 
 /// True if the partner's `r` is at least as recent as the local `l` (client-last-transaction

@@ -160,6 +160,13 @@ impl OwnershipSnapshot {
             Service::Nobody | Service::RenewOnly => return false,
             Service::OwnBuckets | Service::Everyone => {}
         }
+        if self.state == PeerState::ResolutionInterrupted {
+            // The conflict resolution broke off before we had the partner's bindings: it may
+            // have been in PARTNER-DOWN and leased our unleased addresses (after an automatic
+            // one, split brain, both servers swapped pools). Known clients keep their leases;
+            // new ones wait for the resolution.
+            return false;
+        }
         let t = secs(now);
         if self.own_hold_until.is_some_and(|h| t < h) {
             // Back in contact with a partner whose recent history is hidden (see

@@ -642,9 +642,13 @@ fn losing_contact_in_potential_conflict_means_resolution_interrupted() {
     assert_eq!(p.state(1), PeerState::PotentialConflict);
     p.cut();
     assert_eq!(p.state(1), PeerState::ResolutionInterrupted);
-    // RESOLUTION-INTERRUPTED serves like COMMUNICATIONS-INTERRUPTED (Windows).
+    // RESOLUTION-INTERRUPTED answers every client it knows (Windows), but allocates nothing:
+    // the partner was in PARTNER-DOWN and may have leased our unleased addresses, and we never
+    // got its bindings (the simulation found the double lease: seed 6341 with two workers).
     let v = p.s[1].peer.snapshot().verdict(0, 1, false, p.now);
-    assert!(v.answer && v.alloc == AllocFrom::Backup);
+    assert!(v.answer && v.alloc == AllocFrom::Nothing);
+    let v = p.s[1].peer.snapshot().verdict(0, 1, true, p.now);
+    assert!(v.answer && v.lease_cap_secs.is_some());
     p.auto_ack = true;
     p.connect();
     assert_eq!(p.state(0), PeerState::Normal);
@@ -1233,6 +1237,70 @@ fn transfers_and_claims() {
             resend: None
         }
     );
+}
+
+/// The secondary's EXPIRED or RELEASED that ends the lease our BACKUP record already follows
+/// (queued there before it took our transfer, sent after) must not free the address into the
+/// primary's pool: the secondary holds it as BACKUP. One for a later lease (leased from its
+/// pool while we were apart) is news, and frees it.
+#[test]
+fn stale_end_of_lease_does_not_pull_a_transferred_address_back() {
+    let mut p = Pair::new(Start::Fresh, Start::Fresh);
+    p.connect();
+    let now = p.now;
+    let t = T0 as u32;
+    let prim = p.s[0].peer.snapshot();
+    let sec = p.s[1].peer.snapshot();
+    let old = lease(6, 3, t - 1000, t - 1000);
+    // Ours: the lease ended, went FREE, and was handed to the secondary's pool (acknowledged
+    // long ago, so not in transit); the record keeps the lease's times.
+    let mut given = freed_for_test(&old);
+    given.state = BindingState::Backup;
+    given.acked_expiry = given.sent_expiry;
+    for end in [
+        BindingState::Expired,
+        BindingState::Released,
+        BindingState::Reset,
+    ] {
+        let mut stale = old;
+        stale.state = end;
+        stale.from_partner = true;
+        assert_eq!(
+            prim.judge(Some(&given), &stale, now),
+            Judgement::Reject {
+                reason: RejectReason::OutdatedBindingInfo,
+                resend: Some(given)
+            },
+            "{end:?}"
+        );
+        // A lease the secondary gave later from its pool ends: news, accepted.
+        let mut later = stale;
+        later.cltt = old.cltt + 10;
+        assert!(
+            matches!(prim.judge(Some(&given), &later, now), Judgement::Accept(_)),
+            "{end:?}"
+        );
+        // The secondary keeps no such guard: the primary's end of a lease only ever moves an
+        // address into the primary's pool, which the primary then holds too.
+        let mut ours = given;
+        ours.from_partner = true;
+        let mut from_primary = old;
+        from_primary.state = end;
+        assert!(
+            matches!(
+                sec.judge(Some(&ours), &from_primary, now),
+                Judgement::Accept(_)
+            ),
+            "{end:?}"
+        );
+    }
+}
+
+fn freed_for_test(b: &Binding) -> Binding {
+    let mut f = *b;
+    f.state = BindingState::Free;
+    f.client = ClientKey::EMPTY;
+    f
 }
 
 // ----- pool balancing -------------------------------------------------------------------------
