@@ -1,5 +1,6 @@
 //! Compiles `src/steer.bpf.c` (the XDP program) and `src/reuseport.bpf.c` (the UDP backend's
-//! SO_REUSEPORT steering) into `$OUT_DIR/<name>.bpf.o` with clang (`-target bpf`).
+//! SO_REUSEPORT steering) into `$OUT_DIR/<name>.bpf.o` with clang (`-target bpf`), and the XDP
+//! program a second time without receive-time metadata (`steer_nometa.bpf.o`).
 //!
 //! Needs the Debian packages `clang` (the compiler), `libbpf-dev` (`bpf/bpf_helpers.h`,
 //! `bpf/bpf_endian.h`) and `linux-libc-dev` (the kernel UAPI headers; installed with libc6-dev).
@@ -37,18 +38,28 @@ fn main() {
         ));
     }
     for name in SOURCES {
-        compile(&clang, &out_dir, name);
+        compile(&clang, &out_dir, name, name, &[]);
     }
+    // The XDP program once more without its receive-time metadata, for kernels whose verifier
+    // refuses `bpf_xdp_adjust_meta` (the loader falls back to it).
+    compile(
+        &clang,
+        &out_dir,
+        "steer",
+        "steer_nometa",
+        &["-DTANDEM_NO_META"],
+    );
 }
 
-/// Compiles `src/<name>.bpf.c` into `<out_dir>/<name>.bpf.o`.
-fn compile(clang: &str, out_dir: &Path, name: &str) {
+/// Compiles `src/<name>.bpf.c` with `defines` into `<out_dir>/<object>.bpf.o`.
+fn compile(clang: &str, out_dir: &Path, name: &str, object: &str, defines: &[&str]) {
     let source = format!("src/{name}.bpf.c");
-    let object = out_dir.join(format!("{name}.bpf.o"));
+    let object = out_dir.join(format!("{object}.bpf.o"));
     let mut cmd = Command::new(clang);
     cmd.args([
         "-target", "bpf", "-mcpu=v3", "-O2", "-g", "-Wall", "-Werror",
     ]);
+    cmd.args(defines);
     // Debian keeps <asm/*.h> (needed by the UAPI headers) in the multiarch directory, which the
     // bpf target does not search by itself.
     if let Some(dir) = multiarch_include(clang) {

@@ -134,8 +134,9 @@ pub fn scope_keys(cfg: &Config) -> ScopeKeys {
 
 impl XdpShared {
     /// The `xdp` object of `/v1/stats`: the XDP programs' counters summed over interfaces (by
-    /// the names of `tandem_ebpf::Counters`), the AF_XDP worker's counters, and `mode` (like
-    /// `"eth1=native"`, comma-separated).
+    /// the names of `tandem_ebpf::Counters`), the AF_XDP worker's counters, `mode` (like
+    /// `"eth1=native"`, comma-separated) and `rx_stamps` (whether the program stamps frames
+    /// with their receive time, see `Steering::stamps_frames`).
     pub fn stats_json(&self) -> Value {
         let mut m = Map::new();
         let mode: Vec<String> = self
@@ -146,6 +147,10 @@ impl XdpShared {
         m.insert("mode".into(), json!(mode.join(",")));
         let mut total = Counters::default();
         let steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        // False where the kernel refused the program's receive-time stamp: the queue_wait
+        // stage then measures nothing.
+        let stamps = steering.iter().all(|(_, s)| s.stamps_frames());
+        m.insert("rx_stamps".into(), json!(stamps));
         for (ifname, s) in steering.iter() {
             match s.counters() {
                 Ok(c) => total = sum(&total, &c),

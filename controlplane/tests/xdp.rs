@@ -334,19 +334,27 @@ fn real_clients_get_leases_through_af_xdp() {
     // Every redirected frame carries the XDP program's time stamp, so the queue wait is
     // measured per frame; each ACK was held for its fdatasync, which ran on the sync thread.
     let stage = |name: &str| s1["stages"][name]["count"].as_u64().unwrap_or(0);
-    assert!(
-        stage("queue_wait") >= redirected,
-        "queue_wait counted {} of {redirected} frames: {s1}",
-        stage("queue_wait")
-    );
+    // Unless this kernel refused the stamp's helper: then the daemon says so and the stage
+    // stays empty.
+    if s1["xdp"]["rx_stamps"] == serde_json::json!(false) {
+        eprintln!("this kernel refuses bpf_xdp_adjust_meta: the program runs without stamps");
+        assert_eq!(stage("queue_wait"), 0, "{s1}");
+    } else {
+        assert_eq!(s1["xdp"]["rx_stamps"], serde_json::json!(true), "{s1}");
+        assert!(
+            stage("queue_wait") >= redirected,
+            "queue_wait counted {} of {redirected} frames: {s1}",
+            stage("queue_wait")
+        );
+        assert!(
+            s1["stages"]["queue_wait"]["p50_le_us"].as_u64().is_some(),
+            "{s1}"
+        );
+    }
     assert!(stage("ack_wait") >= 2, "{s1}");
     assert!(stage("fdatasync") >= 1, "{s1}");
     assert!(stage("journal_write") >= 2, "{s1}");
     assert!(stage("engine") >= 1 && stage("transmit") >= 4, "{s1}");
-    assert!(
-        s1["stages"]["queue_wait"]["p50_le_us"].as_u64().is_some(),
-        "{s1}"
-    );
     assert_eq!(
         udp_seen(&s) - udp0,
         0,

@@ -59,6 +59,11 @@ use tracing::{info, warn};
 /// The compiled XDP object, built from `src/steer.bpf.c` by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
 
+/// The same program without the receive-time metadata stamp, for kernels whose verifier refuses
+/// `bpf_xdp_adjust_meta` in it.
+static OBJECT_NO_META: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/steer_nometa.bpf.o"));
+
 /// Name of the XDP program in the kernel (the C function name, at most 15 bytes).
 pub const PROGRAM_NAME: &str = "tandem_steer";
 
@@ -368,6 +373,7 @@ pub struct Steering {
     subnets: LpmTrie<MapData, u32, u32>,
     port: u16,
     attachments: Vec<Attachment>,
+    stamps: bool,
 }
 
 impl fmt::Debug for Steering {
@@ -379,6 +385,21 @@ impl fmt::Debug for Steering {
     }
 }
 
+/// Loads `object` with the DHCP port set and its XDP program through the verifier.
+fn load_object(object: &[u8], port: u16) -> Result<Ebpf, SteerError> {
+    let mut ebpf = EbpfLoader::new()
+        .override_global(PORT_GLOBAL, &port, true)
+        .load(object)
+        .map_err(SteerError::Load)?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or(SteerError::Object("program tandem_steer"))?
+        .try_into()
+        .map_err(SteerError::Program)?;
+    prog.load().map_err(SteerError::Program)?;
+    Ok(ebpf)
+}
+
 impl Steering {
     /// Loads the program (through the verifier) and its maps for DHCP requests to UDP `port`.
     ///
@@ -387,16 +408,17 @@ impl Steering {
         if port == 0 {
             return Err(SteerError::InvalidPort);
         }
-        let mut ebpf = EbpfLoader::new()
-            .override_global(PORT_GLOBAL, &port, true)
-            .load(OBJECT)
-            .map_err(SteerError::Load)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or(SteerError::Object("program tandem_steer"))?
-            .try_into()
-            .map_err(SteerError::Program)?;
-        prog.load().map_err(SteerError::Program)?;
+        let (mut ebpf, stamps) = match load_object(OBJECT, port) {
+            Ok(ebpf) => (ebpf, true),
+            Err(SteerError::Program(e)) if format!("{e:?}").contains("bpf_xdp_adjust_meta") => {
+                warn!(
+                    "XDP: this kernel refuses bpf_xdp_adjust_meta in the steering program; \
+                     loading it without receive-time stamps (the rx-wait stage is not measured)"
+                );
+                (load_object(OBJECT_NO_META, port)?, false)
+            }
+            Err(e) => return Err(e),
+        };
 
         let counters = ebpf
             .take_map(COUNTERS_MAP)
@@ -435,7 +457,14 @@ impl Steering {
             subnets,
             port,
             attachments: Vec::new(),
+            stamps,
         })
+    }
+
+    /// True if the program puts its receive-time metadata before every redirected frame (false
+    /// when the kernel refused the helper and the program was loaded without it).
+    pub fn stamps_frames(&self) -> bool {
+        self.stamps
     }
 
     /// The UDP port the program was loaded for.

@@ -465,8 +465,10 @@ struct tandem_meta {
 };
 
 // Stamps the frame with the time now; leaves it as it is if the driver has no metadata room.
+// Built without it (TANDEM_NO_META) for kernels that refuse bpf_xdp_adjust_meta here.
 static __always_inline void stamp(struct xdp_md *ctx)
 {
+#ifndef TANDEM_NO_META
 	struct tandem_meta *m;
 	void *data;
 
@@ -479,6 +481,7 @@ static __always_inline void stamp(struct xdp_md *ctx)
 	m->magic = TANDEM_META_MAGIC;
 	m->zero = 0;
 	m->stamp = bpf_ktime_get_ns();
+#endif
 }
 
 SEC("xdp")
