@@ -44,7 +44,8 @@
 //! `tandem_failover_updates_rejected_total`, `tandem_failover_ring_full_total` and
 //! `tandem_failover_ring_lost_total` (the workers' rings of committed updates to the
 //! relationship thread), `tandem_failover_partner_bindings_total`,
-//! `tandem_failover_partner_bindings_rejected_total`, `tandem_failover_pool_share_percent`,
+//! `tandem_failover_partner_bindings_rejected_total`, `tandem_failover_tls` (1 with TLS on the
+//! link), `tandem_failover_tls_refusals_total{reason}`, `tandem_failover_pool_share_percent`,
 //! `tandem_failover_clock_skew_seconds` (once a skew was seen),
 //! `tandem_failover_last_contact_timestamp_seconds` (once the partner was heard) and the
 //! histogram `tandem_failover_replication_lag_seconds` (client ACK's commit to the partner's
@@ -89,6 +90,20 @@ use tandem_dataplane::worker::{PoolRow, WorkerStats, COMMIT_BUCKETS_US, STAGE_BU
 use crate::alarms::{self, Alarm, AlarmKey, Monitor};
 use crate::failover::peer::PeerState;
 use crate::failover::service::{RelationshipStatus, LAG_BUCKETS_US};
+
+/// The reasons `tandem_failover_tls_refusals_total` shows for every TLS relationship.
+const TLS_REFUSAL_REASONS: [&str; 10] = [
+    "not_tls",
+    "bad_certificate",
+    "wrong_name",
+    "certificate_expired",
+    "no_certificate",
+    "partner_refused_our_certificate",
+    "incompatible",
+    "handshake_timeout",
+    "closed_in_handshake",
+    "tls_error",
+];
 
 /// `Content-Type` of the `/metrics` answer.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -737,6 +752,42 @@ impl Snapshot {
             "tandem_failover_partner_bindings_rejected",
             "Binding updates from the partner refused here",
             per(&|s| s.partner_rejected),
+        )?;
+        gauges(
+            enc,
+            "tandem_failover_tls",
+            "1 if the failover link runs TLS 1.3 with mutual certificates (tls = \"required\")",
+            per(&|s| flag(s.tls)),
+        )?;
+        // Every reason of a TLS relationship shows, at 0 until it happens.
+        let mut tls_rows: Vec<(Labels<'_>, u64)> = Vec::new();
+        for s in rels.iter().filter(|s| s.tls) {
+            for reason in TLS_REFUSAL_REASONS {
+                let n = s.tls_refusals.get(reason).copied().unwrap_or(0);
+                tls_rows.push((
+                    vec![("relationship", s.name.as_str()), ("reason", reason)],
+                    n,
+                ));
+            }
+            for (reason, n) in &s.tls_refusals {
+                if !TLS_REFUSAL_REASONS.contains(&reason.as_str()) {
+                    tls_rows.push((
+                        vec![
+                            ("relationship", s.name.as_str()),
+                            ("reason", reason.as_str()),
+                        ],
+                        *n,
+                    ));
+                }
+            }
+        }
+        counters(
+            enc,
+            "tandem_failover_tls_refusals",
+            "Failover connections refused at the TLS layer, by reason (not_tls: the partner \
+             speaks plaintext; bad_certificate, wrong_name, certificate_expired, no_certificate: \
+             its certificate; partner_refused_our_certificate; handshake_timeout; ...)",
+            tls_rows,
         )?;
         gauges(
             enc,

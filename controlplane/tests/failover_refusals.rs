@@ -2,7 +2,11 @@
 //! refused on both sides (reason 4, time mismatch) until it runs on the right clock; a partner
 //! with another shared secret is refused (message digest) until it has the same secret; and
 //! Wireshark's DHCP failover dissector decodes what the pair says on TCP 647 (CONNECT,
-//! CONNECTACK, STATE, BNDUPD, BNDACK) without a malformed field.
+//! CONNECTACK, STATE, BNDUPD, BNDACK) without a malformed field; and with `tls = "required"`
+//! the pair reaches NORMAL over TLS 1.3 (tshark sees only TLS records on 647), refuses a
+//! partner with a certificate from another CA, one issued to another name and one speaking
+//! plaintext (each counted by reason) while it keeps serving, and takes a renewed certificate
+//! at the next connection.
 //!
 //! Topology: server A (primary, 10.78.N.2) and server B (secondary, 10.78.N.3) in their own
 //! namespaces joined by one veth pair; the wire-decode test puts a bridge namespace between them
@@ -671,6 +675,387 @@ fn tshark_decodes_tandem_failover_messages_without_malformed_fields() {
                 m
             });
     eprintln!("tshark: other expert info: {notes:?}");
+    pair.a.d_mut().stop();
+    pair.b.d_mut().stop();
+}
+
+// ----- TLS on the failover link ------------------------------------------------------------------
+
+/// `openssl ARGS`; must succeed.
+fn openssl(args: &[&str]) {
+    let mut argv = vec!["openssl"];
+    argv.extend_from_slice(args);
+    let out = run(&argv);
+    assert!(
+        out.status.success(),
+        "{argv:?} failed ({}); is openssl installed? {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA: its certificate and key files.
+struct Ca {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A new self-signed CA `<tag>-ca.pem` / `<tag>-ca.key` (EC P-256).
+fn make_ca(lab: &Lab, tag: &str) -> Ca {
+    let cert = lab.path(&format!("{tag}-ca.pem"));
+    let key = lab.path(&format!("{tag}-ca.key"));
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &k,
+        "-out",
+        &c,
+        "-days",
+        "30",
+        "-subj",
+        &format!("/CN=Tandem test CA {tag}"),
+    ]);
+    Ca { cert, key }
+}
+
+/// A certificate for DNS name `dns` issued by `ca`, with a new key (mode 0600), written to
+/// `<file>.pem` / `<file>.key`. Usable by a TLS client and a server (both extended key usages).
+fn issue(lab: &Lab, ca: &Ca, file: &str, dns: &str) -> (PathBuf, PathBuf) {
+    let cert = lab.path(&format!("{file}.pem"));
+    let key = lab.path(&format!("{file}.key"));
+    let csr = lab.path(&format!("{file}.csr"));
+    let ext = lab.write(
+        &format!("{file}.ext"),
+        &format!(
+            "subjectAltName=DNS:{dns}\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n"
+        ),
+    );
+    let s = |p: &Path| p.display().to_string();
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &s(&key),
+        "-out",
+        &s(&csr),
+        "-subj",
+        &format!("/CN={dns}"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &s(&csr),
+        "-CA",
+        &s(&ca.cert),
+        "-CAkey",
+        &s(&ca.key),
+        "-CAcreateserial",
+        "-out",
+        &s(&cert),
+        "-days",
+        "30",
+        "-extfile",
+        &s(&ext),
+    ]);
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod 600 key");
+    (cert, key)
+}
+
+/// The `[[failover]]` keys for TLS with these files and the partner's expected name.
+fn tls_keys(ca: &Path, cert: &Path, key: &Path, partner_name: &str) -> String {
+    format!(
+        "tls = \"required\"\ntls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n\
+         tls_partner_name = \"{partner_name}\"\n",
+        ca.display(),
+        cert.display(),
+        key.display()
+    )
+}
+
+/// `tshark -n -r FILE -d tcp.port==647,tls -Y FILTER -T fields -e frame.number`: how many
+/// frames match, decoding TCP 647 as TLS.
+fn tls_frames(file: &Path, filter: &str) -> usize {
+    let f = file.display().to_string();
+    let argv = [
+        "tshark",
+        "-n",
+        "-r",
+        &f,
+        "-d",
+        "tcp.port==647,tls",
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    ];
+    let out = run(&argv);
+    assert!(
+        out.status.success(),
+        "{argv:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
+/// B's TLS refusals by reason (`tls_refusals` of `failover show --json`).
+fn tls_refusals(srv: &Server, reason: &str) -> u64 {
+    srv.fo()["tls_refusals"][reason].as_u64().unwrap_or(0)
+}
+
+/// Wait until B counted a TLS refusal for `reason`; panic with both logs otherwise.
+fn wait_refusal(pair: &Pair, reason: &str, before: u64) -> u64 {
+    let n = poll(Duration::from_secs(20), || {
+        let n = tls_refusals(&pair.b, reason);
+        (n > before).then_some(n)
+    });
+    n.unwrap_or_else(|| {
+        panic!(
+            "B counted no TLS refusal {reason:?}: {}\n--- A log:\n{}\n--- B log:\n{}",
+            pair.b.fo(),
+            pair.a.d().log_text(),
+            pair.b.d().log_text()
+        )
+    })
+}
+
+/// Run perfdhcp from `cl` for a few DORAs (ten simulated clients) and return B's ACK count
+/// before and after.
+fn dora_burst(lab: &Lab, cl: &Netns, b: &Server, name: &str) -> (u64, u64) {
+    let acks = |b: &Server| b.d().stats()["ack"].as_u64().unwrap_or(0);
+    let before = acks(b);
+    let mut perf = cl.spawn(
+        lab,
+        name,
+        &[
+            "timeout", "15", "perfdhcp", "-4", "-l", "tdmcl0", "-r", "5", "-R", "10", "-p", "3",
+        ],
+    );
+    let done = perf.wait_exit(Duration::from_secs(20));
+    assert!(done.is_some(), "perfdhcp did not end:\n{}", perf.log_text());
+    (before, acks(b))
+}
+
+#[test]
+fn tls_pair_reaches_normal_and_refuses_plaintext_and_wrong_certificates() {
+    require_tools();
+    let lab = Lab::new("fotls");
+    let na = lab.netns("a");
+    let nb = lab.netns("b");
+    let sw = lab.netns("sw");
+    let cl = lab.netns("cl");
+    veth(&na, IFACE, &sw, "tdmta");
+    veth(&nb, IFACE, &sw, "tdmtb");
+    veth(&cl, "tdmcl0", &sw, "tdmtc");
+    bridge(&sw, "tdmbr0", &["tdmta", "tdmtb", "tdmtc"]);
+    cl.addr("tdmcl0", "10.78.4.9/24");
+    let mut pair = Pair::addressed(na, nb, 4);
+
+    const A_NAME: &str = "dhcp1.tdm.test";
+    const B_NAME: &str = "dhcp2.tdm.test";
+    let ca = make_ca(&lab, "pair");
+    let (a_cert, a_key) = issue(&lab, &ca, "a-cert", A_NAME);
+    let (b_cert, b_key) = issue(&lab, &ca, "b-cert", B_NAME);
+    let a_tls = tls_keys(&ca.cert, &a_cert, &a_key, B_NAME);
+    let b_tls = tls_keys(&ca.cert, &b_cert, &b_key, A_NAME);
+
+    // 1. Both with TLS required: NORMAL, leases replicated, and the wire shows only TLS 1.3.
+    let cap = pcap::Capture::start(&lab, &pair.a.ns, IFACE, "tls647", "tcp port 647");
+    pair.start(&lab, &a_tls, &b_tls, &[]);
+    let took = pair.wait_normal(NORMAL_TIMEOUT);
+    for srv in [&pair.a, &pair.b] {
+        let s = srv.fo();
+        assert_eq!(s["tls"], true, "{}: {s}", srv.name);
+        assert!(
+            !log_lines(srv.d(), "TLS 1.3 session with the partner").is_empty(),
+            "{} logged no TLS session:\n{}",
+            srv.name,
+            srv.d().log_text()
+        );
+    }
+    let (b0, b1) = dora_burst(&lab, &cl, &pair.b, "perf-normal");
+    let acked = poll(Duration::from_secs(15), || {
+        let (a, b) = (pair.a.fo(), pair.b.fo());
+        let n = |s: &Value, k: &str| s[k].as_u64().unwrap_or(0);
+        (n(&a, "updates_acked") > 0
+            && n(&b, "updates_acked") > 0
+            && n(&a, "unacked_updates") == 0
+            && n(&b, "unacked_updates") == 0)
+            .then(|| (n(&a, "updates_acked"), n(&b, "updates_acked")))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the TLS pair did not replicate both ways: A {} B {}",
+            pair.a.fo(),
+            pair.b.fo()
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = cap.finish();
+    let file = lab.path("tls647.pcap");
+    let hellos = tls_frames(&file, "tls.handshake.type == 1");
+    let tls13 = tls_frames(
+        &file,
+        "tls.handshake.type == 2 && tls.handshake.extensions.supported_version == 0x0304",
+    );
+    // (TLS 1.3 records after the handshake carry the outer type 23, "opaque_type" in tshark)
+    let app = tls_frames(
+        &file,
+        "tls.record.opaque_type == 23 || tls.record.content_type == 23",
+    );
+    let all = tls_frames(&file, "tcp.len > 0");
+    let records = tls_frames(&file, "tcp.len > 0 && tls.record");
+    eprintln!(
+        "tls: NORMAL after {took:?}; updates acked {acked:?}; B acked {} DORAs; capture: {all} \
+         payload frames, {records} with TLS records, {hellos} ClientHello, {tls13} TLS 1.3 \
+         ServerHello, {app} application-data",
+        b1 - b0
+    );
+    assert!(
+        hellos >= 1 && tls13 >= 1,
+        "no TLS 1.3 handshake on 647 in {}",
+        file.display()
+    );
+    assert!(app >= 4, "too little TLS application data on 647: {app}");
+    assert_eq!(
+        records,
+        all,
+        "payload on TCP 647 that is not TLS (plaintext failover messages?) in {}",
+        file.display()
+    );
+    // the relationship name (in CONNECT) never crosses in clear
+    let payload = {
+        let f = file.display().to_string();
+        let out = run(&[
+            "tshark",
+            "-n",
+            "-r",
+            &f,
+            "-Y",
+            "tcp.len > 0",
+            "-T",
+            "fields",
+            "-e",
+            "tcp.payload",
+        ]);
+        String::from_utf8_lossy(&out.stdout).replace([':', '\n'], "")
+    };
+    let name_hex: String = REL.bytes().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        !payload.contains(&name_hex),
+        "the relationship name {REL:?} is readable on the wire"
+    );
+
+    // 2. A is replaced by impostors from A's address; B refuses each, counts why, and keeps
+    // serving its clients meanwhile.
+    pair.a.d_mut().stop();
+    let other = make_ca(&lab, "other");
+    let (x_cert, x_key) = issue(&lab, &other, "x-cert", A_NAME);
+    let (y_cert, y_key) = issue(&lab, &ca, "y-cert", "other.tdm.test");
+    let impostors = [
+        (
+            "a-otherca",
+            tls_keys(&ca.cert, &x_cert, &x_key, B_NAME),
+            "bad_certificate",
+        ),
+        ("a-plain", String::new(), "not_tls"),
+        (
+            "a-wrongname",
+            tls_keys(&ca.cert, &y_cert, &y_key, B_NAME),
+            "wrong_name",
+        ),
+    ];
+    for (name, keys, reason) in impostors {
+        let before = tls_refusals(&pair.b, reason);
+        let net = pair.net;
+        let cfg = Tandemd::server_section_named(&lab, name, &format!("10.78.{net}.2"), &[IFACE])
+            + &pair
+                .config(&lab, true, &keys)
+                .split_once("\n[[scope]]")
+                .map_or_else(
+                    || panic!("config without a scope"),
+                    |(_, rest)| format!("\n[[scope]]{rest}"),
+                );
+        pair.a.d = Some(Tandemd::start_named(&lab, &pair.a.ns, name, &cfg, &[]));
+        let n = wait_refusal(&pair, reason, before);
+        let b = pair.b.fo();
+        assert!(
+            b["state"] != "NORMAL" && b["connected"] == false,
+            "B took the impostor {name}: {b}"
+        );
+        let lines = log_lines(pair.b.d(), reason);
+        assert!(
+            lines.iter().any(|l| l.contains("refused at the TLS layer")),
+            "B's log does not say why it refused {name}: {lines:?}"
+        );
+        eprintln!(
+            "tls: {name} refused by B as {reason} ({n} so far); A's view: {}",
+            pair.a.fo()["last_refusal"]
+        );
+        pair.a.d_mut().stop();
+    }
+    let (c0, c1) = dora_burst(&lab, &cl, &pair.b, "perf-alone");
+    assert!(
+        c1 > c0,
+        "B served no client while refusing the impostors: {}",
+        pair.b.d().stats()
+    );
+    let metrics = String::from_utf8_lossy(&pair.b.d().ctl(&["metrics"]).stdout).into_owned();
+    for reason in ["bad_certificate", "not_tls", "wrong_name"] {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("tandem_failover_tls_refusals_total")
+                    && l.contains(&format!("reason=\"{reason}\""))
+            })
+            .unwrap_or_else(|| panic!("no refusal counter for {reason} in B's metrics"));
+        let v: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        assert!(v >= 1.0, "{line}");
+    }
+
+    // 3. B's certificate is renewed on disk (new key, same CA and name) while B runs: B
+    // reloads it for the next connection, the real A connects, and the leases are all there.
+    let leases_b = pair.b.d().leases().len();
+    let (n_cert, n_key) = issue(&lab, &ca, "b-cert-renewed", B_NAME);
+    fs::copy(&n_key, &b_key).expect("install the renewed key");
+    fs::copy(&n_cert, &b_cert).expect("install the renewed certificate");
+    fs::set_permissions(&b_key, fs::Permissions::from_mode(0o600)).expect("chmod 600 key");
+    let cfg_a = pair.config(&lab, true, &a_tls);
+    pair.a.d = Some(Tandemd::start_named(&lab, &pair.a.ns, "a", &cfg_a, &[]));
+    let took = pair.wait_normal(NORMAL_TIMEOUT);
+    assert!(
+        !log_lines(pair.b.d(), "reloaded for new connections").is_empty(),
+        "B did not say it reloaded its certificate:\n{}",
+        pair.b.d().log_text()
+    );
+    let after = pair.b.d().leases().len();
+    assert!(
+        after >= leases_b,
+        "B lost leases over the certificate reload: {leases_b} before, {after} after"
+    );
+    eprintln!("tls: NORMAL again {took:?} after A returned to B's reloaded certificate; B holds {after} leases");
     pair.a.d_mut().stop();
     pair.b.d_mut().stop();
 }

@@ -950,6 +950,7 @@ fn print_relationship(v: &Value) {
         ("replication lag", lag_words(&lag)),
         ("clock skew", skew),
         ("last refusal", s(v, "last_refusal")),
+        ("link", tls_words(v)),
         ("alarms", alarms),
     ];
     if v.get("paused").and_then(Value::as_bool) == Some(true) {
@@ -1393,6 +1394,30 @@ fn main() -> ExitCode {
             eprintln!("tandemctl: {msg}");
             ExitCode::from(code)
         }
+    }
+}
+
+/// The link line of `failover show`: TLS or not, and the TLS refusals by reason.
+fn tls_words(v: &Value) -> String {
+    if v.get("tls").and_then(Value::as_bool) != Some(true) {
+        return "plain TCP (tls = \"off\")".into();
+    }
+    let refusals: Vec<String> = v
+        .get("tls_refusals")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, n)| format!("{k} {}", n.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    if refusals.is_empty() {
+        "TLS 1.3, mutual certificates; no refusals".into()
+    } else {
+        format!(
+            "TLS 1.3, mutual certificates; refused: {}",
+            refusals.join(", ")
+        )
     }
 }
 

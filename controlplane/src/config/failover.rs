@@ -12,12 +12,13 @@ use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
 use crate::failover::link::LinkConfig;
 use crate::failover::peer::{ConfigError as PeerConfigError, Mode, PeerConfig, Role};
+use crate::failover::tls::{self, TlsSettings};
 
 use super::keys::{FAILOVER_KEYS, SCOPE_KEYS, SERVER_KEYS};
 use super::reader::{self, At, Ctx, Val};
@@ -70,6 +71,9 @@ pub struct FailoverSettings {
     /// The shared secret that signs every message (`shared_secret_file` or `shared_secret`);
     /// `None`: messages are not signed.
     pub secret: Option<Vec<u8>>,
+    /// TLS on the link (`tls = "required"` with `tls_ca_file`, `tls_cert_file`, `tls_key_file`
+    /// and `tls_partner_name`); `None` (`tls = "off"`, the default): plain TCP.
+    pub tls: Option<TlsSettings>,
     /// The relationship's scopes, as indices into `Config::settings.scopes`, in the order listed.
     pub scopes: Vec<usize>,
     /// The same scopes by name.
@@ -113,6 +117,7 @@ impl fmt::Debug for FailoverSettings {
             .field("mclt_secs", &self.mclt_secs)
             .field("switchover_secs", &self.switchover_secs)
             .field("secret", &secret)
+            .field("tls", &self.tls)
             .field("scopes", &self.scopes)
             .field("scope_names", &self.scope_names)
             .field("max_clock_skew_secs", &self.max_clock_skew_secs)
@@ -152,6 +157,7 @@ impl FailoverSettings {
         c.listen = Some(self.listen);
         c.partner = Some(self.partner);
         c.secret = self.secret.clone();
+        c.tls = self.tls.clone();
         c
     }
 }
@@ -173,6 +179,7 @@ pub(crate) struct FailoverDraft {
     mclt_secs: u32,
     switchover: Option<At<u32>>,
     secret: Option<Vec<u8>>,
+    tls: Option<TlsSettings>,
     scopes: Vec<At<String>>,
     max_clock_skew_secs: u32,
     max_response_delay_secs: u32,
@@ -453,6 +460,7 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, item: &Val<'_>, t: &DeTable<'_>, i: usize)
         integer_key(ctx, t, &path, "max_unacked_updates", (1, 1024)).map_or(64, |(n, _)| n as u32);
 
     let secret = read_secret(ctx, t, &path);
+    let tls = read_tls(ctx, t, &path, &header);
     let partner_admin = reader::get(t, "partner_admin").and_then(|v| {
         reader::parsed(ctx, v, &p("partner_admin"), |s: &str| {
             s.parse::<SocketAddr>()
@@ -534,6 +542,7 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, item: &Val<'_>, t: &DeTable<'_>, i: usize)
         mclt_secs,
         switchover,
         secret,
+        tls,
         scopes,
         max_clock_skew_secs,
         max_response_delay_secs,
@@ -643,6 +652,116 @@ fn read_mode(
 }
 
 /// `shared_secret_file` or `shared_secret` (an error if both are given).
+/// The TLS file keys of a relationship, with what each holds.
+const TLS_FILES: [(&str, &str); 3] = [
+    (
+        "tls_ca_file",
+        "the PEM file of the CA that issued both partners' certificates",
+    ),
+    (
+        "tls_cert_file",
+        "the PEM file of this server's certificate (and intermediates)",
+    ),
+    ("tls_key_file", "the PEM file of this server's private key"),
+];
+
+/// `tls` and its keys. With `tls = "required"` every file and the partner's name must be given,
+/// and the files are read and checked now (a mistake in them is a configuration error, not a
+/// refused connection later).
+fn read_tls(
+    ctx: &mut Ctx<'_>,
+    t: &DeTable<'_>,
+    path: &str,
+    header: &Range<usize>,
+) -> Option<TlsSettings> {
+    let p = |k: &str| reader::join(path, k);
+    let tls_v = reader::get(t, "tls");
+    let required = match tls_v {
+        None => false,
+        Some(v) => reader::choice(ctx, v, &p("tls"), &[("required", true), ("off", false)])?,
+    };
+    let keys = [
+        "tls_ca_file",
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_partner_name",
+    ];
+    if !required {
+        for k in keys {
+            if let Some(v) = reader::get(t, k) {
+                ctx.error(
+                    v.span(),
+                    p(k),
+                    format!(
+                        "`{k}` applies only with tls = \"required\"; this relationship's link is \
+                         plain TCP{}",
+                        if tls_v.is_none() {
+                            " (tls = \"off\", the default)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+        }
+        return None;
+    }
+    let mut files = Vec::new();
+    let mut ok = true;
+    for (k, what) in TLS_FILES {
+        match reader::get(t, k) {
+            None => {
+                reader::missing(ctx, header.clone(), path, k, what);
+                ok = false;
+            }
+            Some(v) => match reader::string(ctx, v, &p(k)) {
+                Some(s) if s.starts_with('/') => files.push(PathBuf::from(s)),
+                Some(s) => {
+                    ctx.error(
+                        v.span(),
+                        p(k),
+                        format!("`{s}` is not an absolute path (like /etc/tandem/tls/{k}.pem)"),
+                    );
+                    ok = false;
+                }
+                None => ok = false,
+            },
+        }
+    }
+    let name = match reader::get(t, "tls_partner_name") {
+        None => {
+            reader::missing(
+                ctx,
+                header.clone(),
+                path,
+                "tls_partner_name",
+                "the DNS name in the partner's certificate, like \"dhcp2.example.net\"",
+            );
+            None
+        }
+        Some(v) => reader::string(ctx, v, &p("tls_partner_name")).map(str::to_owned),
+    };
+    let (Some(name), true) = (name, ok) else {
+        return None;
+    };
+    let mut it = files.into_iter();
+    let (Some(ca_file), Some(cert_file), Some(key_file)) = (it.next(), it.next(), it.next()) else {
+        return None;
+    };
+    let settings = TlsSettings {
+        ca_file,
+        cert_file,
+        key_file,
+        partner_name: name,
+    };
+    if let Err(e) = tls::load(&settings) {
+        let at = tls_v.map_or(header.clone(), |v| v.span());
+        ctx.error(at, p("tls"), e.to_string());
+        return None;
+    }
+    Some(settings)
+}
+
 fn read_secret(ctx: &mut Ctx<'_>, t: &DeTable<'_>, path: &str) -> Option<Vec<u8>> {
     let file_v = reader::get(t, "shared_secret_file");
     let inline_v = reader::get(t, "shared_secret");

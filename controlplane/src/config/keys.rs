@@ -74,4 +74,9 @@ pub(crate) const FAILOVER_KEYS: &[&str] = &[
     "partner_admin",
     "comm_interrupted_alarm",
     "pool_low_water_percent",
+    "tls",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_partner_name",
 ];

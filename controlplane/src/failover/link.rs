@@ -15,7 +15,12 @@
 //! - calls [`Peer::handle_timeout`] at [`Peer::poll_timeout`];
 //! - closes the connection on [`Event::CloseLink`], on end of stream, on I/O errors and on codec
 //!   errors (after a best-effort DISCONNECT carrying the codec error's reject reason), and
-//!   calls [`Peer::connected`] / [`Peer::disconnected`].
+//!   calls [`Peer::connected`] / [`Peer::disconnected`];
+//! - with [`LinkConfig::tls`], runs TLS 1.3 with mutual certificate authentication over the
+//!   connection (the primary as client, see [`super::tls`]): the peer is told of the connection
+//!   only once the handshake succeeded, and a partner that speaks plaintext, presents a
+//!   certificate the CA did not issue or issued to another name, or does not finish the
+//!   handshake in time is refused ([`LinkEvent::TlsRefused`], with a reason to count).
 //!
 //! Everything that happened is returned as [`LinkEvent`]s, including every [`Event`] of the
 //! peer, for the daemon to act on (journal partner bindings, acknowledge them through
@@ -34,6 +39,7 @@ use tandem_dataplane::time::Time;
 use super::codec::{Codec, CodecError, FrameDecoder};
 use super::message::{Body, Disconnect, Message, RejectReason};
 use super::peer::{Event, Peer, Role, StateStore};
+use super::tls::{refusal_reason, TlsError, TlsReloader, TlsSettings};
 
 /// The IANA port for DHCP failover ("dhcp-failover").
 pub const DEFAULT_PORT: u16 = 647;
@@ -68,6 +74,10 @@ pub struct LinkConfig {
     /// Report every message sent and received as [`LinkEvent::Sent`] / [`LinkEvent::Received`]
     /// (for diagnostics and interop tests).
     pub trace_messages: bool,
+    /// TLS on the connection (`tls = "required"`); `None`: plain TCP.
+    pub tls: Option<TlsSettings>,
+    /// How long a TLS handshake may take once the TCP connection is up.
+    pub handshake_timeout: Duration,
 }
 
 impl LinkConfig {
@@ -82,6 +92,8 @@ impl LinkConfig {
             backoff_max: Duration::from_secs(90),
             connect_timeout: Duration::from_secs(10),
             trace_messages: false,
+            tls: None,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -106,6 +118,8 @@ pub enum CloseCause {
     Requested,
     /// The caller dropped it ([`Link::drop_connection`]).
     Dropped,
+    /// The TLS session failed or was refused (the reason, see [`LinkEvent::TlsRefused`]).
+    Tls(&'static str),
 }
 
 /// Something that happened on the link, from [`Link::run_once`].
@@ -134,6 +148,21 @@ pub enum LinkEvent {
         remote: SocketAddr,
         /// Why.
         why: &'static str,
+    },
+    /// A connection was refused at the TLS layer (before the peer saw it), or its TLS session
+    /// failed later.
+    TlsRefused {
+        /// The partner's socket address.
+        remote: SocketAddr,
+        /// True if we opened the connection.
+        outbound: bool,
+        /// What went wrong, as a metrics label: `not_tls` (the partner speaks plaintext),
+        /// `bad_certificate`, `wrong_name`, `certificate_expired`, `no_certificate`,
+        /// `partner_refused_our_certificate`, `incompatible`, `handshake_timeout`,
+        /// `closed_in_handshake` or `tls_error`.
+        reason: &'static str,
+        /// rustls' error, in words.
+        error: String,
     },
     /// An outbound connection attempt failed.
     ConnectFailed {
@@ -171,6 +200,9 @@ pub enum LinkError {
     /// The poll could not be created or a socket registered.
     #[error("failover link poll: {0}")]
     Poll(#[source] io::Error),
+    /// The TLS files cannot be used.
+    #[error("failover TLS: {0}")]
+    Tls(#[source] TlsError),
     /// The listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -189,10 +221,16 @@ struct Conn {
     remote: SocketAddr,
     /// False while an outbound connect is in progress.
     established: bool,
+    /// The outbound connect's deadline, then (with TLS) the handshake's.
     connect_deadline: Time,
     decoder: FrameDecoder,
     wbuf: Vec<u8>,
     wpos: usize,
+    /// The TLS session, with [`LinkConfig::tls`].
+    tls: Option<rustls::Connection>,
+    /// The TLS handshake completed (always true without TLS once established).
+    secured: bool,
+    outbound: bool,
 }
 
 impl Conn {
@@ -200,8 +238,31 @@ impl Conn {
         self.wbuf.len() - self.wpos
     }
 
+    /// Up and (with TLS) secured: the peer was told, messages flow.
+    fn ready(&self) -> bool {
+        self.established && self.secured
+    }
+
     /// Writes buffered bytes until done or the socket would block.
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            if self.wpos < self.wbuf.len() && !tls.is_handshaking() {
+                // rustls takes what fits its send buffer; the rest waits here (backpressure).
+                let n = tls.writer().write(&self.wbuf[self.wpos..])?;
+                self.wpos += n;
+            }
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.stream) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.compact();
+            return Ok(());
+        }
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -211,6 +272,11 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
+        self.compact();
+        Ok(())
+    }
+
+    fn compact(&mut self) {
         if self.wpos == self.wbuf.len() {
             self.wbuf.clear();
             self.wpos = 0;
@@ -218,7 +284,6 @@ impl Conn {
             self.wbuf.drain(..self.wpos);
             self.wpos = 0;
         }
-        Ok(())
     }
 }
 
@@ -238,6 +303,8 @@ pub struct Link<S> {
     /// The codec messages are sent with (rebuilt when the peer's dialect changes; the HMAC key
     /// schedule is not redone per message).
     tx_codec: Codec,
+    /// The TLS certificates, with [`LinkConfig::tls`] (re-read when they change on disk).
+    tls: Option<TlsReloader>,
 }
 
 impl<S: StateStore> Link<S> {
@@ -257,6 +324,10 @@ impl<S: StateStore> Link<S> {
             local = Some(l.local_addr().map_err(LinkError::Poll)?);
             listener = Some(l);
         }
+        let tls = match &cfg.tls {
+            Some(t) => Some(TlsReloader::new(t.clone()).map_err(LinkError::Tls)?),
+            None => None,
+        };
         let next_connect =
             (peer.config().role == Role::Primary && cfg.partner.is_some()).then_some(Time(0));
         let tx_codec = {
@@ -279,6 +350,7 @@ impl<S: StateStore> Link<S> {
             next_token: 1,
             next_connect,
             waker,
+            tls,
         })
     }
 
@@ -304,9 +376,14 @@ impl<S: StateStore> Link<S> {
         &mut self.peer
     }
 
-    /// True while a TCP connection to the partner is established.
+    /// True while a connection to the partner is established (with TLS: and secured).
     pub fn has_connection(&self) -> bool {
-        self.conn.as_ref().is_some_and(|c| c.established)
+        self.conn.as_ref().is_some_and(Conn::ready)
+    }
+
+    /// True if the link runs TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The configuration.
@@ -373,6 +450,9 @@ impl<S: StateStore> Link<S> {
             if !c.established && now >= c.connect_deadline {
                 let remote = c.remote;
                 self.connect_failed(now, remote, "connect timed out".into(), &mut out);
+            } else if c.established && !c.secured && now >= c.connect_deadline {
+                let error = "the TLS handshake did not complete in time".to_string();
+                self.tls_refused(now, "handshake_timeout", error, &mut out);
             }
         }
         if self.peer.poll_timeout().is_some_and(|t| now >= t) {
@@ -398,7 +478,7 @@ impl<S: StateStore> Link<S> {
             }
         }
         if let Some(c) = &self.conn {
-            if !c.established {
+            if !c.ready() {
                 until(c.connect_deadline);
             }
         }
@@ -430,31 +510,106 @@ impl<S: StateStore> Link<S> {
                 }
                 tracing::debug!(%remote, "failover: connecting to partner");
                 self.next_connect = None;
-                self.conn = Some(self.new_conn(stream, token, remote, false, now));
+                match self.new_conn(stream, token, remote, false, now) {
+                    Ok(c) => self.conn = Some(c),
+                    Err(e) => self.connect_failed(now, remote, e, out),
+                }
             }
             Err(e) => self.connect_failed(now, remote, e.to_string(), out),
         }
     }
 
+    /// A connection: `established` for an accepted one (which is inbound), not yet for one
+    /// being opened. With TLS its session is set up here: a client session towards the
+    /// partner's name when we connect, a server session when it connected to us.
     fn new_conn(
-        &self,
+        &mut self,
         stream: TcpStream,
         token: Token,
         remote: SocketAddr,
         established: bool,
         now: Time,
-    ) -> Conn {
-        let connect_ms = u64::try_from(self.cfg.connect_timeout.as_millis()).unwrap_or(u64::MAX);
-        Conn {
+    ) -> Result<Conn, String> {
+        let outbound = !established;
+        let timeout = if established {
+            self.cfg.handshake_timeout
+        } else {
+            self.cfg.connect_timeout
+        };
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let tls = match &mut self.tls {
+            None => None,
+            Some(r) => {
+                let m = r.current();
+                let c: rustls::Connection = if outbound {
+                    rustls::ClientConnection::new(m.client.clone(), m.partner_name.clone())
+                        .map_err(|e| format!("TLS client session: {e}"))?
+                        .into()
+                } else {
+                    rustls::ServerConnection::new(m.server.clone())
+                        .map_err(|e| format!("TLS server session: {e}"))?
+                        .into()
+                };
+                Some(c)
+            }
+        };
+        Ok(Conn {
             stream,
             token,
             remote,
             established,
-            connect_deadline: now.plus_millis(connect_ms),
+            connect_deadline: now.plus_millis(ms),
             decoder: FrameDecoder::new(self.codec()),
             wbuf: Vec::new(),
             wpos: 0,
+            secured: tls.is_none(),
+            tls,
+            outbound,
+        })
+    }
+
+    /// The TLS handshake completed: the connection is the partner's, tell the peer.
+    fn secured(&mut self, now: Time, out: &mut Vec<LinkEvent>) {
+        let Some(c) = &mut self.conn else { return };
+        c.secured = true;
+        let (remote, outbound) = (c.remote, c.outbound);
+        let suite = c
+            .tls
+            .as_ref()
+            .and_then(|t| t.negotiated_cipher_suite())
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default();
+        tracing::info!(%remote, outbound, suite, "failover: TLS 1.3 session with the partner (certificate and name verified)");
+        out.push(LinkEvent::Connected { remote, outbound });
+        self.peer.connected(now);
+    }
+
+    /// Refuse the connection at the TLS layer: count, log, close.
+    fn tls_refused(
+        &mut self,
+        now: Time,
+        reason: &'static str,
+        error: String,
+        out: &mut Vec<LinkEvent>,
+    ) {
+        let Some(c) = &mut self.conn else { return };
+        let (remote, outbound) = (c.remote, c.outbound);
+        if let Some(t) = &mut c.tls {
+            // The alert rustls queued for the partner, best effort.
+            while t.wants_write() {
+                if t.write_tls(&mut c.stream).is_err() {
+                    break;
+                }
+            }
         }
+        tracing::warn!(%remote, outbound, reason, %error, "failover: TLS with the partner failed; connection refused");
+        out.push(LinkEvent::TlsRefused {
+            remote,
+            outbound,
+            reason,
+            error,
+        });
+        self.close(now, CloseCause::Tls(reason), out);
     }
 
     fn codec(&self) -> Codec {
@@ -564,8 +719,18 @@ impl<S: StateStore> Link<S> {
                 return;
             }
             let _ = stream.set_nodelay(true);
+            match self.new_conn(stream, token, remote, true, now) {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => {
+                    tracing::error!(%remote, error = %e, "failover: cannot set up the connection");
+                    return;
+                }
+            }
+            if self.tls.is_some() {
+                tracing::info!(%remote, "failover: partner connected; TLS handshake");
+                return;
+            }
             tracing::info!(%remote, "failover: partner connected");
-            self.conn = Some(self.new_conn(stream, token, remote, true, now));
             out.push(LinkEvent::Connected {
                 remote,
                 outbound: false,
@@ -597,6 +762,15 @@ impl<S: StateStore> Link<S> {
             }
             c.established = true;
             let _ = c.stream.set_nodelay(true);
+            if c.tls.is_some() {
+                tracing::info!(%remote, "failover: connected to partner; TLS handshake");
+                let ms = u64::try_from(self.cfg.handshake_timeout.as_millis()).unwrap_or(u64::MAX);
+                c.connect_deadline = now.plus_millis(ms);
+                if let Err(e) = c.flush() {
+                    self.close(now, CloseCause::Io(e.to_string()), out);
+                }
+                return;
+            }
             tracing::info!(%remote, "failover: connected to partner");
             out.push(LinkEvent::Connected {
                 remote,
@@ -611,6 +785,9 @@ impl<S: StateStore> Link<S> {
     }
 
     fn on_readable(&mut self, now: Time, out: &mut Vec<LinkEvent>) {
+        if self.conn.as_ref().is_some_and(|c| c.tls.is_some()) {
+            return self.on_readable_tls(now, out);
+        }
         let mut buf = [0u8; READ_CHUNK];
         loop {
             let Some(c) = &mut self.conn else {
@@ -636,6 +813,82 @@ impl<S: StateStore> Link<S> {
                     self.close(now, CloseCause::Io(e.to_string()), out);
                     return;
                 }
+            }
+        }
+    }
+
+    /// [`Link::on_readable`] through the TLS session: records in, handshake progress, plaintext
+    /// to the decoder once secured.
+    fn on_readable_tls(&mut self, now: Time, out: &mut Vec<LinkEvent>) {
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            let Some(c) = &mut self.conn else { return };
+            if !c.established {
+                return;
+            }
+            let Some(tls) = &mut c.tls else { return };
+            let got = match tls.read_tls(&mut c.stream) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.close(now, CloseCause::Io(e.to_string()), out);
+                    return;
+                }
+            };
+            let state = match tls.process_new_packets() {
+                Ok(s) => s,
+                Err(e) => {
+                    let reason = refusal_reason(&e);
+                    self.tls_refused(now, reason, e.to_string(), out);
+                    return;
+                }
+            };
+            let mut closed = got == 0 || state.peer_has_closed();
+            let mut left = state.plaintext_bytes_to_read();
+            while left > 0 {
+                match tls.reader().read(&mut buf) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        c.decoder.push(&buf[..n]);
+                        left = left.saturating_sub(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        closed = true;
+                        break;
+                    }
+                    Err(e) => {
+                        self.close(now, CloseCause::Io(e.to_string()), out);
+                        return;
+                    }
+                }
+            }
+            let handshaking = tls.is_handshaking();
+            if let Err(e) = c.flush() {
+                self.close(now, CloseCause::Io(e.to_string()), out);
+                return;
+            }
+            if !c.secured {
+                if closed {
+                    let error = "the partner closed the connection during the TLS handshake";
+                    self.tls_refused(now, "closed_in_handshake", error.into(), out);
+                    return;
+                }
+                if handshaking {
+                    continue;
+                }
+                self.secured(now, out);
+            }
+            if !self.drain_decoder(now, out) {
+                return;
+            }
+            if closed {
+                self.close(now, CloseCause::EndOfStream, out);
+                return;
             }
         }
     }
@@ -713,7 +966,7 @@ impl<S: StateStore> Link<S> {
             let mut progressed = false;
             let codec = &self.tx_codec;
             match &mut self.conn {
-                Some(c) if c.established => {
+                Some(c) if c.ready() => {
                     while c.pending() < HIGH_WATER {
                         let Some(msg) = self.peer.poll_transmit() else {
                             break;
@@ -738,7 +991,11 @@ impl<S: StateStore> Link<S> {
                         }
                     }
                 }
-                _ => {
+                Some(_) => {
+                    // Connected but not secured yet: the peer was not told, it has nothing
+                    // to send; leave anything queued where it is.
+                }
+                None => {
                     // No link: the peer only sends on a link, so this is stale output.
                     while let Some(msg) = self.peer.poll_transmit() {
                         tracing::debug!(?msg, "failover: dropping message without a link");
@@ -770,16 +1027,22 @@ impl<S: StateStore> Link<S> {
             return;
         };
         if c.established && cause != CloseCause::Dropped {
+            if let Some(t) = &mut c.tls {
+                t.send_close_notify();
+            }
             let _ = c.flush();
         }
         let _ = self.poll.registry().deregister(&mut c.stream);
         let _ = c.stream.shutdown(Shutdown::Both);
         let remote = c.remote;
+        let told = c.ready();
         let handshake = self.peer.is_connected();
         drop(c);
         tracing::info!(%remote, ?cause, "failover: link closed");
         out.push(LinkEvent::Disconnected { remote, cause });
-        self.peer.disconnected(now);
+        if told {
+            self.peer.disconnected(now);
+        }
         if handshake {
             self.backoff = self.cfg.backoff_initial;
             self.schedule(now, self.backoff);

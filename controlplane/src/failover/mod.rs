@@ -13,6 +13,7 @@ pub mod manager;
 pub mod message;
 pub mod peer;
 pub mod service;
+pub mod tls;
 pub mod workers;
 
 pub use codec::{Codec, CodecError, Decoded, Dialect, DigestStatus, FrameDecoder};

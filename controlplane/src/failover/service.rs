@@ -162,6 +162,11 @@ pub struct RelationshipStatus {
     pub switchover_secs: Option<u32>,
     /// Alarms raised for the relationship (filled in by the daemon's alarm monitor).
     pub alarms: Vec<String>,
+    /// The link runs TLS (`tls = "required"`).
+    pub tls: bool,
+    /// Connections refused (or TLS sessions failed) at the TLS layer, by reason (the
+    /// `reason` of `LinkEvent::TlsRefused`).
+    pub tls_refusals: std::collections::BTreeMap<String, u64>,
 }
 
 impl RelationshipStatus {
@@ -218,6 +223,8 @@ impl RelationshipStatus {
         if let Value::Object(m) = &mut v {
             m.insert("ring_full".into(), json!(self.ring_full));
             m.insert("ring_lost".into(), json!(self.ring_lost));
+            m.insert("tls".into(), json!(self.tls));
+            m.insert("tls_refusals".into(), json!(self.tls_refusals));
         }
         v
     }
@@ -273,6 +280,22 @@ impl RelationshipStatus {
                 "counts": self.lag_buckets,
             },
         })
+    }
+}
+
+/// An operator's reading of a TLS refusal reason.
+fn tls_words(reason: &str) -> &'static str {
+    match reason {
+        "not_tls" => "the partner does not speak TLS (is tls = \"required\" set on both servers?)",
+        "bad_certificate" => "the partner's certificate is not issued by tls_ca_file",
+        "wrong_name" => "the partner's certificate is not issued to tls_partner_name",
+        "certificate_expired" => "the partner's certificate has expired or is not valid yet",
+        "no_certificate" => "the partner presented no certificate",
+        "partner_refused_our_certificate" => "the partner refused our certificate",
+        "incompatible" => "the partner offers no TLS 1.3",
+        "handshake_timeout" => "the TLS handshake did not complete in time",
+        "closed_in_handshake" => "the partner closed the connection during the TLS handshake",
+        _ => "TLS error",
     }
 }
 
@@ -500,6 +523,7 @@ pub fn prepare(
             pool_low_percent: fo.pool_low_percent,
             partner_admin: fo.partner_admin.to_string(),
             switchover_secs: fo.switchover_secs,
+            tls: fo.tls.is_some(),
             ..RelationshipStatus::default()
         }));
         status
@@ -999,6 +1023,21 @@ impl RelRuntime {
             }
             LinkEvent::Refused { remote, why } => {
                 tracing::warn!(relationship = %name, %remote, why, "inbound failover connection refused");
+            }
+            LinkEvent::TlsRefused {
+                remote,
+                outbound,
+                reason,
+                error,
+            } => {
+                tracing::error!(relationship = %name, %remote, outbound, reason, error = %error,
+                    "failover connection refused at the TLS layer (tls = \"required\"): {}",
+                    tls_words(reason));
+                let text = format!("TLS: {} ({error})", tls_words(reason));
+                self.bump(|s| {
+                    *s.tls_refusals.entry(reason.to_string()).or_default() += 1;
+                    s.last_refusal = Some(text);
+                });
             }
             LinkEvent::ConnectFailed {
                 remote,

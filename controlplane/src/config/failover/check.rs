@@ -55,6 +55,7 @@ fn settings_of(d: &FailoverDraft, scopes: Vec<usize>) -> Option<FailoverSettings
         mclt_secs: d.mclt_secs,
         switchover_secs: d.switchover.as_ref().map(|s| s.v),
         secret: d.secret.clone(),
+        tls: d.tls.clone(),
         scope_names: d.scopes.iter().map(|s| s.v.clone()).collect(),
         scopes,
         max_clock_skew_secs: d.max_clock_skew_secs,

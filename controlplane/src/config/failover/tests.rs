@@ -116,6 +116,7 @@ pool_low_water_percent = 20
             mclt_secs: 1800,
             switchover_secs: Some(7200),
             secret: Some(b"s3cr3t".to_vec()),
+            tls: None,
             scopes: vec![1, 0],
             scope_names: vec!["voice".into(), "lan".into()],
             max_clock_skew_secs: 30,
@@ -208,6 +209,7 @@ max_unacked_updates = 1024
             mclt_secs: 7200,
             switchover_secs: Some(86_400),
             secret: Some(b"inline secret".to_vec()),
+            tls: None,
             scopes: vec![0],
             scope_names: vec!["lan".into()],
             max_clock_skew_secs: 5,
@@ -266,6 +268,7 @@ fn omitted_keys_take_the_defaults() {
             mclt_secs: 3600,
             switchover_secs: None,
             secret: None,
+            tls: None,
             scopes: vec![0],
             scope_names: vec!["lan".into()],
             max_clock_skew_secs: 60,
@@ -823,4 +826,154 @@ fn example_hot_standby_hub_and_spokes_parse() {
     }
     assert_eq!(hub.failover[0].scope_names, ["site1-lan", "site1-voice"]);
     assert_eq!(hub.failover[1].scope_names, ["site2-lan"]);
+}
+
+/// `openssl ARGS` in `dir`; panics on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_keys_are_checked_and_the_files_read() {
+    // Off (the default): no TLS, and TLS keys without `tls = "required"` are a mistake.
+    let c = ok(&rel(""));
+    assert_eq!(c.failover[0].tls, None);
+    assert_eq!(
+        only(&rel("tls_cert_file = \"/etc/tandem/a.pem\"\n")),
+        "t.toml:17:17: failover.\"a\".tls_cert_file: `tls_cert_file` applies only with tls = \
+         \"required\"; this relationship's link is plain TCP (tls = \"off\", the default)"
+    );
+    assert!(only(&rel("tls = \"maybe\"\n")).contains("failover.\"a\".tls"));
+    // Required: every file and the name must be given.
+    let errs = rendered(&rel("tls = \"required\"\n"));
+    for k in [
+        "tls_ca_file",
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_partner_name",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.contains(k)),
+            "no error names the missing {k}: {errs:?}"
+        );
+    }
+
+    // Real files: a CA and a certificate it issued.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=t",
+        ],
+    );
+    std::fs::write(
+        d.join("ext"),
+        "subjectAltName=DNS:a.test\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "a.key",
+            "-out",
+            "a.csr",
+            "-subj",
+            "/CN=a.test",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "a.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "a.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ],
+    );
+    let key = d.join("a.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let p = |f: &str| d.join(f).display().to_string();
+    let keys = |cert: &str, key: &str| {
+        format!(
+            "tls = \"required\"\ntls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\n\
+             tls_key_file = \"{}\"\ntls_partner_name = \"b.test\"\n",
+            p("ca.pem"),
+            p(cert),
+            p(key)
+        )
+    };
+    let c = ok(&rel(&keys("a.pem", "a.key")));
+    let tls = c.failover[0].tls.clone().expect("TLS settings");
+    assert_eq!(tls.partner_name, "b.test");
+    assert_eq!(tls.cert_file, d.join("a.pem"));
+    assert_eq!(c.failover[0].link_config().tls, Some(tls));
+
+    // A key others can read, a certificate file without a certificate, a key that is not the
+    // certificate's: each a precise error at the `tls` key.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = only(&rel(&keys("a.pem", "a.key")));
+    assert!(
+        e.contains("has mode 0644") && e.contains("chmod 600"),
+        "{e}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let e = only(&rel(&keys("a.key", "a.key")));
+    assert!(e.contains("holds no certificate"), "{e}");
+    std::fs::copy(d.join("ca.key"), d.join("other.key")).unwrap();
+    std::fs::set_permissions(d.join("other.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let e = only(&rel(&keys("a.pem", "other.key")));
+    assert!(
+        e.contains("tls_cert_file") && e.contains("tls_key_file"),
+        "{e}"
+    );
+    let e = only(&rel(&keys("a.pem", "missing.key")));
+    assert!(e.contains("cannot read tls_key_file"), "{e}");
+    // Not an absolute path.
+    let e = only(&rel(
+        "tls = \"required\"\ntls_ca_file = \"ca.pem\"\ntls_cert_file = \"/a\"\n\
+         tls_key_file = \"/b\"\ntls_partner_name = \"b.test\"\n",
+    ));
+    assert!(e.contains("not an absolute path"), "{e}");
 }
