@@ -45,7 +45,8 @@
 //! `tandem_failover_ring_lost_total` (the workers' rings of committed updates to the
 //! relationship thread), `tandem_failover_partner_bindings_total`,
 //! `tandem_failover_partner_bindings_rejected_total`, `tandem_failover_tls` (1 with TLS on the
-//! link), `tandem_failover_tls_refusals_total{reason}`, `tandem_failover_pool_share_percent`,
+//! link), `tandem_failover_tls_refusals_total{reason}`,
+//! `tandem_failover_connections_refused_total{reason}`, `tandem_failover_pool_share_percent`,
 //! `tandem_failover_clock_skew_seconds` (once a skew was seen),
 //! `tandem_failover_last_contact_timestamp_seconds` (once the partner was heard) and the
 //! histogram `tandem_failover_replication_lag_seconds` (client ACK's commit to the partner's
@@ -788,6 +789,24 @@ impl Snapshot {
              speaks plaintext; bad_certificate, wrong_name, certificate_expired, no_certificate: \
              its certificate; partner_refused_our_certificate; handshake_timeout; ...)",
             tls_rows,
+        )?;
+        let mut refused: Vec<(Labels<'_>, u64)> = Vec::new();
+        for s in rels {
+            for reason in ["duplicate", "not_partner", "handshake_timeout"] {
+                let n = s.link_refusals.get(reason).copied().unwrap_or(0);
+                refused.push((
+                    vec![("relationship", s.name.as_str()), ("reason", reason)],
+                    n,
+                ));
+            }
+        }
+        counters(
+            enc,
+            "tandem_failover_connections_refused",
+            "Inbound failover connections refused before the failover handshake, by reason \
+             (duplicate: the relationship has one already; not_partner: from an address that \
+             is not the partner's; handshake_timeout: no CONNECT/CONNECTACK in time)",
+            refused,
         )?;
         gauges(
             enc,

@@ -1059,3 +1059,164 @@ fn tls_pair_reaches_normal_and_refuses_plaintext_and_wrong_certificates() {
     pair.a.d_mut().stop();
     pair.b.d_mut().stop();
 }
+
+// ----- connection limits on 647 ----------------------------------------------------------------
+
+/// Python run in a namespace: open `n` TCP connections to `host:647`, send `payload` on each
+/// (nothing if empty), and report after at most `secs` how many the server closed, and after
+/// how long the last close came (`closed=N of M, last_close_s=T`).
+const HOLD_CONNECTIONS: &str = r#"
+import socket, sys, time, select
+host, n, secs, payload = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4].encode()
+socks = []
+t0 = time.time()
+for _ in range(n):
+    s = socket.create_connection((host, 647), timeout=5)
+    if payload:
+        s.sendall(payload)
+    socks.append(s)
+open_ = set(socks)
+last = 0.0
+while open_ and time.time() - t0 < secs:
+    r, _, _ = select.select(list(open_), [], [], 0.2)
+    for s in r:
+        try:
+            data = s.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            open_.discard(s)
+            last = time.time() - t0
+print(f"closed={n - len(open_)} of {n}, last_close_s={last:.1f}")
+"#;
+
+/// Run [`HOLD_CONNECTIONS`] in `ns`; returns (closed, last close in seconds).
+fn hold_connections(
+    lab: &Lab,
+    ns: &Netns,
+    host: &str,
+    n: u32,
+    secs: u32,
+    payload: &str,
+) -> (u32, f64) {
+    let script = lab.write("hold.py", HOLD_CONNECTIONS);
+    let out = ns.exec(&[
+        "python3",
+        &script.display().to_string(),
+        host,
+        &n.to_string(),
+        &secs.to_string(),
+        payload,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "connection script failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let closed = text
+        .split("closed=")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {text:?}"));
+    let last = text
+        .split("last_close_s=")
+        .nth(1)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {text:?}"));
+    (closed, last)
+}
+
+fn link_refusals(srv: &Server, reason: &str) -> u64 {
+    srv.fo()["link_refusals"][reason].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn strangers_duplicates_and_silent_connections_on_647_are_refused_and_counted() {
+    require_tools();
+    let lab = Lab::new("folimits");
+    let na = lab.netns("a");
+    let nb = lab.netns("b");
+    let sw = lab.netns("sw");
+    let cl = lab.netns("cl");
+    veth(&na, IFACE, &sw, "tdmla");
+    veth(&nb, IFACE, &sw, "tdmlb");
+    veth(&cl, "tdmcl0", &sw, "tdmlc");
+    bridge(&sw, "tdmbr0", &["tdmla", "tdmlb", "tdmlc"]);
+    cl.addr("tdmcl0", "10.78.5.9/24");
+    let mut pair = Pair::addressed(na, nb, 5);
+    pair.start(&lab, "", "", &[]);
+    pair.wait_normal(NORMAL_TIMEOUT);
+    let b_ip = "10.78.5.3";
+
+    // 200 connections from an address that is not the partner's: each closed at once.
+    let (closed, last) = hold_connections(&lab, &cl, b_ip, 200, 10, "");
+    assert_eq!(closed, 200, "B kept connections from a stranger open");
+    let strangers = link_refusals(&pair.b, "not_partner");
+    assert!(
+        strangers >= 200,
+        "B counted {strangers} of 200 strangers: {}",
+        pair.b.fo()
+    );
+    let lines = log_lines(pair.b.d(), "failover connection refused");
+    assert!(
+        lines.len() < 10,
+        "200 refusals took {} log lines (not rate-limited)",
+        lines.len()
+    );
+    eprintln!(
+        "limits: 200 stranger connections closed within {last:.1} s; {} log lines",
+        lines.len()
+    );
+
+    // A second connection from the partner's own address while the link is up: refused.
+    let (closed, _) = hold_connections(&lab, &pair.a.ns, b_ip, 5, 10, "");
+    assert_eq!(closed, 5);
+    assert!(link_refusals(&pair.b, "duplicate") >= 5, "{}", pair.b.fo());
+    let b = pair.b.fo();
+    assert!(
+        b["state"] == "NORMAL" && b["connected"] == true,
+        "the pair broke: {b}"
+    );
+
+    // With A gone, a connection from A's address that never says CONNECT holds the slot only
+    // for the handshake timeout (10 s, or the receive timer if shorter: 5 s here); so does one
+    // that sends bytes that never make a message.
+    pair.a.d_mut().stop();
+    let (closed, last) = hold_connections(&lab, &pair.a.ns, b_ip, 1, 30, "");
+    assert_eq!(closed, 1, "B kept a silent connection for 30 s");
+    assert!(
+        (3.0..8.0).contains(&last),
+        "the silent connection was closed after {last} s, not after the 5 s handshake limit"
+    );
+    assert!(
+        link_refusals(&pair.b, "handshake_timeout") >= 1,
+        "{}",
+        pair.b.fo()
+    );
+    // oversized message: the length prefix says 65000 bytes
+    let (closed, last_big) = hold_connections(&lab, &pair.a.ns, b_ip, 1, 30, "\u{fd}\u{e8}");
+    assert_eq!(closed, 1);
+    eprintln!(
+        "limits: silent connection closed after {last:.1} s; an oversized length prefix after \
+         {last_big:.1} s"
+    );
+    let metrics = String::from_utf8_lossy(&pair.b.d().ctl(&["metrics"]).stdout).into_owned();
+    for reason in ["not_partner", "duplicate", "handshake_timeout"] {
+        assert!(
+            metrics.lines().any(
+                |l| l.starts_with("tandem_failover_connections_refused_total")
+                    && l.contains(&format!("reason=\"{reason}\""))
+                    && !l.ends_with(" 0")
+            ),
+            "no nonzero refusal counter for {reason} in B's metrics"
+        );
+    }
+    // and the real partner still gets in
+    let a = pair.a.d.as_mut().expect("A's daemon");
+    a.restart(&pair.a.ns, &lab);
+    pair.wait_normal(NORMAL_TIMEOUT);
+    pair.a.d_mut().stop();
+    pair.b.d_mut().stop();
+}

@@ -1399,8 +1399,22 @@ fn main() -> ExitCode {
 
 /// The link line of `failover show`: TLS or not, and the TLS refusals by reason.
 fn tls_words(v: &Value) -> String {
+    let refused: Vec<String> = v
+        .get("link_refusals")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, n)| format!("{k} {}", n.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let refused = if refused.is_empty() {
+        String::new()
+    } else {
+        format!("; connections refused: {}", refused.join(", "))
+    };
     if v.get("tls").and_then(Value::as_bool) != Some(true) {
-        return "plain TCP (tls = \"off\")".into();
+        return format!("plain TCP (tls = \"off\"){refused}");
     }
     let refusals: Vec<String> = v
         .get("tls_refusals")
@@ -1412,10 +1426,10 @@ fn tls_words(v: &Value) -> String {
         })
         .unwrap_or_default();
     if refusals.is_empty() {
-        "TLS 1.3, mutual certificates; no refusals".into()
+        format!("TLS 1.3, mutual certificates; no TLS refusals{refused}")
     } else {
         format!(
-            "TLS 1.3, mutual certificates; refused: {}",
+            "TLS 1.3, mutual certificates; TLS refusals: {}{refused}",
             refusals.join(", ")
         )
     }

@@ -76,7 +76,9 @@ pub struct LinkConfig {
     pub trace_messages: bool,
     /// TLS on the connection (`tls = "required"`); `None`: plain TCP.
     pub tls: Option<TlsSettings>,
-    /// How long a TLS handshake may take once the TCP connection is up.
+    /// How long a TLS handshake may take once the TCP connection is up, and then again how
+    /// long the failover handshake (CONNECT / CONNECTACK) may take before the connection is
+    /// closed and counted as refused.
     pub handshake_timeout: Duration,
 }
 
@@ -120,6 +122,8 @@ pub enum CloseCause {
     Dropped,
     /// The TLS session failed or was refused (the reason, see [`LinkEvent::TlsRefused`]).
     Tls(&'static str),
+    /// No failover handshake within [`LinkConfig::handshake_timeout`].
+    HandshakeTimeout,
 }
 
 /// Something that happened on the link, from [`Link::run_once`].
@@ -148,6 +152,10 @@ pub enum LinkEvent {
         remote: SocketAddr,
         /// Why.
         why: &'static str,
+        /// The same as a metrics label: `duplicate` (the relationship has a connection
+        /// already), `not_partner` (not the configured partner's address) or
+        /// `handshake_timeout` (no CONNECT/CONNECTACK within the handshake timeout).
+        reason: &'static str,
     },
     /// A connection was refused at the TLS layer (before the peer saw it), or its TLS session
     /// failed later.
@@ -453,6 +461,16 @@ impl<S: StateStore> Link<S> {
             } else if c.established && !c.secured && now >= c.connect_deadline {
                 let error = "the TLS handshake did not complete in time".to_string();
                 self.tls_refused(now, "handshake_timeout", error, &mut out);
+            } else if c.ready() && !self.peer.is_connected() && now >= c.connect_deadline {
+                // Connected, but no CONNECT / CONNECTACK in time: whoever this is, it must not
+                // hold the relationship's only connection slot until the receive timer.
+                let remote = c.remote;
+                out.push(LinkEvent::Refused {
+                    remote,
+                    why: "no failover handshake (CONNECT/CONNECTACK) within the handshake timeout",
+                    reason: "handshake_timeout",
+                });
+                self.close(now, CloseCause::HandshakeTimeout, &mut out);
             }
         }
         if self.peer.poll_timeout().is_some_and(|t| now >= t) {
@@ -478,7 +496,7 @@ impl<S: StateStore> Link<S> {
             }
         }
         if let Some(c) = &self.conn {
-            if !c.ready() {
+            if !c.ready() || !self.peer.is_connected() {
                 until(c.connect_deadline);
             }
         }
@@ -531,12 +549,14 @@ impl<S: StateStore> Link<S> {
         now: Time,
     ) -> Result<Conn, String> {
         let outbound = !established;
-        let timeout = if established {
-            self.cfg.handshake_timeout
-        } else {
-            self.cfg.connect_timeout
+        let ms_of = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        // Accepted: the TLS handshake's deadline, or without TLS the failover handshake's.
+        // Being opened: the TCP connect's.
+        let ms = match (established, self.tls.is_some()) {
+            (true, true) => ms_of(self.cfg.handshake_timeout),
+            (true, false) => self.failover_handshake_ms(),
+            (false, _) => ms_of(self.cfg.connect_timeout),
         };
-        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let tls = match &mut self.tls {
             None => None,
             Some(r) => {
@@ -568,10 +588,21 @@ impl<S: StateStore> Link<S> {
         })
     }
 
+    /// How long the failover handshake may take on a connection that is up: the handshake
+    /// timeout, or the peer's receive timer if shorter (the peer would drop it then anyway, and
+    /// the refusal is counted here).
+    fn failover_handshake_ms(&self) -> u64 {
+        let ht = u64::try_from(self.cfg.handshake_timeout.as_millis()).unwrap_or(u64::MAX);
+        let rt = u64::from(self.peer.config().receive_timer_secs) * 1000;
+        ht.min(rt.saturating_sub(1).max(1))
+    }
+
     /// The TLS handshake completed: the connection is the partner's, tell the peer.
     fn secured(&mut self, now: Time, out: &mut Vec<LinkEvent>) {
+        let ms = self.failover_handshake_ms();
         let Some(c) = &mut self.conn else { return };
         c.secured = true;
+        c.connect_deadline = now.plus_millis(ms);
         let (remote, outbound) = (c.remote, c.outbound);
         let suite = c
             .tls
@@ -692,21 +723,27 @@ impl<S: StateStore> Link<S> {
         out: &mut Vec<LinkEvent>,
     ) {
         {
-            let why = if self.conn.is_some() {
-                Some("a connection for this relationship already exists")
-            } else if self
+            let why = if self
                 .cfg
                 .partner
                 .is_some_and(|p| !same_ip(p.ip(), remote.ip()))
             {
-                Some("not the configured partner address")
+                Some(("not the configured partner address", "not_partner"))
+            } else if self.conn.is_some() {
+                Some((
+                    "a connection for this relationship already exists",
+                    "duplicate",
+                ))
             } else {
                 None
             };
-            if let Some(why) = why {
-                tracing::warn!(%remote, why, "failover: refusing connection");
+            if let Some((why, reason)) = why {
                 let _ = stream.shutdown(Shutdown::Both);
-                out.push(LinkEvent::Refused { remote, why });
+                out.push(LinkEvent::Refused {
+                    remote,
+                    why,
+                    reason,
+                });
                 return;
             }
             let token = self.token();
@@ -740,6 +777,7 @@ impl<S: StateStore> Link<S> {
     }
 
     fn on_writable(&mut self, now: Time, out: &mut Vec<LinkEvent>) {
+        let handshake_ms = self.failover_handshake_ms();
         let Some(c) = &mut self.conn else {
             return;
         };
@@ -772,6 +810,7 @@ impl<S: StateStore> Link<S> {
                 return;
             }
             tracing::info!(%remote, "failover: connected to partner");
+            c.connect_deadline = now.plus_millis(handshake_ms);
             out.push(LinkEvent::Connected {
                 remote,
                 outbound: true,

@@ -167,6 +167,36 @@ pub struct RelationshipStatus {
     /// Connections refused (or TLS sessions failed) at the TLS layer, by reason (the
     /// `reason` of `LinkEvent::TlsRefused`).
     pub tls_refusals: std::collections::BTreeMap<String, u64>,
+    /// Inbound connections refused before the failover handshake, by reason (`duplicate`,
+    /// `not_partner`, `handshake_timeout`); a shared listener's refusals of an address that is
+    /// no relationship's partner count in each relationship on it.
+    pub link_refusals: std::collections::BTreeMap<String, u64>,
+}
+
+/// At most one log line per [`RefusalLog::EVERY`] for a burst of refusals, saying how many
+/// were not logged: a flood of connection attempts must not flood the log.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalLog {
+    last: Option<Time>,
+    suppressed: u64,
+}
+
+impl RefusalLog {
+    const EVERY_MS: u64 = 10_000;
+
+    /// Count one refusal at `now`; `Some(suppressed)` if it is to be logged (with how many
+    /// were not logged since the last line).
+    pub(crate) fn hit(&mut self, now: Time) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now < t.plus_millis(Self::EVERY_MS))
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
 }
 
 impl RelationshipStatus {
@@ -225,6 +255,7 @@ impl RelationshipStatus {
             m.insert("ring_lost".into(), json!(self.ring_lost));
             m.insert("tls".into(), json!(self.tls));
             m.insert("tls_refusals".into(), json!(self.tls_refusals));
+            m.insert("link_refusals".into(), json!(self.link_refusals));
         }
         v
     }
@@ -359,11 +390,14 @@ struct SharedListener {
     listener: TcpListener,
     addr: SocketAddr,
     routes: Vec<(std::net::IpAddr, Sender<Adopted>, Arc<Waker>)>,
+    /// The statuses of the relationships on this listener (refusals count in each).
+    statuses: Vec<Arc<Mutex<RelationshipStatus>>>,
 }
 
 impl SharedListener {
     fn run(self, stop: Arc<AtomicBool>) {
         tracing::info!(addr = %self.addr, relationships = self.routes.len(), "shared failover listener");
+        let mut log = RefusalLog::default();
         while !stop.load(Ordering::SeqCst) {
             match self.listener.accept() {
                 Ok((stream, remote)) => {
@@ -373,9 +407,15 @@ impl SharedListener {
                             let _ = waker.wake();
                         }
                         None => {
-                            tracing::warn!(%remote, addr = %self.addr,
-                                "failover: refusing a connection from an address that is no relationship's partner");
                             let _ = stream.shutdown(std::net::Shutdown::Both);
+                            if let Some(suppressed) = log.hit(Time::now()) {
+                                tracing::warn!(%remote, addr = %self.addr, suppressed,
+                                    "failover: refusing a connection from an address that is no relationship's partner ({suppressed} more not logged since the last line)");
+                            }
+                            for st in &self.statuses {
+                                let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
+                                *s.link_refusals.entry("not_partner".into()).or_default() += 1;
+                            }
                         }
                     }
                 }
@@ -457,6 +497,7 @@ pub fn prepare(
                 listener,
                 addr: *addr,
                 routes: Vec::new(),
+                statuses: Vec::new(),
             });
         }
     }
@@ -530,6 +571,9 @@ pub fn prepare(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .set_mode(fo.mode, fo.role);
+        if let Some(s) = shared.iter_mut().find(|s| s.addr == fo.listen) {
+            s.statuses.push(status.clone());
+        }
         handles.push(RelHandle {
             name: fo.name.clone(),
             status: status.clone(),
@@ -606,6 +650,7 @@ impl Starter {
                 last_pools: None,
                 last_sweep: None,
                 handed_at: HashMap::default(),
+                refusal_log: RefusalLog::default(),
             };
             let name = format!("tandem-fo-{r}");
             threads.push(
@@ -755,6 +800,8 @@ struct RelRuntime {
     /// the binding it was (for the lag histogram). One entry per address: a newer update
     /// replaces an older one still unacknowledged.
     handed_at: HashMap<Ipv4Addr, ((u32, u8), Instant), AddrHash>,
+    /// Rate limit of the refused-connection log lines.
+    refusal_log: RefusalLog,
 }
 
 /// Acknowledgements of one loop turn, added to the status under one lock.
@@ -1021,8 +1068,17 @@ impl RelRuntime {
                 tracing::warn!(relationship = %name, %remote, ?cause, "failover connection lost");
                 *publish = true;
             }
-            LinkEvent::Refused { remote, why } => {
-                tracing::warn!(relationship = %name, %remote, why, "inbound failover connection refused");
+            LinkEvent::Refused {
+                remote,
+                why,
+                reason,
+            } => {
+                let logged = self.refusal_log.hit(now);
+                if let Some(suppressed) = logged {
+                    tracing::warn!(relationship = %name, %remote, why, reason, suppressed,
+                        "failover connection refused ({suppressed} more not logged since the last line)");
+                }
+                self.bump(|s| *s.link_refusals.entry(reason.to_string()).or_default() += 1);
             }
             LinkEvent::TlsRefused {
                 remote,
