@@ -634,6 +634,16 @@ fn secondarys_older_pool_record_does_not_override_a_later_expiry() {
     replay(7351, |p| p.workers = [1, 1]);
 }
 
+/// The primary was down for 13 minutes (MCLT 1 minute) and was rightly declared down: the
+/// secondary, in PARTNER-DOWN, leased the primary's free addresses. The primary came back while
+/// the secondary had just crashed, went COMMUNICATIONS-INTERRUPTED from its saved NORMAL and
+/// leased one of them again. Fixed: after an absence of at least MCLT (by the state store's
+/// keep-alive stamps) the own pool stays closed until the partner is heard.
+#[test]
+fn restart_after_a_long_absence_keeps_the_own_pool_closed_until_contact() {
+    replay(8335, |p| p.workers = [1, 1]);
+}
+
 /// A split brain in automatic PARTNER-DOWN heals into POTENTIAL-CONFLICT; the primary crashes
 /// before sending its bindings, and the secondary, in RESOLUTION-INTERRUPTED, leased an address
 /// from its own pool that the primary had taken over and leased in PARTNER-DOWN. Fixed:

@@ -25,6 +25,8 @@ pub struct FileStore {
     tmp: PathBuf,
     /// The directory holding both, synced after each rename.
     dir: PathBuf,
+    /// The state file's modification time when it was opened (seconds since the epoch).
+    alive_at_open: Option<u32>,
 }
 
 /// The state file of relationship `name` in `dir`: `<dir>/failover-<name>.state`.
@@ -58,10 +60,17 @@ impl FileStore {
         let path = state_path(dir, name);
         let mut tmp = path.clone().into_os_string();
         tmp.push(".tmp");
+        // The file's modification time: the last write or keep-alive stamp before this start.
+        let alive_at_open = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| u32::try_from(d.as_secs()).ok());
         let store = FileStore {
             tmp: PathBuf::from(tmp),
             dir: dir.to_path_buf(),
             path,
+            alive_at_open,
         };
         let saved = store.read()?;
         Ok((store, saved))
@@ -110,6 +119,24 @@ impl StateStore for FileStore {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_error(&self.dir, &e))
+    }
+
+    /// Set the state file's modification time to `now` (no data written, no sync: a lost
+    /// stamp only makes the next start think the server was away longer, which is the safe
+    /// side).
+    fn keep_alive(&mut self, now: u32) {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::from(now));
+        let r = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .and_then(|f| f.set_modified(t));
+        if let Err(e) = r {
+            tracing::debug!(path = %self.path.display(), error = %e, "failover state: keep-alive stamp");
+        }
+    }
+
+    fn last_alive(&self) -> Option<u32> {
+        self.alive_at_open
     }
 }
 

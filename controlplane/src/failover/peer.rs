@@ -327,6 +327,13 @@ pub struct Peer<S> {
     partner_seen_at: u32,
     was_down: bool,
     own_hold_until: Option<u32>,
+    /// Restarted after an absence of at least MCLT: our own pool stays closed to new clients
+    /// until the partner is heard (or the operator declares it down).
+    hold_until_contact: bool,
+    /// When to record the next keep-alive in the store.
+    next_keep_alive: Time,
+    /// How long we were away before this start, when that set `hold_until_contact`.
+    away_secs: Option<u32>,
     sync_marker: Option<i64>,
     mclt: u32,
     hba: BucketMap,
@@ -373,6 +380,9 @@ impl<S: StateStore> Peer<S> {
             partner_seen_at: 0,
             was_down: !matches!(start, Start::Fresh),
             own_hold_until: None,
+            hold_until_contact: false,
+            next_keep_alive: now,
+            away_secs: None,
             sync_marker: None,
             mclt: cfg.mclt_secs,
             hba: mode.primary_buckets(),
@@ -421,9 +431,37 @@ impl<S: StateStore> Peer<S> {
                     p.hba = ps.hba;
                 }
                 p.startup_deadline = Some(now.plus_secs(u64::from(p.cfg.startup_secs)));
+                // Away at least MCLT (by the store's last keep-alive): an operator may rightly
+                // have declared us down meanwhile, and the partner, in PARTNER-DOWN, may lease
+                // our unleased addresses now. Until we hear it, ours stay closed.
+                let away = p.store.last_alive().map(|a| secs(now).saturating_sub(a));
+                let limit = p.mclt.saturating_sub(p.cfg.skew_allowance());
+                if away.is_some_and(|a| a >= limit) && ps.state != PeerState::PartnerDown {
+                    p.hold_until_contact = true;
+                    p.away_secs = away;
+                }
             }
         }
         Ok(p)
+    }
+
+    /// True while our own pool is closed because we restarted after an absence of at least
+    /// MCLT and have not heard the partner since (it may be in PARTNER-DOWN, leasing our
+    /// unleased addresses). Contact with the partner, or the operator's
+    /// [`Peer::partner_down`], ends it.
+    pub fn held_until_contact(&self) -> bool {
+        self.hold_until_contact
+    }
+
+    /// How long we were away before this start (seconds), when that closed our pool (see
+    /// [`Peer::held_until_contact`]).
+    pub fn away_secs(&self) -> Option<u32> {
+        self.away_secs
+    }
+
+    /// Seconds between two keep-alive stamps in the store: a quarter of MCLT, at most a minute.
+    fn keep_alive_ms(&self) -> u64 {
+        (u64::from(self.mclt) * 250).clamp(1000, 60_000)
     }
 
     // ----- accessors -------------------------------------------------------------------------
@@ -521,6 +559,7 @@ impl<S: StateStore> Peer<S> {
             },
             fence_end: self.fence_end(),
             own_hold_until: self.own_hold_until,
+            own_hold_until_contact: self.hold_until_contact,
             partner_resuming: self.partner_resuming(),
             skew: self.cfg.skew_allowance(),
         }
@@ -604,12 +643,17 @@ impl<S: StateStore> Peer<S> {
                 at(r);
             }
         }
+        at(self.next_keep_alive);
         next
     }
 
     /// Handle every deadline that has passed at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
         let before = self.snapshot();
+        if now >= self.next_keep_alive {
+            self.store.keep_alive(secs(now));
+            self.next_keep_alive = now.plus_millis(self.keep_alive_ms());
+        }
         if self.state == PeerState::Startup && self.startup_deadline.is_some_and(|d| now >= d) {
             self.leave_startup(now, false);
         }
@@ -879,6 +923,8 @@ impl<S: StateStore> Peer<S> {
             }
             _ => {}
         }
+        // The operator says the partner is not serving: our pool is ours again.
+        self.hold_until_contact = false;
         self.admin_move(
             now,
             PeerState::PartnerDown,
@@ -1445,6 +1491,11 @@ impl<S: StateStore> Peer<S> {
         });
         if let Some(l) = &mut self.link {
             l.state_seen = true;
+        }
+        if first && self.hold_until_contact {
+            // The partner speaks: what it did while we were away is known from here on (its
+            // state; the hold below if it hides its history).
+            self.hold_until_contact = false;
         }
         let admin_down = self.state == PeerState::PartnerDown
             && self.pd_cause == Some(PartnerDownCause::Administrative);

@@ -527,6 +527,14 @@ pub fn prepare(
             name: fo.name.clone(),
             source,
         })?;
+        if link.peer().held_until_contact() {
+            tracing::warn!(relationship = %fo.name, away_secs = link.peer().away_secs(),
+                mclt_secs = fo.mclt_secs,
+                "this server was away longer than MCLT: the partner may be in PARTNER-DOWN and \
+                 leasing our free addresses, so new clients get none of ours until the partner is \
+                 heard (renewals are served); if the partner is really down, run \
+                 `tandemctl failover partner-down {}`", fo.name);
+        }
         snaps.push(link.peer().snapshot());
         let mut subnets = Vec::new();
         for &si in &fo.scopes {

@@ -57,6 +57,7 @@ pub struct OwnershipSnapshot {
     pub(crate) partner_down: Option<PartnerDownInfo>,
     pub(crate) fence_end: Option<u32>,
     pub(crate) own_hold_until: Option<u32>,
+    pub(crate) own_hold_until_contact: bool,
     pub(crate) partner_resuming: bool,
     pub(crate) skew: u32,
 }
@@ -159,6 +160,12 @@ impl OwnershipSnapshot {
         match self.state.service() {
             Service::Nobody | Service::RenewOnly => return false,
             Service::OwnBuckets | Service::Everyone => {}
+        }
+        if self.own_hold_until_contact {
+            // Back from an absence longer than MCLT and not in contact since: the partner may
+            // be in PARTNER-DOWN and leasing our unleased addresses (see
+            // `Peer::held_until_contact`).
+            return false;
         }
         if self.state == PeerState::ResolutionInterrupted {
             // The conflict resolution broke off before we had the partner's bindings: it may

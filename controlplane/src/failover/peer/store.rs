@@ -205,6 +205,19 @@ pub enum StoreError {
 pub trait StateStore {
     /// Write `state` to stable storage; return only once it is there.
     fn persist(&mut self, state: &PersistedState) -> Result<(), StoreError>;
+
+    /// Record that the server is alive at `now` (seconds since the epoch; called every
+    /// [`super::Peer`] keep-alive interval). Need not be durable at once: it only tells a restart
+    /// how long the server was away. The default records nothing.
+    fn keep_alive(&mut self, now: u32) {
+        let _ = now;
+    }
+
+    /// The last time recorded by [`StateStore::keep_alive`] (or the last write) before this
+    /// start, if the store knows it.
+    fn last_alive(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// A [`StateStore`] in memory (tests and simulations). Can be told to fail.
@@ -216,6 +229,8 @@ pub struct MemoryStore {
     pub writes: u64,
     /// While true, every write fails.
     pub fail: bool,
+    /// The last [`StateStore::keep_alive`] time.
+    pub alive: Option<u32>,
 }
 
 impl StateStore for MemoryStore {
@@ -226,6 +241,14 @@ impl StateStore for MemoryStore {
         self.saved = Some(state.clone());
         self.writes += 1;
         Ok(())
+    }
+
+    fn keep_alive(&mut self, now: u32) {
+        self.alive = Some(now);
+    }
+
+    fn last_alive(&self) -> Option<u32> {
+        self.alive
     }
 }
 

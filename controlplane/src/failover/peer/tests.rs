@@ -514,6 +514,8 @@ fn startup_falls_back_to_saved_state_without_contact() {
             Verdict::SILENT,
             "STARTUP serves nobody"
         );
+        // (the first keep-alive stamp is due at once)
+        s.peer.handle_timeout(now);
         let d = s.peer.poll_timeout().expect("startup deadline");
         assert_eq!(d, now.plus_secs(10));
         s.peer.handle_timeout(d);
@@ -1570,4 +1572,48 @@ fn a_silent_partner_down_is_not_restored_after_the_partner_was_seen() {
         q.s[1].peer.partner_down_cause(),
         Some(PartnerDownCause::Administrative)
     );
+}
+
+/// A restart after an absence of at least MCLT (by the store's keep-alive stamps) keeps our own
+/// pool closed to new clients until the partner is heard: the partner may have been declared
+/// down meanwhile and be leasing our free addresses. A short restart does not; the operator's
+/// partner-down ends the hold.
+#[test]
+fn restart_after_an_absence_over_mclt_holds_the_own_pool_until_contact() {
+    let t0 = Time::from_secs(T0);
+    for (away, held) in [(30u64, false), (4000, true)] {
+        let mut store = MemoryStore::default();
+        store.keep_alive(T0 as u32);
+        let now = t0.plus_secs(away);
+        let mut p = Peer::new(
+            cfg(Role::Primary),
+            store,
+            Start::Saved(saved(PeerState::Normal, Role::Primary)),
+            now,
+        )
+        .expect("peer");
+        assert_eq!(p.held_until_contact(), held, "away {away} s");
+        // Out of contact after STARTUP: COMMUNICATIONS-INTERRUPTED, which serves everyone.
+        let later = now.plus_secs(11);
+        p.handle_timeout(later);
+        assert_eq!(p.state(), PeerState::CommunicationsInterrupted);
+        let v = p.snapshot().verdict(0, 1, false, later);
+        assert!(v.answer, "away {away} s");
+        assert_eq!(
+            v.alloc == AllocFrom::Nothing,
+            held,
+            "away {away} s: new clients {} our pool",
+            if held { "must not get" } else { "get" }
+        );
+        // Renewals are served either way.
+        assert!(p.snapshot().verdict(0, 1, true, later).answer);
+        if held {
+            assert_eq!(p.away_secs(), Some(away as u32));
+            p.partner_down(later).expect("partner-down");
+            assert!(!p.held_until_contact());
+            assert!(p.snapshot().own_pool_open(later));
+        }
+        // the store got a fresh stamp
+        assert!(p.store().alive.is_some_and(|a| u64::from(a) >= T0 + away));
+    }
 }
