@@ -46,8 +46,9 @@ PKGS=(
     faketime                                              # clock-skew tests
     isc-dhcp-server                                       # dhcpd (failover partner tests)
     dpkg-dev binutils                                     # the .deb: dpkg-shlibdeps, objcopy
+    bind9 bind9-utils bind9-dnsutils                      # named, tsig-keygen, dig (ddns/tests/bind.rs)
 )
-SERVICES=(isc-dhcp-server isc-dhcp-relay)
+SERVICES=(isc-dhcp-server isc-dhcp-relay bind9)
 if (( WANT_LAB )); then PKGS+=(kea-dhcp4-server); SERVICES+=(kea-dhcp4-server); fi
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
@@ -73,7 +74,8 @@ if (( ${#missing[@]} )); then
     # services this run installed: not enabled at boot, not running
     if [[ -d /run/systemd/system ]]; then
         for s in "${newly_services[@]}"; do
-            systemctl disable --now "$s" >/dev/null 2>&1 || true
+            unit=$s; [[ $s == bind9 ]] && unit=named   # bind9's unit is named.service
+            systemctl disable --now "$unit" >/dev/null 2>&1 || true
         done
     fi
 else
