@@ -297,6 +297,23 @@ impl Pair {
     }
 }
 
+/// A and B on a bridge (switch namespace `sw`) with a client namespace `cl` (interface `tdmcl0`,
+/// 10.78.`net`.9); the switch ports are `<port>a`, `<port>b`, `<port>c` (unique per test).
+/// Returns the pair and the switch and client namespaces (keep them alive).
+fn bridged(lab: &Lab, net: u8, port: &str) -> (Pair, Netns, Netns) {
+    let na = lab.netns("a");
+    let nb = lab.netns("b");
+    let sw = lab.netns("sw");
+    let cl = lab.netns("cl");
+    let ports = [format!("{port}a"), format!("{port}b"), format!("{port}c")];
+    veth(&na, IFACE, &sw, &ports[0]);
+    veth(&nb, IFACE, &sw, &ports[1]);
+    veth(&cl, "tdmcl0", &sw, &ports[2]);
+    bridge(&sw, "tdmbr0", &[&ports[0], &ports[1], &ports[2]]);
+    cl.addr("tdmcl0", &format!("10.78.{net}.9/24"));
+    (Pair::addressed(na, nb, net), sw, cl)
+}
+
 /// The log lines of `d` that contain `needle`.
 fn log_lines(d: &Tandemd, needle: &str) -> Vec<String> {
     d.log_text()
@@ -537,16 +554,7 @@ fn tshark_decodes_tandem_failover_messages_without_malformed_fields() {
     require_tools();
     let lab = Lab::new("fotshark");
     // A and B on a bridge with a client namespace
-    let na = lab.netns("a");
-    let nb = lab.netns("b");
-    let sw = lab.netns("sw");
-    let cl = lab.netns("cl");
-    veth(&na, IFACE, &sw, "tdmpa");
-    veth(&nb, IFACE, &sw, "tdmpb");
-    veth(&cl, "tdmcl0", &sw, "tdmpc");
-    bridge(&sw, "tdmbr0", &["tdmpa", "tdmpb", "tdmpc"]);
-    cl.addr("tdmcl0", "10.78.3.9/24");
-    let mut pair = Pair::addressed(na, nb, 3);
+    let (mut pair, _sw, cl) = bridged(&lab, 3, "tdmp");
 
     let cap = pcap::Capture::start(&lab, &pair.a.ns, IFACE, "fo647", "tcp port 647");
     pair.start(&lab, "", "", &[]);
@@ -858,16 +866,8 @@ fn dora_burst(lab: &Lab, cl: &Netns, b: &Server, name: &str) -> (u64, u64) {
 fn tls_pair_reaches_normal_and_refuses_plaintext_and_wrong_certificates() {
     require_tools();
     let lab = Lab::new("fotls");
-    let na = lab.netns("a");
-    let nb = lab.netns("b");
-    let sw = lab.netns("sw");
-    let cl = lab.netns("cl");
-    veth(&na, IFACE, &sw, "tdmta");
-    veth(&nb, IFACE, &sw, "tdmtb");
-    veth(&cl, "tdmcl0", &sw, "tdmtc");
-    bridge(&sw, "tdmbr0", &["tdmta", "tdmtb", "tdmtc"]);
-    cl.addr("tdmcl0", "10.78.4.9/24");
-    let mut pair = Pair::addressed(na, nb, 4);
+    // A and B on a bridge with a client namespace
+    let (mut pair, _sw, cl) = bridged(&lab, 4, "tdmt");
 
     const A_NAME: &str = "dhcp1.tdm.test";
     const B_NAME: &str = "dhcp2.tdm.test";
@@ -1136,16 +1136,8 @@ fn link_refusals(srv: &Server, reason: &str) -> u64 {
 fn strangers_duplicates_and_silent_connections_on_647_are_refused_and_counted() {
     require_tools();
     let lab = Lab::new("folimits");
-    let na = lab.netns("a");
-    let nb = lab.netns("b");
-    let sw = lab.netns("sw");
-    let cl = lab.netns("cl");
-    veth(&na, IFACE, &sw, "tdmla");
-    veth(&nb, IFACE, &sw, "tdmlb");
-    veth(&cl, "tdmcl0", &sw, "tdmlc");
-    bridge(&sw, "tdmbr0", &["tdmla", "tdmlb", "tdmlc"]);
-    cl.addr("tdmcl0", "10.78.5.9/24");
-    let mut pair = Pair::addressed(na, nb, 5);
+    // A and B on a bridge with a client namespace
+    let (mut pair, _sw, cl) = bridged(&lab, 5, "tdml");
     pair.start(&lab, "", "", &[]);
     pair.wait_normal(NORMAL_TIMEOUT);
     let b_ip = "10.78.5.3";
