@@ -269,6 +269,20 @@ impl Pair {
         t0.elapsed()
     }
 
+    /// Wait (15 s at most) until both servers had updates acknowledged and have none
+    /// outstanding; returns how many each had acknowledged.
+    fn wait_replicated(&self) -> Option<(u64, u64)> {
+        poll(Duration::from_secs(15), || {
+            let (a, b) = (self.a.fo(), self.b.fo());
+            let n = |s: &Value, k: &str| s[k].as_u64().unwrap_or(0);
+            (n(&a, "updates_acked") > 0
+                && n(&b, "updates_acked") > 0
+                && n(&a, "unacked_updates") == 0
+                && n(&b, "unacked_updates") == 0)
+                .then(|| (n(&a, "updates_acked"), n(&b, "updates_acked")))
+        })
+    }
+
     /// Watch both for `window`: neither may be NORMAL or connected at any sample. Returns the
     /// states seen, per server.
     fn assert_never_normal(&self, window: Duration) -> (Vec<String>, Vec<String>) {
@@ -572,15 +586,7 @@ fn tshark_decodes_tandem_failover_messages_without_malformed_fields() {
     );
     let done = perf.wait_exit(Duration::from_secs(25));
     assert!(done.is_some(), "perfdhcp did not end:\n{}", perf.log_text());
-    let acked = poll(Duration::from_secs(15), || {
-        let (a, b) = (pair.a.fo(), pair.b.fo());
-        let n = |s: &Value, k: &str| s[k].as_u64().unwrap_or(0);
-        (n(&a, "updates_acked") > 0
-            && n(&b, "updates_acked") > 0
-            && n(&a, "unacked_updates") == 0
-            && n(&b, "unacked_updates") == 0)
-            .then(|| (n(&a, "updates_acked"), n(&b, "updates_acked")))
-    });
+    let acked = pair.wait_replicated();
     let Some((acked_a, acked_b)) = acked else {
         panic!(
             "the servers did not both replicate a lease: A {} B {}\nperfdhcp:\n{}",
@@ -892,16 +898,7 @@ fn tls_pair_reaches_normal_and_refuses_plaintext_and_wrong_certificates() {
         );
     }
     let (b0, b1) = dora_burst(&lab, &cl, &pair.b, "perf-normal");
-    let acked = poll(Duration::from_secs(15), || {
-        let (a, b) = (pair.a.fo(), pair.b.fo());
-        let n = |s: &Value, k: &str| s[k].as_u64().unwrap_or(0);
-        (n(&a, "updates_acked") > 0
-            && n(&b, "updates_acked") > 0
-            && n(&a, "unacked_updates") == 0
-            && n(&b, "unacked_updates") == 0)
-            .then(|| (n(&a, "updates_acked"), n(&b, "updates_acked")))
-    })
-    .unwrap_or_else(|| {
+    let acked = pair.wait_replicated().unwrap_or_else(|| {
         panic!(
             "the TLS pair did not replicate both ways: A {} B {}",
             pair.a.fo(),
