@@ -34,6 +34,7 @@ fi
 # Debian package -> why it is needed
 PKGS=(
     ca-certificates curl git build-essential pkg-config   # toolchain bootstrap
+    openssl                                               # test certificates (tests/admin_tls.rs)
     clang llvm libbpf-dev linux-libc-dev                  # XDP program build (ebpf/, clang -target bpf)
     iproute2 procps time python3                          # namespaces, ss, /usr/bin/time, demo table
     ethtool                                               # receive queues of veth (multi-worker AF_XDP)

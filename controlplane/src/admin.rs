@@ -1,5 +1,5 @@
-//! The admin endpoint: HTTP/JSON on the configured `admin_listen` address, read by `tandemctl`
-//! and by Prometheus.
+//! The admin endpoint: HTTP/JSON (or HTTPS) on the configured `admin_listen` address, read by
+//! `tandemctl` and by Prometheus.
 //!
 //! Routes (versioned under `/v1`, except the conventional `/metrics`):
 //! - `GET /v1/status`: server identity, uptime, durability, per-scope pool usage.
@@ -7,18 +7,49 @@
 //!   [`lease_json`] for the shape), filtered, then paged; the `X-Total-Count` header gives the
 //!   number that matched the filters before paging.
 //! - `GET /v1/leases/{address}`: one lease (404 if the server has no record of the address).
-//! - `GET /v1/stats`: engine counters by name, drops by reason, journal commit figures.
+//! - `GET /v1/stats`: engine counters by name, drops by reason, journal commit figures, and the
+//!   admin endpoint's own connection counters (`admin`).
 //! - `POST /v1/reload`: reload the configuration file, as `SIGHUP` does; 200 with the number of
 //!   scopes, or 422 with every configuration error (the running configuration stays in force).
-//! - `GET /metrics`: Prometheus text format (see [`crate::metrics`]).
+//! - `GET /metrics`: Prometheus text format (see [`crate::metrics`]), followed by the admin
+//!   endpoint's counters: `tandem_admin_refused_total{reason}` (see [`Refusal`] for the
+//!   reasons), `tandem_admin_connections_accepted_total`, `tandem_admin_connections_open`.
 //!
-//! Authentication: when `admin_token_file` is configured, every request (metrics included) must
-//! carry `Authorization: Bearer <token>`; the token is compared in constant time. Without a token
-//! file the configuration loader only accepts a loopback `admin_listen`.
+//! Authentication, in this order:
+//! - With `admin_tls = "required"` and `admin_tls_client_ca_file`, the client certificate is the
+//!   credential: the TLS handshake refuses a client without a certificate that chains to that CA,
+//!   and the verified certificate authenticates every request of its connection by itself. Its
+//!   role is read-only (GET only; anything else is 403) if one of its names (subject alternative
+//!   DNS names and subject common names, compared exactly, ASCII case-insensitively) is listed in
+//!   `admin_tls_readonly_names`, else admin (see [`tls`]). `Authorization` headers are not
+//!   consulted on such an endpoint: token files, if also configured, are still read at start but
+//!   grant nothing there.
+//! - Otherwise, when `admin_token_file` is configured, every request (metrics included) must
+//!   carry `Authorization: Bearer <token>`; the token is compared in constant time. The token of
+//!   `admin_readonly_token_file` may read (GET) but not change anything (403). This holds on a
+//!   plain HTTP endpoint and on a TLS endpoint without a client CA alike.
+//! - Without either, the configuration loader only accepts a loopback `admin_listen`; a
+//!   non-loopback one needs a token file or a client CA.
+//!
+//! Partners' requests (`POST /v1/peer/...`) are authenticated by their HMAC signature instead
+//! (see [`peer`]), and must come from the partner's address. Partners send them over plain HTTP,
+//! so a partner's admin endpoint with `admin_tls = "required"` cannot receive them (scope
+//! replication and relationship changes between partners then fail with the partner
+//! unreachable; keep such a pair's admin endpoints plain, or make those changes on each server).
+//!
+//! Transport (see [`AdminLimits`] for the numbers): at most 32 connections are open at once;
+//! more are accepted and closed at once (plain HTTP: with a 503) and counted. A TLS handshake
+//! must finish within 10 s; a request must start and send its header within 10 s of the
+//! connection's start or of the previous answer (a connection that sends nothing is closed then,
+//! and counted), and its body within 30 s more. Headers are capped at 16 KiB in 100 fields (431),
+//! bodies at [`MAX_BODY`] (413). Only TLS 1.3 is offered; plain HTTP sent to a TLS endpoint gets
+//! a plain-HTTP 400 saying to use https (and a TLS handshake sent to a plain endpoint a 400 at
+//! once, which TLS clients report as "not TLS"). Requests are handled one at a time, as before.
 //!
 //! Errors are JSON objects `{"error": "..."}` with the matching status: 400 bad parameter, 401
-//! missing or wrong token, 404 unknown resource, 405 wrong method (with `Allow`), 422 invalid
-//! configuration on reload, 503 the worker did not answer.
+//! missing or wrong token, 403 read-only credential, 404 unknown resource, 405 wrong method (with
+//! `Allow`), 408 request too slow, 413 body too large, 422 invalid configuration on reload, 431
+//! header too large, 503 the worker did not answer or too many connections.
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -38,7 +69,12 @@ use crate::config::{Config, ConfigErrors};
 use crate::metrics;
 
 mod fo;
+pub mod http;
 pub mod peer;
+mod server;
+pub mod tls;
+
+pub use server::{AdminCounters, AdminLimits, Refusal};
 
 pub use fo::relationship_table;
 mod scopes;
@@ -103,6 +139,9 @@ pub enum AdminError {
         /// What is wrong with it.
         message: String,
     },
+    /// The TLS files cannot be used.
+    #[error("admin TLS: {0}")]
+    Tls(#[from] tls::AdminTlsError),
 }
 
 /// Largest token file accepted, in bytes.
@@ -203,15 +242,15 @@ impl Token {
 
 /// A running admin endpoint.
 pub struct Admin {
-    server: Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: server::Server,
+    counters: Arc<AdminCounters>,
 }
 
 /// A request as the router sees it.
 #[derive(Clone, Debug)]
 pub struct Req {
     /// HTTP method.
-    pub method: tiny_http::Method,
+    pub method: http::Method,
     /// Path and query, as sent.
     pub url: String,
     /// The `Authorization` header, if any.
@@ -220,6 +259,8 @@ pub struct Req {
     pub peer_auth: Option<String>,
     /// Who sent the request.
     pub remote: Option<SocketAddr>,
+    /// The client's verified certificate, on a TLS endpoint with a client CA.
+    pub client: Option<tls::ClientCert>,
     /// The request body (at most [`MAX_BODY`] bytes).
     pub body: Vec<u8>,
 }
@@ -252,99 +293,107 @@ fn error(code: u16, msg: &str) -> Resp {
     Resp::json(code, &json!({ "error": msg }))
 }
 
-fn header(name: &str, value: &str) -> Option<tiny_http::Header> {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
-}
-
 impl Admin {
-    /// Bind `addr` and serve in a background thread. If the configuration names an
-    /// `admin_token_file`, the token is read first (and start-up fails if it cannot be used).
+    /// Bind `addr` and serve in background threads, with the default [`AdminLimits`]. The
+    /// token files the configuration names are read first, and with `admin_tls = "required"`
+    /// the certificates (start-up fails if any cannot be used).
     pub fn start(addr: SocketAddr, state: AdminState) -> Result<Admin, AdminError> {
-        let (token_file, readonly_file) = {
+        Admin::start_with(addr, state, AdminLimits::default())
+    }
+
+    /// [`Admin::start`] with other limits.
+    pub fn start_with(
+        addr: SocketAddr,
+        state: AdminState,
+        limits: AdminLimits,
+    ) -> Result<Admin, AdminError> {
+        let (token_file, readonly_file, tls_settings) = {
             let cfg = state.config.read().unwrap_or_else(|e| e.into_inner());
             (
                 cfg.daemon.admin_token_file.clone(),
                 cfg.daemon.admin_readonly_token_file.clone(),
+                cfg.daemon.admin_tls.clone(),
             )
         };
         let tokens = Tokens {
             admin: token_file.as_deref().map(Token::load).transpose()?,
             readonly: readonly_file.as_deref().map(Token::load).transpose()?,
         };
+        let client_ca = tls_settings
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some());
         let authentication = match (&tokens.admin, &tokens.readonly) {
+            _ if client_ca => "client certificates",
             (Some(_), Some(_)) => "bearer tokens (admin and read-only)",
             (Some(_), None) => "bearer token",
             _ => "none (loopback only)",
         };
-        let listen_err = |message: String| AdminError::Listen { addr, message };
-        let server = tiny_http::Server::http(addr).map_err(|e| listen_err(e.to_string()))?;
-        let server = Arc::new(server);
-        let srv = server.clone();
-        let thread = std::thread::Builder::new()
-            .name("tandem-admin".into())
-            .spawn(move || {
-                for mut req in srv.incoming_requests() {
-                    let mut body = Vec::new();
-                    let read = req
-                        .as_reader()
-                        .take(MAX_BODY as u64 + 1)
-                        .read_to_end(&mut body);
-                    let find = |name: &'static str| {
-                        req.headers()
-                            .iter()
-                            .find(|h| h.field.equiv(name))
-                            .map(|h| h.value.as_str().to_string())
-                    };
-                    let r = Req {
-                        method: req.method().clone(),
-                        url: req.url().to_string(),
-                        authorization: find("Authorization"),
-                        peer_auth: find("X-Tandem-Peer"),
-                        remote: req.remote_addr().copied(),
-                        body,
-                    };
-                    let out = if read.is_err() {
-                        error(400, "the request body could not be read")
-                    } else if r.body.len() > MAX_BODY {
-                        error(413, &format!("the request body is larger than {MAX_BODY} bytes"))
-                    } else {
-                        handle(&state, &tokens, &r)
-                    };
-                    tracing::debug!(method = %r.method, url = %r.url, status = out.code, "admin request");
-                    let mut resp =
-                        tiny_http::Response::from_string(out.body).with_status_code(out.code);
-                    for h in std::iter::once(("Content-Type", out.content_type.to_string()))
-                        .chain(out.headers)
-                    {
-                        if let Some(h) = header(h.0, &h.1) {
-                            resp.add_header(h);
-                        }
-                    }
-                    let _ = req.respond(resp);
-                }
+        if client_ca && tokens.admin.is_some() {
+            tracing::warn!(
+                "admin endpoint: admin_tls_client_ca_file is set, so client certificates \
+                 authenticate; the bearer token files grant nothing on this endpoint"
+            );
+        }
+        let tls_side = match &tls_settings {
+            None => None,
+            Some(t) => Some(server::TlsSide {
+                reloader: Mutex::new(tls::TlsReloader::new(t.clone())?),
+            }),
+        };
+        let transport = match &tls_settings {
+            None => "http",
+            Some(_) => "https (TLS 1.3)",
+        };
+        let counters = Arc::new(AdminCounters::default());
+        let handler: server::Handler = {
+            let counters = counters.clone();
+            Box::new(move |info: &server::ConnInfo, req: http::Request| {
+                let r = Req {
+                    authorization: req.header("Authorization").map(str::to_string),
+                    peer_auth: req.header(peer::PEER_HEADER).map(str::to_string),
+                    remote: Some(info.remote),
+                    client: info.client.clone(),
+                    method: req.method,
+                    url: req.target,
+                    body: req.body,
+                };
+                let out = handle(&state, &tokens, &counters, &r);
+                tracing::debug!(
+                    method = %r.method,
+                    url = %r.url,
+                    status = out.code,
+                    client = r.client.as_ref().map(|c| c.label()),
+                    "admin request"
+                );
+                out
             })
-            .map_err(|e| listen_err(e.to_string()))?;
+        };
+        let server = server::Server::start(addr, limits, tls_side, handler, counters.clone())
+            .map_err(|e| AdminError::Listen {
+                addr,
+                message: e.to_string(),
+            })?;
         tracing::info!(
             %addr,
+            transport,
             authentication,
+            max_connections = limits.max_connections,
             "admin endpoint listening"
         );
-        Ok(Admin {
-            server,
-            thread: Some(thread),
-        })
+        Ok(Admin { server, counters })
     }
 
-    /// Stop serving and join the thread.
-    pub fn stop(mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// The endpoint's connection counters.
+    pub fn counters(&self) -> &AdminCounters {
+        &self.counters
+    }
+
+    /// Stop serving, close the connections and join the threads.
+    pub fn stop(self) {
+        self.server.stop();
     }
 }
 
-/// Authenticate, then route.
 /// The admin API's bearer tokens: the admin token may do everything, the read-only one only
 /// read (GET and HEAD).
 #[derive(Clone, Debug, Default)]
@@ -355,12 +404,24 @@ pub struct Tokens {
     pub readonly: Option<Token>,
 }
 
-/// Authenticate `r` with `tokens` and route it.
-fn handle(state: &AdminState, tokens: &Tokens, r: &Req) -> Resp {
+/// Authenticate `r` (by its client certificate, else with `tokens`) and route it.
+fn handle(state: &AdminState, tokens: &Tokens, counters: &AdminCounters, r: &Req) -> Resp {
     // A partner's request is authenticated by its signature (see `peer`), not the token.
     let peer_route = r.url.starts_with("/v1/peer/");
-    if let Some(t) = tokens.admin.as_ref().filter(|_| !peer_route) {
-        let reading = matches!(r.method, tiny_http::Method::Get | tiny_http::Method::Head);
+    let reading = matches!(r.method, http::Method::Get | http::Method::Head);
+    if let Some(cert) = r.client.as_ref().filter(|_| !peer_route) {
+        if cert.role == tls::Role::ReadOnly && !reading {
+            return error(
+                403,
+                &format!(
+                    "the client certificate {:?} is read-only (listed in the server's \
+                     admin_tls_readonly_names): it may read (GET) but not change anything; \
+                     use an admin certificate",
+                    cert.label()
+                ),
+            );
+        }
+    } else if let Some(t) = tokens.admin.as_ref().filter(|_| !peer_route) {
         let readonly = tokens
             .readonly
             .as_ref()
@@ -385,7 +446,7 @@ fn handle(state: &AdminState, tokens: &Tokens, r: &Req) -> Resp {
             return resp;
         }
     }
-    route(state, r)
+    route(state, counters, r)
 }
 
 /// Decode `%XX` escapes and `+` (space) in a query component.
@@ -432,8 +493,8 @@ fn method_not_allowed(allow: &str) -> Resp {
     r
 }
 
-fn route(state: &AdminState, r: &Req) -> Resp {
-    use tiny_http::Method::{Delete, Get, Patch, Post, Put};
+fn route(state: &AdminState, counters: &AdminCounters, r: &Req) -> Resp {
+    use http::Method::{Delete, Get, Patch, Post, Put};
     let (path, query) = r.url.split_once('?').unwrap_or((&r.url, ""));
     let params = match parse_query(query) {
         Ok(p) => p,
@@ -455,9 +516,9 @@ fn route(state: &AdminState, r: &Req) -> Resp {
     };
     match path {
         "/v1/status" => get_only(&|| no_params(&|| status(state))),
-        "/v1/stats" => get_only(&|| no_params(&|| Resp::json(200, &stats(state)))),
+        "/v1/stats" => get_only(&|| no_params(&|| Resp::json(200, &stats(state, counters)))),
         "/v1/leases" => get_only(&|| leases(state, &params)),
-        "/metrics" => get_only(&|| no_params(&|| metrics_page(state))),
+        "/metrics" => get_only(&|| no_params(&|| metrics_page(state, counters))),
         "/v1/reload" => {
             if r.method == Post {
                 no_params(&|| reload(state))
@@ -869,7 +930,7 @@ fn reload(state: &AdminState) -> Resp {
     }
 }
 
-fn metrics_page(state: &AdminState) -> Resp {
+fn metrics_page(state: &AdminState, counters: &AdminCounters) -> Resp {
     let mut snap = metrics::Snapshot::take(
         &state.stats,
         &state.worker_stats,
@@ -885,7 +946,7 @@ fn metrics_page(state: &AdminState) -> Resp {
             &WorkerStats::total(state.worker_stats.iter().map(|w| &**w)),
         )
     });
-    match metrics::render(snap) {
+    match metrics::render(snap).and_then(|m| Ok(m + &counters.render_metrics()?)) {
         Ok(body) => Resp {
             code: 200,
             body,
@@ -896,7 +957,7 @@ fn metrics_page(state: &AdminState) -> Resp {
     }
 }
 
-fn stats(state: &AdminState) -> Value {
+fn stats(state: &AdminState, counters: &AdminCounters) -> Value {
     let mut m = Map::new();
     let mut dropped = Map::new();
     for &c in Counter::ALL {
@@ -997,6 +1058,7 @@ fn stats(state: &AdminState) -> Value {
         })
         .collect();
     m.insert("workers".into(), Value::Array(per_worker));
+    m.insert("admin".into(), counters.to_json());
     Value::Object(m)
 }
 

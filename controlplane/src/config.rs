@@ -11,7 +11,8 @@
 //! syntax errors stop the walk (the tree is not trustworthy after them), but all of them are
 //! reported together.
 //!
-//! Parsing reads one other file: a relationship's `shared_secret_file`.
+//! Parsing reads a few other files: a relationship's `shared_secret_file`, and TLS certificates
+//! and keys (a relationship's `tls_*_file`, the admin endpoint's `admin_tls_*_file`).
 //!
 //! Option values are encoded into wire form here (RFC 2132 and friends), so the engine only ever
 //! sees [`tandem_dataplane::scope::OptionSet`]s of ready bytes.
@@ -19,6 +20,7 @@
 //! The file format is documented key by key in `docs/config.md`; `deploy/tandem.example.toml` is a
 //! commented example.
 
+mod admin_tls;
 mod dataplane;
 pub mod edit;
 mod failover;
@@ -86,6 +88,11 @@ pub struct DaemonSettings {
     /// File holding a read-only bearer token (`admin_readonly_token_file`): it may read
     /// (GET) every route but change nothing. Needs `admin_token_file` beside it.
     pub admin_readonly_token_file: Option<PathBuf>,
+    /// TLS on the admin endpoint (`admin_tls = "required"` with `admin_tls_cert_file`,
+    /// `admin_tls_key_file`, and optionally `admin_tls_client_ca_file` and
+    /// `admin_tls_readonly_names`); `None` (`admin_tls = "off"`, the default): plain HTTP. The
+    /// files were read and checked when the configuration was loaded.
+    pub admin_tls: Option<crate::admin::tls::AdminTlsSettings>,
     /// Interfaces to serve on (the UDP backend binds one socket per interface); never empty.
     pub interfaces: Vec<String>,
     /// UDP port the server listens on (default 67).

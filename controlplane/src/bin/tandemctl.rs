@@ -6,18 +6,31 @@
 //! - 0: success;
 //! - 1: the server answered with an error (bad parameter, unknown lease or scope, invalid
 //!   configuration, worker not answering) or with something unreadable;
-//! - 2: usage error (bad arguments, unreadable `--token-file` or `--file`);
-//! - 3: the server could not be reached;
-//! - 4: the server refused the request as unauthenticated (missing or wrong token);
+//! - 2: usage error (bad arguments, unreadable `--token-file`, `--file`, `--ca`, `--cert` or
+//!   `--key`);
+//! - 3: the server could not be reached (including a TLS handshake that failed on our side: the
+//!   server's certificate does not verify against `--ca`, or the endpoint is not TLS);
+//! - 4: the server refused the request as unauthenticated (missing or wrong token) or refused
+//!   the client certificate (none given where one is required, or one from another CA);
 //! - 5: the failover partner could not be reached or refused the change (HTTP 502).
 //!
 //! The bearer token is read from `--token-file` (or `TANDEM_TOKEN_FILE`), else from
 //! `/etc/tandem/admin.token` if that file exists and is readable.
+//!
+//! HTTPS (for a server with `admin_tls = "required"`) is used when `--admin` is an
+//! `https://HOST:PORT` URL, or `--tls` is given, or any of `--ca`, `--cert`, `--key`. The
+//! server's certificate is verified against `--ca FILE` (else the system's CA bundle
+//! `/etc/ssl/certs/ca-certificates.crt`) and must be valid for the host in `--admin` (a DNS
+//! name, or an IP address in its subject alternative names). `--cert FILE --key FILE` present a
+//! client certificate (a server with `admin_tls_client_ca_file` requires one). Each option has
+//! an environment variable: `TANDEM_ADMIN`, `TANDEM_TLS`, `TANDEM_CA`, `TANDEM_CERT`,
+//! `TANDEM_KEY`.
 
 use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args as ClapArgs, CommandFactory, Parser, Subcommand};
@@ -37,27 +50,67 @@ const EXIT_PARTNER: u8 = 5;
 /// Token file used when neither `--token-file` nor `TANDEM_TOKEN_FILE` is given.
 const DEFAULT_TOKEN_FILE: &str = "/etc/tandem/admin.token";
 
+/// CA bundle used for HTTPS when `--ca` is not given (Debian's `ca-certificates`).
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// Largest scope file `scope set` sends, in bytes (the server's own limit is 4 MiB).
 const MAX_SCOPE_FILE: u64 = 4 << 20;
 
 /// Talk to a running tandemd.
 ///
-/// Exit codes: 0 ok, 1 server error, 2 usage, 3 unreachable, 4 unauthorized, 5 failover partner
-/// unreachable or refusing.
+/// Exit codes: 0 ok, 1 server error, 2 usage, 3 unreachable, 4 unauthorized (token or client
+/// certificate refused), 5 failover partner unreachable or refusing.
+///
+/// HTTPS: give --admin https://HOST:PORT (or --tls, or any of --ca, --cert, --key) for a server
+/// with admin_tls = "required". The server's certificate must chain to --ca (default: the
+/// system CA bundle) and be valid for HOST; --cert and --key present a client certificate,
+/// which a server with admin_tls_client_ca_file requires.
 #[derive(Parser, Debug)]
 #[command(name = "tandemctl", version, about)]
 struct Args {
-    /// Admin endpoint of the server.
+    /// Admin endpoint of the server: HOST:PORT, http://HOST:PORT or https://HOST:PORT.
     #[arg(
         long,
         global = true,
         default_value = "127.0.0.1:9167",
-        env = "TANDEM_ADMIN"
+        env = "TANDEM_ADMIN",
+        value_name = "ADDR"
     )]
     admin: String,
     /// File holding the admin API's bearer token [default: /etc/tandem/admin.token if it exists].
     #[arg(long, global = true, env = "TANDEM_TOKEN_FILE", value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Use HTTPS (TLS 1.3) with a HOST:PORT --admin.
+    #[arg(
+        long,
+        global = true,
+        env = "TANDEM_TLS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    tls: bool,
+    /// PEM file of the CA to verify the server's certificate with (implies HTTPS)
+    /// [default: /etc/ssl/certs/ca-certificates.crt].
+    #[arg(long, global = true, env = "TANDEM_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// PEM file of the client certificate (and intermediates) to present (implies HTTPS; needs
+    /// --key).
+    #[arg(
+        long,
+        global = true,
+        env = "TANDEM_CERT",
+        value_name = "FILE",
+        requires = "key"
+    )]
+    cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (needs --cert).
+    #[arg(
+        long,
+        global = true,
+        env = "TANDEM_KEY",
+        value_name = "FILE",
+        requires = "cert"
+    )]
+    key: Option<PathBuf>,
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -439,13 +492,245 @@ fn error_message(status: u16, body: &str) -> String {
     msg
 }
 
-/// The connection to the admin endpoint.
-struct Client<'a> {
-    admin: &'a str,
-    auth: Auth,
+/// Where the admin endpoint is and how to speak to it, from `--admin` and the TLS options.
+#[derive(Debug, PartialEq, Eq)]
+struct Endpoint {
+    /// `http://HOST:PORT` or `https://HOST:PORT`.
+    base: String,
+    /// HOST:PORT, for messages.
+    addr: String,
+    /// HTTPS.
+    tls: bool,
 }
 
-impl Client<'_> {
+/// Read `--admin` with `--tls`: the scheme of a URL decides, else `tls` (which is also set by
+/// `--ca`, `--cert` and `--key`).
+fn endpoint(admin: &str, tls: bool) -> Result<Endpoint, String> {
+    let (scheme, rest) = match admin.split_once("://") {
+        Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
+        None => (None, admin),
+    };
+    let addr = rest.strip_suffix('/').unwrap_or(rest);
+    if addr.is_empty() || addr.contains(['/', '?', '#', ' ']) {
+        return Err(format!(
+            "--admin {admin:?}: expected HOST:PORT, http://HOST:PORT or https://HOST:PORT"
+        ));
+    }
+    let tls = match scheme.as_deref() {
+        None => tls,
+        Some("https") => true,
+        Some("http") if tls => {
+            return Err(format!(
+                "--admin {admin:?} is plain HTTP, but --tls, --ca, --cert or --key asks for \
+                 HTTPS: use https:// (or drop those options)"
+            ))
+        }
+        Some("http") => false,
+        Some(other) => {
+            return Err(format!(
+                "--admin {admin:?}: unknown scheme {other:?} (use http:// or https://)"
+            ))
+        }
+    };
+    Ok(Endpoint {
+        base: format!("{}://{addr}", if tls { "https" } else { "http" }),
+        addr: addr.to_string(),
+        tls,
+    })
+}
+
+/// The ring provider, as the server uses.
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    // ring builds with the C compiler alone; its deprecation is about post-quantum key
+    // exchange, which the admin endpoint (the operator's own CA) does without for now.
+    #[allow(deprecated)]
+    let p = rustls::crypto::ring::default_provider();
+    Arc::new(p)
+}
+
+/// The certificates of PEM file `path` (`what` names the option).
+fn pem_certs(
+    path: &Path,
+    what: &str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Fail> {
+    use rustls::pki_types::pem::PemObject;
+    let usage = |m: String| Fail(EXIT_USAGE, m);
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| usage(format!("{what} {}: cannot read: {e}", path.display())))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| usage(format!("{what} {}: not valid PEM: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(usage(format!(
+            "{what} {}: holds no PEM \"BEGIN CERTIFICATE\" block",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// The HTTP agent: plain, or HTTPS with the CA and client certificate of the options (checked
+/// here, so that a bad file is a usage error with its name).
+fn agent(ep: &Endpoint, args: &Args) -> Result<ureq::Agent, Fail> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+    let mut config = ureq::Agent::config_builder();
+    if ep.tls {
+        let usage = |m: String| Fail(EXIT_USAGE, m);
+        let (ca_path, what) = match &args.ca {
+            Some(p) => (p.clone(), "--ca"),
+            None => (PathBuf::from(SYSTEM_CA_BUNDLE), "the system CA bundle"),
+        };
+        if args.ca.is_none() && !ca_path.exists() {
+            return Err(usage(format!(
+                "HTTPS needs the CA of the server's certificate: give --ca FILE \
+                 ({SYSTEM_CA_BUNDLE} does not exist)"
+            )));
+        }
+        let roots = pem_certs(&ca_path, what)?;
+        let mut store = rustls::RootCertStore::empty();
+        let (added, _) = store.add_parsable_certificates(roots.iter().cloned());
+        if added == 0 {
+            return Err(usage(format!(
+                "{what} {}: no usable CA certificate",
+                ca_path.display()
+            )));
+        }
+        let client = match (&args.cert, &args.key) {
+            (Some(cert), Some(key)) => {
+                let chain = pem_certs(cert, "--cert")?;
+                let der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    usage(format!(
+                        "--key {}: no usable private key ({e}); expected a PEM \"PRIVATE KEY\", \
+                         \"RSA PRIVATE KEY\" or \"EC PRIVATE KEY\" block",
+                        key.display()
+                    ))
+                })?;
+                // The same check rustls makes when connecting, made here for a clear message.
+                rustls::ClientConfig::builder_with_provider(crypto_provider())
+                    .with_protocol_versions(&[&rustls::version::TLS13])
+                    .and_then(|b| {
+                        b.with_root_certificates(store.clone())
+                            .with_client_auth_cert(chain.clone(), der.clone_key())
+                    })
+                    .map_err(|e| {
+                        let (c, k) = (cert.display(), key.display());
+                        usage(match e {
+                            rustls::Error::InconsistentKeys(_) => format!(
+                                "--key {k} is not the private key of the certificate in --cert {c}"
+                            ),
+                            e => format!("--cert {c} with --key {k}: {e}"),
+                        })
+                    })?;
+                let pem = std::fs::read(key)
+                    .map_err(|e| usage(format!("--key {}: cannot read: {e}", key.display())))?;
+                let key = PrivateKey::from_pem(&pem)
+                    .map_err(|e| usage(format!("--key {}: {e}", key.display())))?;
+                let chain: Vec<Certificate<'static>> = chain
+                    .iter()
+                    .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+                    .collect();
+                Some(ClientCert::new_with_certs(&chain, key))
+            }
+            _ => None,
+        };
+        let roots: Vec<Certificate<'static>> = roots
+            .iter()
+            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        config = config.tls_config(
+            TlsConfig::builder()
+                .root_certs(RootCerts::new_with_certs(&roots))
+                .client_cert(client)
+                .unversioned_rustls_crypto_provider(crypto_provider())
+                .build(),
+        );
+    }
+    Ok(config.build().new_agent())
+}
+
+/// The rustls error inside a ureq error, if it is one.
+fn tls_error(e: &ureq::Error) -> Option<&rustls::Error> {
+    match e {
+        ureq::Error::Rustls(t) => Some(t),
+        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    }
+}
+
+/// A failed exchange as the failure to report: the server refusing our certificate is an
+/// authentication failure (exit 4), anything else an unreachable server (exit 3), with a hint
+/// where the cause is clear.
+fn transport_failure(ep: &Endpoint, with_cert: bool, e: &ureq::Error) -> Fail {
+    use rustls::AlertDescription as A;
+    let addr = &ep.addr;
+    let Some(t) = tls_error(e) else {
+        let hint = if ep.tls
+            && matches!(e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof || io.kind() == std::io::ErrorKind::ConnectionReset)
+        {
+            " (the server closed the TLS connection: if it is plain HTTP, use http:// and drop \
+             --tls/--ca/--cert/--key)"
+        } else {
+            ""
+        };
+        return Fail(
+            EXIT_UNREACHABLE,
+            format!("cannot reach tandemd at {addr}: {e}{hint}"),
+        );
+    };
+    match t {
+        rustls::Error::AlertReceived(
+            A::CertificateRequired
+            | A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::CertificateExpired
+            | A::CertificateRevoked
+            | A::UnsupportedCertificate
+            | A::AccessDenied,
+        ) => {
+            let hint = if with_cert {
+                "the server does not accept this client certificate: give --cert and --key of \
+                 one issued by the CA in the server's admin_tls_client_ca_file"
+            } else {
+                "the server requires a client certificate: give --cert FILE --key FILE"
+            };
+            Fail(
+                EXIT_UNAUTHORIZED,
+                format!("tandemd at {addr} refused the TLS connection ({t}): {hint}"),
+            )
+        }
+        rustls::Error::InvalidCertificate(c) => Fail(
+            EXIT_UNREACHABLE,
+            format!(
+                "the certificate of tandemd at {addr} does not verify ({c:?}): give --ca with \
+                 the CA that issued it, and an --admin host its certificate is valid for"
+            ),
+        ),
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => Fail(
+            EXIT_UNREACHABLE,
+            format!(
+                "tandemd at {addr} does not speak TLS ({t}): if its admin endpoint is plain \
+                 HTTP, use http:// and drop --tls/--ca/--cert/--key"
+            ),
+        ),
+        _ => Fail(
+            EXIT_UNREACHABLE,
+            format!("TLS with tandemd at {addr} failed: {t}"),
+        ),
+    }
+}
+
+/// The connection to the admin endpoint.
+struct Client {
+    endpoint: Endpoint,
+    agent: ureq::Agent,
+    auth: Auth,
+    /// A client certificate is presented.
+    with_cert: bool,
+}
+
+impl Client {
     /// Send a request; the answer if the status is below 400, else the failure with its exit
     /// code.
     fn call(
@@ -455,14 +740,9 @@ impl Client<'_> {
         query: &[(&str, String)],
         body: Body,
     ) -> Result<Answer, Fail> {
-        let admin = self.admin;
-        let url = format!("http://{admin}{path}");
-        let unreachable = |e: ureq::Error| {
-            Fail(
-                EXIT_UNREACHABLE,
-                format!("cannot reach tandemd at {admin}: {e}"),
-            )
-        };
+        let admin = self.endpoint.addr.as_str();
+        let url = format!("{}{path}", self.endpoint.base);
+        let unreachable = |e: ureq::Error| transport_failure(&self.endpoint, self.with_cert, &e);
         fn prepare<B>(
             mut req: ureq::RequestBuilder<B>,
             auth: &Auth,
@@ -489,12 +769,13 @@ impl Client<'_> {
                 Body::Toml(t) => req.header("Content-Type", "application/toml").send(t),
             }
         };
+        let a = &self.agent;
         let sent = match method {
-            Method::Get => prepare(ureq::get(&url), &self.auth, query).call(),
-            Method::Delete => prepare(ureq::delete(&url), &self.auth, query).call(),
-            Method::Post => with_body(ureq::post(&url)),
-            Method::Put => with_body(ureq::put(&url)),
-            Method::Patch => with_body(ureq::patch(&url)),
+            Method::Get => prepare(a.get(&url), &self.auth, query).call(),
+            Method::Delete => prepare(a.delete(&url), &self.auth, query).call(),
+            Method::Post => with_body(a.post(&url)),
+            Method::Put => with_body(a.put(&url)),
+            Method::Patch => with_body(a.patch(&url)),
         };
         let mut resp = sent.map_err(unreachable)?;
         let status = resp.status().as_u16();
@@ -509,11 +790,12 @@ impl Client<'_> {
             .with_config()
             .limit(4 << 30)
             .read_to_string()
-            .map_err(|e| {
-                Fail(
+            .map_err(|e| match tls_error(&e) {
+                Some(_) => transport_failure(&self.endpoint, self.with_cert, &e),
+                None => Fail(
                     EXIT_UNREACHABLE,
                     format!("reading the answer from {admin}: {e}"),
-                )
+                ),
             })?;
         if status < 400 {
             return Ok(Answer { body: text, total });
@@ -545,7 +827,7 @@ impl Client<'_> {
         body: Body,
     ) -> Result<Value, Fail> {
         let a = self.call(method, path, query, body)?;
-        json_of(&a, self.admin)
+        json_of(&a, &self.endpoint.addr)
     }
 }
 
@@ -1098,9 +1380,13 @@ fn run(args: &Args) -> Result<(), Fail> {
     if let Cmd::Import { cmd } = &args.cmd {
         return run_import(cmd);
     }
+    let tls = args.tls || args.ca.is_some() || args.cert.is_some() || args.key.is_some();
+    let endpoint = endpoint(&args.admin, tls).map_err(|m| Fail(EXIT_USAGE, m))?;
     let c = Client {
-        admin: args.admin.as_str(),
+        agent: agent(&endpoint, args)?,
+        endpoint,
         auth: auth(args)?,
+        with_cert: args.cert.is_some(),
     };
     // Print the answer's JSON with `--json`, else with `human`.
     let show = |v: &Value, human: &dyn Fn(&Value)| {
@@ -1139,7 +1425,7 @@ fn run(args: &Args) -> Result<(), Fail> {
                     q.push(("offset", x.to_string()));
                 }
                 let a = c.call(Get, "/v1/leases", &q, Body::None)?;
-                let v = json_of(&a, c.admin)?;
+                let v = json_of(&a, &c.endpoint.addr)?;
                 if args.json {
                     print_json(&v);
                 } else {
@@ -1222,7 +1508,7 @@ fn run(args: &Args) -> Result<(), Fail> {
     Ok(())
 }
 
-fn run_failover(c: &Client<'_>, args: &Args, cmd: &FailoverCmd) -> Result<(), Fail> {
+fn run_failover(c: &Client, args: &Args, cmd: &FailoverCmd) -> Result<(), Fail> {
     use Method::{Delete, Get, Patch, Post};
     let show = |v: &Value, human: &dyn Fn(&Value)| {
         if args.json {
@@ -1468,6 +1754,46 @@ mod tests {
             "tandemd: bad (HTTP 422)\n  t.toml:3:1: scope: x\n  partner: refused\n  a: down"
         );
         assert_eq!(error_message(500, "not json"), "tandemd: error (HTTP 500)");
+    }
+
+    #[test]
+    fn admin_addresses_choose_the_scheme() {
+        let ep = |a: &str, tls: bool| endpoint(a, tls).map(|e| (e.base, e.addr, e.tls));
+        let plain = (
+            "http://127.0.0.1:9167".to_string(),
+            "127.0.0.1:9167".to_string(),
+            false,
+        );
+        assert_eq!(ep("127.0.0.1:9167", false), Ok(plain.clone()));
+        assert_eq!(ep("http://127.0.0.1:9167/", false), Ok(plain));
+        let tls = (
+            "https://dhcp1.example:9167".to_string(),
+            "dhcp1.example:9167".to_string(),
+            true,
+        );
+        assert_eq!(ep("dhcp1.example:9167", true), Ok(tls.clone()));
+        assert_eq!(ep("HTTPS://dhcp1.example:9167", false), Ok(tls));
+        assert!(ep("http://127.0.0.1:9167", true).is_err_and(|e| e.contains("https://")));
+        assert!(ep("ftp://127.0.0.1:9167", false).is_err_and(|e| e.contains("scheme")));
+        assert!(ep("https://h:1/v1/status", false).is_err());
+        assert!(ep("", false).is_err());
+        // TLS options on the command line and from the environment.
+        let a = Args::try_parse_from([
+            "tandemctl",
+            "--admin",
+            "https://h:1",
+            "--ca",
+            "ca.pem",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "status",
+        ])
+        .expect("parses");
+        assert_eq!(a.ca.as_deref(), Some(Path::new("ca.pem")));
+        assert!(Args::try_parse_from(["tandemctl", "--cert", "c.pem", "status"]).is_err());
+        assert!(Args::try_parse_from(["tandemctl", "--key", "k.pem", "status"]).is_err());
     }
 
     #[test]

@@ -84,6 +84,7 @@ pub(crate) struct ServerDraft {
     pub admin_listen: SocketAddr,
     pub admin_token_file: Option<PathBuf>,
     pub admin_readonly_token_file: Option<PathBuf>,
+    pub admin_tls: Option<crate::admin::tls::AdminTlsSettings>,
     pub server_port: u16,
     pub client_port: u16,
     pub workers: usize,
@@ -255,6 +256,7 @@ fn read_server(ctx: &mut Ctx<'_>, span: Range<usize>, t: &DeTable<'_>) -> Server
         admin_listen: SocketAddr::from(([127, 0, 0, 1], 9167)),
         admin_token_file: None,
         admin_readonly_token_file: None,
+        admin_tls: None,
         server_port: 67,
         client_port: 68,
         workers: 1,
@@ -383,15 +385,19 @@ fn read_server(ctx: &mut Ctx<'_>, span: Range<usize>, t: &DeTable<'_>) -> Server
             );
         }
     }
-    // Without a token the admin API is unauthenticated: only loopback may reach it.
-    if d.admin_token_file.is_none() && !d.admin_listen.ip().is_loopback() {
+    let (admin_tls, client_ca) = super::admin_tls::read(ctx, t, &span);
+    d.admin_tls = admin_tls;
+    // Without a token or client certificates the admin API is unauthenticated: only loopback
+    // may reach it.
+    if d.admin_token_file.is_none() && !client_ca && !d.admin_listen.ip().is_loopback() {
         if let Some(v) = reader::get(t, "admin_listen") {
             ctx.error(
                 v.span(),
                 p("admin_listen"),
                 format!(
                     "{} is not a loopback address: an admin endpoint reachable from the network \
-                     needs authentication; set `admin_token_file` or listen on 127.0.0.1",
+                     needs authentication; set `admin_token_file`, or admin_tls = \"required\" \
+                     with `admin_tls_client_ca_file`, or listen on 127.0.0.1",
                     d.admin_listen
                 ),
             );

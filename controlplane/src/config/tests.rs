@@ -1268,3 +1268,178 @@ fn a_read_only_token_needs_an_admin_token() {
         Some(PathBuf::from("/etc/tandem/ro.token"))
     );
 }
+
+/// `[server]` with `extra` from line 4, then the scope "lan".
+fn server_with(extra: &str) -> String {
+    format!("{SERVER}{extra}{LAN}")
+}
+
+/// A PEM block of `label` around bytes that are not a certificate or key (the loader reads
+/// the PEM framing before rustls looks inside).
+fn pem_block(label: &str) -> String {
+    format!("-----BEGIN {label}-----\nAAECAwQFBgcICQoLDA0ODw==\n-----END {label}-----\n")
+}
+
+#[test]
+fn admin_tls_keys_need_admin_tls_required() {
+    let (line, key, msg) = only(&server_with(
+        "admin_tls_cert_file = \"/etc/tandem/tls/admin.pem\"\n",
+    ));
+    assert_eq!((line, key.as_str()), (4, "server.admin_tls_cert_file"));
+    assert_eq!(
+        msg,
+        "`admin_tls_cert_file` applies only with admin_tls = \"required\"; the admin endpoint \
+         is plain HTTP (admin_tls = \"off\", the default)"
+    );
+    let e = where_(&server_with(
+        "admin_tls = \"off\"\nadmin_tls_client_ca_file = \"/ca.pem\"\n\
+         admin_tls_readonly_names = [\"ro\"]\n",
+    ));
+    assert_eq!(
+        e,
+        [
+            (5, "server.admin_tls_client_ca_file".to_string()),
+            (6, "server.admin_tls_readonly_names".to_string())
+        ]
+    );
+    let (line, key, msg) = only(&server_with("admin_tls = \"on\"\n"));
+    assert_eq!((line, key.as_str()), (4, "server.admin_tls"));
+    assert!(msg.contains("`on` is not one of: required, off"), "{msg}");
+    // Off, explicitly or by default: no TLS.
+    let c = ok(&server_with("admin_tls = \"off\"\n"));
+    assert_eq!(c.daemon.admin_tls, None);
+    assert_eq!(ok(&scope("")).daemon.admin_tls, None);
+}
+
+#[test]
+fn admin_tls_required_needs_its_files_as_absolute_paths() {
+    let e = errors(&server_with("admin_tls = \"required\"\n"));
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(e.iter().all(|(line, _, _)| *line == 1), "{e:#?}");
+    assert_eq!(e[0].1, "server.admin_tls_cert_file");
+    assert!(
+        e[0].2
+            .starts_with("missing required key `admin_tls_cert_file`"),
+        "{e:#?}"
+    );
+    assert_eq!(e[1].1, "server.admin_tls_key_file");
+    let (line, key, msg) = only(&server_with(
+        "admin_tls = \"required\"\nadmin_tls_cert_file = \"/a.pem\"\n\
+         admin_tls_key_file = \"tls/admin.key\"\n",
+    ));
+    assert_eq!((line, key.as_str()), (6, "server.admin_tls_key_file"));
+    assert!(
+        msg.contains("`tls/admin.key` is not an absolute path"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn admin_tls_read_only_names_are_checked() {
+    let (line, key, msg) = only(&server_with(
+        "admin_tls = \"required\"\nadmin_tls_cert_file = \"/a.pem\"\n\
+         admin_tls_key_file = \"/a.key\"\nadmin_tls_readonly_names = [\"ro.example\"]\n",
+    ));
+    assert_eq!((line, key.as_str()), (7, "server.admin_tls_readonly_names"));
+    assert!(msg.contains("needs `admin_tls_client_ca_file`"), "{msg}");
+    let e = errors(&server_with(
+        "admin_tls = \"required\"\nadmin_tls_cert_file = \"/a.pem\"\n\
+         admin_tls_key_file = \"/a.key\"\nadmin_tls_client_ca_file = \"/ca.pem\"\n\
+         admin_tls_readonly_names = [\"ro.example\", \"\", \"RO.example\", 7, \" pad\"]\n",
+    ));
+    let got: Vec<(&str, &str)> = e.iter().map(|(_, k, m)| (k.as_str(), m.as_str())).collect();
+    assert_eq!(got.len(), 4, "{e:#?}");
+    assert_eq!(
+        got[0],
+        (
+            "server.admin_tls_readonly_names[1]",
+            "a name cannot be empty"
+        )
+    );
+    assert_eq!(
+        got[1],
+        (
+            "server.admin_tls_readonly_names[2]",
+            "\"RO.example\" is listed twice"
+        )
+    );
+    assert_eq!(got[2].0, "server.admin_tls_readonly_names[3]");
+    assert_eq!(
+        got[3],
+        (
+            "server.admin_tls_readonly_names[4]",
+            "\" pad\" has spaces around it"
+        )
+    );
+}
+
+#[test]
+fn admin_tls_files_are_read_at_load_time() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = |name: &str, text: &str, mode: u32| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        p.display().to_string()
+    };
+    let cert = file("admin.pem", &pem_block("CERTIFICATE"), 0o644);
+    let shared_key = file("shared.key", &pem_block("PRIVATE KEY"), 0o640);
+    let not_a_key = file("none.key", &pem_block("CERTIFICATE"), 0o600);
+    let no_cert = file("empty.pem", "no PEM here\n", 0o644);
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let tls = |cert: &str, key: &str, ca: Option<&str>| {
+        let ca = ca.map_or(String::new(), |c| {
+            format!("admin_tls_client_ca_file = \"{c}\"\n")
+        });
+        server_with(&format!(
+            "admin_tls = \"required\"\nadmin_tls_cert_file = \"{cert}\"\n\
+             admin_tls_key_file = \"{key}\"\n{ca}"
+        ))
+    };
+    let (line, key, msg) = only(&tls(&missing, &shared_key, None));
+    assert_eq!((line, key.as_str()), (5, "server.admin_tls_cert_file"));
+    assert!(
+        msg.starts_with(&format!("admin_tls_cert_file {missing}: cannot read")),
+        "{msg}"
+    );
+    let (line, key, msg) = only(&tls(&no_cert, &shared_key, None));
+    assert_eq!((line, key.as_str()), (5, "server.admin_tls_cert_file"));
+    assert!(msg.contains("holds no certificate"), "{msg}");
+    let (line, key, msg) = only(&tls(&cert, &shared_key, None));
+    assert_eq!((line, key.as_str()), (6, "server.admin_tls_key_file"));
+    assert!(
+        msg.contains("mode 0640") && msg.contains("chmod 600"),
+        "{msg}"
+    );
+    let (line, key, msg) = only(&tls(&cert, &not_a_key, None));
+    assert_eq!((line, key.as_str()), (6, "server.admin_tls_key_file"));
+    assert!(msg.contains("no usable private key"), "{msg}");
+    let private = file("private.key", &pem_block("PRIVATE KEY"), 0o600);
+    let (line, key, msg) = only(&tls(&cert, &private, Some(&missing)));
+    assert_eq!((line, key.as_str()), (7, "server.admin_tls_client_ca_file"));
+    assert!(msg.starts_with("admin_tls_client_ca_file"), "{msg}");
+}
+
+#[test]
+fn a_non_loopback_admin_listen_needs_a_token_or_a_client_ca() {
+    let (line, key, msg) = only(&server_with("admin_listen = \"10.0.0.1:9167\"\n"));
+    assert_eq!((line, key.as_str()), (4, "server.admin_listen"));
+    assert!(
+        msg.contains("admin_token_file") && msg.contains("admin_tls_client_ca_file"),
+        "{msg}"
+    );
+    // TLS without a client CA authenticates nobody: still refused.
+    let e = where_(&server_with(
+        "admin_listen = \"10.0.0.1:9167\"\nadmin_tls = \"required\"\n\
+         admin_tls_cert_file = \"/nonexistent/a.pem\"\nadmin_tls_key_file = \"/a.key\"\n",
+    ));
+    assert!(e.contains(&(4, "server.admin_listen".to_string())), "{e:?}");
+    // With a client CA, the only error is the unreadable file, not the address.
+    let e = where_(&server_with(
+        "admin_listen = \"10.0.0.1:9167\"\nadmin_tls = \"required\"\n\
+         admin_tls_cert_file = \"/nonexistent/a.pem\"\nadmin_tls_key_file = \"/a.key\"\n\
+         admin_tls_client_ca_file = \"/nonexistent/ca.pem\"\n",
+    ));
+    assert_eq!(e, [(6, "server.admin_tls_cert_file".to_string())]);
+}
