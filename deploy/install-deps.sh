@@ -52,7 +52,7 @@ PKGS=(
 SERVICES=(isc-dhcp-server isc-dhcp-relay bind9)
 if (( WANT_LAB )); then PKGS+=(kea-dhcp4-server); SERVICES+=(kea-dhcp4-server); fi
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep 'install ok installed' >/dev/null; }
 
 missing=()
 for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
@@ -96,12 +96,12 @@ if ! command -v rustup >/dev/null 2>&1; then
     fi
 fi
 if command -v rustup >/dev/null 2>&1; then
-    rustup component list --toolchain stable --installed 2>/dev/null | grep -q '^rustfmt' ||
+    rustup component list --toolchain stable --installed 2>/dev/null | grep '^rustfmt' >/dev/null ||
         rustup component add --toolchain stable rustfmt
-    rustup component list --toolchain stable --installed 2>/dev/null | grep -q '^clippy' ||
+    rustup component list --toolchain stable --installed 2>/dev/null | grep '^clippy' >/dev/null ||
         rustup component add --toolchain stable clippy
     if (( WANT_FUZZ )); then
-        rustup toolchain list | grep -q '^nightly' ||
+        rustup toolchain list | grep '^nightly' >/dev/null ||
             { log "rust: installing nightly (cargo-fuzz needs it)"; rustup toolchain install nightly --profile minimal; }
     fi
 fi

@@ -26,21 +26,33 @@ FUZZ_SECS=${FUZZ_SECS:-20}
     exit 1
 }
 
-declare -a SUMMARY=()
+declare -a SUMMARY=() FAILED_LOGS=()
 FAILED=0
+STEP_LOGS=$(mktemp -d /tmp/tandem-steps.XXXXXX)
+trap 'rm -rf "$STEP_LOGS"' EXIT
 step() {  # name cmd...: run, time and record it; returns its status
-    local name=$1 t0=$SECONDS rc=0; shift
+    local name=$1 t0=$SECONDS rc=0 log; shift
+    log=$STEP_LOGS/$(( ${#SUMMARY[@]} + 1 )).log
     printf '\n===== [%s] %s: %s\n' "$(date +%T)" "$name" "$*" >&2
-    "$@" || rc=$?
+    # The step's output (stdout and stderr, shown on stderr) is also kept, so that a failed
+    # step's last lines can be repeated at the end, where a reader of the log's tail sees them.
+    "$@" > >(tee "$log" >&2) 2>&1 || rc=$?
     if (( rc == 0 )); then
         SUMMARY+=("$(printf '%-28s ok    %4ds' "$name" $((SECONDS - t0)))")
     else
         SUMMARY+=("$(printf '%-28s FAIL  %4ds (exit %d)' "$name" $((SECONDS - t0)) "$rc")")
+        FAILED_LOGS+=("$name|$log")
         FAILED=$((FAILED + 1))
     fi
     return "$rc"
 }
 report() {
+    local entry
+    for entry in "${FAILED_LOGS[@]}"; do   # the test step repeats its failed tests below instead
+        [[ ${entry%%|*} == test ]] && continue
+        printf '\n===== last 40 lines of the failed step %s\n' "${entry%%|*}" >&2
+        tail -n 40 "${entry#*|}" | cut -c1-300 >&2
+    done
     printf '\n===== summary (total %ds)\n' "$SECONDS" >&2
     printf '  %s\n' "${SUMMARY[@]}" >&2
     if (( FAILED )); then printf '%d step(s) FAILED\n' "$FAILED" >&2; else echo "all steps passed" >&2; fi
@@ -81,7 +93,7 @@ if [[ -f fuzz/Cargo.toml && $FUZZ_SECS != 0 ]]; then
         done
     fi
     # keep the temp dir only if a target found something
-    if find "$FUZZ_TMP/artifacts" -type f | grep -q .; then
+    if find "$FUZZ_TMP/artifacts" -type f | grep . >/dev/null; then
         echo "fuzz artifacts kept in $FUZZ_TMP/artifacts" >&2
     else
         rm -rf "$FUZZ_TMP"

@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 [[ $(id -u) == 0 ]] || { echo "test-deb.sh: run as root (dpkg -i)" >&2; exit 1; }
-if dpkg-query -W -f='${Status}' tandem 2>/dev/null | grep -qv 'not-installed'; then
+if dpkg-query -W -f='${Status}' tandem 2>/dev/null | grep -v 'not-installed' >/dev/null; then
     echo "test-deb.sh: a tandem package is installed on this machine already; not touching it" >&2
     exit 1
 fi
@@ -33,14 +33,14 @@ ok() { echo "test-deb.sh: ok: $*"; }
 DEB=$(bash deploy/deb/build-deb.sh --out "$OUT" "$@" | tail -n1)
 [[ -f $DEB ]] || fail "no package built"
 ok "built $(basename "$DEB") ($(du -k "$DEB" | cut -f1) KiB)"
-dpkg-deb --info "$DEB" | grep -q '^ Depends: .*libc6' || fail "no libc6 dependency: $(dpkg-deb --info "$DEB")"
+dpkg-deb --info "$DEB" | grep '^ Depends: .*libc6' >/dev/null || fail "no libc6 dependency: $(dpkg-deb --info "$DEB")"
 
 dpkg -i "$DEB"
 [[ $(dpkg-query -W -f='${Status}' tandem) == "install ok installed" ]] || fail "not installed"
 for f in /usr/sbin/tandemd /usr/bin/tandemctl /usr/bin/tandem-bench; do
     [[ -x $f ]] || fail "$f missing"
 done
-/usr/bin/tandemctl --version | grep -q '^tandemctl ' || fail "tandemctl --version"
+/usr/bin/tandemctl --version | grep '^tandemctl ' >/dev/null || fail "tandemctl --version"
 UNIT=/lib/systemd/system/tandemd.service
 grep -q '^ExecStart=/usr/sbin/tandemd --config /etc/tandem/tandem.toml$' "$UNIT" || fail "unit ExecStart"
 grep -q '^ConditionPathExists=/etc/tandem/tandem.toml$' "$UNIT" || fail "unit starts without a configuration"
@@ -48,20 +48,20 @@ if command -v systemd-analyze >/dev/null; then
     systemd-analyze verify "$UNIT" 2>&1 | grep -v -i 'not running\|/run/systemd' | grep -i 'error\|invalid' &&
         fail "systemd-analyze verify complains about the unit"
 fi
-dpkg-query -W -f='${Conffiles}\n' tandem | grep -q '/etc/tandem/tandem.example.toml' ||
+dpkg-query -W -f='${Conffiles}\n' tandem | grep '/etc/tandem/tandem.example.toml' >/dev/null ||
     fail "the example configuration is not a conffile"
 for page in /usr/share/man/man8/tandemd.8.gz /usr/share/man/man1/tandemctl.1.gz \
     /usr/share/man/man1/tandem-bench.1.gz /usr/share/man/man1/tandemctl-failover.1.gz; do
     [[ -f $page ]] || fail "$page missing"
-    zcat "$page" | grep -q '^\.TH' || fail "$page is not a man page"
+    zcat "$page" | grep '^\.TH' >/dev/null || fail "$page is not a man page"
 done
-zcat /usr/share/man/man8/tandemd.8.gz | grep -q -- 'check\\-config' || fail "tandemd.8 lacks --check-config"
+zcat /usr/share/man/man8/tandemd.8.gz | grep -- 'check\\-config' >/dev/null || fail "tandemd.8 lacks --check-config"
 ok "files, unit, conffile and man pages in place"
 
 /usr/sbin/tandemd --check-config /etc/tandem/tandem.example.toml || fail "the installed example does not pass --check-config"
 ok "installed tandemd accepts the installed example"
 [[ ! -e /etc/tandem/tandem.toml ]] || fail "the package wrote /etc/tandem/tandem.toml"
-pgrep -x tandemd >/dev/null && pgrep -a -x tandemd | grep -q /usr/sbin/tandemd && fail "the package started tandemd without a configuration"
+pgrep -x tandemd >/dev/null && pgrep -a -x tandemd | grep /usr/sbin/tandemd >/dev/null && fail "the package started tandemd without a configuration"
 [[ -d /var/lib/tandem ]] || fail "no /var/lib/tandem"
 
 # The operator's configuration and a lease journal, which removal must keep.

@@ -124,7 +124,7 @@ link() {  # role-a if-a role-b if-b [queues]: veth created directly inside both 
 bridge_port() {  # role bridge port
     ip -n "$P-$1" link set "$3" master "$2"
     for _ in $(seq 50); do
-        bridge -n "$P-$1" link show dev "$3" | grep -q 'state forwarding' && return 0; sleep 0.1
+        bridge -n "$P-$1" link show dev "$3" | grep 'state forwarding' >/dev/null && return 0; sleep 0.1
     done
     log "bridge port $3 not forwarding"; return 1
 }
