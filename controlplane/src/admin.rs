@@ -32,10 +32,9 @@
 //!   non-loopback one needs a token file or a client CA.
 //!
 //! Partners' requests (`POST /v1/peer/...`) are authenticated by their HMAC signature instead
-//! (see [`peer`]), and must come from the partner's address. Partners send them over plain HTTP,
-//! so a partner's admin endpoint with `admin_tls = "required"` cannot receive them (scope
-//! replication and relationship changes between partners then fail with the partner
-//! unreachable; keep such a pair's admin endpoints plain, or make those changes on each server).
+//! (see [`peer`]), and must come from the partner's address. They come over plain HTTP or, with
+//! the relationship's `partner_admin_tls = "required"`, over HTTPS with the sender's client
+//! certificate, which only gets them through the handshake (see [`peer`]).
 //!
 //! Transport (see [`AdminLimits`] for the numbers): at most 32 connections are open at once;
 //! more are accepted and closed at once (plain HTTP: with a 503) and counted. A TLS handshake

@@ -41,6 +41,11 @@ struct AddBody {
     state_switchover_interval: Option<Value>,
     listen: Option<Ipv4Addr>,
     shared_secret_file: Option<String>,
+    partner_admin_tls: Option<String>,
+    partner_admin_ca_file: Option<String>,
+    partner_admin_name: Option<String>,
+    partner_admin_cert_file: Option<String>,
+    partner_admin_key_file: Option<String>,
 }
 
 /// Keys `PATCH /v1/failover/{name}` may change.
@@ -53,6 +58,23 @@ const SET_KEYS: &[&str] = &[
     "state_switchover_interval",
     "shared_secret_file",
     "partner_admin",
+    "partner_admin_tls",
+    "partner_admin_ca_file",
+    "partner_admin_name",
+    "partner_admin_cert_file",
+    "partner_admin_key_file",
+];
+
+/// Keys of [`SET_KEYS`] that describe how this server reaches the partner's admin endpoint
+/// (its address, and this server's files for HTTPS to it): they change on this server only,
+/// and a partner may not change them here.
+const LOCAL_KEYS: &[&str] = &[
+    "partner_admin",
+    "partner_admin_tls",
+    "partner_admin_ca_file",
+    "partner_admin_name",
+    "partner_admin_cert_file",
+    "partner_admin_key_file",
 ];
 
 fn now_secs() -> u64 {
@@ -189,7 +211,13 @@ fn send(fo: &FailoverSettings, op: PeerOp) -> Result<PeerAnswer, SendError> {
             ),
         });
     };
-    peer::send(fo.partner_admin, &fo.name, secret, &request(op))
+    peer::send(
+        fo.partner_admin,
+        fo.partner_admin_tls.as_ref(),
+        &fo.name,
+        secret,
+        &request(op),
+    )
 }
 
 /// The `[[scope]]` texts of `names` from `doc`.
@@ -230,6 +258,18 @@ fn failover_table(b: &AddBody, secret_file: &str) -> Result<String, String> {
     t["partner"] = toml_edit::value(b.partner.to_string());
     if let Some(a) = &b.partner_admin {
         t["partner_admin"] = toml_edit::value(a.as_str());
+    }
+    // How this server reaches the partner's admin endpoint over HTTPS (checked with the rest).
+    for (k, v) in [
+        ("partner_admin_tls", &b.partner_admin_tls),
+        ("partner_admin_ca_file", &b.partner_admin_ca_file),
+        ("partner_admin_name", &b.partner_admin_name),
+        ("partner_admin_cert_file", &b.partner_admin_cert_file),
+        ("partner_admin_key_file", &b.partner_admin_key_file),
+    ] {
+        if let Some(v) = v {
+            t[k] = toml_edit::value(v.as_str());
+        }
     }
     if let Some(l) = b.listen {
         t["listen"] = toml_edit::value(l.to_string());
@@ -500,8 +540,9 @@ fn patch_changes(fo: &FailoverSettings, body: &Value) -> Result<(KeyChanges, Key
                 mine.push((k.clone(), tv));
                 theirs.push((k.clone(), Some(other.into())));
             }
-            // The partner's own `partner_admin` points at us: ours changes here only.
-            "partner_admin" => mine.push((k.clone(), tv)),
+            // The partner's own `partner_admin` points at us, and the files are this server's:
+            // ours change here only.
+            k if LOCAL_KEYS.contains(&k) => mine.push((k.to_string(), tv)),
             _ => {
                 mine.push((k.clone(), tv.clone()));
                 theirs.push((k.clone(), tv));
@@ -979,7 +1020,7 @@ pub(super) fn receive(state: &AdminState, name: &str, r: &Req) -> Resp {
         }
         PeerOp::Set { keys } => {
             for (k, v) in keys {
-                if !SET_KEYS.contains(&k.as_str()) || k == "partner_admin" {
+                if !SET_KEYS.contains(&k.as_str()) || LOCAL_KEYS.contains(&k.as_str()) {
                     return error(400, &format!("{k:?} cannot be changed by the partner"));
                 }
                 let tv = match toml_value(v) {
@@ -1133,6 +1174,52 @@ scopes = ["lan"]
             theirs.contains(&kv("mode", Some("\"hot-standby\""))),
             "{theirs:?}"
         );
+    }
+
+    #[test]
+    fn partner_admin_keys_change_here_only() {
+        let fo = lb(50, Role::Primary);
+        let (mine, theirs) = patch_changes(
+            &fo,
+            &json!({"partner_admin_tls": "required", "partner_admin_ca_file": "/etc/tandem/ca.pem"}),
+        )
+        .expect("valid change");
+        let mine = shown(&mine);
+        assert!(
+            mine.contains(&kv("partner_admin_tls", Some("\"required\""))),
+            "{mine:?}"
+        );
+        assert!(
+            mine.contains(&kv("partner_admin_ca_file", Some("\"/etc/tandem/ca.pem\""))),
+            "{mine:?}"
+        );
+        assert!(theirs.is_empty(), "{:?}", shown(&theirs));
+    }
+
+    #[test]
+    fn a_new_relationship_may_reach_the_partner_over_https() {
+        let body = json!({
+            "name": "pair",
+            "partner": "10.0.0.3",
+            "scopes": ["lan"],
+            "partner_admin": "https://10.0.0.3:9443",
+            "partner_admin_ca_file": "/etc/tandem/ca.pem",
+            "partner_admin_name": "dhcp2.example.net",
+        });
+        let (name, text) = relationship_table(body.to_string().as_bytes(), |n| {
+            format!("/etc/tandem/{n}.secret")
+        })
+        .expect("valid");
+        assert_eq!(name, "pair");
+        let d: toml_edit::DocumentMut = text.parse().expect("TOML");
+        let t = &d["failover"][0];
+        assert_eq!(t["partner_admin"].as_str(), Some("https://10.0.0.3:9443"));
+        assert_eq!(
+            t["partner_admin_ca_file"].as_str(),
+            Some("/etc/tandem/ca.pem")
+        );
+        assert_eq!(t["partner_admin_name"].as_str(), Some("dhcp2.example.net"));
+        assert!(t.get("partner_admin_cert_file").is_none());
     }
 
     #[test]

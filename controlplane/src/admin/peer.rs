@@ -10,13 +10,35 @@
 //! refuses a request whose time is further from its clock than the relationship's
 //! `max_clock_skew`, a nonce it has seen, a signature that does not verify, or a sender whose
 //! address is not the relationship's partner.
+//!
+//! Transport: plain HTTP (ureq), or with `partner_admin_tls = "required"` in the relationship
+//! HTTPS, TLS 1.3 only (rustls with ring, [`super::tls::load_peer`]): the partner's admin
+//! certificate must chain to `partner_admin_ca_file` (default the relationship's `tls_ca_file`)
+//! and be valid for `partner_admin_name` (default `tls_partner_name`, else the IP address of
+//! `partner_admin`), and this server presents `partner_admin_cert_file`/`partner_admin_key_file`
+//! (default the relationship's `tls_cert_file`/`tls_key_file`, else no certificate). The files
+//! are read for every request, so renewed certificates count at once. A TLS failure (unknown CA,
+//! wrong name, refused or missing client certificate, a plain-HTTP endpoint) is
+//! [`SendError::Unreachable`] with the cause in words.
+//!
+//! Authentication on the receiving side: a peer request is authenticated by its HMAC signature
+//! (and the sender's address) only, never by a client certificate or bearer token. On an
+//! endpoint that asks for client certificates, the certificate only gets the request through
+//! the TLS handshake (it must chain to `admin_tls_client_ca_file`); its role does not count
+//! for `/v1/peer/`, so a partner certificate listed in `admin_tls_readonly_names` still
+//! delivers signed peer requests, and no certificate (admin or read-only) can make a change
+//! there without the relationship's secret.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use super::tls::{load_peer, PeerTlsSettings};
 
 /// Version of the configuration format carried between partners. A partner running another
 /// version refuses replication (the scope tables might not mean the same there).
@@ -231,10 +253,19 @@ impl std::fmt::Display for SendError {
     }
 }
 
+/// Longest wait for the partner's admin endpoint to accept the connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a whole request may take (connection, handshake, request, answer).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer read from the partner.
+const MAX_ANSWER: usize = 1 << 20;
+
 /// Send `req` for relationship `name` to the partner's admin endpoint `admin`, signed with
-/// `secret`.
+/// `secret`: over HTTPS with `tls` (the relationship's `partner_admin_tls = "required"`), else
+/// plain HTTP.
 pub fn send(
     admin: std::net::SocketAddr,
+    tls: Option<&PeerTlsSettings>,
     name: &str,
     secret: &[u8],
     req: &PeerRequest,
@@ -246,29 +277,51 @@ pub fn send(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let header = sign(secret, "POST", &path, &body, now);
-    let url = format!("http://{admin}{path}");
-    let resp = ureq::post(&url)
-        .header(PEER_HEADER, &header)
+    let (url, status, text) = match tls {
+        Some(t) => {
+            let url = format!("https://{admin}{path}");
+            let (status, text) = post_https(admin, t, &path, &header, &body)
+                .map_err(|m| SendError::Unreachable(format!("{url}: {m}")))?;
+            (url, status, text)
+        }
+        None => {
+            let url = format!("http://{admin}{path}");
+            let (status, text) = post_http(&url, &header, &body)?;
+            (url, status, text)
+        }
+    };
+    answer(&url, tls.is_some(), status, &text)
+}
+
+/// The plain-HTTP request (ureq): the status and the body of the answer.
+fn post_http(url: &str, header: &str, body: &[u8]) -> Result<(u16, String), SendError> {
+    let resp = ureq::post(url)
+        .header(PEER_HEADER, header)
         .header("Content-Type", "application/json")
         .config()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
+        .timeout_global(Some(REQUEST_TIMEOUT))
         .build()
-        .send(&body[..]);
+        .send(body);
     let mut resp = resp.map_err(|e| SendError::Unreachable(format!("{url}: {e}")))?;
     let status = resp.status().as_u16();
     let text = resp
         .body_mut()
         .with_config()
-        .limit(1 << 20)
+        .limit(MAX_ANSWER as u64)
         .read_to_string()
         .map_err(|e| SendError::Unreachable(format!("reading the answer from {url}: {e}")))?;
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Ok((status, text))
+}
+
+/// What the partner's answer (`status`, `text`) means.
+fn answer(url: &str, over_tls: bool, status: u16, text: &str) -> Result<PeerAnswer, SendError> {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
     if status >= 400 {
         let mut message = v
             .get("error")
             .and_then(|e| e.as_str())
-            .unwrap_or(text.as_str())
+            .unwrap_or(text)
             .to_string();
         for e in v
             .get("errors")
@@ -281,12 +334,248 @@ pub fn send(
                 message.push_str(t);
             }
         }
+        // A partner whose endpoint requires TLS answers a plain request with this 400.
+        if !over_tls && status == 400 && message.contains("HTTPS only") {
+            message.push_str(&format!(
+                " [{url}: set partner_admin_tls = \"required\" in this relationship (with \
+                 partner_admin_ca_file, or tls_ca_file) to reach it]"
+            ));
+        }
         return Err(SendError::Refused { status, message });
     }
     serde_json::from_value(v).map_err(|e| SendError::Refused {
         status,
         message: format!("unreadable answer: {e}"),
     })
+}
+
+// ----- HTTPS --------------------------------------------------------------------------------
+
+/// The rustls error inside an I/O error of a TLS stream, if it is one.
+fn rustls_error(e: &io::Error) -> Option<rustls::Error> {
+    e.get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .cloned()
+}
+
+/// What went wrong at the TLS layer, in the operator's terms, naming the key to look at.
+fn tls_words(s: &PeerTlsSettings, e: &rustls::Error) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    let ca = format!("{} {}", s.keys.ca, s.ca_file.display());
+    let ours = match &s.client {
+        Some((cert, _)) => format!("{} {}", s.keys.cert, cert.display()),
+        None => String::new(),
+    };
+    let text = match (crate::failover::tls::refusal_reason(e), e) {
+        ("not_tls", _) => "the partner's admin endpoint does not speak TLS (plain HTTP there?): \
+             set admin_tls = \"required\" on the partner, or partner_admin_tls = \"off\" here"
+            .to_string(),
+        ("wrong_name", _) => format!(
+            "the partner's admin certificate is not valid for {:?} ({}): set partner_admin_name \
+             to a name the certificate carries",
+            s.name, s.keys.name
+        ),
+        ("certificate_expired", _) => "the partner's admin certificate is expired or not yet \
+             valid (check it, and both servers' clocks)"
+            .to_string(),
+        (_, E::InvalidCertificate(C::UnknownIssuer)) => format!(
+            "the partner's admin certificate is not issued by the CA in {ca} (unknown issuer); \
+             set partner_admin_ca_file to the CA that signed the partner's \
+             admin_tls_cert_file"
+        ),
+        ("bad_certificate", _) => {
+            format!("the partner's admin certificate is not acceptable (checked against {ca})")
+        }
+        ("partner_refused_our_certificate", E::AlertReceived(A::CertificateRequired))
+            if s.client.is_none() =>
+        {
+            "the partner's admin endpoint requires a client certificate and this server \
+             presented none: set partner_admin_cert_file and partner_admin_key_file (or the \
+             relationship's tls_cert_file and tls_key_file) to a certificate issued by the \
+             partner's admin_tls_client_ca_file"
+                .to_string()
+        }
+        ("partner_refused_our_certificate", _) if s.client.is_none() => {
+            "the partner's admin endpoint refused the handshake without a client certificate: \
+             set partner_admin_cert_file and partner_admin_key_file"
+                .to_string()
+        }
+        ("partner_refused_our_certificate", _) => format!(
+            "the partner's admin endpoint refused this server's client certificate ({ours}): it \
+             must be issued by the CA in the partner's admin_tls_client_ca_file and valid for \
+             client authentication"
+        ),
+        ("incompatible", _) => {
+            "the partner's admin endpoint and this server share no TLS 1.3 parameters".to_string()
+        }
+        _ => "TLS failure".to_string(),
+    };
+    format!("TLS: {text} ({e})")
+}
+
+/// An I/O error of the exchange, in words (a TLS error with [`tls_words`]).
+fn io_words(s: &PeerTlsSettings, what: &str, e: &io::Error) -> String {
+    match rustls_error(e) {
+        Some(t) => tls_words(s, &t),
+        None if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) =>
+        {
+            format!("{what}: no answer within {} s", REQUEST_TIMEOUT.as_secs())
+        }
+        None => format!("{what}: {e}"),
+    }
+}
+
+/// The socket's timeouts for the next step: what is left until `deadline`.
+fn arm(sock: &TcpStream, deadline: Instant) -> io::Result<()> {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    sock.set_read_timeout(Some(left))?;
+    sock.set_write_timeout(Some(left))
+}
+
+/// After a failed write, what the partner said: a TLS alert it sent before closing (a refused
+/// client certificate arrives after this side's handshake is complete, in TLS 1.3), if any.
+fn alert_after(conn: &mut rustls::ClientConnection, sock: &mut TcpStream) -> Option<rustls::Error> {
+    for _ in 0..4 {
+        match conn.read_tls(sock) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {
+                if let Err(e) = conn.process_new_packets() {
+                    return Some(e);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// One `POST` over TLS 1.3 to `admin`, checked against `s`: the status and the body of the
+/// answer, or what went wrong (the connection is closed after the answer).
+fn post_https(
+    admin: std::net::SocketAddr,
+    s: &PeerTlsSettings,
+    path: &str,
+    header: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let tls = load_peer(s).map_err(|e| e.message)?;
+    let mut sock = TcpStream::connect_timeout(&admin, CONNECT_TIMEOUT)
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let _ = sock.set_nodelay(true);
+    let mut conn = rustls::ClientConnection::new(tls.config, tls.name)
+        .map_err(|e| format!("TLS set-up: {e}"))?;
+    while conn.is_handshaking() {
+        arm(&sock, deadline).map_err(|e| e.to_string())?;
+        conn.complete_io(&mut sock)
+            .map_err(|e| io_words(s, "TLS handshake", &e))?;
+    }
+    let host = match admin.ip() {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]:{}", admin.port()),
+        std::net::IpAddr::V4(ip) => format!("{ip}:{}", admin.port()),
+    };
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{PEER_HEADER}: {header}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    let written = arm(&sock, deadline).and_then(|()| {
+        let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+        stream.write_all(&request)?;
+        stream.flush()
+    });
+    if let Err(e) = written {
+        if let Some(alert) = rustls_error(&e).or_else(|| alert_after(&mut conn, &mut sock)) {
+            return Err(tls_words(s, &alert));
+        }
+        return Err(io_words(s, "sending the request", &e));
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        if let Some(done) = parse_answer(&got)? {
+            return Ok(done);
+        }
+        arm(&sock, deadline).map_err(|e| e.to_string())?;
+        let n = rustls::Stream::new(&mut conn, &mut sock).read(&mut buf);
+        match n {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            // A close without close_notify ends an answer without Content-Length as well.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !got.is_empty() => break,
+            Err(e) => return Err(io_words(s, "reading the answer", &e)),
+        }
+        if got.len() > MAX_ANSWER + (64 << 10) {
+            return Err(format!("the answer is larger than {MAX_ANSWER} bytes"));
+        }
+    }
+    // The connection ended: an answer without Content-Length ends here.
+    match parse_head(&got)? {
+        Some((status, _, start)) => Ok((status, String::from_utf8_lossy(&got[start..]).into())),
+        None if got.is_empty() => Err(
+            "the partner closed the connection without answering (after the TLS handshake: does \
+             its admin endpoint accept this server's client certificate?)"
+                .into(),
+        ),
+        None => Err("the answer ended inside its header".into()),
+    }
+}
+
+/// The status line and header of an HTTP/1.1 answer in `got`: status, `Content-Length` (if
+/// given) and where the body starts; None if the header is not complete yet.
+fn parse_head(got: &[u8]) -> Result<Option<(u16, Option<usize>, usize)>, String> {
+    let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if got.len() > 64 << 10 {
+            return Err("the answer's header is larger than 64 KiB".into());
+        }
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&got[..end]).map_err(|_| "the answer's header is not text")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    let status = parts
+        .next()
+        .and_then(|c| c.parse::<u16>().ok())
+        .filter(|_| version.starts_with("HTTP/1."))
+        .ok_or_else(|| format!("not an HTTP answer: {status_line:?}"))?;
+    let mut length = None;
+    for line in lines {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.eq_ignore_ascii_case("content-length") {
+            length = Some(
+                v.parse::<usize>()
+                    .map_err(|_| format!("bad Content-Length {v:?} in the answer"))?,
+            );
+        } else if k.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(format!("unexpected Transfer-Encoding {v:?} in the answer"));
+        }
+    }
+    Ok(Some((status, length, end + 4)))
+}
+
+/// A complete answer in `got` (with `Content-Length`): its status and body.
+fn parse_answer(got: &[u8]) -> Result<Option<(u16, String)>, String> {
+    let Some((status, Some(len), start)) = parse_head(got)? else {
+        return Ok(None);
+    };
+    if len > MAX_ANSWER {
+        return Err(format!("the answer is larger than {MAX_ANSWER} bytes"));
+    }
+    match got.get(start..start + len) {
+        Some(b) => Ok(Some((status, String::from_utf8_lossy(b).into_owned()))),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -363,6 +652,48 @@ mod tests {
         )
         .expect_err("bad nonce");
         assert!(e.contains("nonce"), "{e}");
+    }
+
+    #[test]
+    fn answers_are_read_by_their_content_length() {
+        let full = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-length: 5\r\n\r\n{\"a\"}";
+        // Incomplete until the last byte of the body.
+        for cut in 0..full.len() {
+            assert_eq!(parse_answer(&full[..cut]), Ok(None), "cut at {cut}");
+        }
+        assert_eq!(parse_answer(full), Ok(Some((200, "{\"a\"}".to_string()))));
+        let e = parse_answer(b"SSH-2.0-OpenSSH\r\n\r\n").expect_err("not HTTP");
+        assert!(e.contains("not an HTTP answer"), "{e}");
+        let e = parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .expect_err("chunked");
+        assert!(e.contains("Transfer-Encoding"), "{e}");
+        // Without Content-Length the body runs to the end of the connection.
+        assert_eq!(
+            parse_head(b"HTTP/1.0 502 Bad Gateway\r\n\r\nx"),
+            Ok(Some((502, None, 28)))
+        );
+    }
+
+    #[test]
+    fn a_plain_request_refused_for_https_names_the_key() {
+        let e = answer(
+            "http://10.0.0.2:9167/v1/peer/p",
+            false,
+            400,
+            r#"{"error":"this admin endpoint speaks HTTPS only (admin_tls = \"required\")"}"#,
+        )
+        .expect_err("refused");
+        let SendError::Refused {
+            status: 400,
+            message,
+        } = e
+        else {
+            panic!("{e:?}");
+        };
+        assert!(
+            message.contains("partner_admin_tls = \"required\""),
+            "{message}"
+        );
     }
 
     #[test]

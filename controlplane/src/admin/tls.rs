@@ -15,6 +15,10 @@
 //! The files are read when the endpoint starts and again before a new connection's handshake
 //! if one of them changed on disk ([`TlsReloader`]); a re-read that fails keeps the previous
 //! certificates and says why in the log.
+//!
+//! The client side is here too: [`load_peer`] builds the TLS 1.3 client of a partner request
+//! (`partner_admin_tls = "required"` in a `[[failover]]`, see [`super::peer`]) from a
+//! [`PeerTlsSettings`], with the same PEM readers (`pem_certs`, `pem_roots`, `pem_key`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -89,65 +93,70 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(p)
 }
 
-fn read_certs(path: &Path, file: TlsFile) -> Result<Vec<CertificateDer<'static>>, AdminTlsError> {
-    let (key, shown) = (file.key(), path.display());
+/// The certificates of the PEM file `path`, named `key` in messages (at least one).
+pub(crate) fn pem_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let shown = path.display();
     let iter = CertificateDer::pem_file_iter(path)
-        .map_err(|e| fail(file, format!("{key} {shown}: cannot read: {e}")))?;
+        .map_err(|e| format!("{key} {shown}: cannot read: {e}"))?;
     let certs = iter
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(file, format!("{key} {shown}: not valid PEM: {e}")))?;
+        .map_err(|e| format!("{key} {shown}: not valid PEM: {e}"))?;
     if certs.is_empty() {
-        return Err(fail(
-            file,
-            format!(
-                "{key} {shown}: holds no certificate (expected a PEM \"BEGIN CERTIFICATE\" block)"
-            ),
+        return Err(format!(
+            "{key} {shown}: holds no certificate (expected a PEM \"BEGIN CERTIFICATE\" block)"
         ));
     }
     Ok(certs)
 }
 
+/// The CA certificates of the PEM file `path` (named `key` in messages) as trust anchors.
+pub(crate) fn pem_roots(path: &Path, key: &str) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for c in pem_certs(path, key)? {
+        roots
+            .add(c)
+            .map_err(|e| format!("{key} {}: not a usable CA certificate: {e}", path.display()))?;
+    }
+    Ok(roots)
+}
+
+fn read_certs(path: &Path, file: TlsFile) -> Result<Vec<CertificateDer<'static>>, AdminTlsError> {
+    pem_certs(path, file.key()).map_err(|m| fail(file, m))
+}
+
 /// The key file must be a regular file that only its owner may access (as the token file).
-fn check_private(path: &Path) -> Result<(), AdminTlsError> {
+fn check_private(path: &Path, key: &str) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| {
-        fail(
-            TlsFile::Key,
-            format!("admin_tls_key_file {shown}: cannot read: {e}"),
-        )
-    })?;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{key} {shown}: cannot read: {e}"))?;
     if !meta.is_file() {
-        return Err(fail(
-            TlsFile::Key,
-            format!("admin_tls_key_file {shown}: not a regular file"),
-        ));
+        return Err(format!("{key} {shown}: not a regular file"));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(fail(
-            TlsFile::Key,
-            format!(
-                "admin_tls_key_file {shown}: mode {mode:04o} lets users other than its owner \
-                 access the private key; run `chmod 600 {shown}`"
-            ),
+        return Err(format!(
+            "{key} {shown}: mode {mode:04o} lets users other than its owner access the private \
+             key; run `chmod 600 {shown}`"
         ));
     }
     Ok(())
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, AdminTlsError> {
-    check_private(path)?;
+/// The private key of the PEM file `path`, named `key` in messages; the file must be private
+/// to its owner.
+pub(crate) fn pem_key(path: &Path, key: &str) -> Result<PrivateKeyDer<'static>, String> {
+    check_private(path, key)?;
     PrivateKeyDer::from_pem_file(path).map_err(|e| {
-        fail(
-            TlsFile::Key,
-            format!(
-                "admin_tls_key_file {}: no usable private key ({e}); expected a PEM \
-                 \"PRIVATE KEY\", \"RSA PRIVATE KEY\" or \"EC PRIVATE KEY\" block",
-                path.display()
-            ),
+        format!(
+            "{key} {}: no usable private key ({e}); expected a PEM \"PRIVATE KEY\", \
+             \"RSA PRIVATE KEY\" or \"EC PRIVATE KEY\" block",
+            path.display()
         )
     })
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, AdminTlsError> {
+    pem_key(path, TlsFile::Key.key()).map_err(|m| fail(TlsFile::Key, m))
 }
 
 /// Read the files of `s` and build the server's TLS configuration (TLS 1.3 only, ALPN
@@ -162,18 +171,8 @@ pub fn load(s: &AdminTlsSettings) -> Result<Arc<ServerConfig>, AdminTlsError> {
     let builder = match &s.client_ca_file {
         None => builder.with_no_client_auth(),
         Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for c in read_certs(ca, TlsFile::ClientCa)? {
-                roots.add(c).map_err(|e| {
-                    fail(
-                        TlsFile::ClientCa,
-                        format!(
-                            "admin_tls_client_ca_file {}: not a usable CA certificate: {e}",
-                            ca.display()
-                        ),
-                    )
-                })?;
-            }
+            let roots =
+                pem_roots(ca, TlsFile::ClientCa.key()).map_err(|m| fail(TlsFile::ClientCa, m))?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
                 .map_err(|e| {
@@ -453,6 +452,136 @@ fn directory_string(v: &Der<'_>) -> Option<String> {
             .collect(),
         _ => None,
     }
+}
+
+// ----- The client side: a partner's requests to this server's partner ----------------------
+
+/// The configuration keys the values of a [`PeerTlsSettings`] came from, named in its messages
+/// (a `partner_admin_*` key, or the relationship's `tls_*` key it defaults to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerTlsKeys {
+    /// Of `ca_file`: `partner_admin_ca_file` or `tls_ca_file`.
+    pub ca: &'static str,
+    /// Of the client certificate: `partner_admin_cert_file` or `tls_cert_file`.
+    pub cert: &'static str,
+    /// Of the client key: `partner_admin_key_file` or `tls_key_file`.
+    pub key: &'static str,
+    /// Of `name`: `partner_admin_name`, `tls_partner_name` or `partner_admin` (its IP address).
+    pub name: &'static str,
+}
+
+/// How this server reaches its partner's admin endpoint over HTTPS (`partner_admin_tls =
+/// "required"` in a `[[failover]]`): for scope replication and relationship changes, whose
+/// requests stay signed with the relationship's secret (see [`super::peer`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerTlsSettings {
+    /// PEM file with the CA certificate(s) the partner's admin certificate must chain to.
+    pub ca_file: PathBuf,
+    /// The name (DNS name or IP address) the partner's admin certificate must be valid for; also
+    /// the SNI sent.
+    pub name: String,
+    /// The client certificate presented, `(certificate file, private key file)`; `None`: none
+    /// (a partner whose endpoint asks for client certificates then refuses the handshake).
+    pub client: Option<(PathBuf, PathBuf)>,
+    /// Where each value came from.
+    pub keys: PeerTlsKeys,
+}
+
+/// Which value of a [`PeerTlsSettings`] a [`PeerTlsError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerTlsPart {
+    /// `ca_file`.
+    Ca,
+    /// The client certificate file.
+    Cert,
+    /// The client key file.
+    Key,
+    /// `name`.
+    Name,
+}
+
+impl PeerTlsPart {
+    /// The configuration key the part came from.
+    pub fn key(self, keys: &PeerTlsKeys) -> &'static str {
+        match self {
+            PeerTlsPart::Ca => keys.ca,
+            PeerTlsPart::Cert => keys.cert,
+            PeerTlsPart::Key => keys.key,
+            PeerTlsPart::Name => keys.name,
+        }
+    }
+}
+
+/// Why the files of a [`PeerTlsSettings`] cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PeerTlsError {
+    /// The value at fault.
+    pub part: PeerTlsPart,
+    /// What is wrong, naming the key and the file.
+    pub message: String,
+}
+
+/// A partner request's TLS client: its configuration and the name the partner must prove.
+#[derive(Clone)]
+pub struct PeerTls {
+    /// TLS 1.3 only, ring, the partner's CA as the only trust anchor, the client certificate if
+    /// configured, ALPN `http/1.1`.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The partner's expected name.
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
+impl fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerTls")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Read the files of `s` and build the client configuration of a partner request. Called when
+/// the configuration is loaded (a mistake is a configuration error) and again for every request
+/// (renewed certificates take effect at once).
+pub fn load_peer(s: &PeerTlsSettings) -> Result<PeerTls, PeerTlsError> {
+    let perr = |part: PeerTlsPart| move |message: String| PeerTlsError { part, message };
+    let name = rustls::pki_types::ServerName::try_from(s.name.clone()).map_err(|_| {
+        perr(PeerTlsPart::Name)(format!(
+            "{} {:?} is not a DNS name or IP address",
+            s.keys.name, s.name
+        ))
+    })?;
+    let roots = pem_roots(&s.ca_file, s.keys.ca).map_err(perr(PeerTlsPart::Ca))?;
+    let versions = [&rustls::version::TLS13];
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&versions)
+        .map_err(|e| perr(PeerTlsPart::Ca)(format!("TLS 1.3 set-up: {e}")))?
+        .with_root_certificates(roots);
+    let mut config = match &s.client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = pem_certs(cert, s.keys.cert).map_err(perr(PeerTlsPart::Cert))?;
+            let der = pem_key(key, s.keys.key).map_err(perr(PeerTlsPart::Key))?;
+            builder.with_client_auth_cert(chain, der).map_err(|e| {
+                let (c, k) = (cert.display(), key.display());
+                match e {
+                    rustls::Error::InconsistentKeys(_) => perr(PeerTlsPart::Key)(format!(
+                        "{} {k} is not the private key of the certificate in {} {c}",
+                        s.keys.key, s.keys.cert
+                    )),
+                    e => perr(PeerTlsPart::Cert)(format!(
+                        "{} {c} with {} {k}: {e}",
+                        s.keys.cert, s.keys.key
+                    )),
+                }
+            })?
+        }
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(PeerTls {
+        config: Arc::new(config),
+        name,
+    })
 }
 
 /// The counted reason a TLS handshake failed, from rustls's error.

@@ -9,13 +9,14 @@
 
 use std::fmt;
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
+use crate::admin::tls::{load_peer, PeerTlsKeys, PeerTlsSettings};
 use crate::failover::link::LinkConfig;
 use crate::failover::peer::{ConfigError as PeerConfigError, Mode, PeerConfig, Role};
 use crate::failover::tls::{self, TlsSettings};
@@ -93,6 +94,11 @@ pub struct FailoverSettings {
     /// 9167): scope-settings replication and relationship changes go there, signed with the
     /// shared secret.
     pub partner_admin: SocketAddr,
+    /// HTTPS to the partner's admin endpoint (`partner_admin_tls = "required"`, or
+    /// `partner_admin = "https://..."`, with `partner_admin_ca_file`, `partner_admin_name`,
+    /// `partner_admin_cert_file` and `partner_admin_key_file`, which default to the link's
+    /// `tls_*` keys); `None` (`partner_admin_tls = "off"`, the default): plain HTTP.
+    pub partner_admin_tls: Option<PeerTlsSettings>,
     /// Seconds in COMMUNICATIONS-INTERRUPTED after which an alarm is raised
     /// (`comm_interrupted_alarm`).
     pub comm_alarm_secs: u32,
@@ -125,6 +131,7 @@ impl fmt::Debug for FailoverSettings {
             .field("startup_secs", &self.startup_secs)
             .field("max_unacked_updates", &self.max_unacked_updates)
             .field("partner_admin", &self.partner_admin)
+            .field("partner_admin_tls", &self.partner_admin_tls)
             .field("comm_alarm_secs", &self.comm_alarm_secs)
             .field("pool_low_percent", &self.pool_low_percent)
             .finish()
@@ -187,6 +194,8 @@ pub(crate) struct FailoverDraft {
     max_unacked_updates: u32,
     /// `partner_admin` as given (the port defaults later to 9167 on the partner's address).
     partner_admin: Option<SocketAddr>,
+    /// `partner_admin_tls` and its keys, read and checked.
+    partner_admin_tls: Option<PeerTlsSettings>,
     comm_alarm_secs: u32,
     pool_low_percent: u8,
     /// No mistake was found in this table: the checks that combine its values may run.
@@ -461,22 +470,32 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, item: &Val<'_>, t: &DeTable<'_>, i: usize)
 
     let secret = read_secret(ctx, t, &path);
     let tls = read_tls(ctx, t, &path, &header);
-    let partner_admin = reader::get(t, "partner_admin").and_then(|v| {
-        reader::parsed(ctx, v, &p("partner_admin"), |s: &str| {
-            s.parse::<SocketAddr>()
-                .or_else(|_| {
-                    s.parse::<Ipv4Addr>()
-                        .map(|a| SocketAddr::from((a, DEFAULT_ADMIN_PORT)))
-                })
-                .map_err(|_| {
-                    format!(
-                        "{} is not an address: give the partner's admin endpoint as \
-                         \"IP:PORT\" (like \"10.0.0.3:9167\") or an IPv4 address (port 9167)",
-                        reader::quoted(s)
-                    )
-                })
-        })
-    });
+    let partner_admin_v = reader::get(t, "partner_admin");
+    let partner_admin_at = partner_admin_v
+        .and_then(|v| reader::parsed(ctx, v, &p("partner_admin"), admin_address).map(|a| (a, v)));
+    let partner_admin = partner_admin_at.as_ref().map(|((a, _), _)| *a);
+    let scheme = partner_admin_at
+        .as_ref()
+        .and_then(|((_, https), v)| https.map(|h| (h, v.span())));
+    let link_required = matches!(
+        reader::get(t, "tls").map(|v| v.get_ref()),
+        Some(DeValue::String(s)) if &**s == "required"
+    );
+    let admin_ip = partner_admin
+        .map(|a| a.ip())
+        .or_else(|| partner.as_ref().map(|a| a.v.ip()));
+    let partner_admin_tls = read_partner_admin_tls(
+        ctx,
+        t,
+        &path,
+        &header,
+        PeerTlsContext {
+            link: tls.as_ref(),
+            link_unusable: link_required && tls.is_none(),
+            scheme,
+            admin_ip,
+        },
+    );
     let comm_alarm_secs = duration_or(
         ctx,
         t,
@@ -549,6 +568,7 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, item: &Val<'_>, t: &DeTable<'_>, i: usize)
         startup_secs,
         max_unacked_updates,
         partner_admin,
+        partner_admin_tls,
         comm_alarm_secs,
         pool_low_percent,
         clean: ctx.errors.len() == before,
@@ -757,6 +777,255 @@ fn read_tls(
     if let Err(e) = tls::load(&settings) {
         let at = tls_v.map_or(header.clone(), |v| v.span());
         ctx.error(at, p("tls"), e.to_string());
+        return None;
+    }
+    Some(settings)
+}
+
+/// `partner_admin`: `IP:PORT` or an IPv4 address (port 9167), either optionally after
+/// `https://` or `http://` (and with a trailing `/`); the address, and whether a scheme asked for
+/// HTTPS (None: no scheme).
+fn admin_address(s: &str) -> Result<(SocketAddr, Option<bool>), String> {
+    let (https, rest) = if let Some(r) = s.strip_prefix("https://") {
+        (Some(true), r)
+    } else if let Some(r) = s.strip_prefix("http://") {
+        (Some(false), r)
+    } else {
+        (None, s)
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    rest.parse::<SocketAddr>()
+        .or_else(|_| {
+            rest.parse::<Ipv4Addr>()
+                .map(|a| SocketAddr::from((a, DEFAULT_ADMIN_PORT)))
+        })
+        .map(|a| (a, https))
+        .map_err(|_| {
+            format!(
+                "{} is not an address: give the partner's admin endpoint as \
+                 \"IP:PORT\" (like \"10.0.0.3:9167\") or an IPv4 address (port 9167), \
+                 optionally after https:// (the same as partner_admin_tls = \"required\")",
+                reader::quoted(s)
+            )
+        })
+}
+
+/// The keys of HTTPS to the partner's admin endpoint, besides `partner_admin_tls` itself.
+const PEER_TLS_KEYS: [&str; 4] = [
+    "partner_admin_ca_file",
+    "partner_admin_name",
+    "partner_admin_cert_file",
+    "partner_admin_key_file",
+];
+
+/// What [`read_partner_admin_tls`] takes from the rest of the relationship.
+struct PeerTlsContext<'a> {
+    /// The link's TLS settings (`tls = "required"`, usable): the defaults.
+    link: Option<&'a TlsSettings>,
+    /// `tls = "required"` but its keys are wrong (reported already): the defaults are unknown.
+    link_unusable: bool,
+    /// `partner_admin` began with `https://` (true) or `http://` (false), at this span.
+    scheme: Option<(bool, Range<usize>)>,
+    /// The partner admin endpoint's IP address: the last default of the expected name.
+    admin_ip: Option<IpAddr>,
+}
+
+/// An absolute path at key `k` of `t`: Ok(None) if absent, Err if wrong (reported).
+fn abs_path(
+    ctx: &mut Ctx<'_>,
+    t: &DeTable<'_>,
+    path: &str,
+    k: &str,
+) -> Result<Option<PathBuf>, ()> {
+    let Some(v) = reader::get(t, k) else {
+        return Ok(None);
+    };
+    let key = reader::join(path, k);
+    match reader::string(ctx, v, &key) {
+        Some(s) if s.starts_with('/') => Ok(Some(PathBuf::from(s))),
+        Some(s) => {
+            ctx.error(
+                v.span(),
+                key,
+                format!("`{s}` is not an absolute path (like /etc/tandem/tls/{k}.pem)"),
+            );
+            Err(())
+        }
+        None => Err(()),
+    }
+}
+
+/// `partner_admin_tls` and its keys. With HTTPS required, the CA, the name and the client
+/// certificate come from the `partner_admin_*` keys or default to the link's `tls_*` keys
+/// (the name finally to the partner admin endpoint's IP address, the certificate to none), and
+/// the files are read and checked now, as the link's.
+fn read_partner_admin_tls(
+    ctx: &mut Ctx<'_>,
+    t: &DeTable<'_>,
+    path: &str,
+    header: &Range<usize>,
+    c: PeerTlsContext<'_>,
+) -> Option<PeerTlsSettings> {
+    let p = |k: &str| reader::join(path, k);
+    let tls_v = reader::get(t, "partner_admin_tls");
+    let explicit = match tls_v {
+        None => None,
+        Some(v) => Some(reader::choice(
+            ctx,
+            v,
+            &p("partner_admin_tls"),
+            &[("required", true), ("off", false)],
+        )?),
+    };
+    if let (Some(want), Some((https, _)), Some(v)) = (explicit, &c.scheme, tls_v) {
+        if want != *https {
+            ctx.error(
+                v.span(),
+                p("partner_admin_tls"),
+                format!(
+                    "partner_admin_tls = \"{}\" contradicts partner_admin, which begins with \
+                     {}; give the address without a scheme, or make the two agree",
+                    if want { "required" } else { "off" },
+                    if *https { "https://" } else { "http://" }
+                ),
+            );
+            return None;
+        }
+    }
+    let required = explicit.or(c.scheme.as_ref().map(|s| s.0)).unwrap_or(false);
+    if !required {
+        for k in PEER_TLS_KEYS {
+            if let Some(v) = reader::get(t, k) {
+                ctx.error(
+                    v.span(),
+                    p(k),
+                    format!(
+                        "`{k}` applies only with partner_admin_tls = \"required\"; requests to \
+                         the partner's admin endpoint go over plain HTTP{}",
+                        if explicit.is_none() {
+                            " (partner_admin_tls = \"off\", the default)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+        }
+        return None;
+    }
+    // Where an error about a defaulted value goes: what asked for HTTPS.
+    let (at, at_key) = match (tls_v, &c.scheme) {
+        (Some(v), _) => (v.span(), "partner_admin_tls"),
+        (None, Some((_, span))) => (span.clone(), "partner_admin"),
+        (None, None) => (header.clone(), "partner_admin_tls"),
+    };
+    let mut ok = true;
+
+    let ca = match abs_path(ctx, t, path, "partner_admin_ca_file") {
+        Err(()) => None,
+        Ok(Some(f)) => Some((f, "partner_admin_ca_file")),
+        Ok(None) => match c.link {
+            Some(l) => Some((l.ca_file.clone(), "tls_ca_file")),
+            None if c.link_unusable => None,
+            None => {
+                reader::missing(
+                    ctx,
+                    header.clone(),
+                    path,
+                    "partner_admin_ca_file",
+                    "with partner_admin_tls = \"required\" and no tls_ca_file: the PEM file of \
+                     the CA that signed the partner's admin endpoint certificate",
+                );
+                None
+            }
+        },
+    };
+    ok &= ca.is_some();
+
+    let cert = abs_path(ctx, t, path, "partner_admin_cert_file");
+    let key = abs_path(ctx, t, path, "partner_admin_key_file");
+    let client = match (cert, key) {
+        (Err(()), _) | (_, Err(())) => {
+            ok = false;
+            None
+        }
+        (Ok(Some(cert)), Ok(Some(key))) => Some((
+            cert,
+            key,
+            "partner_admin_cert_file",
+            "partner_admin_key_file",
+        )),
+        (Ok(given), Ok(_)) => {
+            let one = if given.is_some() {
+                ["partner_admin_cert_file", "partner_admin_key_file"]
+            } else {
+                ["partner_admin_key_file", "partner_admin_cert_file"]
+            };
+            match reader::get(t, one[0]) {
+                Some(v) => {
+                    ctx.error(
+                        v.span(),
+                        p(one[0]),
+                        format!(
+                            "`{}` needs `{}` beside it: the client certificate and its private key \
+                             go together",
+                            one[0], one[1]
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+                None => match c.link {
+                    Some(l) => Some((
+                        l.cert_file.clone(),
+                        l.key_file.clone(),
+                        "tls_cert_file",
+                        "tls_key_file",
+                    )),
+                    None => {
+                        ok &= !c.link_unusable;
+                        None
+                    }
+                },
+            }
+        }
+    };
+
+    let name = match reader::get(t, "partner_admin_name") {
+        Some(v) => reader::string(ctx, v, &p("partner_admin_name"))
+            .map(|s| (s.to_string(), "partner_admin_name")),
+        None => match (c.link, c.admin_ip) {
+            (Some(l), _) => Some((l.partner_name.clone(), "tls_partner_name")),
+            (None, _) if c.link_unusable => None,
+            (None, Some(ip)) => Some((ip.to_string(), "partner_admin")),
+            // The partner's address is missing or wrong (reported).
+            (None, None) => None,
+        },
+    };
+    let (Some((ca_file, ca_key)), Some((name, name_key)), true) = (ca, name, ok) else {
+        return None;
+    };
+    let (client, cert_key, key_key) = match client {
+        Some((c, k, ck, kk)) => (Some((c, k)), ck, kk),
+        None => (None, "partner_admin_cert_file", "partner_admin_key_file"),
+    };
+    let settings = PeerTlsSettings {
+        ca_file,
+        name,
+        client,
+        keys: PeerTlsKeys {
+            ca: ca_key,
+            cert: cert_key,
+            key: key_key,
+            name: name_key,
+        },
+    };
+    if let Err(e) = load_peer(&settings) {
+        let key = e.part.key(&settings.keys);
+        match reader::get(t, key).filter(|_| key.starts_with("partner_admin_")) {
+            Some(v) => ctx.error(v.span(), p(key), e.message),
+            None => ctx.error(at, p(at_key), e.message),
+        }
         return None;
     }
     Some(settings)

@@ -150,6 +150,8 @@ pub struct RelationshipStatus {
     pub pool_low_percent: u8,
     /// The partner's admin endpoint.
     pub partner_admin: String,
+    /// Requests to the partner's admin endpoint go over HTTPS (`partner_admin_tls`).
+    pub partner_admin_tls: bool,
     /// "load-balance" or "hot-standby".
     pub mode_name: String,
     /// Load balance: this server's percentage.
@@ -297,6 +299,7 @@ impl RelationshipStatus {
             "share_percent": self.share_percent,
             "allocates_from": self.allocates_from,
             "partner_admin": self.partner_admin,
+            "partner_admin_tls": self.partner_admin_tls,
             "mode_name": self.mode_name,
             "load_balance_percent": self.load_balance_percent,
             "hot_standby_role": self.hot_standby_role,
@@ -571,6 +574,7 @@ pub fn prepare(
             comm_alarm_secs: fo.comm_alarm_secs,
             pool_low_percent: fo.pool_low_percent,
             partner_admin: fo.partner_admin.to_string(),
+            partner_admin_tls: fo.partner_admin_tls.is_some(),
             switchover_secs: fo.switchover_secs,
             tls: fo.tls.is_some(),
             ..RelationshipStatus::default()

@@ -66,6 +66,7 @@ fn settings_of(d: &FailoverDraft, scopes: Vec<usize>) -> Option<FailoverSettings
             Some(a) => a,
             None => SocketAddr::from((d.partner.as_ref()?.v.ip(), DEFAULT_ADMIN_PORT)),
         },
+        partner_admin_tls: d.partner_admin_tls.clone(),
         comm_alarm_secs: d.comm_alarm_secs,
         pool_low_percent: d.pool_low_percent,
     })

@@ -117,6 +117,7 @@ pool_low_water_percent = 20
             switchover_secs: Some(7200),
             secret: Some(b"s3cr3t".to_vec()),
             tls: None,
+            partner_admin_tls: None,
             scopes: vec![1, 0],
             scope_names: vec!["voice".into(), "lan".into()],
             max_clock_skew_secs: 30,
@@ -210,6 +211,7 @@ max_unacked_updates = 1024
             switchover_secs: Some(86_400),
             secret: Some(b"inline secret".to_vec()),
             tls: None,
+            partner_admin_tls: None,
             scopes: vec![0],
             scope_names: vec!["lan".into()],
             max_clock_skew_secs: 5,
@@ -269,6 +271,7 @@ fn omitted_keys_take_the_defaults() {
             switchover_secs: None,
             secret: None,
             tls: None,
+            partner_admin_tls: None,
             scopes: vec![0],
             scope_names: vec!["lan".into()],
             max_clock_skew_secs: 60,
@@ -870,6 +873,56 @@ fn tls_keys_are_checked_and_the_files_read() {
     // Real files: a CA and a certificate it issued.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    test_pki(d);
+    let key = d.join("a.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let p = |f: &str| d.join(f).display().to_string();
+    let keys = |cert: &str, key: &str| {
+        format!(
+            "tls = \"required\"\ntls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\n\
+             tls_key_file = \"{}\"\ntls_partner_name = \"b.test\"\n",
+            p("ca.pem"),
+            p(cert),
+            p(key)
+        )
+    };
+    let c = ok(&rel(&keys("a.pem", "a.key")));
+    let tls = c.failover[0].tls.clone().expect("TLS settings");
+    assert_eq!(tls.partner_name, "b.test");
+    assert_eq!(tls.cert_file, d.join("a.pem"));
+    assert_eq!(c.failover[0].link_config().tls, Some(tls));
+
+    // A key others can read, a certificate file without a certificate, a key that is not the
+    // certificate's: each a precise error at the `tls` key.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = only(&rel(&keys("a.pem", "a.key")));
+    assert!(
+        e.contains("has mode 0644") && e.contains("chmod 600"),
+        "{e}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let e = only(&rel(&keys("a.key", "a.key")));
+    assert!(e.contains("holds no certificate"), "{e}");
+    std::fs::copy(d.join("ca.key"), d.join("other.key")).unwrap();
+    std::fs::set_permissions(d.join("other.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let e = only(&rel(&keys("a.pem", "other.key")));
+    assert!(
+        e.contains("tls_cert_file") && e.contains("tls_key_file"),
+        "{e}"
+    );
+    let e = only(&rel(&keys("a.pem", "missing.key")));
+    assert!(e.contains("cannot read tls_key_file"), "{e}");
+    // Not an absolute path.
+    let e = only(&rel(
+        "tls = \"required\"\ntls_ca_file = \"ca.pem\"\ntls_cert_file = \"/a\"\n\
+         tls_key_file = \"/b\"\ntls_partner_name = \"b.test\"\n",
+    ));
+    assert!(e.contains("not an absolute path"), "{e}");
+}
+
+/// In `d`: a CA (`ca.pem`, `ca.key`) and a certificate it issued to `a.test` for server and
+/// client authentication (`a.pem`, `a.key` mode 600).
+fn test_pki(d: &Path) {
     openssl(
         d,
         &[
@@ -932,48 +985,249 @@ fn tls_keys_are_checked_and_the_files_read() {
             "ext",
         ],
     );
-    let key = d.join("a.key");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(d.join("a.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn partner_admin_tls_keys_are_checked_and_the_files_read() {
+    // Off (the default): plain HTTP, and the keys without HTTPS are a mistake.
+    let c = ok(&rel(""));
+    assert_eq!(c.failover[0].partner_admin_tls, None);
+    assert_eq!(
+        only(&rel("partner_admin_ca_file = \"/etc/tandem/ca.pem\"\n")),
+        "t.toml:17:25: failover.\"a\".partner_admin_ca_file: `partner_admin_ca_file` applies \
+         only with partner_admin_tls = \"required\"; requests to the partner's admin endpoint go \
+         over plain HTTP (partner_admin_tls = \"off\", the default)"
+    );
+    assert_eq!(
+        only(&rel(
+            "partner_admin_tls = \"off\"\npartner_admin_name = \"b.test\"\n"
+        )),
+        "t.toml:18:22: failover.\"a\".partner_admin_name: `partner_admin_name` applies only \
+         with partner_admin_tls = \"required\"; requests to the partner's admin endpoint go over \
+         plain HTTP"
+    );
+    let e = only(&rel("partner_admin_tls = \"yes\"\n"));
+    assert!(
+        e.starts_with("t.toml:17:21: failover.\"a\".partner_admin_tls: `yes` is not one of"),
+        "{e}"
+    );
+    // Required without link TLS: the CA must be given.
+    assert_eq!(
+        only(&rel("partner_admin_tls = \"required\"\n")),
+        "t.toml:12:1: failover.\"a\".partner_admin_ca_file: missing required key \
+         `partner_admin_ca_file` (with partner_admin_tls = \"required\" and no tls_ca_file: the \
+         PEM file of the CA that signed the partner's admin endpoint certificate)"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    test_pki(d);
     let p = |f: &str| d.join(f).display().to_string();
-    let keys = |cert: &str, key: &str| {
+
+    // The CA alone: no client certificate, the partner admin endpoint's IP address as the name.
+    let c = ok(&rel(&format!(
+        "partner_admin_tls = \"required\"\npartner_admin_ca_file = \"{}\"\n",
+        p("ca.pem")
+    )));
+    let t = c.failover[0].partner_admin_tls.clone().expect("HTTPS");
+    assert_eq!(t.ca_file, d.join("ca.pem"));
+    assert_eq!(t.name, "10.0.0.2");
+    assert_eq!(t.client, None);
+    assert_eq!(
+        (t.keys.ca, t.keys.name),
+        ("partner_admin_ca_file", "partner_admin")
+    );
+    // `https://` in partner_admin asks for HTTPS by itself; its address is that of the name.
+    let c = ok(&rel(&format!(
+        "partner_admin = \"https://10.0.0.9:9443/\"\npartner_admin_ca_file = \"{}\"\n",
+        p("ca.pem")
+    )));
+    assert_eq!(c.failover[0].partner_admin, addr("10.0.0.9:9443"));
+    let t = c.failover[0].partner_admin_tls.clone().expect("HTTPS");
+    assert_eq!(t.name, "10.0.0.9");
+    let c = ok(&rel("partner_admin = \"http://10.0.0.9\"\n"));
+    assert_eq!(c.failover[0].partner_admin, addr("10.0.0.9:9167"));
+    assert_eq!(c.failover[0].partner_admin_tls, None);
+    // ... and must agree with partner_admin_tls.
+    assert_eq!(
+        only(&rel(&format!(
+            "partner_admin = \"https://10.0.0.9\"\npartner_admin_tls = \"off\"\n\
+             partner_admin_ca_file = \"{}\"\n",
+            p("ca.pem")
+        ))),
+        "t.toml:18:21: failover.\"a\".partner_admin_tls: partner_admin_tls = \"off\" contradicts \
+         partner_admin, which begins with https://; give the address without a scheme, or make \
+         the two agree"
+    );
+    let e = only(&rel(
+        "partner_admin = \"http://10.0.0.9\"\npartner_admin_tls = \"required\"\n",
+    ));
+    assert!(
+        e.starts_with("t.toml:18:21:") && e.contains("http://"),
+        "{e}"
+    );
+    let e = only(&rel("partner_admin = \"https://dhcp2:9167\"\n"));
+    assert!(
+        e.starts_with(
+            "t.toml:17:17: failover.\"a\".partner_admin: \"https://dhcp2:9167\" is not an address"
+        ),
+        "{e}"
+    );
+
+    // With link TLS, everything defaults to the link's keys.
+    let link = format!(
+        "tls = \"required\"\ntls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\n\
+         tls_key_file = \"{}\"\ntls_partner_name = \"b.test\"\n",
+        p("ca.pem"),
+        p("a.pem"),
+        p("a.key")
+    );
+    let c = ok(&rel(&format!("{link}partner_admin_tls = \"required\"\n")));
+    let t = c.failover[0].partner_admin_tls.clone().expect("HTTPS");
+    assert_eq!(t.ca_file, d.join("ca.pem"));
+    assert_eq!(t.name, "b.test");
+    assert_eq!(t.client, Some((d.join("a.pem"), d.join("a.key"))));
+    assert_eq!(
+        (t.keys.ca, t.keys.cert, t.keys.key, t.keys.name),
+        (
+            "tls_ca_file",
+            "tls_cert_file",
+            "tls_key_file",
+            "tls_partner_name"
+        )
+    );
+    // Broken link TLS: its own errors only, none about the partner's admin endpoint.
+    let errs = rendered(&rel(
+        "tls = \"required\"\npartner_admin_tls = \"required\"\n",
+    ));
+    assert!(
+        errs.iter().all(|e| !e.contains("partner_admin")),
+        "{errs:#?}"
+    );
+
+    // Explicit keys override the link's.
+    std::fs::copy(d.join("a.pem"), d.join("admin.pem")).unwrap();
+    std::fs::copy(d.join("a.key"), d.join("admin.key")).unwrap();
+    let explicit = |cert: &str, key: &str| {
         format!(
-            "tls = \"required\"\ntls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\n\
-             tls_key_file = \"{}\"\ntls_partner_name = \"b.test\"\n",
-            p("ca.pem"),
+            "partner_admin_tls = \"required\"\npartner_admin_name = \"admin.b.test\"\n\
+             partner_admin_cert_file = \"{}\"\npartner_admin_key_file = \"{}\"\n",
             p(cert),
             p(key)
         )
     };
-    let c = ok(&rel(&keys("a.pem", "a.key")));
-    let tls = c.failover[0].tls.clone().expect("TLS settings");
-    assert_eq!(tls.partner_name, "b.test");
-    assert_eq!(tls.cert_file, d.join("a.pem"));
-    assert_eq!(c.failover[0].link_config().tls, Some(tls));
+    let c = ok(&rel(&format!(
+        "{link}{}",
+        explicit("admin.pem", "admin.key")
+    )));
+    let t = c.failover[0].partner_admin_tls.clone().expect("HTTPS");
+    assert_eq!(t.name, "admin.b.test");
+    assert_eq!(t.client, Some((d.join("admin.pem"), d.join("admin.key"))));
+    assert_eq!(
+        (t.keys.ca, t.keys.cert, t.keys.key, t.keys.name),
+        (
+            "tls_ca_file",
+            "partner_admin_cert_file",
+            "partner_admin_key_file",
+            "partner_admin_name"
+        )
+    );
 
-    // A key others can read, a certificate file without a certificate, a key that is not the
-    // certificate's: each a precise error at the `tls` key.
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = only(&rel(&keys("a.pem", "a.key")));
+    // Each file mistake is an error at its own key (the relationship starts at line 12, the
+    // link keys take lines 17-21, `partner_admin_tls` 22, the name 23, the certificate 24 and the
+    // key 25).
+    let with_ca = format!(
+        "partner_admin_tls = \"required\"\npartner_admin_ca_file = \"{}\"\n",
+        p("ca.pem")
+    );
+    let e = only(&rel(&format!(
+        "{with_ca}partner_admin_cert_file = \"{}\"\n",
+        p("admin.pem")
+    )));
+    assert_eq!(
+        e,
+        format!(
+            "t.toml:19:27: failover.\"a\".partner_admin_cert_file: `partner_admin_cert_file` \
+             needs `partner_admin_key_file` beside it: the client certificate and its private key \
+             go together"
+        )
+    );
+    let e = only(&rel(&format!(
+        "{with_ca}partner_admin_key_file = \"{}\"\n",
+        p("admin.key")
+    )));
     assert!(
-        e.contains("has mode 0644") && e.contains("chmod 600"),
+        e.starts_with("t.toml:19:26: failover.\"a\".partner_admin_key_file: `partner_admin_key_file` needs `partner_admin_cert_file`"),
         "{e}"
     );
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let e = only(&rel(&keys("a.key", "a.key")));
-    assert!(e.contains("holds no certificate"), "{e}");
+    std::fs::set_permissions(d.join("admin.key"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let e = only(&rel(&format!(
+        "{link}{}",
+        explicit("admin.pem", "admin.key")
+    )));
+    assert_eq!(
+        e,
+        format!(
+            "t.toml:25:26: failover.\"a\".partner_admin_key_file: partner_admin_key_file {k}: \
+             mode 0640 lets users other than its owner access the private key; run `chmod 600 {k}`",
+            k = p("admin.key")
+        )
+    );
+    std::fs::set_permissions(d.join("admin.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::copy(d.join("ca.key"), d.join("other.key")).unwrap();
     std::fs::set_permissions(d.join("other.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let e = only(&rel(&keys("a.pem", "other.key")));
+    let e = only(&rel(&format!(
+        "{link}{}",
+        explicit("admin.pem", "other.key")
+    )));
+    assert_eq!(
+        e,
+        format!(
+            "t.toml:25:26: failover.\"a\".partner_admin_key_file: partner_admin_key_file {} is \
+             not the private key of the certificate in partner_admin_cert_file {}",
+            p("other.key"),
+            p("admin.pem")
+        )
+    );
+    let e = only(&rel(&format!(
+        "{link}{}",
+        explicit("admin.key", "admin.key")
+    )));
     assert!(
-        e.contains("tls_cert_file") && e.contains("tls_key_file"),
+        e.starts_with("t.toml:24:27: failover.\"a\".partner_admin_cert_file:")
+            && e.contains("holds no certificate"),
         "{e}"
     );
-    let e = only(&rel(&keys("a.pem", "missing.key")));
-    assert!(e.contains("cannot read tls_key_file"), "{e}");
-    // Not an absolute path.
+    let e = only(&rel(&format!(
+        "partner_admin_tls = \"required\"\npartner_admin_ca_file = \"{}\"\n",
+        p("missing.pem")
+    )));
+    assert!(
+        e.starts_with("t.toml:18:25: failover.\"a\".partner_admin_ca_file: partner_admin_ca_file")
+            && e.contains("cannot read"),
+        "{e}"
+    );
+    let e = only(&rel(&format!(
+        "partner_admin_tls = \"required\"\npartner_admin_ca_file = \"{}\"\n",
+        p("a.key")
+    )));
+    assert!(e.contains("holds no certificate"), "{e}");
     let e = only(&rel(
-        "tls = \"required\"\ntls_ca_file = \"ca.pem\"\ntls_cert_file = \"/a\"\n\
-         tls_key_file = \"/b\"\ntls_partner_name = \"b.test\"\n",
+        "partner_admin_tls = \"required\"\npartner_admin_ca_file = \"ca.pem\"\n",
     ));
-    assert!(e.contains("not an absolute path"), "{e}");
+    assert!(
+        e.starts_with(
+            "t.toml:18:25: failover.\"a\".partner_admin_ca_file: `ca.pem` is not an absolute path"
+        ),
+        "{e}"
+    );
+    let e = only(&rel(&format!(
+        "{with_ca}partner_admin_name = \"not a name!\"\n"
+    )));
+    assert_eq!(
+        e,
+        "t.toml:19:22: failover.\"a\".partner_admin_name: partner_admin_name \"not a name!\" is \
+         not a DNS name or IP address"
+    );
 }
