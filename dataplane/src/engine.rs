@@ -197,6 +197,11 @@ counters! {
     OfferExpired = "offer_expired",
     /// Declined addresses back in the pool after probation.
     ProbationEnded = "probation_ended",
+    /// Dynamic DNS: a client's name (option 81 or 12) could not become a DNS name; the lease
+    /// was granted without one.
+    DdnsBadName = "ddns_bad_name",
+    /// Dynamic DNS: a name for the DNS updater was dropped, its queue being full.
+    DdnsDropped = "ddns_dropped",
 }
 
 /// The engines' counters, shared read-only with the admin endpoint: one set per worker (each
@@ -415,6 +420,8 @@ pub struct Engine {
     replicated: Vec<String>,
     /// Hostile-input screening ([`Engine::set_hardening`]).
     screen: screen::Screen,
+    /// Where clients' names go for dynamic DNS ([`Engine::set_name_sink`]).
+    name_sink: Option<crossbeam_channel::Sender<fqdn::NameNote>>,
 }
 
 impl Engine {
@@ -448,6 +455,37 @@ impl Engine {
             bucket_owner,
             replicated: Vec::new(),
             screen: screen::Screen::new(Hardening::default()),
+            name_sink: None,
+        }
+    }
+
+    /// Send a [`fqdn::NameNote`] to `sink` for every ACK in a scope with dynamic DNS (never
+    /// blocking: a full channel drops the note, counted as `ddns_dropped`).
+    pub fn set_name_sink(&mut self, sink: crossbeam_channel::Sender<fqdn::NameNote>) {
+        self.name_sink = Some(sink);
+    }
+
+    /// The dynamic-DNS name of the client of `req` in scope `si`, if the scope has dynamic
+    /// DNS; a name that cannot be one is counted (once per ACK, by the caller's `count`).
+    fn client_name(&self, si: usize, req: &Request<'_>, count: bool) -> Option<fqdn::ClientName> {
+        let sc = &self.settings.scopes[si];
+        let cfg = sc.ddns.as_ref()?;
+        let reserved = sc
+            .reservation_for(req.client_id(), req.mac())
+            .and_then(|r| r.hostname.as_deref());
+        match fqdn::client_name(
+            cfg,
+            req.option(fqdn::FQDN_OPTION),
+            req.option(opt::HOSTNAME),
+            reserved,
+        ) {
+            Ok(n) => n,
+            Err(fqdn::BadName) => {
+                if count {
+                    self.stats.bump_at(self.worker, Counter::DdnsBadName);
+                }
+                None
+            }
         }
     }
 
@@ -1339,6 +1377,20 @@ impl Engine {
             return Decision::Silent(Counter::SilentMclt);
         };
         self.bind(now, si, addr, client, req, g, acked);
+        if let Some(sink) = &self.name_sink {
+            if let Some(n) = self.client_name(si, req, true).filter(|n| n.update) {
+                if let Some(b) = self.scopes[si].bindings.get(&addr) {
+                    let note = fqdn::NameNote {
+                        binding: *b,
+                        name: n.name,
+                        forward: n.forward,
+                    };
+                    if sink.try_send(note).is_err() {
+                        self.stats.bump_at(self.worker, Counter::DdnsDropped);
+                    }
+                }
+            }
+        }
         Decision::Ack {
             scope: si,
             addr,
@@ -1556,7 +1608,21 @@ impl Engine {
                     .or_else(|| sc.options.get(code))
                     .or_else(|| settings.global_options.get(code))
             };
-            let owned = |code: u8| matches!(code, 0 | 1 | 50..=59 | 61 | 82 | 255);
+            // The client FQDN option answers the client's (RFC 4702 §4): never a configured one.
+            let mut fqdn_buf = [0u8; 3 + fqdn::NAME_MAX + 2];
+            let fqdn_len = if lease.is_some() {
+                self.client_name(si, req, false)
+                    .and_then(|n| n.reply_value(&mut fqdn_buf))
+            } else {
+                None
+            };
+            if let Some(n) = fqdn_len {
+                w.option(fqdn::FQDN_OPTION, &fqdn_buf[..n]);
+            }
+            let owned = |code: u8| {
+                matches!(code, 0 | 1 | 50..=59 | 61 | 82 | 255)
+                    || (code == fqdn::FQDN_OPTION && fqdn_len.is_some())
+            };
             match req.parameter_request_list() {
                 Some(prl) => {
                     for (i, &code) in prl.iter().enumerate() {
@@ -1701,6 +1767,7 @@ pub fn policy_matches(p: &Policy, req: &Request<'_>) -> bool {
 }
 
 mod admin_ops;
+pub mod fqdn;
 mod screen;
 mod shard_ops;
 

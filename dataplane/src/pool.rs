@@ -395,6 +395,7 @@ mod tests {
             options: OptionSet::new(),
             policies: vec![],
             authoritative: true,
+            ddns: None,
         }
     }
 

@@ -269,6 +269,33 @@ pub struct Scope {
     pub policies: Vec<Policy>,
     /// Answer requests for unknown or wrong addresses with NAK (RFC 2131 "authoritative").
     pub authoritative: bool,
+    /// Dynamic DNS for this scope's clients, if configured (`[[ddns]]`).
+    pub ddns: Option<ScopeDdns>,
+}
+
+/// The engine's part of dynamic DNS for one scope: which name a client gets and what the server
+/// tells it (RFC 4702). The DNS updates themselves run in the control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScopeDdns {
+    /// Domain appended to a host name (option 12) and to a partial name in option 81: lower
+    /// case, no trailing dot, at most 200 characters.
+    pub domain: String,
+    /// What the server does when a client asks to update its own A record (option 81 flag S
+    /// clear) or asks for no update by the server (flag N).
+    pub client_updates: ClientUpdates,
+    /// Register clients that send only a host name (option 12), not option 81.
+    pub use_host_name: bool,
+}
+
+/// Whether a client's own choice in option 81 stands.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum ClientUpdates {
+    /// A client may update its own A record (the server then updates only the PTR), or ask the
+    /// server to update nothing.
+    Honor,
+    /// The server updates A and PTR whatever the client asks, and says so (flag O).
+    #[default]
+    Override,
 }
 
 impl Scope {

@@ -1277,6 +1277,7 @@ mod tests {
             options: OptionSet::new(),
             policies: vec![],
             authoritative: true,
+            ddns: None,
         }
     }
 

@@ -180,6 +180,7 @@ fn settings() -> ServerSettings {
             options,
             policies: vec![],
             authoritative: true,
+            ddns: None,
         }],
         offer_hold_secs: 60,
         decline_probation_secs: 600,

@@ -92,6 +92,7 @@ fn settings() -> ServerSettings {
             options: OptionSet::new(),
             policies: vec![],
             authoritative: true,
+            ddns: None,
         }],
         offer_hold_secs: 30,
         decline_probation_secs: 3600,

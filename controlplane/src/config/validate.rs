@@ -638,5 +638,6 @@ fn finish_scope(s: ScopeDraft) -> Option<Scope> {
         options,
         policies,
         authoritative: s.authoritative,
+        ddns: None, // set from [[ddns]] once every scope is known
     })
 }

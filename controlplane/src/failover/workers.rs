@@ -1326,6 +1326,7 @@ mod tests {
                 options: OptionSet::new(),
                 policies: vec![],
                 authoritative: true,
+                ddns: None,
             }],
             offer_hold_secs: 30,
             decline_probation_secs: 600,

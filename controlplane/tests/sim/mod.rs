@@ -158,6 +158,7 @@ impl Params {
                 options: OptionSet::new(),
                 policies: vec![],
                 authoritative: true,
+                ddns: None,
             }],
             offer_hold_secs: 30,
             decline_probation_secs: 600,

@@ -51,6 +51,7 @@ mod tests {
             options: OptionSet::new(),
             policies: vec![],
             authoritative: true,
+            ddns: None,
         };
         let settings = ServerSettings {
             server_id: SID,

@@ -35,6 +35,7 @@ fn scope(name: &str, net: &str, lo: &str, hi: &str) -> Scope {
         options: OptionSet::new(),
         policies: vec![],
         authoritative: true,
+        ddns: None,
     }
 }
 

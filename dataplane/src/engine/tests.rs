@@ -35,6 +35,7 @@ pub(super) fn scope(name: &str, net: &str, prefix: u8, lo: &str, hi: &str) -> Sc
         options,
         policies: vec![],
         authoritative: true,
+        ddns: None,
     }
 }
 
@@ -1117,4 +1118,74 @@ fn a_request_without_an_address_is_counted_once() {
     let r = send(&mut e, &Req::new(MessageType::Request, 4));
     assert_eq!(r.outcome, Outcome::Silent(Counter::DropBadRequest));
     assert_eq!(e.stats.get(Counter::DropBadRequest), 1);
+}
+
+#[test]
+fn ddns_scope_answers_option_81_and_notes_the_name_at_ack() {
+    use crate::engine::fqdn::NameNote;
+    use crate::scope::{ClientUpdates, ScopeDdns};
+    let mut sc = scope("lan", "10.0.0.0", 24, "10.0.0.100", "10.0.0.110");
+    sc.ddns = Some(ScopeDdns {
+        domain: "tdm.test".into(),
+        client_updates: ClientUpdates::Honor,
+        use_host_name: true,
+    });
+    let mut e = engine_with(settings(vec![sc]));
+    let (tx, rx) = crossbeam_channel::bounded::<NameNote>(1);
+    e.set_name_sink(tx);
+    // S clear, canonical encoding, partial name: the client updates its A record.
+    let fqdn = b"\x04\x00\x00\x03Box";
+    let offer = send(&mut e, &Req::new(MessageType::Discover, 7).opt(81, fqdn));
+    assert_eq!(
+        offer.option(81),
+        Some(b"\x04\xff\xff\x03box\x03tdm\x04test\x00".to_vec())
+    );
+    assert!(rx.try_recv().is_err(), "no note before the ACK");
+    let ack = send(
+        &mut e,
+        &Req::new(MessageType::Request, 7)
+            .xid(0x77)
+            .sid(SID)
+            .requested(offer.yiaddr())
+            .opt(81, fqdn),
+    );
+    assert_eq!(ack.msg(), Some(MessageType::Ack));
+    assert_eq!(ack.option(81), offer.option(81));
+    let note = rx.try_recv().expect("a note at the ACK");
+    assert_eq!(note.name.as_str(), "box.tdm.test");
+    assert!(!note.forward);
+    assert_eq!(note.binding.addr, ack.yiaddr());
+    assert_eq!(note.binding.state, BindingState::Active);
+    // A host name only: no option 81 in the reply, a note with the domain.
+    let a2 = lease_with(&mut e, 8, &[(12, b"laptop")]);
+    assert_eq!(a2.msg(), Some(MessageType::Ack));
+    assert!(a2.option(81).is_none());
+    // The sink is full (capacity 1): counted, the lease is still granted.
+    let a3 = lease_with(&mut e, 9, &[(12, b"printer")]);
+    assert_eq!(a3.msg(), Some(MessageType::Ack));
+    assert_eq!(e.stats().get(Counter::DdnsDropped), 1);
+    assert_eq!(rx.try_recv().unwrap().name.as_str(), "laptop.tdm.test");
+    assert!(rx.try_recv().is_err());
+    // An unusable name: counted, leased anyway, no note.
+    let a4 = lease_with(&mut e, 10, &[(12, b"---")]);
+    assert_eq!(a4.msg(), Some(MessageType::Ack));
+    assert_eq!(e.stats().get(Counter::DdnsBadName), 1);
+    assert!(rx.try_recv().is_err());
+}
+
+/// DISCOVER then REQUEST with extra options on both; returns the ACK.
+fn lease_with(e: &mut Engine, mac_last: u8, opts: &[(u8, &[u8])]) -> Reply {
+    let mut d = Req::new(MessageType::Discover, mac_last);
+    for (c, v) in opts {
+        d = d.opt(*c, v);
+    }
+    let offer = send(e, &d);
+    let mut r = Req::new(MessageType::Request, mac_last)
+        .xid(0x9100 + u32::from(mac_last))
+        .sid(SID)
+        .requested(offer.yiaddr());
+    for (c, v) in opts {
+        r = r.opt(*c, v);
+    }
+    send(e, &r)
 }
