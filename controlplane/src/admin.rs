@@ -9,6 +9,8 @@
 //! - `GET /v1/leases/{address}`: one lease (404 if the server has no record of the address).
 //! - `GET /v1/stats`: engine counters by name, drops by reason, journal commit figures, and the
 //!   admin endpoint's own connection counters (`admin`).
+//! - `GET /v1/ddns`: the DNS updater: per scope counts, the queue, pending and failed updates
+//!   (`tandemctl ddns status`).
 //! - `POST /v1/reload`: reload the configuration file, as `SIGHUP` does; 200 with the number of
 //!   scopes, or 422 with every configuration error (the running configuration stays in force).
 //! - `GET /metrics`: Prometheus text format (see [`crate::metrics`]), followed by the admin
@@ -116,6 +118,8 @@ pub struct AdminState {
     pub peer_nonces: Mutex<peer::NonceCache>,
     /// The alarm monitor (its alarms are exported in `/metrics`), when it runs.
     pub alarms: Option<Arc<crate::alarms::Monitor>>,
+    /// The DNS updater (`GET /v1/ddns`, and its metrics in `/metrics`), when it runs.
+    pub ddns: Option<Arc<crate::ddns::Ddns>>,
 }
 
 /// Why the admin endpoint could not start.
@@ -540,6 +544,12 @@ fn route(state: &AdminState, counters: &AdminCounters, r: &Req) -> Resp {
             }
         }
         "/v1/scopes" => get_only(&|| no_params(&|| scopes::list(state))),
+        "/v1/ddns" => get_only(&|| {
+            no_params(&|| match &state.ddns {
+                Some(d) => Resp::json(200, &d.status()),
+                None => error(404, "the DNS updater is not running"),
+            })
+        }),
         _ => {
             if let Some(addr) = path.strip_prefix("/v1/leases/") {
                 if !addr.is_empty() && !addr.contains('/') {
@@ -945,7 +955,11 @@ fn metrics_page(state: &AdminState, counters: &AdminCounters) -> Resp {
             &WorkerStats::total(state.worker_stats.iter().map(|w| &**w)),
         )
     });
-    match metrics::render(snap).and_then(|m| Ok(m + &counters.render_metrics()?)) {
+    let mut dns = String::new();
+    if let Some(d) = &state.ddns {
+        d.render_metrics(&mut dns);
+    }
+    match metrics::render(snap).and_then(|m| Ok(m + &counters.render_metrics()? + &dns)) {
         Ok(body) => Resp {
             code: 200,
             body,

@@ -22,6 +22,7 @@
 
 mod admin_tls;
 mod dataplane;
+mod ddns;
 pub mod edit;
 mod failover;
 mod keys;
@@ -39,6 +40,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use dataplane::{Backend, DataplaneSettings, XdpModeSetting};
+pub use ddns::DdnsSettings;
 pub(crate) use failover::{read_secret_file, relationship_name};
 pub use failover::{FailoverSettings, DEFAULT_FAILOVER_PORT};
 pub use tandem_dataplane::scope::Durability;
@@ -61,6 +63,8 @@ pub struct Config {
     pub dataplane: DataplaneSettings,
     /// The failover relationships, from `[[failover]]` in file order (empty: a server on its own).
     pub failover: Vec<FailoverSettings>,
+    /// Dynamic DNS settings of the scopes named in `[[ddns]]`, one per scope.
+    pub ddns: Vec<DdnsSettings>,
 }
 
 /// How the daemon formats its log lines.

@@ -168,6 +168,23 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             e
         })
         .collect();
+    // Dynamic DNS: the updater runs whether or not a scope has DNS now (a reload may add one);
+    // the engines send it names, the commit taps the bindings' ends, failover the partner's.
+    let fo_cell = Arc::new(std::sync::OnceLock::new());
+    let ddns = Arc::new(
+        crate::ddns::Ddns::start(
+            crate::ddns_feed::ddns_config(&cfg),
+            crate::ddns_feed::takeover(fo_cell.clone()),
+        )
+        .map_err(|e| DaemonError::Other(format!("cannot start the DNS updater: {e}")))?,
+    );
+    let dns_subnets = crate::ddns_feed::DnsSubnets::new(&cfg);
+    let name_tx = crate::ddns_feed::spawn_name_feed(ddns.clone())
+        .map_err(|e| DaemonError::Other(format!("cannot start the DNS name feed: {e}")))?;
+    for e in &mut engines {
+        e.set_name_sink(name_tx.clone());
+    }
+    drop(name_tx);
     let merged = rec.bindings.len();
     let (journals, rewritten) =
         tandem_dataplane::shards::rewrite_stale(rec, &engines, &cfg.settings)?;
@@ -183,7 +200,11 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let (mut authorities, snap_txs): (Vec<_>, Vec<_>) = (0..workers)
         .map(|_| FailoverAuthority::new(cfg.settings.scopes.len()))
         .unzip();
-    let (mut hooks, hook_txs): (Vec<_>, Vec<_>) = (0..workers).map(failover::commit_router).unzip();
+    let (hooks, hook_txs): (Vec<_>, Vec<_>) = (0..workers).map(failover::commit_router).unzip();
+    let mut hooks: Vec<_> = hooks
+        .into_iter()
+        .map(|h| crate::ddns_feed::tap(h, ddns.sender(), ddns.clone(), dns_subnets.clone()))
+        .collect();
     let (snap_bus, hook_bus) = (SnapBus::new(snap_txs), HookBus::new(hook_txs));
     let gen = 1;
     let prepared = if cfg.failover.is_empty() {
@@ -312,9 +333,15 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             xdp_shared.clone(),
             snap_bus,
             hook_bus,
+            Some(Arc::new(crate::ddns_feed::Names::new(ddns.clone()))),
         )
         .map_err(|e| DaemonError::Other(format!("cannot start the failover threads: {e}")))?,
     );
+    let _ = fo_cell.set(fo.clone());
+    let dns = Dns {
+        ddns: ddns.clone(),
+        subnets: dns_subnets,
+    };
     let alarms = {
         let fo = fo.clone();
         let source: crate::alarms::StatusSource = Arc::new(move || fo.statuses());
@@ -327,7 +354,8 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let reload_fn: crate::admin::ReloadFn = {
         let (path, shared, fo) = (path.to_path_buf(), shared.clone(), fo.clone());
         let workers = handle.clone();
-        Arc::new(move || reload(&path, &shared, &fo, &workers))
+        let dns = dns.clone();
+        Arc::new(move || reload(&path, &shared, &fo, &workers, &dns))
     };
     let admin = Admin::start(
         d.admin_listen,
@@ -345,6 +373,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             edit_lock: Arc::new(std::sync::Mutex::new(())),
             peer_nonces: std::sync::Mutex::new(Default::default()),
             alarms: Some(alarms.clone()),
+            ddns: Some(ddns.clone()),
         },
     )?;
     tracing::info!(
@@ -365,7 +394,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     for sig in signals.forever() {
         match sig {
             SIGHUP => {
-                let _ = reload(path, &shared, &fo, &handle);
+                let _ = reload(path, &shared, &fo, &handle, &dns);
             }
             _ => {
                 tracing::info!(signal = sig, "stopping");
@@ -385,6 +414,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     if let Some(x) = xdp_shared {
         x.detach();
     }
+    ddns.stop();
     for (k, j) in joined.into_iter().enumerate() {
         match j {
             Ok(Ok(())) => {}
@@ -398,17 +428,25 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
 /// Reload the configuration at `path` (SIGHUP, `POST /v1/reload`, changes made through the
 /// admin API): the number of scopes now served, or every error (the running configuration
 /// stays). Tells systemd while it runs.
+/// The DNS updater and what the commit taps know of it, for reloads.
+#[derive(Clone)]
+struct Dns {
+    ddns: Arc<crate::ddns::Ddns>,
+    subnets: Arc<crate::ddns_feed::DnsSubnets>,
+}
+
 fn reload(
     path: &Path,
     shared: &Arc<RwLock<Config>>,
     fo: &FailoverManager,
     workers: &WorkerHandle,
+    dns: &Dns,
 ) -> Result<usize, config::ConfigErrors> {
     notify::notify(&[
         Notice::Reloading,
         Notice::Status("reloading the configuration"),
     ]);
-    let result = reload_config(path, shared, fo, workers);
+    let result = reload_config(path, shared, fo, workers, dns);
     let status = match &result {
         Ok(n) => format!("serving {n} scope(s)"),
         Err(e) => format!(
@@ -425,6 +463,7 @@ fn reload_config(
     shared: &Arc<RwLock<Config>>,
     fo: &FailoverManager,
     workers: &WorkerHandle,
+    dns: &Dns,
 ) -> Result<usize, config::ConfigErrors> {
     match config::load(path) {
         Err(errs) => {
@@ -467,6 +506,11 @@ fn reload_config(
                 };
                 tracing::error!(error = %e, "reload failed");
                 return Err(config::ConfigErrors(vec![e]));
+            }
+            if new.ddns != cur.ddns {
+                dns.ddns.reconfigure(crate::ddns_feed::ddns_config(&new));
+                dns.subnets.set(&new);
+                tracing::info!(scopes = new.ddns.len(), "dynamic DNS settings changed");
             }
             let scopes = new.settings.scopes.len();
             tracing::info!(

@@ -11,6 +11,9 @@ pub mod admin;
 pub mod alarms;
 pub mod config;
 pub mod daemon;
+#[path = "ddns_updater.rs"]
+pub mod ddns;
+pub mod ddns_feed;
 pub mod failover;
 pub mod import;
 pub mod manpage;

@@ -335,6 +335,29 @@ impl Plan {
         }
     }
 
+    /// Publishing only the PTR (and its DHCID) of `binding`: the client updates its own A
+    /// record (RFC 4702 flag S clear).
+    pub fn add_reverse_only(binding: Binding) -> Plan {
+        Plan {
+            binding,
+            operation: Operation::Add,
+            current: Some(Step::ReverseAdd),
+            result: None,
+            history: Vec::new(),
+        }
+    }
+
+    /// Withdrawing only the PTR of `binding` (the client owns its A record).
+    pub fn remove_reverse_only(binding: Binding) -> Plan {
+        Plan {
+            binding,
+            operation: Operation::Remove,
+            current: Some(Step::ReverseRemove),
+            result: None,
+            history: Vec::new(),
+        }
+    }
+
     /// The binding.
     pub fn binding(&self) -> &Binding {
         &self.binding
@@ -406,6 +429,19 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reverse_only_plans_touch_only_the_reverse_zone() {
+        let mut p = Plan::add_reverse_only(binding(ConflictMode::Rfc4703));
+        assert_eq!(p.current_step(), Some(Step::ReverseAdd));
+        assert_eq!(p.advance(Rcode::NOERROR), None);
+        assert_eq!(p.result(), Some(PlanResult::Completed));
+        let mut p = Plan::remove_reverse_only(binding(ConflictMode::Rfc4703));
+        assert_eq!(p.current_step(), Some(Step::ReverseRemove));
+        assert!(p.current_step().unwrap().is_reverse());
+        assert_eq!(p.advance(Rcode::NXRRSET), None, "not ours: left alone");
+        assert_eq!(p.result(), Some(PlanResult::Completed));
+    }
     use crate::wire::{Class, Record};
 
     fn n(s: &str) -> Name {

@@ -145,6 +145,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: FailoverCmd,
     },
+    /// Dynamic DNS: what the DNS updater published, what waits and what failed.
+    Ddns {
+        #[command(subcommand)]
+        cmd: DdnsCmd,
+    },
     /// Migrate from ISC dhcpd or Kea: translate the configuration into Tandem's TOML (checked
     /// as `tandemd --check-config` does) and the leases into a journal in the state directory.
     /// Runs offline (no server needed). Whatever cannot be translated is printed on stderr as
@@ -309,6 +314,13 @@ impl FailoverSettingsArgs {
         put("partner_admin", self.partner_admin.clone().map(Value::from));
         m
     }
+}
+
+#[derive(Subcommand, Debug)]
+enum DdnsCmd {
+    /// Per scope: names published, updates done and failed by reason, the queue, and every
+    /// name with pending or failed work (its last error and next try).
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -1006,6 +1018,55 @@ fn print_stats(v: &Value) {
     flat("", v);
 }
 
+/// `tandemctl ddns status`: the totals as `key value` lines, then one row per name with work.
+fn print_ddns(v: &Value) {
+    let mut totals = v.clone();
+    let entries = totals
+        .as_object_mut()
+        .and_then(|m| m.remove("entries"))
+        .unwrap_or(Value::Null);
+    print_stats(&totals);
+    let rows: Vec<Vec<String>> = entries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            [
+                "addr",
+                "fqdn",
+                "scope",
+                "state",
+                "attempts",
+                "next_try_in_secs",
+                "last_error",
+            ]
+            .iter()
+            .map(|k| match e.get(*k) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => "-".to_string(),
+                Some(x) => x.to_string(),
+            })
+            .collect()
+        })
+        .collect();
+    if !rows.is_empty() {
+        println!();
+        print_table(
+            &[
+                "ADDRESS",
+                "NAME",
+                "SCOPE",
+                "STATE",
+                "TRIES",
+                "NEXT(s)",
+                "LAST ERROR",
+            ],
+            &[false, false, false, false, true, true, false],
+            &rows,
+        );
+    }
+}
+
 fn print_status(v: &Value) {
     print_pairs(&[
         ("server_id", s(v, "server_id")),
@@ -1401,6 +1462,9 @@ fn run(args: &Args) -> Result<(), Fail> {
         Cmd::Status => show(&c.json(Get, "/v1/status", &[], Body::None)?, &print_status),
         Cmd::Stats => show(&c.json(Get, "/v1/stats", &[], Body::None)?, &print_stats),
         Cmd::Metrics => print!("{}", c.call(Get, "/metrics", &[], Body::None)?.body),
+        Cmd::Ddns {
+            cmd: DdnsCmd::Status,
+        } => show(&c.json(Get, "/v1/ddns", &[], Body::None)?, &print_ddns),
         Cmd::Reload => show(&c.json(Post, "/v1/reload", &[], Body::None)?, &|v| {
             println!("configuration reloaded: {} scope(s)", s(v, "scopes"))
         }),

@@ -9,6 +9,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "option",
     "scope",
     "failover",
+    "ddns",
 ];
 /// Keys of `[server]`.
 pub(crate) const SERVER_KEYS: &[&str] = &[

@@ -73,6 +73,7 @@ pub(crate) struct Draft {
     pub scopes: Vec<ScopeDraft>,
     pub dataplane: super::DataplaneSettings,
     pub failover: Vec<super::failover::FailoverDraft>,
+    pub ddns: Vec<super::ddns::DdnsDraft>,
 }
 
 /// `[server]`, read. Fields left at their default when absent or wrong (the error is recorded).
@@ -207,12 +208,22 @@ pub(crate) fn read_document(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Draft {
             failover.push(super::failover::read(ctx, item, t, i));
         }
     }
+    let mut ddns = Vec::new();
+    if let Some(v) = reader::get(root, "ddns") {
+        for (i, (item, t)) in reader::tables(ctx, v, "ddns", "ddns")
+            .into_iter()
+            .enumerate()
+        {
+            ddns.push(super::ddns::read(ctx, item, t, i));
+        }
+    }
     Draft {
         server,
         global_options,
         scopes,
         dataplane,
         failover,
+        ddns,
     }
 }
 

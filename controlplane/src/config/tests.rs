@@ -1443,3 +1443,110 @@ fn a_non_loopback_admin_listen_needs_a_token_or_a_client_ca() {
     ));
     assert_eq!(e, [(6, "server.admin_tls_cert_file".to_string())]);
 }
+
+#[test]
+fn ddns_settings_defaults_and_scope_flags() {
+    let c = ok(&scope(
+        "lease_time = \"1h\"\n[[ddns]]\nscopes = [\"lan\"]\ndomain = \"Tdm.Test.\"\nservers = [\"10.0.0.53\", \"10.0.0.54:5353\"]\n",
+    ));
+    assert_eq!(c.ddns.len(), 1);
+    let d = &c.ddns[0];
+    assert_eq!(d.scope, "lan");
+    assert_eq!(d.forward_zone, "tdm.test");
+    assert_eq!(d.reverse_zone, "0.0.10.in-addr.arpa");
+    assert_eq!(
+        d.servers,
+        vec![
+            "10.0.0.53:53".parse().unwrap(),
+            "10.0.0.54:5353".parse().unwrap()
+        ]
+    );
+    assert_eq!(d.ttl, 1200, "a third of the lease time");
+    assert!(d.key.is_none());
+    assert_eq!(d.conflict, tandem_ddns::ConflictMode::Rfc4703);
+    let sd = c.settings.scopes[0].ddns.as_ref().unwrap();
+    assert_eq!(sd.domain, "tdm.test");
+    assert_eq!(
+        sd.client_updates,
+        tandem_dataplane::scope::ClientUpdates::Override
+    );
+    assert!(sd.use_host_name);
+    let c = ok(&scope(
+        "[[ddns]]\nscopes = \"lan\"\ndomain = \"a.tdm.test\"\nforward_zone = \"tdm.test\"\nreverse_zone = \"10.in-addr.arpa\"\nservers = \"10.0.0.53\"\nttl = 90\nclient_updates = \"honor\"\nuse_host_name = false\nconflict = \"no-check\"\n",
+    ));
+    let d = &c.ddns[0];
+    assert_eq!((d.reverse_zone.as_str(), d.ttl), ("10.in-addr.arpa", 90));
+    assert_eq!(d.conflict, tandem_ddns::ConflictMode::NoCheckWithDhcid);
+    let sd = c.settings.scopes[0].ddns.as_ref().unwrap();
+    assert_eq!(
+        sd.client_updates,
+        tandem_dataplane::scope::ClientUpdates::Honor
+    );
+    assert!(!sd.use_host_name);
+}
+
+#[test]
+fn ddns_errors_name_their_key_and_line() {
+    // Lines 8..: the [[ddns]] table.
+    let (l, k, m) = only(&scope(
+        "[[ddns]]\nscopes = [\"lan\", \"wan\"]\ndomain = \"tdm.test\"\nservers = [\"10.0.0.53\"]\n",
+    ));
+    assert_eq!((l, k.as_str()), (9, "ddns[0].scopes[1]"));
+    assert!(m.contains("no [[scope]] is named `wan`"), "{m}");
+    let (l, k, m) = only(&scope(
+        "[[ddns]]\nscopes = [\"lan\"]\ndomain = \"tdm.test\"\nreverse_zone = \"9.10.in-addr.arpa\"\nservers = [\"10.0.0.53\"]\n",
+    ));
+    assert_eq!((l, k.as_str()), (11, "ddns[0].reverse_zone"));
+    assert!(m.contains("outside the reverse zone"), "{m}");
+    let (_, k, m) = only(&scope(
+        "[[ddns]]\nscopes = [\"lan\"]\ndomain = \"tdm.test\"\nforward_zone = \"other.test\"\nservers = [\"10.0.0.53\"]\n",
+    ));
+    assert_eq!(k, "ddns[0].forward_zone");
+    assert!(m.contains("not inside the forward zone"), "{m}");
+    let e = where_(&scope(
+        "[[ddns]]\nscopes = [\"lan\"]\ndomain = \"bad_name.test\"\nservers = [\"dns.example\"]\nconflict = \"check\"\nttl = 1\nkey_file = \"/nonexistent/k.key\"\n[[ddns]]\nscopes = [\"lan\"]\ndomain = \"tdm.test\"\nservers = [\"10.0.0.53\"]\n",
+    ));
+    assert_eq!(
+        e,
+        vec![
+            (10, "ddns[0].domain".to_string()),
+            (11, "ddns[0].servers[0]".to_string()),
+            (12, "ddns[0].conflict".to_string()),
+            (13, "ddns[0].ttl".to_string()),
+            (14, "ddns[0].key_file".to_string()),
+        ]
+    );
+    let (l, k, m) = only(&scope(
+        "[[ddns]]\nscopes = [\"lan\"]\ndomain = \"tdm.test\"\nservers = [\"10.0.0.53\"]\n[[ddns]]\nscopes = [\"lan\"]\ndomain = \"tdm.test\"\nservers = [\"10.0.0.53\"]\n",
+    ));
+    assert_eq!((l, k.as_str()), (13, "ddns[1].scopes[0]"));
+    assert!(m.contains("already in [[ddns]] number 1 (line 9)"), "{m}");
+    let (_, k, _) = only(&scope(
+        "[[ddns]]\ndomain = \"tdm.test\"\nservers = []\nscopes = [\"lan\"]\n",
+    ));
+    assert_eq!(k, "ddns[0].servers");
+}
+
+#[test]
+fn ddns_key_file_is_read_and_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("ddns.key");
+    std::fs::write(
+        &f,
+        "key \"tandem-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\";\n};\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = scope(&format!(
+        "[[ddns]]\nscopes = [\"lan\"]\ndomain = \"tdm.test\"\nservers = [\"10.0.0.53\"]\nkey_file = \"{}\"\n",
+        f.display()
+    ));
+    let (_, k, m) = only(&text);
+    assert_eq!(k, "ddns[0].key_file");
+    assert!(m.contains("chmod 600"), "{m}");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let c = ok(&text);
+    let key = c.ddns[0].key.as_ref().unwrap();
+    assert_eq!(format!("{}", key.algorithm()), "hmac-sha256");
+}

@@ -103,6 +103,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
         scopes,
         dataplane,
         failover,
+        ddns,
     } = draft;
     for s in &scopes {
         check_scope(ctx, s, server.as_ref());
@@ -111,6 +112,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
     subnets_disjoint(ctx, &scopes);
     ranges_disjoint(ctx, &scopes);
     let failover = super::failover::check::build(ctx, &failover, &scopes, server.as_ref());
+    let ddns = super::ddns::build(ctx, ddns, &scopes);
     let server = server?;
     if !ctx.errors.is_empty() {
         return None;
@@ -124,6 +126,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
     for s in scopes {
         built.push(finish_scope(s)?);
     }
+    super::ddns::apply(&mut built, &ddns);
     let ServerDraft {
         interfaces,
         state_dir,
@@ -172,6 +175,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, draft: Draft) -> Option<Config> {
         scope_interfaces,
         dataplane,
         failover,
+        ddns: ddns.into_iter().map(|(_, _, d)| d).collect(),
     })
 }
 

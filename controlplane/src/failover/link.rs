@@ -313,6 +313,18 @@ pub struct Link<S> {
     tx_codec: Codec,
     /// The TLS certificates, with [`LinkConfig::tls`] (re-read when they change on disk).
     tls: Option<TlsReloader>,
+    /// Dynamic DNS: the names that travel in BNDUPD ([`Link::set_names`]).
+    names: Option<Arc<dyn NameExchange>>,
+}
+
+/// What a link exchanges with dynamic DNS: the host names that travel in BNDUPD's DDNS option
+/// (Tandem partners only: the codec never sends the option to ISC dhcpd, which drops the link
+/// on it), so either partner can remove a client's DNS records.
+pub trait NameExchange: Send + Sync {
+    /// The name published for `addr` and its DDNS flags, for an ACTIVE binding we send.
+    fn name_of(&self, addr: std::net::Ipv4Addr) -> Option<(String, u16)>;
+    /// The partner sent a binding with a DDNS option (its name may be empty).
+    fn partner_named(&self, update: &super::message::BindingUpdate);
 }
 
 impl<S: StateStore> Link<S> {
@@ -359,7 +371,13 @@ impl<S: StateStore> Link<S> {
             next_connect,
             waker,
             tls,
+            names: None,
         })
+    }
+
+    /// Exchange dynamic-DNS names with the partner through `names` from now on.
+    pub fn set_names(&mut self, names: Arc<dyn NameExchange>) {
+        self.names = Some(names);
     }
 
     /// Wakes a [`Link::run_once`] that is waiting, from another thread (work arrived for the
@@ -943,6 +961,11 @@ impl<S: StateStore> Link<S> {
                     if self.cfg.trace_messages {
                         out.push(LinkEvent::Received(msg.clone()));
                     }
+                    if let (Some(n), Body::BndUpd(u)) = (&self.names, &msg.body) {
+                        for b in u.bindings.iter().filter(|b| b.ddns.is_some()) {
+                            n.partner_named(b);
+                        }
+                    }
                     self.peer.handle_message(now, msg);
                     // Queue replies and act on CloseLink before the next message; the bytes go
                     // out in one write once everything received is handled.
@@ -1007,10 +1030,13 @@ impl<S: StateStore> Link<S> {
             match &mut self.conn {
                 Some(c) if c.ready() => {
                     while c.pending() < HIGH_WATER {
-                        let Some(msg) = self.peer.poll_transmit() else {
+                        let Some(mut msg) = self.peer.poll_transmit() else {
                             break;
                         };
                         progressed = true;
+                        if let (Some(n), Body::BndUpd(u)) = (&self.names, &mut msg.body) {
+                            attach_names(n.as_ref(), &mut u.bindings);
+                        }
                         match codec.encode(&msg, &mut c.wbuf) {
                             Ok(_) => {
                                 if self.cfg.trace_messages {
@@ -1100,4 +1126,19 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
         v4 => v4,
     };
     canon(a) == canon(b)
+}
+
+/// Puts the published name of each ACTIVE binding without one into its DDNS option.
+fn attach_names(names: &dyn NameExchange, bindings: &mut [super::message::BindingUpdate]) {
+    use super::message::{BindingStatus, Ddns, DdnsFlags};
+    for b in bindings {
+        if b.binding_status == BindingStatus::Active && b.ddns.is_none() {
+            if let Some((name, flags)) = names.name_of(b.assigned_ip) {
+                b.ddns = Some(Ddns {
+                    flags: DdnsFlags(flags),
+                    name: name.into_bytes(),
+                });
+            }
+        }
+    }
 }

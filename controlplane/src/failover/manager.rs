@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use tandem_dataplane::time::Time;
 use tandem_dataplane::worker::{Control, WorkerHandle};
 
+use super::link::NameExchange;
 use super::service::{
     prepare, FailoverHandle, HookBus, HookLayout, Layout, Prepared, RelationshipStatus,
     ServiceError, SnapBus,
@@ -75,6 +76,8 @@ struct Inner {
 /// The running relationships and what is needed to replace them.
 pub struct FailoverManager {
     worker: WorkerHandle,
+    /// Dynamic DNS's side of the links: host names in BNDUPD.
+    names: Option<Arc<dyn NameExchange>>,
     xdp: Option<Arc<XdpShared>>,
     snap_tx: SnapBus,
     hook_tx: HookBus,
@@ -91,6 +94,7 @@ fn same_but_mode(a: &FailoverSettings, b: &FailoverSettings) -> bool {
 impl FailoverManager {
     /// A manager for the relationships of `cfg`, already prepared as generation `gen` (`None`
     /// without `[[failover]]`), whose layout the worker's authority already has; starts them.
+    #[allow(clippy::too_many_arguments)] // each is a separate piece of the daemon's wiring
     pub fn start(
         cfg: &Config,
         prepared: Option<Prepared>,
@@ -99,13 +103,18 @@ impl FailoverManager {
         xdp: Option<Arc<XdpShared>>,
         snap_tx: SnapBus,
         hook_tx: HookBus,
+        names: Option<Arc<dyn NameExchange>>,
     ) -> std::io::Result<FailoverManager> {
         let running = match prepared {
-            Some(p) => Some(p.starter.start(worker.clone(), xdp.clone())?),
+            Some(p) => Some(
+                p.starter
+                    .start(worker.clone(), xdp.clone(), names.clone())?,
+            ),
             None => None,
         };
         Ok(FailoverManager {
             worker,
+            names,
             xdp,
             snap_tx,
             hook_tx,
@@ -269,7 +278,7 @@ impl FailoverManager {
         if let Some(p) = prepared {
             let started = p
                 .starter
-                .start(self.worker.clone(), self.xdp.clone())
+                .start(self.worker.clone(), self.xdp.clone(), self.names.clone())
                 .map_err(|e| format!("cannot start the failover threads: {e}"))?;
             inner.running = Some(started);
         }

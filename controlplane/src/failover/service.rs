@@ -640,6 +640,7 @@ impl Starter {
         self,
         worker: WorkerHandle,
         xdp: Option<Arc<XdpShared>>,
+        names: Option<Arc<dyn super::link::NameExchange>>,
     ) -> std::io::Result<FailoverHandle> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -651,7 +652,10 @@ impl Starter {
                     .spawn(move || l.run(stop))?,
             );
         }
-        for (r, rel) in self.rels.into_iter().enumerate() {
+        for (r, mut rel) in self.rels.into_iter().enumerate() {
+            if let Some(n) = &names {
+                rel.link.set_names(n.clone());
+            }
             let back = (rel.to_self.clone(), rel.link.waker());
             let rt = RelRuntime {
                 index: r,

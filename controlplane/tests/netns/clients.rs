@@ -40,6 +40,11 @@ pub struct Opts {
     pub vendor_class: Option<String>,
     /// More options dhclient asks for (dhclient.conf names, like `domain-name`).
     pub request: Vec<String>,
+    /// Host name to send (option 12; dhclient and udhcpc).
+    pub host_name: Option<String>,
+    /// Fully qualified name to send in the client FQDN option (81, canonical encoding, flag S
+    /// set: the server updates A and PTR; dhclient only).
+    pub fqdn: Option<String>,
 }
 
 /// One client event as logged by its script.
@@ -127,6 +132,14 @@ impl Client {
                 if let Some(vc) = &opts.vendor_class {
                     conf.push_str(&format!("send vendor-class-identifier \"{vc}\";\n"));
                 }
+                if let Some(h) = &opts.host_name {
+                    conf.push_str(&format!("send host-name \"{h}\";\n"));
+                }
+                if let Some(f) = &opts.fqdn {
+                    conf.push_str(&format!(
+                        "send fqdn.fqdn \"{f}\";\nsend fqdn.encoded on;\nsend fqdn.server-update on;\n"
+                    ));
+                }
                 lab.write(&format!("{name}/dhclient.conf"), &conf);
                 let args = dhclient_args(&d, &script.display().to_string());
                 let mut argv: Vec<&str> = vec!["dhclient", "-4", "-d", "-v"];
@@ -150,6 +163,7 @@ impl Client {
                 );
                 let s = script.display().to_string();
                 let pidf = format!("{d}/udhcpc.pid");
+                let host_opt = opts.host_name.as_ref().map(|h| format!("hostname:{h}"));
                 // -f foreground, -R release on SIGTERM, bounded retries
                 let mut argv: Vec<&str> = vec![
                     "udhcpc", "-f", "-R", "-i", iface, "-s", &s, "-p", &pidf, "-t", "10", "-T",
@@ -157,6 +171,9 @@ impl Client {
                 ];
                 if let Some(vc) = &opts.vendor_class {
                     argv.extend(["-V", vc.as_str()]);
+                }
+                if let Some(h) = &host_opt {
+                    argv.extend(["-x", h.as_str()]);
                 }
                 ns.spawn(lab, name, &argv)
             }

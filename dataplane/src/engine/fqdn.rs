@@ -231,7 +231,11 @@ pub fn client_name(
             }
         }
         if name.len == 0 {
-            return if fqdn.is_some() { Err(BadName) } else { Ok(None) };
+            return if fqdn.is_some() {
+                Err(BadName)
+            } else {
+                Ok(None)
+            };
         }
     }
     if partial {
@@ -293,13 +297,22 @@ mod tests {
 
     #[test]
     fn host_name_gets_the_scope_domain() {
-        let c = client_name(&cfg(ClientUpdates::Override), None, Some(b"PC-1.corp"), None)
-            .unwrap()
-            .unwrap();
+        let c = client_name(
+            &cfg(ClientUpdates::Override),
+            None,
+            Some(b"PC-1.corp"),
+            None,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(name(&c), "pc-1.tdm.test");
         assert!(c.update && c.forward);
         let mut out = [0u8; 3 + NAME_MAX + 2];
-        assert_eq!(c.reply_value(&mut out), None, "no option 81 without the client's");
+        assert_eq!(
+            c.reply_value(&mut out),
+            None,
+            "no option 81 without the client's"
+        );
     }
 
     #[test]
@@ -326,16 +339,26 @@ mod tests {
 
     #[test]
     fn ascii_encoding() {
-        let c = client_name(&cfg(ClientUpdates::Honor), Some(b"\x01\x00\x00Laptop"), None, None)
-            .unwrap()
-            .unwrap();
+        let c = client_name(
+            &cfg(ClientUpdates::Honor),
+            Some(b"\x01\x00\x00Laptop"),
+            None,
+            None,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(name(&c), "laptop.tdm.test");
         let mut out = [0u8; 3 + NAME_MAX + 2];
         let n = c.reply_value(&mut out).unwrap();
         assert_eq!(&out[..n], b"\x01\xff\xfflaptop.tdm.test");
-        let c = client_name(&cfg(ClientUpdates::Honor), Some(b"\x01\x00\x00a.b.c."), None, None)
-            .unwrap()
-            .unwrap();
+        let c = client_name(
+            &cfg(ClientUpdates::Honor),
+            Some(b"\x01\x00\x00a.b.c."),
+            None,
+            None,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(name(&c), "a.b.c");
     }
 
@@ -345,7 +368,10 @@ mod tests {
         let c = client_name(&cfg(ClientUpdates::Honor), Some(s_clear), None, None)
             .unwrap()
             .unwrap();
-        assert!(c.update && !c.forward, "the client updates its A, the server the PTR");
+        assert!(
+            c.update && !c.forward,
+            "the client updates its A, the server the PTR"
+        );
         let mut out = [0u8; 3 + NAME_MAX + 2];
         c.reply_value(&mut out).unwrap();
         assert_eq!(out[0], FLAG_E);
@@ -372,7 +398,10 @@ mod tests {
     fn bad_names_are_refused_and_odd_ones_cleaned() {
         let h = cfg(ClientUpdates::Honor);
         assert_eq!(client_name(&h, Some(b"\x01\x00"), None, None), Err(BadName));
-        assert_eq!(client_name(&h, Some(b"\x05\x00\x00\x40"), None, None), Err(BadName));
+        assert_eq!(
+            client_name(&h, Some(b"\x05\x00\x00\x40"), None, None),
+            Err(BadName)
+        );
         assert_eq!(client_name(&h, None, Some(b"---"), None), Err(BadName));
         assert_eq!(client_name(&h, None, Some(&[b'a'; 64]), None), Err(BadName));
         let long = [b'a'; 63];
@@ -382,10 +411,14 @@ mod tests {
             v.extend_from_slice(&long);
         }
         assert_eq!(client_name(&h, Some(&v), None, None), Err(BadName));
-        let c = client_name(&h, None, Some(b"my_pc\0"), None).unwrap().unwrap();
+        let c = client_name(&h, None, Some(b"my_pc\0"), None)
+            .unwrap()
+            .unwrap();
         assert_eq!(name(&c), "my-pc.tdm.test");
         assert_eq!(client_name(&h, None, None, None), Ok(None));
-        let c = client_name(&h, None, None, Some("printer")).unwrap().unwrap();
+        let c = client_name(&h, None, None, Some("printer"))
+            .unwrap()
+            .unwrap();
         assert_eq!(name(&c), "printer.tdm.test");
         let off = ScopeDdns {
             use_host_name: false,
