@@ -1,6 +1,8 @@
 //! Fuzz the DHCP decode path: arbitrary bytes through `Request::parse` and, when they parse,
 //! through the whole engine (every message type, relays, reservations, policies) with the reply
 //! written into a fixed buffer. Nothing may panic; any reply must be a well-formed BOOTREPLY.
+//! One scope has dynamic DNS, so client FQDN (81) and host name (12) options become names,
+//! which must be valid DNS names.
 #![no_main]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -54,6 +56,12 @@ fn settings() -> Arc<ServerSettings> {
                 lease_time: Some(60),
             }],
             authoritative: net[1] == 0,
+            // Scope "a" has dynamic DNS: option 81 and 12 become names and option 81 answers.
+            ddns: (net[1] == 0).then(|| ScopeDdns {
+                domain: "fuzz.test".into(),
+                client_updates: ClientUpdates::Honor,
+                use_host_name: true,
+            }),
         };
         Arc::new(ServerSettings {
             server_id: Ipv4Addr::new(10, 0, 0, 1),
@@ -95,6 +103,8 @@ fuzz_target!(|data: &[u8]| {
         iface: 0,
         src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
     };
+    let (names, noted) = crossbeam_channel::bounded(4);
+    e.set_name_sink(names);
     let mut out = [0u8; 1500];
     let t0 = Time::from_secs(1_800_000_000);
     for now in [t0, t0, t0.plus_secs(3)] {
@@ -105,6 +115,18 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(&out[236..240], &[99, 130, 83, 99]);
         }
         let _ = e.take_updates().count();
+        for n in noted.try_iter() {
+            // Names handed over are DNS names: letters, digits, hyphens and dots only.
+            let name = n.name.as_str();
+            assert!(!name.is_empty() && name.len() <= 253, "{name:?}");
+            assert!(name
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.'));
+            assert!(
+                name.split('.').all(|l| !l.is_empty() && l.len() <= 63),
+                "{name:?}"
+            );
+        }
     }
     e.tick(t0.plus_secs(100_000));
 });
