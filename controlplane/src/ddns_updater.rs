@@ -205,6 +205,9 @@ struct Entry {
     /// Unix milliseconds.
     next_try: u64,
     last_error: Option<String>,
+    /// An add was sent at least once: DNS may hold the records even if no answer came.
+    #[serde(default)]
+    sent: bool,
 }
 
 /// Failure reasons counted.
@@ -580,6 +583,7 @@ impl Updater {
                             attempts: 0,
                             next_try: 0,
                             last_error: None,
+                            sent: false,
                         };
                         self.insert(e);
                     }
@@ -607,7 +611,8 @@ impl Updater {
             return;
         }
         let ours = self.responsible(&e);
-        if !ours || (e.published != Published::Records && e.old.is_none()) {
+        let in_dns = e.published == Published::Records || e.old.is_some() || e.sent;
+        if !ours || !in_dns {
             self.due.remove(&(e.next_try, addr));
             self.entries.remove(&addr);
             self.dirty = true;
@@ -676,6 +681,10 @@ impl Updater {
             return;
         }
         let (fqdn, identity) = (e.fqdn.clone(), e.identity.clone());
+        if add && !e.sent {
+            e.sent = true;
+            self.dirty = true;
+        }
         match self.run_plan(&scope, e.addr, &fqdn, &identity, e.forward, add) {
             Ok(PlanResult::Completed) if add => {
                 self.shared.counters.added.fetch_add(1, Ordering::Relaxed);

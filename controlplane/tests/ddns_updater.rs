@@ -1,0 +1,222 @@
+//! The DNS updater's own rules, without a DNS server: its servers are a loopback port nobody
+//! listens on, so every update fails at once (ICMP port unreachable) and stays pending. What is
+//! checked is what the updater keeps, persists, forgets and refuses: pending work survives a
+//! restart, an unreadable state file is set aside, a partner's name is left to the partner
+//! unless this server has taken over, and the queue bound holds.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tandem_controlplane::ddns::{Ddns, DdnsConfig, Event, Granter, Identity, ScopeDns, STATE_FILE};
+use tandem_dataplane::scope::Subnet;
+use tandem_ddns::{ConflictMode, Name};
+
+/// A loopback UDP port with nothing behind it (bound, then closed).
+fn dead_port() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}
+
+fn config(dir: &std::path::Path, queue_max: usize) -> DdnsConfig {
+    let mut c = DdnsConfig::new(
+        vec![ScopeDns {
+            scope: "lan".into(),
+            subnet: Subnet {
+                network: Ipv4Addr::new(10, 77, 0, 0),
+                prefix: 24,
+            },
+            forward_zone: Name::from_ascii("tdm.test").unwrap(),
+            reverse_zone: Name::from_ascii("0.77.10.in-addr.arpa").unwrap(),
+            servers: vec![dead_port()],
+            key: None,
+            ttl: 300,
+            conflict: ConflictMode::Rfc4703,
+        }],
+        dir.to_path_buf(),
+    );
+    c.queue_max = queue_max;
+    c.retry_min = Duration::from_millis(200);
+    c.retry_max = Duration::from_secs(1);
+    c.timeout = Duration::from_millis(300);
+    c
+}
+
+fn granted(last: u8, host: &str, by: Granter) -> Event {
+    Event::Granted {
+        addr: Ipv4Addr::new(10, 77, 0, last),
+        fqdn: Name::from_ascii(&format!("{host}.tdm.test")).unwrap(),
+        identity: Identity {
+            htype: 1,
+            hw: vec![0x52, 0x54, 0, 0, 0, last],
+            client_id: None,
+        },
+        expires: (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600) as u32,
+        forward: true,
+        by,
+    }
+}
+
+/// Poll `d`'s status until `f` holds; panic with the status otherwise.
+fn wait_status(d: &Ddns, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = d.status();
+        if f(&v) {
+            return v;
+        }
+        assert!(Instant::now() < end, "{what}: {v:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn entry<'v>(v: &'v Value, addr: &str) -> Option<&'v Value> {
+    v["entries"].as_array()?.iter().find(|e| e["addr"] == addr)
+}
+
+fn always(b: bool) -> Arc<dyn Fn(&str) -> bool + Send + Sync> {
+    Arc::new(move |_| b)
+}
+
+#[test]
+fn pending_work_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Ddns::start(config(dir.path(), 100), always(false)).unwrap();
+    d.sender()
+        .send(granted(5, "alpha", Granter::Local))
+        .unwrap();
+    let v = wait_status(&d, "a failed attempt", |v| {
+        v["failures"]["network"].as_u64().unwrap_or(0)
+            + v["failures"]["timeout"].as_u64().unwrap_or(0)
+            >= 1
+    });
+    assert_eq!(v["queue_depth"], 1);
+    let e = entry(&v, "10.77.0.5").expect("the entry is listed");
+    assert_eq!(e["state"], "adding");
+    assert!(
+        e["last_error"].as_str().unwrap_or("").contains("127.0.0.1"),
+        "{e}"
+    );
+    assert_eq!(
+        d.name_of(Ipv4Addr::new(10, 77, 0, 5)).map(|n| n.1 & 0x8),
+        Some(0x8),
+        "pending"
+    );
+    d.stop();
+    assert!(
+        dir.path().join(STATE_FILE).is_file(),
+        "state written at stop"
+    );
+
+    let d = Ddns::start(config(dir.path(), 100), always(false)).unwrap();
+    let v = d.status();
+    let e = entry(&v, "10.77.0.5").expect("the pending add came back");
+    assert_eq!(
+        (e["fqdn"].as_str(), e["state"].as_str()),
+        (Some("alpha.tdm.test"), Some("adding"))
+    );
+    // Ended: the add was sent (no answer came), so DNS may hold the records: a removal is
+    // queued (conditioned on the DHCID, harmless if nothing is there).
+    d.sender()
+        .send(Event::Ended {
+            addr: Ipv4Addr::new(10, 77, 0, 5),
+        })
+        .unwrap();
+    wait_status(&d, "a removal queued", |v| {
+        entry(v, "10.77.0.5").is_some_and(|e| e["state"] == "removing") && v["queue_depth"] == 1
+    });
+    d.stop();
+    // The pending removal is persisted too (a long retry delay keeps it waiting).
+    let mut c = config(dir.path(), 100);
+    c.retry_min = Duration::from_secs(60);
+    let d = Ddns::start(c, always(false)).unwrap();
+    wait_status(&d, "the removal still pending", |v| v["queue_depth"] == 1);
+    d.stop();
+}
+
+#[test]
+fn an_unreadable_state_file_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(STATE_FILE), b"{ not json").unwrap();
+    let d = Ddns::start(config(dir.path(), 100), always(false)).unwrap();
+    assert_eq!(d.status()["queue_depth"], 0);
+    let aside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&format!("{STATE_FILE}.bad-")))
+        .collect();
+    assert_eq!(aside.len(), 1, "set aside once: {aside:?}");
+    d.stop();
+}
+
+#[test]
+fn a_partners_name_is_left_to_the_partner_until_takeover() {
+    let dir = tempfile::tempdir().unwrap();
+    let took_over = Arc::new(AtomicBool::new(false));
+    let t = took_over.clone();
+    let d = Ddns::start(
+        config(dir.path(), 100),
+        Arc::new(move |_| t.load(Ordering::Relaxed)),
+    )
+    .unwrap();
+    let tx = d.sender();
+    tx.send(granted(7, "p1", Granter::Partner)).unwrap();
+    tx.send(granted(8, "p2", Granter::Partner)).unwrap();
+    wait_status(&d, "both known", |v| {
+        entry(v, "10.77.0.7").is_some() && entry(v, "10.77.0.8").is_some()
+    });
+    assert_eq!(
+        d.name_of(Ipv4Addr::new(10, 77, 0, 7)).unwrap().0,
+        "p1.tdm.test"
+    );
+    // Not ours: the partner removes it; we forget it.
+    tx.send(Event::Ended {
+        addr: Ipv4Addr::new(10, 77, 0, 7),
+    })
+    .unwrap();
+    let v = wait_status(&d, "p1 forgotten", |v| entry(v, "10.77.0.7").is_none());
+    assert!(entry(&v, "10.77.0.8").is_some());
+    assert_eq!(v["updates"]["remove"], 0);
+    // After takeover (PARTNER-DOWN) the survivor acts for the partner's names. p2 was never
+    // published here (the updates fail), so its end needs no removal either: it is dropped;
+    // a renewal through this server makes it ours.
+    took_over.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(1100)); // the updater polls takeover every second
+    tx.send(Event::Renewed {
+        addr: Ipv4Addr::new(10, 77, 0, 8),
+        expires: 4_000_000_000,
+        by: Granter::Local,
+    })
+    .unwrap();
+    let v = wait_status(&d, "p2 renewed through us", |v| {
+        entry(v, "10.77.0.8").is_some_and(|e| e["granted_by"] == "local")
+    });
+    assert_eq!(entry(&v, "10.77.0.8").unwrap()["expires"], 4_000_000_000u64);
+    d.stop();
+}
+
+#[test]
+fn the_queue_bound_holds_and_drops_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Ddns::start(config(dir.path(), 2), always(true)).unwrap();
+    let tx = d.sender();
+    for i in 0..5u8 {
+        tx.send(granted(10 + i, &format!("h{i}"), Granter::Local))
+            .unwrap();
+    }
+    let v = wait_status(&d, "three dropped", |v| v["dropped"] == 3);
+    assert_eq!(v["queue_depth"], 2);
+    d.note_dropped(4);
+    wait_status(&d, "channel drops added", |v| v["dropped"] == 7);
+    let mut m = String::new();
+    d.render_metrics(&mut m);
+    assert!(m.contains("tandem_ddns_dropped_total 7"), "{m}");
+    assert!(m.contains("tandem_ddns_queue_depth 2"), "{m}");
+    d.stop();
+}
