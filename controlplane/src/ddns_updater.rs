@@ -533,8 +533,8 @@ impl Updater {
                     Some(mut e)
                         if e.fqdn == fqdn && e.identity == identity && e.forward == forward =>
                     {
-                        e.expires = expires;
-                        e.by = by;
+                        e.by = takes_over(&e, by, expires);
+                        e.expires = e.expires.max(expires);
                         if e.want == Want::Remove {
                             // Granted again before the removal ran: keep the records.
                             e.want = if e.published == Published::Records {
@@ -591,9 +591,10 @@ impl Updater {
             }
             Event::Renewed { addr, expires, by } => {
                 if let Some(mut e) = self.entries.get(&addr).cloned() {
-                    if e.expires != expires || e.by != by {
-                        e.expires = expires;
-                        e.by = by;
+                    let who = takes_over(&e, by, expires);
+                    if expires > e.expires || who != e.by {
+                        e.expires = e.expires.max(expires);
+                        e.by = who;
                         self.insert(e);
                     }
                 }
@@ -917,6 +918,18 @@ impl Updater {
             "scopes": scopes,
             "entries": entries,
         });
+    }
+}
+
+/// Who is responsible for an entry after `by` reported it with `expires`: this server when it
+/// granted or renewed the lease; the partner only when it extended the lease (a renewal through
+/// the partner). The partner echoing our own lease back (recovery, UPDREQALL) changes nothing,
+/// so that both partners never each leave the removal to the other.
+fn takes_over(e: &Entry, by: Granter, expires: u32) -> Granter {
+    match by {
+        Granter::Local => Granter::Local,
+        Granter::Partner if expires > e.expires => Granter::Partner,
+        Granter::Partner => e.by,
     }
 }
 

@@ -220,3 +220,42 @@ fn the_queue_bound_holds_and_drops_are_counted() {
     assert!(m.contains("tandem_ddns_queue_depth 2"), "{m}");
     d.stop();
 }
+
+#[test]
+fn the_partner_echoing_our_lease_does_not_take_it_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Ddns::start(config(dir.path(), 100), always(false)).unwrap();
+    let tx = d.sender();
+    let ev = granted(20, "ours", Granter::Local);
+    let Event::Granted { expires, .. } = ev.clone() else {
+        unreachable!()
+    };
+    tx.send(ev).unwrap();
+    let addr = Ipv4Addr::new(10, 77, 0, 20);
+    // Recovery or UPDREQALL: the partner sends our own binding back, same expiry.
+    tx.send(Event::Renewed {
+        addr,
+        expires,
+        by: Granter::Partner,
+    })
+    .unwrap();
+    let v = wait_status(&d, "known", |v| entry(v, "10.77.0.20").is_some());
+    std::thread::sleep(Duration::from_millis(300));
+    let v2 = d.status();
+    assert_eq!(
+        entry(&v2, "10.77.0.20").unwrap()["granted_by"],
+        "local",
+        "{v:#}"
+    );
+    // The client renewed through the partner: now the partner's to update and remove.
+    tx.send(Event::Renewed {
+        addr,
+        expires: expires + 600,
+        by: Granter::Partner,
+    })
+    .unwrap();
+    wait_status(&d, "the partner's now", |v| {
+        entry(v, "10.77.0.20").is_some_and(|e| e["granted_by"] == "partner")
+    });
+    d.stop();
+}
