@@ -9,6 +9,9 @@
 //! root (tandemd binds to the `lo` device), `openssl` and `curl`; without them they fail saying
 //! so (`sudo bash deploy/install-deps.sh` installs both tools).
 
+#[path = "support/pki.rs"]
+mod pki;
+
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -17,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
+
+use pki::Pki;
 
 use tandem_controlplane::metrics::{parse_text, value, Sample};
 
@@ -58,17 +63,6 @@ fn run(argv: &[&str], env: &[(&str, &str)]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
 }
 
-fn run_ok(argv: &[&str]) -> String {
-    let out = run(argv, &[]);
-    assert!(
-        out.status.success(),
-        "{argv:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -78,10 +72,6 @@ fn text(b: &[u8]) -> String {
 // ------------------------------------------------------------------------------------------------
 
 /// The certificates of one test, in its directory.
-struct Pki {
-    dir: PathBuf,
-}
-
 impl Pki {
     fn new(dir: &Path) -> Pki {
         let pki = Pki {
@@ -120,91 +110,6 @@ impl Pki {
             "clientAuth",
         );
         pki
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-
-    fn pem(&self, name: &str) -> String {
-        self.path(&format!("{name}.pem"))
-    }
-
-    fn key(&self, name: &str) -> String {
-        self.path(&format!("{name}.key"))
-    }
-
-    fn ca(&self, name: &str, cn: &str) {
-        run_ok(&[
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &self.key(name),
-            "-out",
-            &self.pem(name),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={cn}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-    }
-
-    fn leaf(&self, name: &str, ca: &str, cn: &str, san: &str, eku: &str) {
-        let csr = self.path(&format!("{name}.csr"));
-        let ext = self.path(&format!("{name}.ext"));
-        run_ok(&[
-            "openssl",
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &self.key(name),
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={cn}"),
-        ]);
-        fs::write(
-            &ext,
-            format!(
-                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-                 extendedKeyUsage={eku}\nsubjectAltName={san}\n"
-            ),
-        )
-        .expect("write extensions");
-        run_ok(&[
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &self.pem(ca),
-            "-CAkey",
-            &self.key(ca),
-            "-CAcreateserial",
-            "-out",
-            &self.pem(name),
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ]);
-        fs::set_permissions(self.key(name), fs::Permissions::from_mode(0o600)).expect("chmod");
     }
 
     /// The `[server]` lines of TLS with this server certificate, and a client CA if `client_ca`.

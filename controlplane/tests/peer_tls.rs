@@ -9,6 +9,9 @@
 //! directory. The tests need root (tandemd binds to the `lo` device) and `openssl` and `curl`;
 //! without them they fail saying so (`sudo bash deploy/install-deps.sh` installs both).
 
+#[path = "support/pki.rs"]
+mod pki;
+
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
@@ -16,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
+
+use pki::Pki;
 
 use tandem_controlplane::admin::peer::{self, PeerOp, PeerRequest, ScopeText, SendError};
 use tandem_controlplane::admin::tls::{PeerTlsKeys, PeerTlsSettings};
@@ -56,17 +61,6 @@ fn run(argv: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
 }
 
-fn run_ok(argv: &[&str]) -> String {
-    let out = run(argv);
-    assert!(
-        out.status.success(),
-        "{argv:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -79,10 +73,6 @@ fn text(b: &[u8]) -> String {
 /// certificate (one per server, for the failover link and the admin endpoint alike: its DNS
 /// name and 127.0.0.1, valid for server and client authentication), the operator's client
 /// certificate, and a partner-like certificate from the other CA.
-struct Pki {
-    dir: PathBuf,
-}
-
 impl Pki {
     fn new(dir: &Path) -> Pki {
         preflight();
@@ -113,91 +103,6 @@ impl Pki {
             "clientAuth",
         );
         pki
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-
-    fn pem(&self, name: &str) -> String {
-        self.path(&format!("{name}.pem"))
-    }
-
-    fn key(&self, name: &str) -> String {
-        self.path(&format!("{name}.key"))
-    }
-
-    fn ca(&self, name: &str, cn: &str) {
-        run_ok(&[
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &self.key(name),
-            "-out",
-            &self.pem(name),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={cn}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-    }
-
-    fn leaf(&self, name: &str, ca: &str, cn: &str, san: &str, eku: &str) {
-        let csr = self.path(&format!("{name}.csr"));
-        let ext = self.path(&format!("{name}.ext"));
-        run_ok(&[
-            "openssl",
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &self.key(name),
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={cn}"),
-        ]);
-        fs::write(
-            &ext,
-            format!(
-                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-                 extendedKeyUsage={eku}\nsubjectAltName={san}\n"
-            ),
-        )
-        .expect("write extensions");
-        run_ok(&[
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &self.pem(ca),
-            "-CAkey",
-            &self.key(ca),
-            "-CAcreateserial",
-            "-out",
-            &self.pem(name),
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ]);
-        fs::set_permissions(self.key(name), fs::Permissions::from_mode(0o600)).expect("chmod");
     }
 
     /// tandemctl's options for HTTPS as the operator.
