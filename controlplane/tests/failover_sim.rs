@@ -652,3 +652,13 @@ fn restart_after_a_long_absence_keeps_the_own_pool_closed_until_contact() {
 fn resolution_interrupted_after_split_brain_allocates_nothing() {
     replay(6341, |p| p.workers = [2, 2]);
 }
+
+/// The primary, fenced in COMMUNICATIONS-INTERRUPTED, stopped taking new clients while the
+/// secondary, in automatic PARTNER-DOWN, leased the primary's free addresses and then crashed.
+/// The operator declared the (now truly down) secondary down, and the primary leased one of
+/// those addresses again two seconds later. Fixed: an administrative PARTNER-DOWN past the
+/// split-brain fence keeps the own pool closed for MCLT, until the partner's leases on it end.
+#[test]
+fn admin_partner_down_past_the_fence_waits_mclt_for_the_own_pool() {
+    replay(9726, |_| {});
+}

@@ -925,6 +925,19 @@ impl<S: StateStore> Peer<S> {
         }
         // The operator says the partner is not serving: our pool is ours again.
         self.hold_until_contact = false;
+        if self
+            .fence_end()
+            .is_some_and(|f| secs(now) >= f && self.state != PeerState::PartnerDown)
+        {
+            // Past the split-brain fence the partner may have taken our unleased addresses in
+            // an automatic PARTNER-DOWN before it went silent. Its leases there are capped at
+            // MCLT, so they have ended MCLT from now (the operator says it is down): until
+            // then our own pool stays closed to new clients, like the partner's.
+            let until = secs(now)
+                .saturating_add(self.mclt)
+                .saturating_add(self.cfg.skew_allowance());
+            self.own_hold_until = Some(self.own_hold_until.map_or(until, |h| h.max(until)));
+        }
         self.admin_move(
             now,
             PeerState::PartnerDown,
