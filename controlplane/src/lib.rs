@@ -11,7 +11,6 @@ pub mod admin;
 pub mod alarms;
 pub mod config;
 pub mod daemon;
-#[path = "ddns_updater.rs"]
 pub mod ddns;
 pub mod ddns_feed;
 pub mod failover;

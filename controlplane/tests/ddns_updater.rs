@@ -216,7 +216,14 @@ fn the_queue_bound_holds_and_drops_are_counted() {
     wait_status(&d, "channel drops added", |v| v["dropped"] == 7);
     let mut m = String::new();
     d.render_metrics(&mut m);
-    assert!(m.contains("tandem_ddns_dropped_total 7"), "{m}");
+    assert!(
+        m.contains("tandem_ddns_dropped_total{reason=\"queue_full\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("tandem_ddns_dropped_total{reason=\"channel_full\"} 4"),
+        "{m}"
+    );
     assert!(m.contains("tandem_ddns_queue_depth 2"), "{m}");
     d.stop();
 }

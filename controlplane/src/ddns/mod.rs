@@ -1,0 +1,834 @@
+//! The DNS updater (issue #16): publishes and withdraws the names of DHCP clients (RFC 2136
+//! UPDATE signed with TSIG, RFC 4703 conflict resolution, all from `tandem_ddns`) on threads of
+//! its own, so a slow or dead DNS server never slows a lease down.
+//!
+//! [`Ddns::start`] gives the running updater. The daemon feeds it [`Event`]s through
+//! [`Ddns::sender`] (bounded; producers `try_send` and report a full channel with
+//! [`Ddns::note_dropped`]): names at ACK ([`Event::Granted`]), renewals ([`Event::Renewed`]) and
+//! ends of leases ([`Event::Ended`]), its own and its failover partner's. Failover reads back
+//! the name and DDNS flags of an address with [`Ddns::name_of`].
+//!
+//! # What it keeps
+//!
+//! One entry per address that has a name: the scope, the name and client identity (the DHCID is
+//! computed over both), the lease's expiry, who granted it ([`Granter`]), the wanted records,
+//! what DNS holds of ours (nothing, A + PTR, PTR only, or not known for sure: an add that got
+//! no answer, or a name the partner published), and the pending operation: add, remove, or
+//! replace (remove the old name with its old DHCID, then add the new one), with attempts, next
+//! try and last error.
+//!
+//! * **Responsibility.** The server that granted (or last renewed) a lease updates DNS for it.
+//!   A name the partner granted is only recorded; at its end it is removed here only when
+//!   `takeover(scope)` says this server acts for the partner (PARTNER-DOWN, or no partner),
+//!   else forgotten (the partner removes it). A lease whose expiry passes with no renewal or end
+//!   seen is treated as ended then (a backstop; the same rule applies).
+//! * **Retries.** Timeouts, network errors, SERVFAIL, REFUSED, NOTAUTH and TSIG errors (BADSIG,
+//!   BADKEY, BADTIME: logged as key problems) are retried with a backoff from `retry_min`
+//!   doubling to `retry_max`. A server that does not answer is marked down with the same
+//!   backoff: while it is down one update at a time probes it and the others wait (no attempt
+//!   counted), so thousands of names waiting for a dead server cost no timeouts; when it answers
+//!   again they all go. Servers are tried in order and the first that answers wins.
+//! * **Conflicts.** When RFC 4703 finds the name held by another client's DHCID, the name is
+//!   not published: logged once at warn, counted, never retried for that name (a new name, or
+//!   a new lease, starts afresh).
+//! * **Bounds.** At most `queue_max` entries with pending work: a grant beyond that is dropped,
+//!   counted (`dropped`, reason `queue_full`) and logged at most every 10 s. Ends and renewals
+//!   are never dropped here (they add no entry).
+//!
+//! # Persistence, and why repeating work is safe
+//!
+//! The entries (pending work and what is published) are written to `state_dir/ddns.state`
+//! (JSON; a temp file, fsync, rename, fsync of the directory) at most every 200 ms while work
+//! changes, every 10 s while only expiries change, and at [`Ddns::stop`]. [`Ddns::start`] loads
+//! it and resumes the pending work. A file that cannot be read or parsed is renamed aside
+//! (`ddns.state.bad-<unix time>`) with an error line, and the updater starts empty.
+//!
+//! A crash can therefore lose the last fraction of a second, or make an update run twice (it
+//! was sent but its success not yet saved). Running one twice is harmless because every
+//! operation is idempotent and conditioned on the client's DHCID (RFC 4703): a repeated add
+//! finds the name in use with our DHCID and replaces the A with the same address; a repeated
+//! removal deletes the A, the DHCID and the PTR only where our DHCID is still there, so it never
+//! deletes records another client (or the partner, for another client) wrote meanwhile. An add
+//! that was sent without an answer is remembered as "maybe published", so an end that follows
+//! still removes it. Conversely nothing is lost by the throttle beyond what a crash loses
+//! anyway: the next renewal with a name publishes it again.
+//!
+//! # Threads
+//!
+//! `tandem-ddns` owns the table and handles events, results, the clock and status requests;
+//! four `tandem-ddns-dns` threads run the DNS exchanges ([`tandem_ddns::Client`], blocking);
+//! `tandem-ddns-save` writes the state file. All are created by [`Ddns::start`] on the calling
+//! thread, so they share its network namespace.
+
+#![forbid(unsafe_code)]
+
+mod dns;
+mod state;
+mod table;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tandem_dataplane::scope::Subnet;
+use tandem_ddns::{ConflictMode, Name, TsigKey};
+
+use table::{Counts, Job, JobResult, Reason, Stats, Table};
+
+/// Capacity of the event channel ([`Ddns::sender`]).
+pub const EVENT_CHANNEL: usize = 65_536;
+/// Name of the state file in [`DdnsConfig::state_dir`].
+pub const STATE_FILE: &str = "ddns.state";
+/// Threads running DNS exchanges (updates in flight at once).
+const DNS_THREADS: usize = 4;
+/// Most entries listed by [`Ddns::status`].
+const STATUS_ENTRIES: usize = 1000;
+/// Save at most this often while pending work changes.
+const SAVE_EVERY: Duration = Duration::from_millis(200);
+/// Save at most this often while only expiries change.
+const SAVE_EXPIRY_EVERY: Duration = Duration::from_secs(10);
+/// How often `takeover(scope)` is asked again.
+const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
+/// How long [`Ddns::stop`] waits for updates in flight before saving.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// The DNS settings of one scope.
+#[derive(Clone, Debug)]
+pub struct ScopeDns {
+    /// Scope name (logs, status, metrics labels).
+    pub scope: String,
+    /// The scope's addresses: an event's address picks its scope.
+    pub subnet: Subnet,
+    /// Zone of the A and forward DHCID records; a client's name must lie in it.
+    pub forward_zone: Name,
+    /// Zone of the PTR records; the scope's `in-addr.arpa` names must lie in it.
+    pub reverse_zone: Name,
+    /// The servers updates go to, tried in order (the first one answering wins).
+    pub servers: Vec<SocketAddr>,
+    /// The TSIG key updates are signed with, if any.
+    pub key: Option<TsigKey>,
+    /// TTL of the records written.
+    pub ttl: u32,
+    /// How a name held by another client is treated.
+    pub conflict: ConflictMode,
+}
+
+/// The updater's settings.
+#[derive(Clone, Debug)]
+pub struct DdnsConfig {
+    /// The scopes with dynamic DNS.
+    pub scopes: Vec<ScopeDns>,
+    /// Where [`STATE_FILE`] is kept.
+    pub state_dir: PathBuf,
+    /// Most entries with pending work (default 65 536).
+    pub queue_max: usize,
+    /// First retry delay (default 1 s); doubles per failure up to `retry_max`.
+    pub retry_min: Duration,
+    /// Longest retry delay (default 300 s).
+    pub retry_max: Duration,
+    /// Longest wait for one DNS exchange (default 2 s; sent twice, half of it each).
+    pub timeout: Duration,
+}
+
+impl DdnsConfig {
+    /// `scopes`, state in `state_dir`, with the default bounds: 65 536 pending entries,
+    /// retries from 1 s to 300 s, 2 s per exchange.
+    pub fn new(scopes: Vec<ScopeDns>, state_dir: PathBuf) -> DdnsConfig {
+        DdnsConfig {
+            scopes,
+            state_dir,
+            queue_max: 65_536,
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The client identity a DHCID is computed over (RFC 4701 §3.3, through
+/// [`tandem_ddns::Identity::for_dhcpv4`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// BOOTP hardware type.
+    pub htype: u8,
+    /// Hardware address (`chaddr`, `hlen` octets).
+    pub hw: Vec<u8>,
+    /// The client identifier (option 61, type octet included), if the client sent one.
+    pub client_id: Option<Vec<u8>>,
+}
+
+impl Identity {
+    /// The identity as `tandem_ddns` computes the DHCID over it.
+    pub fn dhcid_input(&self) -> tandem_ddns::Identity {
+        tandem_ddns::Identity::for_dhcpv4(self.htype, &self.hw, self.client_id.as_deref())
+    }
+}
+
+/// Who granted (or last renewed) a lease.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Granter {
+    /// This server.
+    Local,
+    /// The failover partner.
+    Partner,
+}
+
+/// What the updater is told.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A lease granted or renewed with a name: publish (or keep) `fqdn → addr`.
+    Granted {
+        /// The leased address.
+        addr: Ipv4Addr,
+        /// The client's fully qualified name (in the scope's forward zone).
+        fqdn: Name,
+        /// The client.
+        identity: Identity,
+        /// End of the lease, unix seconds (0: unknown, no expiry backstop).
+        expires: u32,
+        /// False: the client updates its own A record, the server only the PTR.
+        forward: bool,
+        /// Who granted it.
+        by: Granter,
+    },
+    /// A committed ACTIVE binding seen again (a renewal) without a name: refresh its expiry.
+    Renewed {
+        /// The leased address.
+        addr: Ipv4Addr,
+        /// End of the lease, unix seconds.
+        expires: u32,
+        /// Who renewed it.
+        by: Granter,
+    },
+    /// The lease on `addr` ended (released, expired, reset, declined, freed), as committed.
+    Ended {
+        /// The address.
+        addr: Ipv4Addr,
+    },
+}
+
+/// Requests to the updater thread.
+enum Ctl {
+    Status(Sender<Value>),
+    Reconfigure(Box<DdnsConfig>),
+    Stop,
+}
+
+/// What other threads read without asking the updater thread.
+#[derive(Default)]
+struct Shared {
+    /// Address → (name, DDNS flags), for [`Ddns::name_of`].
+    names: RwLock<HashMap<Ipv4Addr, (String, u16)>>,
+    metrics: Mutex<Snapshot>,
+    /// Events the producers could not send (full channel).
+    channel_dropped: AtomicU64,
+    /// Set by the saver thread when a write failed: the updater saves again.
+    save_failed: Mutex<Option<String>>,
+    running: AtomicBool,
+}
+
+/// The numbers [`Ddns::render_metrics`] prints, refreshed by the updater thread.
+#[derive(Clone, Debug, Default)]
+struct Snapshot {
+    stats: Stats,
+    queue_depth: usize,
+    in_flight: usize,
+    entries: usize,
+    scopes: Vec<(String, Counts)>,
+    servers: Vec<(SocketAddr, bool)>,
+}
+
+/// The running updater: see the [module docs](self).
+pub struct Ddns {
+    events: Sender<Event>,
+    ctl: Sender<Ctl>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Ddns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ddns")
+            .field("running", &self.shared.running.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Ddns {
+    /// Loads `state_dir/ddns.state` (setting an unreadable one aside), re-queues its pending
+    /// work and starts the updater threads (on this thread's network namespace).
+    ///
+    /// `takeover(scope)` says whether this server must also act for the names its partner
+    /// granted in `scope` (true in PARTNER-DOWN, or when the scope has no partner); it is asked
+    /// about once a second per scope, from the updater thread.
+    ///
+    /// Fails only when `state_dir` cannot be created or a thread cannot be started.
+    pub fn start(
+        cfg: DdnsConfig,
+        takeover: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    ) -> std::io::Result<Ddns> {
+        std::fs::create_dir_all(&cfg.state_dir)?;
+        let now = unix_ms();
+        let saved = state::load(&cfg.state_dir, now / 1000);
+        let mut table = Table::new(&cfg);
+        table.load(saved, now);
+
+        let (events_tx, events) = crossbeam_channel::bounded(EVENT_CHANNEL);
+        let (ctl_tx, ctl) = crossbeam_channel::unbounded();
+        let (job_tx, job_rx) = crossbeam_channel::unbounded::<Job>();
+        let (result_tx, results) = crossbeam_channel::unbounded::<JobResult>();
+        let (save_tx, save_rx) = crossbeam_channel::bounded::<(PathBuf, Vec<u8>)>(1);
+        let shared = Arc::new(Shared::default());
+        shared.running.store(true, Ordering::Relaxed);
+
+        let mut workers = Vec::with_capacity(DNS_THREADS);
+        for i in 0..DNS_THREADS {
+            let jobs = job_rx.clone();
+            let results = result_tx.clone();
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("tandem-ddns-dns{i}"))
+                    .spawn(move || {
+                        for job in jobs {
+                            if results.send(dns::execute(job)).is_err() {
+                                return;
+                            }
+                        }
+                    })?,
+            );
+        }
+        let saver_shared = shared.clone();
+        let saver = std::thread::Builder::new()
+            .name("tandem-ddns-save".into())
+            .spawn(move || {
+                // A failing disk is logged once a minute, not at every try.
+                let mut logged: Option<Instant> = None;
+                for (dir, bytes) in save_rx {
+                    if let Err(e) = state::write(&dir, &bytes) {
+                        if logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                            logged = Some(Instant::now());
+                            tracing::error!(dir = %dir.display(), error = %e,
+                                "ddns: cannot save the state file; trying again");
+                        }
+                        *lock(&saver_shared.save_failed) = Some(e.to_string());
+                    }
+                }
+            })?;
+
+        let mut up = Updater {
+            table,
+            state_dir: cfg.state_dir.clone(),
+            events,
+            ctl,
+            results,
+            jobs: Some(job_tx),
+            workers,
+            save: Some(save_tx),
+            saver: Some(saver),
+            shared: shared.clone(),
+            takeover,
+            takeover_cache: HashMap::new(),
+            takeover_at: None,
+            in_flight: 0,
+            last_save: Instant::now(),
+            save_error: None,
+        };
+        up.publish(true);
+        let thread = std::thread::Builder::new()
+            .name("tandem-ddns".into())
+            .spawn(move || up.run())?;
+        Ok(Ddns {
+            events: events_tx,
+            ctl: ctl_tx,
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The channel events go in. It is bounded ([`EVENT_CHANNEL`]): producers use `try_send`
+    /// and count a full channel with [`Ddns::note_dropped`].
+    pub fn sender(&self) -> Sender<Event> {
+        self.events.clone()
+    }
+
+    /// Counts `n` events a producer dropped because the channel was full (`dropped`, reason
+    /// `channel_full`).
+    pub fn note_dropped(&self, n: u64) {
+        self.shared.channel_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The name of the client on `addr` and the DDNS flags for the failover BNDUPD DDNS
+    /// option: 0x1 the client updates its A record, 0x2 the A record is published, 0x4 the PTR
+    /// is published, 0x8 an update is pending. `None` when `addr` has no name (or its removal
+    /// is under way).
+    pub fn name_of(&self, addr: Ipv4Addr) -> Option<(String, u16)> {
+        self.shared
+            .names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&addr)
+            .cloned()
+    }
+
+    /// The status for `GET /v1/ddns` and `tandemctl ddns status`: counters, per scope counts,
+    /// the queue and its oldest item, each server's state and last error, and the entries
+    /// (pending first, at most 1000).
+    pub fn status(&self) -> Value {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self.ctl.send(Ctl::Status(tx)).is_ok() {
+            if let Ok(v) = rx.recv_timeout(Duration::from_secs(2)) {
+                return v;
+            }
+        }
+        // Stopped (or stuck): the last numbers published.
+        let m = lock(&self.shared.metrics).clone();
+        let mut v = status_counters(
+            &m.stats,
+            self.shared.channel_dropped.load(Ordering::Relaxed),
+        );
+        v["running"] = json!(false);
+        v["queue_depth"] = json!(m.queue_depth);
+        v
+    }
+
+    /// Appends the updater's metrics in the Prometheus text format (names `tandem_ddns_*`).
+    pub fn render_metrics(&self, out: &mut String) {
+        let m = lock(&self.shared.metrics).clone();
+        let channel = self.shared.channel_dropped.load(Ordering::Relaxed);
+        render_metrics(out, &m, channel);
+    }
+
+    /// Takes new settings (a configuration reload). Entries of addresses no longer in a scope
+    /// with DNS are forgotten (their records stay in DNS); the rest use the new settings from
+    /// their next update on.
+    pub fn reconfigure(&self, cfg: DdnsConfig) {
+        let _ = self.ctl.send(Ctl::Reconfigure(Box::new(cfg)));
+    }
+
+    /// Stops: takes the events still queued, waits briefly for updates in flight, saves the
+    /// state and joins the threads. Idempotent.
+    pub fn stop(&self) {
+        let Some(t) = lock(&self.thread).take() else {
+            return;
+        };
+        let _ = self.ctl.send(Ctl::Stop);
+        if t.join().is_err() {
+            tracing::error!("ddns: the updater thread panicked");
+        }
+        self.shared.running.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Ddns {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The updater thread.
+struct Updater {
+    table: Table,
+    state_dir: PathBuf,
+    events: Receiver<Event>,
+    ctl: Receiver<Ctl>,
+    results: Receiver<JobResult>,
+    jobs: Option<Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    save: Option<Sender<(PathBuf, Vec<u8>)>>,
+    saver: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    takeover: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    takeover_cache: HashMap<String, bool>,
+    takeover_at: Option<Instant>,
+    in_flight: usize,
+    last_save: Instant,
+    save_error: Option<String>,
+}
+
+impl Updater {
+    fn run(mut self) {
+        loop {
+            let wait = self.wait(unix_ms());
+            crossbeam_channel::select! {
+                recv(self.events) -> ev => match ev {
+                    Ok(ev) => {
+                        self.event(ev);
+                        // A burst: take what is queued before looking at the clock again.
+                        for _ in 0..4096 {
+                            match self.events.try_recv() {
+                                Ok(ev) => self.event(ev),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    Err(_) => break,
+                },
+                recv(self.results) -> r => if let Ok(r) = r {
+                    self.result(r);
+                },
+                recv(self.ctl) -> c => match c {
+                    Ok(Ctl::Status(tx)) => {
+                        self.tick();
+                        let _ = tx.send(self.status());
+                    }
+                    Ok(Ctl::Reconfigure(cfg)) => {
+                        self.refresh_takeover(true);
+                        self.state_dir = cfg.state_dir.clone();
+                        self.table.reconfigure(&cfg, unix_ms());
+                    }
+                    Ok(Ctl::Stop) | Err(_) => break,
+                },
+                default(wait) => {}
+            }
+            self.tick();
+        }
+        self.shutdown();
+    }
+
+    /// How long to sleep at most.
+    fn wait(&self, now: u64) -> Duration {
+        let mut ms = 1000u64;
+        if self.in_flight < DNS_THREADS {
+            if let Some(t) = self.table.poll_timeout() {
+                ms = ms.min(t.saturating_sub(now));
+            }
+        }
+        let every = if self.table.dirty_work() {
+            Some(SAVE_EVERY)
+        } else if self.table.dirty() {
+            Some(SAVE_EXPIRY_EVERY)
+        } else {
+            None
+        };
+        if let Some(every) = every {
+            let left = every.saturating_sub(self.last_save.elapsed());
+            ms = ms.min(u64::try_from(left.as_millis()).unwrap_or(0));
+        }
+        Duration::from_millis(ms)
+    }
+
+    fn refresh_takeover(&mut self, force: bool) {
+        if !force
+            && self
+                .takeover_at
+                .is_some_and(|t| t.elapsed() < TAKEOVER_EVERY)
+        {
+            return;
+        }
+        self.takeover_at = Some(Instant::now());
+        self.takeover_cache.clear();
+        for s in self.table.scope_names() {
+            let v = (self.takeover)(&s);
+            self.takeover_cache.insert(s, v);
+        }
+    }
+
+    fn event(&mut self, ev: Event) {
+        self.refresh_takeover(false);
+        let (table, cache, takeover) = (&mut self.table, &self.takeover_cache, &self.takeover);
+        table.handle_event(unix_ms(), ev, &|s: &str| {
+            cache.get(s).copied().unwrap_or_else(|| takeover(s))
+        });
+    }
+
+    fn result(&mut self, r: JobResult) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.table.handle_result(unix_ms(), r);
+    }
+
+    /// Everything time-driven: expiries, dispatching due work, publishing, saving.
+    fn tick(&mut self) {
+        let now = unix_ms();
+        self.refresh_takeover(false);
+        {
+            let (table, cache, takeover) = (&mut self.table, &self.takeover_cache, &self.takeover);
+            table.handle_timeout(now, &|s: &str| {
+                cache.get(s).copied().unwrap_or_else(|| takeover(s))
+            });
+        }
+        while self.in_flight < DNS_THREADS {
+            let Some(job) = self.table.poll_job(now) else {
+                break;
+            };
+            let sent = match &self.jobs {
+                Some(tx) => tx.send(job).map_err(|e| e.into_inner()),
+                None => Err(job),
+            };
+            match sent {
+                Ok(()) => self.in_flight += 1,
+                // No DNS thread left (stopping): the job goes back as not sent.
+                Err(job) => self
+                    .table
+                    .handle_result(now, dns::not_sent(job, "the updater is stopping")),
+            }
+        }
+        if let Some(e) = lock(&self.shared.save_failed).take() {
+            self.save_error = Some(e);
+            self.table.mark_dirty();
+        }
+        self.publish(false);
+        let due = (self.table.dirty_work() && self.last_save.elapsed() >= SAVE_EVERY)
+            || (self.table.dirty() && self.last_save.elapsed() >= SAVE_EXPIRY_EVERY);
+        if due {
+            let bytes = self.table.encode();
+            if let Some(tx) = &self.save {
+                match tx.try_send((self.state_dir.clone(), bytes)) {
+                    Ok(()) => {
+                        self.table.mark_clean();
+                        self.last_save = Instant::now();
+                        self.save_error = None;
+                    }
+                    // The previous write is still going: try again at the next tick.
+                    Err(TrySendError::Full(_)) => {}
+                    Err(TrySendError::Disconnected(_)) => {}
+                }
+            }
+        }
+    }
+
+    /// Names for `name_of` and the metrics snapshot.
+    fn publish(&mut self, all: bool) {
+        let changed = self.table.take_changed();
+        if all || !changed.is_empty() {
+            let mut names = self.shared.names.write().unwrap_or_else(|e| e.into_inner());
+            if all {
+                names.clear();
+                for (addr, v) in self.table.all_names() {
+                    names.insert(addr, v);
+                }
+            } else {
+                for addr in changed {
+                    match self.table.name_flags(addr) {
+                        Some(v) => names.insert(addr, v),
+                        None => names.remove(&addr),
+                    };
+                }
+            }
+        }
+        let snap = Snapshot {
+            stats: self.table.stats().clone(),
+            queue_depth: self.table.pending(),
+            in_flight: self.in_flight,
+            entries: self.table.len(),
+            scopes: self.table.scope_counts(),
+            servers: self.table.server_states(),
+        };
+        *lock(&self.shared.metrics) = snap;
+    }
+
+    fn status(&self) -> Value {
+        let now = unix_ms();
+        let mut v = status_counters(
+            self.table.stats(),
+            self.shared.channel_dropped.load(Ordering::Relaxed),
+        );
+        let t = self.table.status(now, STATUS_ENTRIES);
+        if let (Some(o), Value::Object(t)) = (v.as_object_mut(), t) {
+            o.extend(t);
+        }
+        v["running"] = json!(true);
+        v["in_flight"] = json!(self.in_flight);
+        v["state_file"] = json!(self.state_dir.join(STATE_FILE).display().to_string());
+        v["last_save_error"] = json!(self.save_error);
+        v
+    }
+
+    fn shutdown(&mut self) {
+        // Events already committed (ends above all) are taken before the final save.
+        while let Ok(ev) = self.events.try_recv() {
+            self.event(ev);
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while self.in_flight > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.results.recv_timeout(left) {
+                Ok(r) => self.result(r),
+                Err(_) => break,
+            }
+        }
+        if self.in_flight > 0 {
+            tracing::info!(
+                in_flight = self.in_flight,
+                "ddns: stopping with updates in flight; they are saved as pending and run again at the next start"
+            );
+        }
+        // DNS threads end after their current exchange; the saver after its current write.
+        self.jobs = None;
+        self.save = None;
+        if let Some(s) = self.saver.take() {
+            let _ = s.join();
+        }
+        let bytes = self.table.encode();
+        match state::write(&self.state_dir, &bytes) {
+            Ok(()) => self.table.mark_clean(),
+            Err(e) => tracing::error!(dir = %self.state_dir.display(), error = %e,
+                "ddns: cannot save the state file at stop"),
+        }
+        self.publish(false);
+        for w in self.workers.drain(..) {
+            if w.is_finished() {
+                let _ = w.join();
+            }
+            // Else it is in an exchange (bounded by the timeout) and exits after it, detached.
+        }
+        tracing::info!(
+            entries = self.table.len(),
+            pending = self.table.pending(),
+            "ddns: updater stopped"
+        );
+    }
+}
+
+/// The counters of the status, as JSON.
+fn status_counters(s: &Stats, channel_dropped: u64) -> Value {
+    let failures: serde_json::Map<String, Value> = Reason::ALL
+        .iter()
+        .map(|r| (r.as_str().to_string(), json!(s.failures[*r as usize])))
+        .collect();
+    json!({
+        "updates": {"add": s.added, "remove": s.removed},
+        "failures": failures,
+        "conflicts": s.conflicts,
+        "retries": s.retries,
+        "dropped": s.dropped_queue_full + channel_dropped,
+        "dropped_by_reason": {"queue_full": s.dropped_queue_full, "channel_full": channel_dropped},
+        "ignored": {"no_scope": s.ignored_no_scope, "not_in_zone": s.ignored_not_in_zone},
+        "expired": s.expired,
+    })
+}
+
+fn render_metrics(out: &mut String, m: &Snapshot, channel_dropped: u64) {
+    let s = &m.stats;
+    let mut family = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in rows {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    family(
+        "tandem_ddns_updates_total",
+        "counter",
+        "DNS updates completed, by operation.",
+        &[
+            ("{op=\"add\"}".into(), s.added),
+            ("{op=\"remove\"}".into(), s.removed),
+        ],
+    );
+    let rows: Vec<(String, u64)> = Reason::ALL
+        .iter()
+        .map(|r| {
+            (
+                format!("{{reason=\"{}\"}}", r.as_str()),
+                s.failures[*r as usize],
+            )
+        })
+        .collect();
+    family(
+        "tandem_ddns_failures_total",
+        "counter",
+        "DNS update attempts that failed, by reason (retried later).",
+        &rows,
+    );
+    family(
+        "tandem_ddns_conflicts_total",
+        "counter",
+        "Names not published because another client's DHCID holds them (RFC 4703).",
+        &[(String::new(), s.conflicts)],
+    );
+    family(
+        "tandem_ddns_retries_total",
+        "counter",
+        "DNS updates scheduled again after a failure.",
+        &[(String::new(), s.retries)],
+    );
+    family(
+        "tandem_ddns_dropped_total",
+        "counter",
+        "Events not taken: the pending queue (queue_full) or the event channel (channel_full) was full.",
+        &[
+            ("{reason=\"queue_full\"}".into(), s.dropped_queue_full),
+            ("{reason=\"channel_full\"}".into(), channel_dropped),
+        ],
+    );
+    family(
+        "tandem_ddns_ignored_total",
+        "counter",
+        "Names not registered: the address is in no scope with DNS (no_scope), or the name or address is outside the scope's zones (not_in_zone).",
+        &[
+            ("{reason=\"no_scope\"}".into(), s.ignored_no_scope),
+            ("{reason=\"not_in_zone\"}".into(), s.ignored_not_in_zone),
+        ],
+    );
+    family(
+        "tandem_ddns_expired_total",
+        "counter",
+        "Leases treated as ended at their expiry because no renewal or end was seen.",
+        &[(String::new(), s.expired)],
+    );
+    family(
+        "tandem_ddns_queue_depth",
+        "gauge",
+        "Entries with a pending DNS update (in flight included).",
+        &[(String::new(), m.queue_depth as u64)],
+    );
+    family(
+        "tandem_ddns_in_flight",
+        "gauge",
+        "DNS updates being exchanged now.",
+        &[(String::new(), m.in_flight as u64)],
+    );
+    family(
+        "tandem_ddns_entries",
+        "gauge",
+        "Addresses with a name known to the updater.",
+        &[(String::new(), m.entries as u64)],
+    );
+    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut pubs = Vec::new();
+    let mut pend = Vec::new();
+    for (scope, c) in &m.scopes {
+        pubs.push((format!("{{scope=\"{}\"}}", label(scope)), c.published));
+        pend.push((format!("{{scope=\"{}\"}}", label(scope)), c.pending));
+    }
+    family(
+        "tandem_ddns_published",
+        "gauge",
+        "Names published by this server, by scope.",
+        &pubs,
+    );
+    family(
+        "tandem_ddns_pending",
+        "gauge",
+        "Entries with a pending DNS update, by scope.",
+        &pend,
+    );
+    let rows: Vec<(String, u64)> = m
+        .servers
+        .iter()
+        .map(|(a, up)| (format!("{{server=\"{a}\"}}"), u64::from(*up)))
+        .collect();
+    family(
+        "tandem_ddns_server_up",
+        "gauge",
+        "1 while the DNS server answers, 0 while it is marked down (not answering).",
+        &rows,
+    );
+}
