@@ -16,6 +16,16 @@
 //! perfdhcp (`--generator perfdhcp`) is given the same destination, relay style
 //! (`-l 10.77.0.2 10.77.0.9` for pairs, `-l 10.77.0.2 10.77.0.1` otherwise).
 //!
+//! `tandem-xdp-ddns` is `tandem-xdp` with dynamic DNS (issue #16: leases/s with DNS updates on
+//! and off): BIND 9 runs in the server namespace on 127.0.0.1:53 (started before tandemd,
+//! stopped by PID after the target, its files on tmpfs and removed), with the forward zone
+//! `bench.test` and the reverse zone of the scope (`77.10.in-addr.arpa`), both updatable with a
+//! key made by `tsig-keygen`; tandemd gets a `[[ddns]]` table for the scope, and the generator
+//! sends every client's own host name (option 12, `c<index>`) in DISCOVER and REQUEST. After
+//! the load the row gets the updater's side (`GET /v1/ddns`: updates, failures, the queue left
+//! and how long it took to drain), BIND's CPU, the records BIND holds and a sample of clients
+//! looked up with `dig` (see [`dns`]).
+//!
 //! Configurations come from `deploy/lab/compare/` (embedded at build time; `@RUN@`, `@STATE@`
 //! and friends are filled in per run). The result is one table ([`Comparison::table`]), one JSON
 //! document (the [`Comparison`]) and one SVG chart (every run drawn with [`chart::svg`]).
@@ -37,6 +47,9 @@ use crate::cpu;
 use crate::dora::{Config, Mix};
 use crate::latency::Summary;
 use crate::run::{run, Endpoint, RunOptions};
+
+mod dns;
+pub use dns::{DdnsCounters, DdnsFigures, Dns};
 
 /// The first server's address (`kb0` in the server namespace).
 pub const SRV_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -89,6 +102,9 @@ pub enum Target {
     TandemXdp2w,
     /// tandemd, XDP backend, `durability = "relaxed"` (no fdatasync: what Kea's memfile does).
     TandemXdpRelaxed,
+    /// [`Target::TandemXdp`] with dynamic DNS: a `[[ddns]]` table for the bench's scope, BIND 9
+    /// in the server namespace taking the updates, and clients sending host names.
+    TandemXdpDdns,
     /// Two tandemd, one load-balance relationship, XDP backend, two AF_XDP workers each.
     TandemPairXdp2w,
     /// One tandemd on the UDP backend, two workers (cores 0 and 1, steered by SO_REUSEPORT).
@@ -111,9 +127,10 @@ pub enum Target {
 
 impl Target {
     /// Every target, in table order.
-    pub const ALL: [Target; 15] = [
+    pub const ALL: [Target; 16] = [
         Target::Echo,
         Target::TandemXdp,
+        Target::TandemXdpDdns,
         Target::TandemXdp2w,
         Target::TandemXdpRelaxed,
         Target::TandemUdp,
@@ -138,6 +155,7 @@ impl Target {
             Target::TandemPairXdp => "tandem-pair-xdp",
             Target::TandemXdp2w => "tandem-xdp-2w",
             Target::TandemXdpRelaxed => "tandem-xdp-relaxed",
+            Target::TandemXdpDdns => "tandem-xdp-ddns",
             Target::TandemPairXdp2w => "tandem-pair-xdp-2w",
             Target::TandemUdp2w => "tandem-udp-2w",
             Target::TandemPairUdp2w => "tandem-pair-udp-2w",
@@ -161,6 +179,11 @@ impl Target {
             Target::TandemXdpRelaxed => {
                 "tandemd, AF_XDP backend, durability relaxed (no fdatasync, as Kea's memfile)"
             }
+            Target::TandemXdpDdns => {
+                "tandemd, AF_XDP backend, sync, dynamic DNS: A+PTR (TSIG) to BIND 9 in the server \
+                 namespace (zones on tmpfs) for every client's host name (perfdhcp: one name for \
+                 all, -o 12, so all but the first are DHCID conflicts)"
+            }
             Target::TandemPairXdp2w => {
                 "two tandemd, load-balance failover, AF_XDP, 2 workers each (cores 0,1), sync"
             }
@@ -181,6 +204,7 @@ impl Target {
     pub fn kind(self) -> Kind {
         match self {
             Target::TandemXdp
+            | Target::TandemXdpDdns
             | Target::TandemXdp2w
             | Target::TandemXdpRelaxed
             | Target::TandemUdp
@@ -215,6 +239,12 @@ impl Target {
         }
     }
 
+    /// Whether the target registers clients in DNS: the generator then sends each client's
+    /// host name (option 12), and the row gets the DNS figures ([`DdnsFigures`]).
+    pub fn ddns(self) -> bool {
+        self == Target::TandemXdpDdns
+    }
+
     /// The target named `s`.
     pub fn parse(s: &str) -> Option<Target> {
         Target::ALL.into_iter().find(|t| t.name() == s)
@@ -245,6 +275,8 @@ pub enum GenBackend {
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Targets, comma-separated, in any order (the table keeps its own): tandem-xdp,
+    /// tandem-xdp-ddns (tandem-xdp with dynamic DNS: BIND 9 takes an A and a PTR update for
+    /// every client, which sends a host name; needs bind9 and bind9-dnsutils),
     /// tandem-xdp-2w, tandem-xdp-relaxed (durability relaxed: no fdatasync, as Kea's memfile),
     /// tandem-udp, tandem-udp-2w, tandem-pair-xdp, tandem-pair-xdp-2w, tandem-pair-udp,
     /// tandem-pair-udp-2w, kea,
@@ -413,6 +445,9 @@ pub struct Row {
     pub wakeups_per_lease: Option<(f64, f64)>,
     /// Tandem: per worker and replication figures during the load.
     pub workers: Option<WorkerFigures>,
+    /// Targets with dynamic DNS ([`Target::ddns`]): the DNS updater's and BIND's side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ddns: Option<DdnsFigures>,
 }
 
 /// How a Tandem run's work spread over the workers and, for pairs, the replication (the
@@ -660,6 +695,7 @@ impl Row {
             stages: Vec::new(),
             wakeups_per_lease: None,
             workers: None,
+            ddns: None,
         }
     }
 
@@ -887,6 +923,11 @@ impl Comparison {
                 .as_deref()
                 .unwrap_or("(no Tandem single server measured)")
         );
+        for r in self.rows.iter().filter(|r| r.status == Status::Ok) {
+            for l in r.ddns.iter().flat_map(|d| d.lines(&r.target)) {
+                let _ = writeln!(s, "  {l}");
+            }
+        }
         for r in self.rows.iter().filter(|r| r.status != Status::Ok) {
             let _ = writeln!(
                 s,
@@ -933,6 +974,8 @@ pub struct Lab {
     stop: Arc<AtomicBool>,
     /// Queues the veth pairs were made with (the most [`Lab::set_queues`] can give).
     queues: u32,
+    /// Directories outside the work directory (BIND's, on tmpfs), removed with it.
+    scratch: Vec<PathBuf>,
 }
 
 /// Role of a namespace.
@@ -1013,6 +1056,7 @@ impl Lab {
             keep,
             stop,
             queues: queues.max(1),
+            scratch: Vec::new(),
         };
         lab.build(queues.max(1))?;
         Ok(lab)
@@ -1338,6 +1382,32 @@ impl Lab {
         }
     }
 
+    /// A directory of this lab outside the work directory (`base`/`<lab prefix>-<name>`, e.g.
+    /// on tmpfs), created empty; removed by [`Lab::remove_scratch`] or when the lab is dropped
+    /// (kept with `--keep`).
+    pub fn scratch_dir(&mut self, base: &Path, name: &str) -> Result<PathBuf, LabError> {
+        let d = base.join(format!("{}-{name}", self.prefix));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).map_err(|source| LabError::File {
+            path: d.clone(),
+            source,
+        })?;
+        if !self.scratch.contains(&d) {
+            self.scratch.push(d.clone());
+        }
+        Ok(d)
+    }
+
+    /// Remove the scratch directory `d` now (unless `--keep`: then say where it is).
+    pub fn remove_scratch(&mut self, d: &Path) {
+        self.scratch.retain(|x| x != d);
+        if self.keep {
+            eprintln!("tandem-bench: kept {}", d.display());
+        } else {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
+
     /// Run `f` on a thread inside `role`'s network namespace.
     pub fn in_netns<T: Send + 'static>(
         &self,
@@ -1383,6 +1453,9 @@ impl Drop for Lab {
         } else {
             let _ = fs::remove_dir_all(&self.work);
         }
+        for d in std::mem::take(&mut self.scratch) {
+            self.remove_scratch(&d);
+        }
     }
 }
 
@@ -1394,6 +1467,23 @@ pub struct Started {
     pub pids: Vec<u32>,
     /// Where tandem-bench's generator sends.
     pub addr: Ipv4Addr,
+    /// The generator sends each client's host name (option 12): the target registers names
+    /// in DNS.
+    pub host_names: bool,
+    /// The DNS server taking the target's updates ([`Target::TandemXdpDdns`]).
+    pub dns: Option<Dns>,
+}
+
+impl Started {
+    /// Servers `pids` answering at `addr`, no DNS.
+    pub fn at(pids: Vec<u32>, addr: Ipv4Addr) -> Started {
+        Started {
+            pids,
+            addr,
+            host_names: false,
+            dns: None,
+        }
+    }
 }
 
 /// Tandem single-server settings beyond the backend (tune's sweep points).
@@ -1405,6 +1495,9 @@ pub struct TandemExtra {
     pub dataplane: String,
     /// `[server] durability` instead of `"sync"`.
     pub durability: Option<String>,
+    /// Text appended at the end of the file: top-level tables such as `[[ddns]]`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tail: String,
 }
 
 fn curl(lab: &Lab, role: Role, url: &str, post: Option<&str>) -> Option<serde_json::Value> {
@@ -1435,15 +1528,7 @@ pub fn start_tandem_single(
 ) -> Result<Started, LabError> {
     let state = lab.work().join(format!("state-{tag}"));
     let _ = fs::remove_dir_all(&state);
-    let text = TANDEM_SINGLE
-        .replace("@STATE@", &state.display().to_string())
-        .replace("@BACKEND@", backend)
-        .replace("@SERVER_EXTRA@", &extra.server)
-        .replace("@DATAPLANE_EXTRA@", &extra.dataplane);
-    let text = match &extra.durability {
-        Some(d) => text.replace("durability = \"sync\"", &format!("durability = \"{d}\"")),
-        None => text,
-    };
+    let text = tandem_single_config(&state, backend, extra);
     let cfg = lab.write(&format!("tandem-{tag}.toml"), &text)?;
     let cfg = cfg.display().to_string();
     let bin = tandemd.display().to_string();
@@ -1453,19 +1538,59 @@ pub fn start_tandem_single(
     lab.wait_ready(&name, 20, |l| {
         curl(l, Role::Srv, "http://127.0.0.1:9167/v1/status", None).is_some()
     })?;
-    Ok(Started {
-        pids: vec![pid],
-        addr: SRV_IP,
-    })
+    Ok(Started::at(vec![pid], SRV_IP))
+}
+
+/// The single server's configuration: [`TANDEM_SINGLE`] with `state`, `backend` and `extra`.
+fn tandem_single_config(state: &Path, backend: &str, extra: &TandemExtra) -> String {
+    let text = TANDEM_SINGLE
+        .replace("@STATE@", &state.display().to_string())
+        .replace("@BACKEND@", backend)
+        .replace("@SERVER_EXTRA@", &extra.server)
+        .replace("@DATAPLANE_EXTRA@", &extra.dataplane);
+    let mut text = match &extra.durability {
+        Some(d) => text.replace("durability = \"sync\"", &format!("durability = \"{d}\"")),
+        None => text,
+    };
+    if !extra.tail.is_empty() {
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&extra.tail);
+    }
+    text
 }
 
 /// Two AF_XDP workers pinned to cores 0 and 1.
 fn two_workers() -> TandemExtra {
     TandemExtra {
-        server: String::new(),
         dataplane: "cores = [0, 1]\n".into(),
-        durability: None,
+        ..TandemExtra::default()
     }
+}
+
+/// Start BIND 9 in the server namespace (zones for the bench's scope, updates signed with a
+/// fresh key), wait until it answers, then tandemd on AF_XDP with a `[[ddns]]` table pointing
+/// at it. BIND stops with the target's other processes; its directory goes with
+/// [`Lab::remove_scratch`].
+fn start_tandem_ddns(lab: &mut Lab, tandemd: &Path, tag: &str) -> Result<Started, LabError> {
+    let (scope, net, prefix) = dns::scope_of(TANDEM_SINGLE).ok_or_else(|| {
+        LabError::NotReady("no [[scope]] name and subnet in tandem-single.toml".into())
+    })?;
+    let reverse = dns::reverse_zone(net, prefix).ok_or_else(|| {
+        LabError::NotReady(format!(
+            "no reverse zone for the scope's subnet {net}/{prefix}"
+        ))
+    })?;
+    let bind = Dns::start(lab, Role::Srv, tag, &reverse)?;
+    let extra = TandemExtra {
+        tail: dns::ddns_table(&scope, bind.listen(), bind.key_file()),
+        ..TandemExtra::default()
+    };
+    let mut started = start_tandem_single(lab, tandemd, "xdp", &extra, tag)?;
+    started.host_names = true;
+    started.dns = Some(bind);
+    Ok(started)
 }
 
 /// Start the load-balance pair (`backend`, `dataplane` added to `[dataplane]`; files and logs
@@ -1531,10 +1656,7 @@ pub fn start_tandem_pair(
         stable >= 5
     })
     .map_err(|e| LabError::NotReady(format!("Tandem pair not NORMAL and balanced: {e}")))?;
-    Ok(Started {
-        pids,
-        addr: PAIR_IP,
-    })
+    Ok(Started::at(pids, PAIR_IP))
 }
 
 fn kea_env(lab: &Lab) -> [(String, String); 2] {
@@ -1625,6 +1747,7 @@ fn start_target(
             start_tandem_single(lab, tandemd, "udp", &TandemExtra::default(), "udp")
         }
         Target::TandemXdp2w => start_tandem_single(lab, tandemd, "xdp", &two_workers(), "xdp-2w"),
+        Target::TandemXdpDdns => start_tandem_ddns(lab, tandemd, "xdp-ddns"),
         Target::TandemXdpRelaxed => {
             let relaxed = TandemExtra {
                 durability: Some("relaxed".into()),
@@ -1641,18 +1764,18 @@ fn start_target(
         Target::TandemPairXdp2w => start_tandem_pair(lab, tandemd, "xdp", &two_workers(), "xdp-2w"),
         Target::TandemUdp2w => start_tandem_single(lab, tandemd, "udp", &two_workers(), "udp-2w"),
         Target::TandemPairUdp2w => start_tandem_pair(lab, tandemd, "udp", &two_workers(), "udp-2w"),
-        Target::Kea => Ok(Started {
-            pids: vec![start_kea(lab, KEA_ST, "kea-st-persist", Role::Srv)?],
-            addr: SRV_IP,
-        }),
-        Target::KeaMt => Ok(Started {
-            pids: vec![start_kea(lab, KEA_MT, "kea-mt2-persist", Role::Srv)?],
-            addr: SRV_IP,
-        }),
-        Target::Dhcpd => Ok(Started {
-            pids: vec![start_dhcpd(lab, DHCPD, "dhcpd", Role::Srv, "kb0")?],
-            addr: SRV_IP,
-        }),
+        Target::Kea => Ok(Started::at(
+            vec![start_kea(lab, KEA_ST, "kea-st-persist", Role::Srv)?],
+            SRV_IP,
+        )),
+        Target::KeaMt => Ok(Started::at(
+            vec![start_kea(lab, KEA_MT, "kea-mt2-persist", Role::Srv)?],
+            SRV_IP,
+        )),
+        Target::Dhcpd => Ok(Started::at(
+            vec![start_dhcpd(lab, DHCPD, "dhcpd", Role::Srv, "kb0")?],
+            SRV_IP,
+        )),
         Target::KeaHa => {
             lab.pair(true)?;
             let p1 = start_kea(lab, KEA_HA1, "kea-ha1", Role::Srv)?;
@@ -1662,10 +1785,7 @@ fn start_target(
                     && ha_state(l, Role::Srv2, SRV2_IP) == "load-balancing"
             })
             .map_err(|e| LabError::NotReady(format!("Kea HA not load-balancing: {e}")))?;
-            Ok(Started {
-                pids: vec![p1, p2],
-                addr: PAIR_IP,
-            })
+            Ok(Started::at(vec![p1, p2], PAIR_IP))
         }
         Target::DhcpdFo => {
             lab.pair(true)?;
@@ -1691,19 +1811,13 @@ fn start_target(
                 same >= 8
             })
             .map_err(|e| LabError::NotReady(format!("dhcpd failover pool not balanced: {e}")))?;
-            Ok(Started {
-                pids: vec![p1, p2],
-                addr: PAIR_IP,
-            })
+            Ok(Started::at(vec![p1, p2], PAIR_IP))
         }
         Target::Echo => {
             let bin = echo.display().to_string();
             let pid = lab.spawn("echo", Role::Srv, &[&bin, "0.0.0.0", "10.77.0.1"], &[])?;
             lab.wait_ready("echo", 10, |l| l.udp67(Role::Srv))?;
-            Ok(Started {
-                pids: vec![pid],
-                addr: SRV_IP,
-            })
+            Ok(Started::at(vec![pid], SRV_IP))
         }
     }
 }
@@ -1785,6 +1899,7 @@ pub fn run_own(
         clients: load.clients,
         seed: 0,
         client_id: false,
+        host_name: started.host_names,
         path: crate::dora::Path::Relay(CLI_IP),
         mix: Mix::Dora,
         rate: load.rate,
@@ -1912,6 +2027,9 @@ fn run_own_xdp(
     ]
     .into();
     argv.extend(rate);
+    if started.host_names {
+        argv.push("--host-name".into());
+    }
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let t0 = ticks(&started.pids);
     let th0 = thread_ticks(&started.pids);
@@ -2166,6 +2284,14 @@ fn perfdhcp_figures(s: &PerfdhcpStats, duration: f64) -> Measured {
     }
 }
 
+/// The host name perfdhcp sends (`-o 12,...`) for a target with dynamic DNS: the same for
+/// every client (perfdhcp has no per-client options).
+pub const PERFDHCP_HOST_NAME: &str = "perfdhcp";
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// One bounded perfdhcp run from the client namespace, relay style (`-l 10.77.0.2`), to the
 /// server (or, for pairs, to the address both partners receive).
 fn run_perfdhcp(
@@ -2184,6 +2310,11 @@ fn run_perfdhcp(
         "timeout", &limit, "perfdhcp", "-4", "-r", &rate, "-R", &clients, "-p", &period, "-W",
         "1000000", "-x", "t",
     ];
+    // perfdhcp sends the same options in every packet: one host name for all its clients.
+    let host_name = format!("12,{}", hex(PERFDHCP_HOST_NAME.as_bytes()));
+    if started.host_names {
+        argv.extend_from_slice(&["-o", &host_name]);
+    }
     argv.extend_from_slice(&["-l", "10.77.0.2", &dest]);
     let name = format!("perfdhcp-{label}");
     let t0 = ticks(&started.pids);
@@ -2294,11 +2425,15 @@ fn missing(t: Target, tandemd: Option<&Path>, echo_src: &Path) -> Option<String>
                 "no tandemd next to tandem-bench (build it: cargo build -p tandem-controlplane --bins; or give --tandemd)"
                     .into(),
             ),
-            Some(_) => need("curl").or_else(|| {
-                (t.queues() > 1)
-                    .then(|| need("ethtool").map(|m| m + " (one queue per worker: ethtool -L)"))
-                    .flatten()
-            }),
+            Some(_) => need("curl")
+                .or_else(|| {
+                    (t.queues() > 1)
+                        .then(|| {
+                            need("ethtool").map(|m| m + " (one queue per worker: ethtool -L)")
+                        })
+                        .flatten()
+                })
+                .or_else(|| t.ddns().then(dns::missing).flatten()),
         },
         Kind::Peer => match t {
             Target::Kea | Target::KeaMt => {
@@ -2324,6 +2459,29 @@ fn missing(t: Target, tandemd: Option<&Path>, echo_src: &Path) -> Option<String>
                 )
             })
         }),
+    }
+}
+
+/// How many clients sent a host name in a run that started `started` exchanges over
+/// `clients` clients, and the names of a sample of them to look up in DNS: tandem-bench's
+/// clients each send their own ([`crate::packet::client_host_name`], seed 0), perfdhcp's all
+/// the same ([`PERFDHCP_HOST_NAME`]).
+fn sampled_names(generator: Generator, started: f64, clients: u32) -> (u64, Vec<String>) {
+    let used = (started.round().max(0.0) as u64).min(u64::from(clients));
+    match generator {
+        Generator::Tandem => {
+            let names = dns::sample_indices(used as u32, dns::SAMPLE)
+                .into_iter()
+                .map(|i| {
+                    let mut b = [0u8; crate::packet::HOST_NAME_MAX];
+                    let mac = crate::packet::client_mac(0, i);
+                    let n = crate::packet::client_host_name(&mac, &mut b);
+                    String::from_utf8_lossy(&b[..n]).into_owned()
+                })
+                .collect();
+            (used, names)
+        }
+        Generator::Perfdhcp => (used, vec![PERFDHCP_HOST_NAME.to_string()]),
     }
 }
 
@@ -2419,6 +2577,7 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
                     .iter()
                     .map(|&r| server_counters(&lab, r))
                     .collect();
+                let dns0 = started.dns.as_ref().map(|d| d.before(&lab));
                 log(
                     a.quiet,
                     &format!("{}: load for {:.1} s", t.name(), a.duration),
@@ -2452,6 +2611,26 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
                                 wake1.0.saturating_sub(stages0.1 .0) as f64 / leases,
                                 wake1.1.saturating_sub(stages0.1 .1) as f64 / leases,
                             ));
+                        }
+                        if let (Some(d), Some(b)) = (&started.dns, &dns0) {
+                            log(
+                                a.quiet,
+                                &format!(
+                                    "{}: waiting for the DNS updater's queue to drain (at most {} s)",
+                                    t.name(),
+                                    dns::DRAIN_LIMIT.as_secs()
+                                ),
+                            );
+                            let (clients, names) = sampled_names(
+                                a.generator,
+                                row.offered_per_s * a.duration,
+                                a.clients,
+                            );
+                            let f = d.figures(&lab, b, a.duration, leases, clients, &names);
+                            for l in f.lines(t.name()) {
+                                log(a.quiet, &l);
+                            }
+                            row.ddns = Some(f);
                         }
                         log(
                             a.quiet,
@@ -2543,6 +2722,10 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
         }
         rows.push(row);
         lab.stop_all();
+        // BIND's zones, journal and key (stopped with the target's other processes)
+        for d in lab.scratch.clone() {
+            lab.remove_scratch(&d);
+        }
         let _ = lab.pair(false);
     }
     drop(lab);
@@ -2886,6 +3069,152 @@ sent / received: 101.200000 / 101.201000
                 "{bad}"
             );
         }
+    }
+
+    /// The configuration of tandem-xdp-ddns is tandem-xdp's with a `[[ddns]]` table that
+    /// tandemd's own configuration reader accepts, for the bench's scope, with the reverse zone
+    /// BIND is given.
+    #[test]
+    fn ddns_target_config_is_tandem_xdp_plus_a_ddns_table_tandemd_accepts() {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("tandem-bench.key");
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key)
+            .unwrap();
+        std::io::Write::write_all(
+            &mut f,
+            b"key \"tandem-bench\" {\n\talgorithm hmac-sha256;\n\tsecret \"bWJ5dGVzIG9mIGEgdGVzdCBrZXkgZm9yIHRoZSBiZW5jaA==\";\n};\n",
+        )
+        .unwrap();
+        let (scope, net, len) = dns::scope_of(TANDEM_SINGLE).unwrap();
+        let extra = TandemExtra {
+            tail: dns::ddns_table(&scope, dns::LISTEN, &key),
+            ..TandemExtra::default()
+        };
+        let state = dir.path().join("state");
+        let plain = tandem_single_config(&state, "xdp", &TandemExtra::default());
+        let text = tandem_single_config(&state, "xdp", &extra);
+        assert!(
+            text.starts_with(&plain),
+            "the ddns config extends tandem-xdp's"
+        );
+        assert!(
+            text[plain.len()..].contains(
+                "[[ddns]]\nscopes = [\"kb\"]\ndomain = \"bench.test\"\nservers = [\"127.0.0.1\"]\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            !plain.contains("[[ddns]]") && !plain.contains("_EXTRA@"),
+            "{plain}"
+        );
+        let cfg = tandem_controlplane::config::parse(&text, "tandem-xdp-ddns.toml")
+            .unwrap_or_else(|e| panic!("tandemd refuses the configuration:\n{e}\n{text}"));
+        assert_eq!(cfg.ddns.len(), 1);
+        let d = &cfg.ddns[0];
+        assert_eq!(d.scope, "kb");
+        assert_eq!(d.forward_zone.trim_end_matches('.'), "bench.test");
+        assert_eq!(
+            d.reverse_zone.trim_end_matches('.'),
+            dns::reverse_zone(net, len).unwrap()
+        );
+        assert_eq!(d.servers, vec!["127.0.0.1:53".parse().unwrap()]);
+        assert!(d.key.is_some(), "the key file is read");
+        // the other targets' configurations have no DNS
+        let relaxed = TandemExtra {
+            durability: Some("relaxed".into()),
+            ..TandemExtra::default()
+        };
+        let t = tandem_single_config(&state, "xdp", &relaxed);
+        assert!(t.contains("durability = \"relaxed\"") && !t.contains("[[ddns]]"));
+        assert!(tandem_controlplane::config::parse(&t, "x")
+            .unwrap()
+            .ddns
+            .is_empty());
+    }
+
+    #[test]
+    fn only_the_ddns_target_sends_host_names() {
+        assert_eq!(
+            Target::parse("tandem-xdp-ddns"),
+            Some(Target::TandemXdpDdns)
+        );
+        assert_eq!(Target::TandemXdpDdns.kind(), Kind::TandemSingle);
+        assert_eq!(Target::TandemXdpDdns.queues(), 1);
+        assert!(!Target::TandemXdpDdns.is_pair());
+        let with: Vec<Target> = Target::ALL.into_iter().filter(|t| t.ddns()).collect();
+        assert_eq!(with, vec![Target::TandemXdpDdns]);
+        // right after tandem-xdp in the table, and `all` includes it
+        let i = Target::ALL
+            .iter()
+            .position(|t| *t == Target::TandemXdp)
+            .unwrap();
+        assert_eq!(Target::ALL[i + 1], Target::TandemXdpDdns);
+        assert!(Target::TandemXdpDdns.describe().contains("DNS"));
+        // the names looked up afterwards are the generator's own
+        let (n, names) = sampled_names(Generator::Tandem, 25_000.0, 20_000);
+        assert_eq!((n, names.len()), (20_000, 20));
+        assert_eq!((names[0].as_str(), names[19].as_str()), ("c0", "c19999"));
+        let (n, names) = sampled_names(Generator::Tandem, 7.0, 20_000);
+        assert_eq!((n, names.len()), (7, 7));
+        assert_eq!(names[6], "c6");
+        let (_, names) = sampled_names(Generator::Perfdhcp, 100.0, 20_000);
+        assert_eq!(names, vec!["perfdhcp".to_string()]);
+        assert_eq!(hex(PERFDHCP_HOST_NAME.as_bytes()), "7065726664686370");
+    }
+
+    #[test]
+    fn the_table_prints_the_dns_lines_of_a_ddns_row() {
+        let mut ddns = ok_row(Target::TandemXdpDdns, 1800.0);
+        ddns.ddns = Some(DdnsFigures {
+            updates_during_load: 3600,
+            updates_per_s_during_load: 1800.0,
+            drain_s: Some(0.2),
+            clients: 2000,
+            sample: 20,
+            sample_a: 20,
+            sample_ptr: 20,
+            ..DdnsFigures::default()
+        });
+        let mut rows = vec![ok_row(Target::TandemXdp, 2000.0), ddns];
+        let (best_peer, tandem_single) = compute_ratios(&mut rows);
+        let c = Comparison {
+            tool: "tandem-bench",
+            command: "compare",
+            generator: Generator::Tandem,
+            gen_backend: GenBackend::Udp,
+            rate: Some(2000),
+            duration_s: 2.0,
+            clients: 2000,
+            host_cpus: 2,
+            best_peer,
+            tandem_single,
+            rows,
+        };
+        let t = c.table();
+        assert!(
+            t.contains("  tandem-xdp-ddns DNS: 3600 updates during the load (1800/s), 0 failed; queue 0 at its end, drained 0.2 s after it\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("sample of 20: 20 with A, 20 with matching PTR"),
+            "{t}"
+        );
+        let line = t
+            .lines()
+            .find(|l| l.trim_start().starts_with("tandem-xdp-ddns "))
+            .unwrap();
+        assert!(
+            line.trim_end().ends_with("0.90"),
+            "×tandem of the DNS row: {line}"
+        );
+        let v = serde_json::to_value(&c).unwrap();
+        assert!(v["rows"][0].get("ddns").is_none());
+        assert_eq!(v["rows"][1]["ddns"]["updates_during_load"], 3600);
     }
 
     #[test]

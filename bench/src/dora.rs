@@ -128,6 +128,9 @@ pub struct Config {
     pub seed: u8,
     /// Send option 61 (client identifier = 1 + MAC).
     pub client_id: bool,
+    /// Send option 12 (host name [`crate::packet::client_host_name`]: `c<index>`, unique per
+    /// client) in DISCOVER and every REQUEST, for servers that register names in DNS.
+    pub host_name: bool,
     /// Through a relay (its address in giaddr) or direct (giaddr 0, broadcast).
     pub path: Path,
     /// What each exchange does.
@@ -501,6 +504,7 @@ impl Generator {
         Ident {
             mac: client_mac(self.cfg.seed, client),
             client_id: self.cfg.client_id,
+            host_name: self.cfg.host_name,
         }
     }
 

@@ -457,6 +457,10 @@ struct DoraArgs {
     /// Also send a client identifier (option 61 = 1 + MAC).
     #[arg(long)]
     client_id: bool,
+    /// Also send a host name (option 12) in DISCOVER and every REQUEST, unique per client:
+    /// `c<INDEX>` (`c<INDEX>-<SEED>` with --seed), for a server that registers clients in DNS.
+    #[arg(long)]
+    host_name: bool,
     /// Second byte of every MAC (02:SEED:..): runs with different seeds are different clients.
     #[arg(long, default_value_t = 0, value_name = "BYTE")]
     seed: u8,
@@ -552,6 +556,7 @@ fn dora(a: DoraArgs) -> ExitCode {
         clients: a.clients,
         seed: a.seed,
         client_id: a.client_id,
+        host_name: a.host_name,
         path: endpoint.path(),
         mix: a.mix,
         rate: if a.flat_out {

@@ -31,14 +31,51 @@ pub fn client_mac(seed: u8, index: u32) -> [u8; 6] {
     [0x02, seed, i[0], i[1], i[2], i[3]]
 }
 
-/// Who sends a request: the simulated client's hardware address and whether it also sends a
-/// client identifier (option 61 = hardware type 1 followed by the MAC).
+/// Longest host name [`client_host_name`] writes: `c` + 10 digits + `-` + 3 digits.
+pub const HOST_NAME_MAX: usize = 15;
+
+/// The host name (option 12) of the simulated client with `mac` ([`client_mac`]`(seed, i)`):
+/// `c<i>` (decimal index) for seed 0, `c<i>-<seed>` otherwise, so distinct for every client of
+/// every seed and a valid DNS label (letters, digits, hyphen). Written into `out`; returns the
+/// length. No allocation (it is built for every DISCOVER and REQUEST).
+pub fn client_host_name(mac: &[u8; 6], out: &mut [u8; HOST_NAME_MAX]) -> usize {
+    fn digits(mut v: u32, out: &mut [u8], at: usize) -> usize {
+        let mut tmp = [0u8; 10];
+        let mut n = 0;
+        loop {
+            tmp[n] = b'0' + (v % 10) as u8;
+            n += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for k in 0..n {
+            out[at + k] = tmp[n - 1 - k];
+        }
+        at + n
+    }
+    out[0] = b'c';
+    let index = u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]);
+    let mut len = digits(index, out, 1);
+    if mac[1] != 0 {
+        out[len] = b'-';
+        len = digits(u32::from(mac[1]), out, len + 1);
+    }
+    len
+}
+
+/// Who sends a request: the simulated client's hardware address, whether it also sends a
+/// client identifier (option 61 = hardware type 1 followed by the MAC), and whether it sends a
+/// host name (option 12 = [`client_host_name`], in DISCOVER and every REQUEST).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Ident {
     /// Client hardware address (Ethernet).
     pub mac: [u8; 6],
     /// Send option 61.
     pub client_id: bool,
+    /// Send option 12 (what a server with dynamic DNS registers).
+    pub host_name: bool,
 }
 
 /// Which way the generator's requests reach the server.
@@ -168,7 +205,8 @@ pub const FLAG_BROADCAST: u16 = 0x8000;
 /// MAC, and by `path`: [`Path::Relay`] hops 1 (one relay), flags 0, giaddr = the relay;
 /// [`Path::Direct`] hops 0, giaddr 0, flags = BROADCAST unless the kind carries a ciaddr (a
 /// client with an address takes unicast). Options: 53, 61 (if asked), 50/54 as the kind
-/// requires, 57 and 55 (not in RELEASE or DECLINE), END, then zero padding.
+/// requires, 12 (if asked; not in RELEASE or DECLINE), 57 and 55 (not in RELEASE or DECLINE),
+/// END, then zero padding.
 pub fn build_request(
     buf: &mut [u8; REQUEST_LEN],
     ident: &Ident,
@@ -230,6 +268,11 @@ pub fn build_request(
         kind,
         RequestKind::Release { .. } | RequestKind::Decline { .. }
     ) {
+        if ident.host_name {
+            let mut name = [0u8; HOST_NAME_MAX];
+            let n = client_host_name(&ident.mac, &mut name);
+            w.put(opt::HOSTNAME, &name[..n]);
+        }
         w.put(opt::MAX_MESSAGE_SIZE, &MAX_MESSAGE_SIZE.to_be_bytes());
         w.put(opt::PARAMETER_REQUEST_LIST, &PARAMETER_REQUEST_LIST);
     }
@@ -237,8 +280,8 @@ pub fn build_request(
     REQUEST_LEN
 }
 
-/// Appends options; the largest request (every option above) takes 280 of the 300 bytes, so no
-/// bounds can be exceeded (checked by the `largest_request_fits` test).
+/// Appends options; the largest request (every option above, the longest host name included)
+/// takes 296 of the 300 bytes, so no bounds can be exceeded (checked by the `largest_request_fits` test).
 struct OptWriter<'a> {
     buf: &'a mut [u8; REQUEST_LEN],
     pos: usize,
@@ -484,6 +527,7 @@ mod tests {
         Ident {
             mac: client_mac(7, 0x0102_0304),
             client_id,
+            host_name: false,
         }
     }
 
@@ -678,6 +722,131 @@ mod tests {
             .expect("END present")
             + OPTIONS_OFFSET;
         assert!(end < REQUEST_LEN - 1);
+        assert!(b[end + 1..].iter().all(|&x| x == 0));
+    }
+
+    fn name_of(mac: [u8; 6]) -> String {
+        let mut b = [0u8; HOST_NAME_MAX];
+        let n = client_host_name(&mac, &mut b);
+        String::from_utf8(b[..n].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn host_names_are_distinct_dns_labels() {
+        assert_eq!(name_of(client_mac(0, 0)), "c0");
+        assert_eq!(name_of(client_mac(0, 19_999)), "c19999");
+        assert_eq!(name_of(client_mac(7, 0x0102_0304)), "c16909060-7");
+        assert_eq!(name_of(client_mac(255, u32::MAX)), "c4294967295-255");
+        assert_eq!(name_of(client_mac(255, u32::MAX)).len(), HOST_NAME_MAX);
+        let mut seen = std::collections::HashSet::new();
+        for seed in [0u8, 1, 10] {
+            for i in (0..2000u32).chain([99_999, 1 << 24]) {
+                let n = name_of(client_mac(seed, i));
+                assert!(n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
+                assert!(seen.insert(n), "duplicate name for seed {seed} index {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn host_name_is_option_12_in_discover_and_requests_only() {
+        let id = Ident {
+            mac: client_mac(0, 4242),
+            client_id: true,
+            host_name: true,
+        };
+        let kinds = [
+            RequestKind::Discover,
+            RequestKind::Select {
+                requested: YI,
+                server_id: SID,
+            },
+            RequestKind::Renew { ciaddr: YI },
+            RequestKind::Rebind { ciaddr: YI },
+            RequestKind::Release {
+                ciaddr: YI,
+                server_id: SID,
+            },
+            RequestKind::Decline {
+                requested: YI,
+                server_id: SID,
+            },
+        ];
+        for kind in kinds {
+            for path in [Path::Relay(GI), Path::Direct] {
+                let mut b = [0u8; REQUEST_LEN];
+                build_request(&mut b, &id, 1, 0, path, &kind);
+                let r = Request::parse(&b).expect("the server parses it");
+                let sent = matches!(
+                    kind,
+                    RequestKind::Discover
+                        | RequestKind::Select { .. }
+                        | RequestKind::Renew { .. }
+                        | RequestKind::Rebind { .. }
+                );
+                assert_eq!(
+                    r.option(opt::HOSTNAME),
+                    sent.then_some(&b"c4242"[..]),
+                    "{kind:?} {path:?}"
+                );
+                // the wire form: code 12, length 5, the name
+                let at = b[OPTIONS_OFFSET..]
+                    .windows(7)
+                    .position(|w| w == [12, 5, b'c', b'4', b'2', b'4', b'2']);
+                assert_eq!(at.is_some(), sent, "{kind:?}");
+                // the other options are still there
+                assert_eq!(r.message_type(), kind.message_type());
+                assert_eq!(r.client_id(), Some(&[1u8, 2, 0, 0, 0, 0x10, 0x92][..]));
+            }
+        }
+        // without the flag, no option 12
+        let mut b = [0u8; REQUEST_LEN];
+        build_request(
+            &mut b,
+            &Ident {
+                host_name: false,
+                ..id
+            },
+            1,
+            0,
+            Path::Relay(GI),
+            &RequestKind::Discover,
+        );
+        assert_eq!(Request::parse(&b).unwrap().option(opt::HOSTNAME), None);
+    }
+
+    #[test]
+    fn largest_request_with_the_longest_host_name_fits() {
+        // 10 digits and a 3-digit seed, and no 0xff byte in the MAC (option 61 carries it)
+        let id = Ident {
+            mac: client_mac(199, 3_333_333_333),
+            client_id: true,
+            host_name: true,
+        };
+        let mut b = [0u8; REQUEST_LEN];
+        build_request(
+            &mut b,
+            &id,
+            1,
+            0,
+            Path::Relay(GI),
+            &RequestKind::Select {
+                requested: YI,
+                server_id: SID,
+            },
+        );
+        let r = Request::parse(&b).unwrap();
+        assert_eq!(r.option(opt::HOSTNAME), Some(&b"c3333333333-199"[..]));
+        assert_eq!(
+            r.parameter_request_list(),
+            Some(&PARAMETER_REQUEST_LIST[..])
+        );
+        let end = b[OPTIONS_OFFSET..]
+            .iter()
+            .position(|&x| x == opt::END)
+            .expect("END present")
+            + OPTIONS_OFFSET;
+        assert_eq!(end, 295);
         assert!(b[end + 1..].iter().all(|&x| x == 0));
     }
 

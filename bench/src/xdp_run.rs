@@ -1258,6 +1258,7 @@ impl RequestSource {
         let ident = Ident {
             mac: client_mac(self.seed, self.n % self.clients),
             client_id: self.client_id,
+            host_name: false,
         };
         build_request(
             &mut self.buf,
@@ -1491,6 +1492,7 @@ mod tests {
             &Ident {
                 mac: client_mac(7, 12345),
                 client_id: true,
+                host_name: false,
             },
             0xdead_beef,
             0,
@@ -1542,6 +1544,7 @@ mod tests {
             &Ident {
                 mac: client_mac(7, 1),
                 client_id: false,
+                host_name: false,
             },
             1,
             0,

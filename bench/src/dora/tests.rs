@@ -26,6 +26,7 @@ fn cfg(clients: u32, rate: Option<u64>, duration_ms: u64, mix: Mix) -> Config {
         clients,
         seed: 9,
         client_id: false,
+        host_name: false,
         path: Path::Relay(GI),
         mix,
         rate,
