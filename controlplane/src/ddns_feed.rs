@@ -152,22 +152,27 @@ pub fn spawn_name_feed(ddns: Arc<Ddns>) -> std::io::Result<Sender<NameNote>> {
     std::thread::Builder::new()
         .name("tandem-ddns-feed".into())
         .spawn(move || {
-            for note in rx {
-                let Ok(fqdn) = tandem_ddns::Name::from_ascii(note.name.as_str()) else {
-                    continue; // the engine builds only valid names
-                };
-                let b = note.binding;
-                let ev = Event::Granted {
-                    addr: b.addr,
-                    fqdn,
-                    identity: identity(&b),
-                    expires: b.expires,
-                    forward: note.forward,
-                    by: Granter::Local,
-                };
-                if out.send(ev).is_err() {
-                    return; // the updater stopped
+            while let Ok(first) = rx.recv() {
+                // Take what is queued, then let the next notes gather (one wake-up for many
+                // under load, as the updater thread does).
+                for note in std::iter::once(first).chain(rx.try_iter()) {
+                    let Ok(fqdn) = tandem_ddns::Name::from_ascii(note.name.as_str()) else {
+                        continue; // the engine builds only valid names
+                    };
+                    let b = note.binding;
+                    let ev = Event::Granted {
+                        addr: b.addr,
+                        fqdn,
+                        identity: identity(&b),
+                        expires: b.expires,
+                        forward: note.forward,
+                        by: Granter::Local,
+                    };
+                    if out.send(ev).is_err() {
+                        return; // the updater stopped
+                    }
                 }
+                std::thread::sleep(crate::ddns::GATHER);
             }
         })?;
     Ok(tx)

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tandem_controlplane::ddns::{Ddns, DdnsConfig, Event, Granter, Identity, ScopeDns, STATE_FILE};
+use tandem_controlplane::ddns::{
+    Ddns, DdnsConfig, Event, Granter, Identity, ScopeDns, JOURNAL_FILE, STATE_FILE,
+};
 use tandem_dataplane::scope::Subnet;
 use tandem_ddns::{ConflictMode, Name};
 
@@ -82,6 +84,100 @@ fn entry<'v>(v: &'v Value, addr: &str) -> Option<&'v Value> {
 
 fn always(b: bool) -> Arc<dyn Fn(&str) -> bool + Send + Sync> {
     Arc::new(move |_| b)
+}
+
+/// Copies the state files of `from` into a new directory, as a crash would leave them.
+fn crash_copy(from: &std::path::Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for f in [STATE_FILE, JOURNAL_FILE] {
+        if from.join(f).exists() {
+            std::fs::copy(from.join(f), to.path().join(f)).unwrap();
+        }
+    }
+    to
+}
+
+/// Lines in the journal of `dir` (its header included).
+fn journal_lines(dir: &std::path::Path) -> usize {
+    std::fs::read(dir.join(JOURNAL_FILE))
+        .map(|b| b.iter().filter(|c| **c == b'\n').count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn changes_reach_the_journal_without_a_stop_and_a_crash_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Ddns::start(config(dir.path(), 100), always(false)).unwrap();
+    d.sender()
+        .send(granted(5, "first", Granter::Local))
+        .unwrap();
+    // The first save is a snapshot (there was none) with an empty journal.
+    let end = Instant::now() + Duration::from_secs(5);
+    while journal_lines(dir.path()) == 0 {
+        assert!(Instant::now() < end, "no snapshot written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let snapshot = std::fs::read(dir.path().join(STATE_FILE)).unwrap();
+    // The first add is tried (no answer: DNS may hold its records), then its lease ends: a
+    // removal is pending. Fifty more names wait to be added.
+    wait_status(&d, "the first add tried", |v| {
+        entry(v, "10.77.0.5").is_some_and(|e| !e["last_error"].is_null())
+    });
+    for i in 10..60u8 {
+        d.sender()
+            .send(granted(i, &format!("h{i}"), Granter::Local))
+            .unwrap();
+    }
+    d.sender()
+        .send(Event::Ended {
+            addr: Ipv4Addr::new(10, 77, 0, 5),
+        })
+        .unwrap();
+    let names = |v: &Value| -> Vec<(String, String, String)> {
+        let mut l: Vec<_> = v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
+                (s("addr"), s("fqdn"), s("state"))
+            })
+            .collect();
+        l.sort();
+        l
+    };
+    let live = names(&wait_status(&d, "51 entries, one removal", |v| {
+        v["entries_total"] == 51 && entry(v, "10.77.0.5").is_some_and(|e| e["state"] == "removing")
+    }));
+    // Within a fraction of a second the changes are in the journal (a crash keeps them), and
+    // the snapshot is not rewritten for them.
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let copy = crash_copy(dir.path());
+        let d2 = Ddns::start(config(copy.path(), 100), always(false)).unwrap();
+        let v = d2.status();
+        d2.stop();
+        if names(&v) == live {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the journal never held the changes: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join(STATE_FILE)).unwrap(),
+        snapshot,
+        "changes go to the journal, not into a rewritten snapshot"
+    );
+    assert!(journal_lines(dir.path()) > 1);
+    d.stop();
+    // The stop writes one snapshot and an empty journal.
+    assert_eq!(journal_lines(dir.path()), 1);
+    let d = Ddns::start(config(dir.path(), 100), always(false)).unwrap();
+    assert_eq!(d.status()["entries_total"], 51);
+    d.stop();
 }
 
 #[test]
@@ -264,5 +360,73 @@ fn the_partner_echoing_our_lease_does_not_take_it_over() {
     wait_status(&d, "the partner's now", |v| {
         entry(v, "10.77.0.20").is_some_and(|e| e["granted_by"] == "partner")
     });
+    d.stop();
+}
+
+/// (comm, nice) of every thread of this process.
+fn thread_nices() -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir("/proc/self/task").unwrap() {
+        let Ok(stat) = std::fs::read_to_string(t.unwrap().path().join("stat")) else {
+            continue; // ended meanwhile
+        };
+        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+        let comm = stat[open + 1..close].to_string();
+        // Fields after the name start at 3 (state); nice is field 19.
+        let nice = stat[close + 2..]
+            .split(' ')
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap();
+        out.push((comm, nice));
+    }
+    out
+}
+
+#[test]
+fn dns_and_save_threads_run_nicer_than_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let base: i32 = {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let close = stat.rfind(')').unwrap();
+        stat[close + 2..]
+            .split(' ')
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let d = Ddns::start(config(dir.path(), 100), always(false)).unwrap();
+    let want = (base + tandem_controlplane::ddns::BACKGROUND_NICE).min(19);
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let t = thread_nices();
+        let dns: Vec<i32> = t
+            .iter()
+            .filter(|(c, _)| c == "tandem-ddns-dns")
+            .map(|x| x.1)
+            .collect();
+        let save: Vec<i32> = t
+            .iter()
+            .filter(|(c, _)| c == "tandem-ddns-sav")
+            .map(|x| x.1)
+            .collect();
+        let table: Vec<i32> = t
+            .iter()
+            .filter(|(c, _)| c == "tandem-ddns")
+            .map(|x| x.1)
+            .collect();
+        // Other tests of this binary run updaters of their own at the same time.
+        if dns.len() >= 4 && dns.iter().chain(&save).all(|n| *n == want) && !save.is_empty() {
+            assert!(
+                !table.is_empty() && table.iter().all(|n| *n == base),
+                "{t:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < end, "threads not at nice {want}: {t:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     d.stop();
 }

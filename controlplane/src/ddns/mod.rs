@@ -37,11 +37,18 @@
 //!
 //! # Persistence, and why repeating work is safe
 //!
-//! The entries (pending work and what is published) are written to `state_dir/ddns.state`
-//! (JSON; a temp file, fsync, rename, fsync of the directory) at most every 200 ms while work
-//! changes, every 10 s while only expiries change, and at [`Ddns::stop`]. [`Ddns::start`] loads
-//! it and resumes the pending work. A file that cannot be read or parsed is renamed aside
-//! (`ddns.state.bad-<unix time>`) with an error line, and the updater starts empty.
+//! The entries (pending work and what is published) are kept in `state_dir`: a snapshot,
+//! `ddns.state`, and a journal of the changes since, `ddns.journal` (JSON lines; see
+//! `state.rs`). Every 200 ms while pending work or published records changed, the changed
+//! entries are appended to the journal and `fdatasync`ed; other changes (an expiry moved by a
+//! renewal, the next try of a waiting update) go with the next append, and at least every 10 s.
+//! The cost is that of what changed, not of the table: under load the updater writes a few
+//! hundred bytes per changed name, not the whole table five times a second. When the journal
+//! holds more lines than four times the entries (at least 65 536), a new snapshot replaces both
+//! files; so does [`Ddns::stop`]. [`Ddns::start`] loads the snapshot, replays the journal and
+//! resumes the pending work. A file that cannot be read or parsed is renamed aside
+//! (`ddns.state.bad-<unix time>`, `ddns.journal.bad-<unix time>`) with an error line, and the
+//! updater starts without it.
 //!
 //! A crash can therefore lose the last fraction of a second, or make an update run twice (it
 //! was sent but its success not yet saved). Running one twice is harmless because every
@@ -57,7 +64,9 @@
 //!
 //! `tandem-ddns` owns the table and handles events, results, the clock and status requests;
 //! four `tandem-ddns-dns` threads run the DNS exchanges ([`tandem_ddns::Client`], blocking);
-//! `tandem-ddns-save` writes the state file. All are created by [`Ddns::start`] on the calling
+//! `tandem-ddns-save` writes the snapshot and the journal. The DNS and save threads run
+//! [`BACKGROUND_NICE`] nicer than the daemon, so a CPU-bound server serves leases first and
+//! publishes names when it has CPU to spare. All are created by [`Ddns::start`] on the calling
 //! thread, so they share its network namespace.
 
 #![forbid(unsafe_code)]
@@ -87,6 +96,8 @@ use table::{Counts, Job, JobResult, Reason, Stats, Table};
 pub const EVENT_CHANNEL: usize = 65_536;
 /// Name of the state file in [`DdnsConfig::state_dir`].
 pub const STATE_FILE: &str = "ddns.state";
+/// Name of the journal of changes since the snapshot, beside [`STATE_FILE`].
+pub const JOURNAL_FILE: &str = "ddns.journal";
 /// Threads running DNS exchanges (updates in flight at once).
 const DNS_THREADS: usize = 4;
 /// Most entries listed by [`Ddns::status`].
@@ -95,8 +106,44 @@ const STATUS_ENTRIES: usize = 1000;
 const SAVE_EVERY: Duration = Duration::from_millis(200);
 /// Save at most this often while only expiries change.
 const SAVE_EXPIRY_EVERY: Duration = Duration::from_secs(10);
+/// A new snapshot when the journal holds more lines than this many times the entries...
+const COMPACT_FACTOR: usize = 4;
+/// ... and at least this many.
+const COMPACT_MIN_LINES: usize = 65_536;
+
+/// How much nicer than the daemon the DNS exchange and save threads run: on a busy machine the
+/// workers and the failover link come first, and DNS work waits in the queue until there is CPU
+/// to spare (the table thread, which only takes events, keeps the daemon's priority so that no
+/// event is dropped).
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority by [`BACKGROUND_NICE`] (Linux nice is per thread);
+/// a failure is logged and the thread goes on at the daemon's priority.
+fn into_background() {
+    let tid = rustix::thread::gettid();
+    let r = rustix::process::getpriority_process(Some(tid)).and_then(|nice| {
+        rustix::process::setpriority_process(Some(tid), (nice + BACKGROUND_NICE).min(19))
+    });
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "ddns: cannot lower the priority of a DNS thread; it runs at the daemon's");
+    }
+}
+
+/// Work for the saver thread.
+enum SaveJob {
+    /// A snapshot of generation `generation` (and an empty journal for it).
+    Snapshot {
+        dir: PathBuf,
+        generation: u64,
+        bytes: Vec<u8>,
+    },
+    /// Journal lines, for the journal in `dir`.
+    Append { dir: PathBuf, bytes: Vec<u8> },
+}
 /// How often `takeover(scope)` is asked again.
 const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
+/// After taking events, the updater thread sleeps this long before it looks again (see `run`).
+pub(crate) const GATHER: Duration = Duration::from_millis(2);
 /// How long [`Ddns::stop`] waits for updates in flight before saving.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -287,15 +334,20 @@ impl Ddns {
     ) -> std::io::Result<Ddns> {
         std::fs::create_dir_all(&cfg.state_dir)?;
         let now = unix_ms();
-        let saved = state::load(&cfg.state_dir, now / 1000);
+        let loaded = state::load(&cfg.state_dir, now / 1000);
         let mut table = Table::new(&cfg);
-        table.load(saved, now);
+        let (generation, found) = (loaded.generation, loaded.found);
+        table.load(loaded.entries, now);
+        if found {
+            // Start a new generation from what was read: the journal read is not appended to.
+            table.mark_dirty();
+        }
 
         let (events_tx, events) = crossbeam_channel::bounded(EVENT_CHANNEL);
         let (ctl_tx, ctl) = crossbeam_channel::unbounded();
         let (job_tx, job_rx) = crossbeam_channel::unbounded::<Job>();
         let (result_tx, results) = crossbeam_channel::unbounded::<JobResult>();
-        let (save_tx, save_rx) = crossbeam_channel::bounded::<(PathBuf, Vec<u8>)>(1);
+        let (save_tx, save_rx) = crossbeam_channel::bounded::<SaveJob>(1);
         let shared = Arc::new(Shared::default());
         shared.running.store(true, Ordering::Relaxed);
 
@@ -307,6 +359,7 @@ impl Ddns {
                 std::thread::Builder::new()
                     .name(format!("tandem-ddns-dns{i}"))
                     .spawn(move || {
+                        into_background();
                         for job in jobs {
                             if results.send(dns::execute(job)).is_err() {
                                 return;
@@ -319,14 +372,36 @@ impl Ddns {
         let saver = std::thread::Builder::new()
             .name("tandem-ddns-save".into())
             .spawn(move || {
+                into_background();
                 // A failing disk is logged once a minute, not at every try.
                 let mut logged: Option<Instant> = None;
-                for (dir, bytes) in save_rx {
-                    if let Err(e) = state::write(&dir, &bytes) {
+                let mut writer = state::Writer::default();
+                for job in save_rx {
+                    let (dir, what, r) = match job {
+                        SaveJob::Snapshot {
+                            dir,
+                            generation,
+                            bytes,
+                        } => {
+                            let r = writer.snapshot(&dir, generation, &bytes);
+                            (dir, "the state file", r)
+                        }
+                        SaveJob::Append { dir, bytes } => {
+                            let r = if writer.dir() == Some(dir.as_path()) {
+                                writer.append(&bytes)
+                            } else {
+                                Err(std::io::Error::other(
+                                    "the journal open is in another directory",
+                                ))
+                            };
+                            (dir, "the journal", r)
+                        }
+                    };
+                    if let Err(e) = r {
                         if logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                             logged = Some(Instant::now());
                             tracing::error!(dir = %dir.display(), error = %e,
-                                "ddns: cannot save the state file; trying again");
+                                "ddns: cannot save {what}; writing a new snapshot next");
                         }
                         *lock(&saver_shared.save_failed) = Some(e.to_string());
                     }
@@ -349,7 +424,11 @@ impl Ddns {
             takeover_at: None,
             in_flight: 0,
             last_save: Instant::now(),
+            last_soft_save: Instant::now(),
             save_error: None,
+            generation,
+            need_snapshot: true,
+            journal_lines: 0,
         };
         up.publish(true);
         let thread = std::thread::Builder::new()
@@ -452,7 +531,7 @@ struct Updater {
     results: Receiver<JobResult>,
     jobs: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
-    save: Option<Sender<(PathBuf, Vec<u8>)>>,
+    save: Option<Sender<SaveJob>>,
     saver: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     takeover: Arc<dyn Fn(&str) -> bool + Send + Sync>,
@@ -460,24 +539,42 @@ struct Updater {
     takeover_at: Option<Instant>,
     in_flight: usize,
     last_save: Instant,
+    /// When every change (expiries too) was last saved.
+    last_soft_save: Instant,
     save_error: Option<String>,
+    /// Generation of the last snapshot sent to the saver.
+    generation: u64,
+    /// The next save must be a snapshot (none yet, a write failed, the directory changed).
+    need_snapshot: bool,
+    /// Lines appended to the journal since the last snapshot.
+    journal_lines: usize,
 }
 
 impl Updater {
     fn run(mut self) {
+        let mut gather = false;
         loop {
+            if std::mem::take(&mut gather) {
+                // Let the next events gather: under load the thread then wakes a few hundred
+                // times a second for hundreds of events each, instead of once or twice per lease
+                // (which cost more in wake-ups and channel locks than the events themselves).
+                std::thread::sleep(GATHER);
+            }
             let wait = self.wait(unix_ms());
             crossbeam_channel::select! {
                 recv(self.events) -> ev => match ev {
                     Ok(ev) => {
-                        self.event(ev);
+                        let now = unix_ms();
+                        self.refresh_takeover(false);
+                        self.event(ev, now);
                         // A burst: take what is queued before looking at the clock again.
                         for _ in 0..4096 {
                             match self.events.try_recv() {
-                                Ok(ev) => self.event(ev),
+                                Ok(ev) => self.event(ev, now),
                                 Err(_) => break,
                             }
                         }
+                        gather = true;
                     }
                     Err(_) => break,
                 },
@@ -491,6 +588,9 @@ impl Updater {
                     }
                     Ok(Ctl::Reconfigure(cfg)) => {
                         self.refresh_takeover(true);
+                        if self.state_dir != cfg.state_dir {
+                            self.need_snapshot = true;
+                        }
                         self.state_dir = cfg.state_dir.clone();
                         self.table.reconfigure(&cfg, unix_ms());
                     }
@@ -511,15 +611,14 @@ impl Updater {
                 ms = ms.min(t.saturating_sub(now));
             }
         }
-        let every = if self.table.dirty_work() {
-            Some(SAVE_EVERY)
+        let left = if self.table.dirty_work() {
+            Some(SAVE_EVERY.saturating_sub(self.last_save.elapsed()))
         } else if self.table.dirty() {
-            Some(SAVE_EXPIRY_EVERY)
+            Some(SAVE_EXPIRY_EVERY.saturating_sub(self.last_soft_save.elapsed()))
         } else {
             None
         };
-        if let Some(every) = every {
-            let left = every.saturating_sub(self.last_save.elapsed());
+        if let Some(left) = left {
             ms = ms.min(u64::try_from(left.as_millis()).unwrap_or(0));
         }
         Duration::from_millis(ms)
@@ -541,10 +640,9 @@ impl Updater {
         }
     }
 
-    fn event(&mut self, ev: Event) {
-        self.refresh_takeover(false);
+    fn event(&mut self, ev: Event, now: u64) {
         let (table, cache, takeover) = (&mut self.table, &self.takeover_cache, &self.takeover);
-        table.handle_event(unix_ms(), ev, &|s: &str| {
+        table.handle_event(now, ev, &|s: &str| {
             cache.get(s).copied().unwrap_or_else(|| takeover(s))
         });
     }
@@ -582,24 +680,66 @@ impl Updater {
         }
         if let Some(e) = lock(&self.shared.save_failed).take() {
             self.save_error = Some(e);
+            self.need_snapshot = true;
             self.table.mark_dirty();
         }
         self.publish(false);
+        self.save();
+    }
+
+    /// Hands what changed to the saver when it is due: journal lines, or a new snapshot when
+    /// one is needed or the journal has grown past [`COMPACT_FACTOR`] × the entries.
+    fn save(&mut self) {
+        let soft_due = self.last_soft_save.elapsed() >= SAVE_EXPIRY_EVERY;
         let due = (self.table.dirty_work() && self.last_save.elapsed() >= SAVE_EVERY)
-            || (self.table.dirty() && self.last_save.elapsed() >= SAVE_EXPIRY_EVERY);
-        if due {
-            let bytes = self.table.encode();
-            if let Some(tx) = &self.save {
-                match tx.try_send((self.state_dir.clone(), bytes)) {
-                    Ok(()) => {
-                        self.table.mark_clean();
-                        self.last_save = Instant::now();
-                        self.save_error = None;
-                    }
-                    // The previous write is still going: try again at the next tick.
-                    Err(TrySendError::Full(_)) => {}
-                    Err(TrySendError::Disconnected(_)) => {}
+            || (self.table.dirty() && soft_due);
+        let Some(tx) = &self.save else {
+            return;
+        };
+        // The previous write is still going (a bounded channel of one): at the next tick.
+        if !due || tx.is_full() {
+            return;
+        }
+        let compact =
+            self.journal_lines >= COMPACT_MIN_LINES.max(COMPACT_FACTOR * self.table.len());
+        let (job, lines) = if self.need_snapshot || compact {
+            let generation = self.generation + 1;
+            let bytes = self.table.encode(generation);
+            let job = SaveJob::Snapshot {
+                dir: self.state_dir.clone(),
+                generation,
+                bytes,
+            };
+            (job, None)
+        } else {
+            let changes = self.table.take_changes(soft_due);
+            let job = SaveJob::Append {
+                dir: self.state_dir.clone(),
+                bytes: state::encode_changes(&changes),
+            };
+            (job, Some(changes.len()))
+        };
+        let is_snapshot = lines.is_none();
+        match tx.try_send(job) {
+            Ok(()) => {
+                if let Some(n) = lines {
+                    self.journal_lines += n;
+                } else {
+                    self.generation += 1;
+                    self.journal_lines = 0;
+                    self.need_snapshot = false;
                 }
+                self.last_save = Instant::now();
+                if soft_due || is_snapshot {
+                    self.last_soft_save = self.last_save;
+                }
+                self.save_error = None;
+            }
+            // Only this thread sends, and the channel had room; the saver is gone (stopping):
+            // the final snapshot at stop saves everything.
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.need_snapshot = true;
+                self.table.mark_dirty();
             }
         }
     }
@@ -647,14 +787,17 @@ impl Updater {
         v["running"] = json!(true);
         v["in_flight"] = json!(self.in_flight);
         v["state_file"] = json!(self.state_dir.join(STATE_FILE).display().to_string());
+        v["journal_file"] = json!(self.state_dir.join(JOURNAL_FILE).display().to_string());
+        v["journal_lines"] = json!(self.journal_lines);
         v["last_save_error"] = json!(self.save_error);
         v
     }
 
     fn shutdown(&mut self) {
         // Events already committed (ends above all) are taken before the final save.
+        self.refresh_takeover(false);
         while let Ok(ev) = self.events.try_recv() {
-            self.event(ev);
+            self.event(ev, unix_ms());
         }
         let deadline = Instant::now() + STOP_GRACE;
         while self.in_flight > 0 {
@@ -676,9 +819,10 @@ impl Updater {
         if let Some(s) = self.saver.take() {
             let _ = s.join();
         }
-        let bytes = self.table.encode();
-        match state::write(&self.state_dir, &bytes) {
-            Ok(()) => self.table.mark_clean(),
+        let generation = self.generation + 1;
+        let bytes = self.table.encode(generation);
+        match state::Writer::default().snapshot(&self.state_dir, generation, &bytes) {
+            Ok(()) => self.generation = generation,
             Err(e) => tracing::error!(dir = %self.state_dir.display(), error = %e,
                 "ddns: cannot save the state file at stop"),
         }

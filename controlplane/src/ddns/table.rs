@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tandem_ddns::{Name, Rcode, Step};
 
-use super::state::{Saved, SavedHeld, SavedRecord};
+use super::state::{Change, Saved, SavedHeld, SavedRecord};
 use super::{DdnsConfig, Event, Granter, Identity, ScopeDns};
 
 /// Unix time in milliseconds.
@@ -477,6 +477,10 @@ pub(super) struct Table {
     servers: HashMap<SocketAddr, Server>,
     stats: Stats,
     changed: HashSet<Ipv4Addr>,
+    /// Addresses whose pending work or published records changed since they were last saved.
+    unsaved_work: HashSet<Ipv4Addr>,
+    /// Addresses with other changes (expiry, next try, last error) not saved yet.
+    unsaved_soft: HashSet<Ipv4Addr>,
     dirty_work: bool,
     dirty_expiry: bool,
     queue_full_log: Option<Ms>,
@@ -496,6 +500,8 @@ impl Table {
             servers: HashMap::new(),
             stats: Stats::default(),
             changed: HashSet::new(),
+            unsaved_work: HashSet::new(),
+            unsaved_soft: HashSet::new(),
             dirty_work: false,
             dirty_expiry: false,
             queue_full_log: None,
@@ -629,8 +635,10 @@ impl Table {
         self.changed.insert(addr);
         if work {
             self.dirty_work = true;
+            self.unsaved_work.insert(addr);
         } else {
             self.dirty_expiry = true;
+            self.unsaved_soft.insert(addr);
         }
         let Some(mut e) = self.entries.remove(&addr) else {
             return;
@@ -769,23 +777,24 @@ impl Table {
             }
             return;
         }
+        if let Some(e) = self.entries.get_mut(&addr) {
+            if e.want.as_ref().is_some_and(|w| w.same(&rec)) {
+                // Known (every ACK of a renewal): refresh the lease only, no DNS traffic.
+                let (who, exp) = after_renewal(e.by, e.expires, by, expires);
+                if (who, exp) == (e.by, e.expires) {
+                    return;
+                }
+                let work = who != e.by;
+                e.by = who;
+                e.expires = exp;
+                self.sync(addr, now, work);
+                return;
+            }
+        }
         let e = match self.entries.get(&addr) {
             None => Entry::new(&scope.scope, rec.clone(), expires, by, now),
             Some(old) => {
                 let mut e = old.clone();
-                if e.want.as_ref().is_some_and(|w| w.same(&rec)) {
-                    // Known: refresh the lease only (no DNS traffic).
-                    let (who, exp) = after_renewal(e.by, e.expires, by, expires);
-                    if (who, exp) == (e.by, e.expires) {
-                        return;
-                    }
-                    let work = who != e.by;
-                    e.by = who;
-                    e.expires = exp;
-                    self.entries.insert(addr, e);
-                    self.sync(addr, now, work);
-                    return;
-                }
                 // A new name, a new client, or granted again after an end (if the removal has
                 // not run yet, what DNS holds is kept: `next_op` finds nothing to do).
                 e.by = by;
@@ -1290,8 +1299,11 @@ impl Table {
         }
     }
 
-    /// The state file's contents.
-    pub(super) fn encode(&self) -> Vec<u8> {
+    /// A snapshot of every entry for generation `generation`; nothing is unsaved after it.
+    pub(super) fn encode(&mut self, generation: u64) -> Vec<u8> {
+        self.unsaved_work.clear();
+        self.unsaved_soft.clear();
+        self.mark_clean();
         let mut rows: Vec<Saved> = self
             .entries
             .iter()
@@ -1299,7 +1311,32 @@ impl Table {
             .map(|(a, e)| saved_of(*a, e))
             .collect();
         rows.sort_by_key(|s| s.addr);
-        super::state::encode(rows)
+        super::state::encode(generation, rows)
+    }
+
+    /// The changes not saved yet, for the journal: what the entry of each changed address is
+    /// now, or that it has none. Only those that changed pending work or what DNS holds unless
+    /// `all` (the others, such as an expiry moved by a renewal, can wait for a later call).
+    pub(super) fn take_changes(&mut self, all: bool) -> Vec<Change> {
+        let mut addrs: Vec<Ipv4Addr> = self.unsaved_work.drain().collect();
+        if all {
+            addrs.extend(self.unsaved_soft.drain());
+        } else {
+            for a in &addrs {
+                self.unsaved_soft.remove(a);
+            }
+        }
+        addrs.sort_unstable();
+        addrs.dedup();
+        self.dirty_work = false;
+        self.dirty_expiry = !self.unsaved_soft.is_empty();
+        addrs
+            .into_iter()
+            .map(|a| match self.entries.get(&a).filter(|e| !e.forget) {
+                Some(e) => Change::Put(Box::new(saved_of(a, e))),
+                None => Change::Del(a),
+            })
+            .collect()
     }
 
     // -----------------------------------------------------------------------------------------

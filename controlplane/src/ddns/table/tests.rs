@@ -485,18 +485,35 @@ fn ptr_only_names_flag_the_client_update() {
 
 #[test]
 fn state_round_trip_resumes_pending_work_only() {
+    use super::super::state::{encode_changes, load, Writer};
     let mut t = table();
     t.handle_event(T0, granted(22, "done", 22, Granter::Local), &never);
     step(&mut t, T0, JobOutcome::Completed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::default();
+    w.snapshot(dir.path(), 1, &t.encode(1)).unwrap();
+    assert!(
+        t.take_changes(true).is_empty(),
+        "the snapshot holds everything"
+    );
+    // The rest reaches the disk as journal lines only.
     t.handle_event(T0, granted(23, "todo", 23, Granter::Local), &never);
     let job = t.poll_job(T0).unwrap();
     t.handle_result(T0, result(job, failed(Reason::Timeout)));
     t.handle_event(T0, granted(24, "theirs", 24, Granter::Partner), &never);
-    let dir = tempfile::tempdir().unwrap();
-    super::super::state::write(dir.path(), &t.encode()).unwrap();
+    let changes = t.take_changes(false);
+    assert_eq!(
+        changes.len(),
+        2,
+        "one line per changed address: {changes:?}"
+    );
+    assert!(!t.dirty_work());
+    w.append(&encode_changes(&changes)).unwrap();
 
     let mut t2 = table();
-    t2.load(super::super::state::load(dir.path(), 1), T0 + 5_000);
+    let loaded = load(dir.path(), 1);
+    assert_eq!((loaded.generation, loaded.replayed), (1, 2));
+    t2.load(loaded.entries, T0 + 5_000);
     assert_eq!((t2.len(), t2.pending()), (3, 1));
     assert_eq!(t2.name_flags(addr(22)).unwrap().1, 0x6);
     assert_eq!(t2.entries[&addr(23)].attempts, 1);
@@ -575,4 +592,41 @@ fn a_grant_after_a_partners_end_during_an_update_is_kept() {
         step(&mut t, T0, JobOutcome::Completed),
         (Op::Add, "y.tdm.test".into())
     );
+}
+
+#[test]
+fn a_renewal_waits_for_the_slow_save_work_goes_at_once() {
+    let mut t = table();
+    t.handle_event(T0, granted(30, "a", 30, Granter::Local), &never);
+    step(&mut t, T0, JobOutcome::Completed);
+    t.encode(1);
+    assert!(!t.dirty());
+    let exp = t.entries[&addr(30)].expires;
+    t.handle_event(
+        T0,
+        Event::Renewed {
+            addr: addr(30),
+            expires: exp + 600,
+            by: Granter::Local,
+        },
+        &never,
+    );
+    assert!(t.dirty() && !t.dirty_work(), "an expiry moved: no work");
+    assert!(t.take_changes(false).is_empty(), "not in the fast save");
+    assert!(t.dirty(), "still to be saved");
+    t.handle_event(T0, granted(31, "b", 31, Granter::Local), &never);
+    let fast = t.take_changes(false);
+    assert!(
+        matches!(&fast[..], [Change::Put(s)] if s.addr == addr(31)),
+        "{fast:?}"
+    );
+    let slow = t.take_changes(true);
+    assert!(
+        matches!(&slow[..], [Change::Put(s)] if s.addr == addr(30) && s.expires == exp + 600),
+        "{slow:?}"
+    );
+    assert!(!t.dirty());
+    // An entry gone since is saved as a deletion.
+    t.forget(addr(31), T0);
+    assert_eq!(t.take_changes(false), vec![Change::Del(addr(31))]);
 }
