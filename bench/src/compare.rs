@@ -295,6 +295,11 @@ pub struct Args {
     /// tandem-bench's generator only: start exchanges as fast as the window allows instead.
     #[arg(long)]
     pub flat_out: bool,
+    /// tandem-xdp-ddns: run BIND 9 this much nicer than the servers (0..=19). BIND stands in
+    /// for a DNS server elsewhere; on this machine it shares the cores with the server and the
+    /// generator, and at a nice of 10 or more it takes little CPU from them while both are busy.
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub named_nice: u8,
     /// Seconds of load per target (0 < SECS <= 60).
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub duration: f64,
@@ -1573,7 +1578,12 @@ fn two_workers() -> TandemExtra {
 /// fresh key), wait until it answers, then tandemd on AF_XDP with a `[[ddns]]` table pointing
 /// at it. BIND stops with the target's other processes; its directory goes with
 /// [`Lab::remove_scratch`].
-fn start_tandem_ddns(lab: &mut Lab, tandemd: &Path, tag: &str) -> Result<Started, LabError> {
+fn start_tandem_ddns(
+    lab: &mut Lab,
+    tandemd: &Path,
+    tag: &str,
+    named_nice: u8,
+) -> Result<Started, LabError> {
     let (scope, net, prefix) = dns::scope_of(TANDEM_SINGLE).ok_or_else(|| {
         LabError::NotReady("no [[scope]] name and subnet in tandem-single.toml".into())
     })?;
@@ -1582,7 +1592,10 @@ fn start_tandem_ddns(lab: &mut Lab, tandemd: &Path, tag: &str) -> Result<Started
             "no reverse zone for the scope's subnet {net}/{prefix}"
         ))
     })?;
-    let bind = Dns::start(lab, Role::Srv, tag, &reverse)?;
+    let mut bind = Dns::start(lab, Role::Srv, tag, &reverse)?;
+    if named_nice > 0 {
+        bind.renice(named_nice)?;
+    }
     let extra = TandemExtra {
         tail: dns::ddns_table(&scope, bind.listen(), bind.key_file()),
         ..TandemExtra::default()
@@ -1738,6 +1751,7 @@ fn start_target(
     t: Target,
     tandemd: &Path,
     echo: &Path,
+    named_nice: u8,
 ) -> Result<Started, LabError> {
     match t {
         Target::TandemXdp => {
@@ -1747,7 +1761,7 @@ fn start_target(
             start_tandem_single(lab, tandemd, "udp", &TandemExtra::default(), "udp")
         }
         Target::TandemXdp2w => start_tandem_single(lab, tandemd, "xdp", &two_workers(), "xdp-2w"),
-        Target::TandemXdpDdns => start_tandem_ddns(lab, tandemd, "xdp-ddns"),
+        Target::TandemXdpDdns => start_tandem_ddns(lab, tandemd, "xdp-ddns", named_nice),
         Target::TandemXdpRelaxed => {
             let relaxed = TandemExtra {
                 durability: Some("relaxed".into()),
@@ -2562,7 +2576,7 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
         let bin = tandemd.clone().unwrap_or_default();
         let started = lab
             .set_queues(t.queues())
-            .and_then(|()| start_target(&mut lab, t, &bin, &echo_bin));
+            .and_then(|()| start_target(&mut lab, t, &bin, &echo_bin, a.named_nice));
         let row = match started {
             Err(LabError::Interrupted) => return Err(CompareError::Interrupted),
             Err(e) => Row::failed(t, format!("could not start: {e}")),

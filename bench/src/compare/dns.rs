@@ -146,6 +146,7 @@ pub struct Dns {
     listen: Ipv4Addr,
     reverse: String,
     key_file: PathBuf,
+    nice: u8,
 }
 
 /// `dig @server ARGS` in network namespace `ns` (through `nsenter`): the answer lines, without
@@ -247,6 +248,7 @@ impl Dns {
             listen: LISTEN,
             reverse: reverse.to_string(),
             key_file,
+            nice: 0,
         };
         let (ns, listen) = (dns.ns.clone(), dns.listen);
         lab.wait_ready(&name, 20, |_| {
@@ -274,6 +276,25 @@ impl Dns {
     /// The name of BIND's process in the lab.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Sets the nice value of every thread of `named` to `nice` (`renice`; Linux nice is per
+    /// thread, and named's threads are all started by now).
+    pub fn renice(&mut self, nice: u8) -> Result<(), LabError> {
+        let task = format!("/proc/{}/task", self.pid);
+        let tids: Vec<String> = fs::read_dir(&task)
+            .map_err(|source| LabError::File {
+                path: PathBuf::from(&task),
+                source,
+            })?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        let n = nice.to_string();
+        let mut cmd = vec!["renice", "-n", &n, "-p"];
+        cmd.extend(tids.iter().map(String::as_str));
+        sh(&cmd)?;
+        self.nice = nice;
+        Ok(())
     }
 
     fn log_tail(&self) -> String {
@@ -345,6 +366,7 @@ impl Dns {
     ) -> DdnsFigures {
         let mut f = DdnsFigures {
             clients,
+            named_nice: self.nice,
             sample: names.len() as u32,
             ..DdnsFigures::default()
         };
@@ -607,6 +629,8 @@ pub struct DdnsFigures {
     pub named_cpu_us_per_lease: Option<f64>,
     /// BIND's CPU use over that time, % of one core.
     pub named_cpu_pct: Option<f64>,
+    /// BIND's nice value (`--named-nice`).
+    pub named_nice: u8,
     /// Records BIND holds after the wait, by type (both zones; SOA, NS and the name server's
     /// own address left out).
     pub records: BTreeMap<String, u64>,
@@ -674,8 +698,13 @@ impl DdnsFigures {
             self.named_cpu_pct,
         ) {
             (u, Some(l), Some(p)) => format!(
-                "; named CPU {} µs/update, {l:.1} µs/lease ({p:.0} % of a core)",
-                u.map_or("-".into(), |u| format!("{u:.1}"))
+                "; named CPU {} µs/update, {l:.1} µs/lease ({p:.0} % of a core){}",
+                u.map_or("-".into(), |u| format!("{u:.1}")),
+                if self.named_nice > 0 {
+                    format!(", at nice {}", self.named_nice)
+                } else {
+                    String::new()
+                }
             ),
             _ => String::new(),
         };
@@ -884,6 +913,7 @@ mod tests {
             named_cpu_us_per_update: Some(40.0),
             named_cpu_us_per_lease: Some(80.0),
             named_cpu_pct: Some(55.0),
+            named_nice: 0,
             records: [("A".to_string(), 20_000), ("PTR".to_string(), 20_000)]
                 .into_iter()
                 .collect(),
@@ -911,6 +941,13 @@ mod tests {
             l[2].contains("BIND holds 20000 A, 20000 PTR, 0 DHCID for 20000 clients; sample of 20: 20 with A, 19 with matching PTR; named CPU 40.0 µs/update, 80.0 µs/lease (55 % of a core)"),
             "{}",
             l[2]
+        );
+        assert!(l[2].ends_with("(55 % of a core)"), "{}", l[2]);
+        f.named_nice = 10;
+        assert!(
+            f.lines("t")[2].ends_with("(55 % of a core), at nice 10"),
+            "{:?}",
+            f.lines("t")
         );
         f.drain_s = None;
         f.drain_waited_s = 60.0;
