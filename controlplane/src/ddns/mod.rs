@@ -142,8 +142,13 @@ enum SaveJob {
 }
 /// How often `takeover(scope)` is asked again.
 const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
-/// After taking events, the updater thread sleeps this long before it looks again (see `run`).
+/// After taking a batch of events, the updater thread leaves the events channel alone this long
+/// (DNS results are still taken at once), and the name feed thread sleeps this long: under load
+/// they then wake a few hundred times a second for hundreds of events each, instead of once or
+/// twice per lease, which cost more in wake-ups and channel locks than the events themselves.
 pub(crate) const GATHER: Duration = Duration::from_millis(2);
+/// The metrics [`Ddns::render_metrics`] prints are refreshed at most this often.
+const METRICS_EVERY: Duration = Duration::from_millis(100);
 /// How long [`Ddns::stop`] waits for updates in flight before saving.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -429,6 +434,8 @@ impl Ddns {
             generation,
             need_snapshot: true,
             journal_lines: 0,
+            metrics_at: None,
+            metrics_stale: false,
         };
         up.publish(true);
         let thread = std::thread::Builder::new()
@@ -548,59 +555,104 @@ struct Updater {
     need_snapshot: bool,
     /// Lines appended to the journal since the last snapshot.
     journal_lines: usize,
+    /// When the metrics snapshot was last refreshed.
+    metrics_at: Option<Instant>,
+    /// A refresh was skipped since (the thread wakes for it within METRICS_EVERY).
+    metrics_stale: bool,
 }
 
 impl Updater {
     fn run(mut self) {
-        let mut gather = false;
+        // After a batch of events, the events channel is left alone until then (see GATHER);
+        // DNS results and control requests are still taken at once.
+        let mut gather_until: Option<Instant> = None;
         loop {
-            if std::mem::take(&mut gather) {
-                // Let the next events gather: under load the thread then wakes a few hundred
-                // times a second for hundreds of events each, instead of once or twice per lease
-                // (which cost more in wake-ups and channel locks than the events themselves).
-                std::thread::sleep(GATHER);
-            }
-            let wait = self.wait(unix_ms());
-            crossbeam_channel::select! {
-                recv(self.events) -> ev => match ev {
-                    Ok(ev) => {
-                        let now = unix_ms();
-                        self.refresh_takeover(false);
-                        self.event(ev, now);
-                        // A burst: take what is queued before looking at the clock again.
-                        for _ in 0..4096 {
-                            match self.events.try_recv() {
-                                Ok(ev) => self.event(ev, now),
-                                Err(_) => break,
+            let mut wait = self.wait(unix_ms());
+            let left = gather_until.map(|t| t.saturating_duration_since(Instant::now()));
+            let stop = match left.filter(|l| !l.is_zero()) {
+                Some(left) => {
+                    wait = wait.min(left);
+                    crossbeam_channel::select! {
+                        recv(self.results) -> r => {
+                            self.take_results(r);
+                            false
+                        },
+                        recv(self.ctl) -> c => self.control(c),
+                        default(wait) => false,
+                    }
+                }
+                None => {
+                    gather_until = None;
+                    crossbeam_channel::select! {
+                        recv(self.events) -> ev => match ev {
+                            Ok(ev) => {
+                                self.take_events(ev);
+                                gather_until = Some(Instant::now() + GATHER);
+                                false
                             }
-                        }
-                        gather = true;
+                            Err(_) => true,
+                        },
+                        recv(self.results) -> r => {
+                            self.take_results(r);
+                            false
+                        },
+                        recv(self.ctl) -> c => self.control(c),
+                        default(wait) => false,
                     }
-                    Err(_) => break,
-                },
-                recv(self.results) -> r => if let Ok(r) = r {
-                    self.result(r);
-                },
-                recv(self.ctl) -> c => match c {
-                    Ok(Ctl::Status(tx)) => {
-                        self.tick();
-                        let _ = tx.send(self.status());
-                    }
-                    Ok(Ctl::Reconfigure(cfg)) => {
-                        self.refresh_takeover(true);
-                        if self.state_dir != cfg.state_dir {
-                            self.need_snapshot = true;
-                        }
-                        self.state_dir = cfg.state_dir.clone();
-                        self.table.reconfigure(&cfg, unix_ms());
-                    }
-                    Ok(Ctl::Stop) | Err(_) => break,
-                },
-                default(wait) => {}
+                }
+            };
+            if stop {
+                break;
             }
             self.tick();
         }
         self.shutdown();
+    }
+
+    /// `first` and what else is queued (a burst, up to 4096, before the clock is looked at).
+    fn take_events(&mut self, first: Event) {
+        let now = unix_ms();
+        self.refresh_takeover(false);
+        self.event(first, now);
+        for _ in 0..4096 {
+            match self.events.try_recv() {
+                Ok(ev) => self.event(ev, now),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// `first` (if the DNS threads are still there) and every other result queued.
+    fn take_results(&mut self, first: Result<JobResult, crossbeam_channel::RecvError>) {
+        if let Ok(r) = first {
+            self.result(r);
+            while let Ok(r) = self.results.try_recv() {
+                self.result(r);
+            }
+        }
+    }
+
+    /// One control request; true to stop.
+    fn control(&mut self, c: Result<Ctl, crossbeam_channel::RecvError>) -> bool {
+        match c {
+            Ok(Ctl::Status(tx)) => {
+                self.tick();
+                // Metrics read after a status agree with it.
+                self.refresh_metrics();
+                let _ = tx.send(self.status());
+                false
+            }
+            Ok(Ctl::Reconfigure(cfg)) => {
+                self.refresh_takeover(true);
+                if self.state_dir != cfg.state_dir {
+                    self.need_snapshot = true;
+                }
+                self.state_dir = cfg.state_dir.clone();
+                self.table.reconfigure(&cfg, unix_ms());
+                false
+            }
+            Ok(Ctl::Stop) | Err(_) => true,
+        }
     }
 
     /// How long to sleep at most.
@@ -620,6 +672,12 @@ impl Updater {
         };
         if let Some(left) = left {
             ms = ms.min(u64::try_from(left.as_millis()).unwrap_or(0));
+        }
+        if self.metrics_stale {
+            let left = self.metrics_at.map_or(Duration::ZERO, |t| {
+                METRICS_EVERY.saturating_sub(t.elapsed())
+            });
+            ms = ms.min(u64::try_from(left.as_millis()).unwrap_or(0) + 1);
         }
         Duration::from_millis(ms)
     }
@@ -763,6 +821,19 @@ impl Updater {
                 }
             }
         }
+        // The metrics snapshot (a few allocations) at most every METRICS_EVERY: the thread
+        // passes here after every DNS result.
+        if !all && self.metrics_at.is_some_and(|t| t.elapsed() < METRICS_EVERY) {
+            self.metrics_stale = true;
+            return;
+        }
+        self.refresh_metrics();
+    }
+
+    /// The metrics snapshot, now.
+    fn refresh_metrics(&mut self) {
+        self.metrics_at = Some(Instant::now());
+        self.metrics_stale = false;
         let snap = Snapshot {
             stats: self.table.stats().clone(),
             queue_depth: self.table.pending(),
@@ -826,7 +897,7 @@ impl Updater {
             Err(e) => tracing::error!(dir = %self.state_dir.display(), error = %e,
                 "ddns: cannot save the state file at stop"),
         }
-        self.publish(false);
+        self.publish(true);
         for w in self.workers.drain(..) {
             if w.is_finished() {
                 let _ = w.join();
