@@ -777,19 +777,15 @@ impl Table {
             }
             return;
         }
-        if let Some(e) = self.entries.get_mut(&addr) {
-            if e.want.as_ref().is_some_and(|w| w.same(&rec)) {
-                // Known (every ACK of a renewal): refresh the lease only, no DNS traffic.
-                let (who, exp) = after_renewal(e.by, e.expires, by, expires);
-                if (who, exp) == (e.by, e.expires) {
-                    return;
-                }
-                let work = who != e.by;
-                e.by = who;
-                e.expires = exp;
-                self.sync(addr, now, work);
-                return;
-            }
+        let known = self
+            .entries
+            .get(&addr)
+            .and_then(|e| e.want.as_ref())
+            .is_some_and(|w| w.same(&rec));
+        if known {
+            // Every ACK of a renewal: refresh the lease only, no DNS traffic.
+            self.renewed(now, addr, expires, by);
+            return;
         }
         let e = match self.entries.get(&addr) {
             None => Entry::new(&scope.scope, rec.clone(), expires, by, now),
