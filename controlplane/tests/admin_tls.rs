@@ -9,6 +9,8 @@
 //! root (tandemd binds to the `lo` device), `openssl` and `curl`; without them they fail saying
 //! so (`sudo bash deploy/install-deps.sh` installs both tools).
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "support/pki.rs"]
 mod pki;
 
@@ -25,30 +27,13 @@ use pki::Pki;
 
 use tandem_controlplane::metrics::{parse_text, value, Sample};
 
-const TANDEMD: &str = env!("CARGO_BIN_EXE_tandemd");
 const TANDEMCTL: &str = env!("CARGO_BIN_EXE_tandemctl");
 /// The admin endpoint's connection limit and idle timeout (the defaults of `AdminLimits`).
 const MAX_CONNECTIONS: usize = 32;
 const IDLE: Duration = Duration::from_secs(10);
 
-fn which(tool: &str) -> bool {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .any(|d| Path::new(d).join(tool).is_file())
-}
-
 fn preflight() {
-    let missing: Vec<&str> = ["openssl", "curl", "timeout"]
-        .into_iter()
-        .filter(|t| !which(t))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "missing tools for the admin TLS tests: {missing:?}; install them with \
-         `sudo bash deploy/install-deps.sh`"
-    );
+    daemon::need_tools("the admin TLS tests", &["openssl", "curl", "timeout"]);
 }
 
 fn run(argv: &[&str], env: &[(&str, &str)]) -> Output {
@@ -197,34 +182,9 @@ impl Daemon {
         let cfg = dir.join(format!("{name}.toml"));
         fs::write(&cfg, config).expect("write config");
         let log = dir.join(format!("{name}.log"));
-        let out = fs::File::create(&log).expect("log file");
-        let err = out.try_clone().expect("dup log");
-        let child = Command::new(TANDEMD)
-            .arg("--config")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start tandemd");
-        let mut d = Daemon { child, log, admin };
-        let t0 = Instant::now();
-        loop {
-            if let Some(st) = d.child.try_wait().expect("tandemd status") {
-                panic!("tandemd exited during start-up ({st}):\n{}", d.log());
-            }
-            // A connection closed without a byte is neither served nor counted.
-            if TcpStream::connect(&d.admin).is_ok() {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "tandemd not listening after 20 s:\n{}",
-                d.log()
-            );
-            sleep(Duration::from_millis(50));
-        }
-        d
+        let mut child = daemon::spawn(&cfg, &log);
+        daemon::wait_admin(&mut child, &admin, &log, "tandemd");
+        Daemon { child, log, admin }
     }
 
     fn log(&self) -> String {
@@ -524,7 +484,11 @@ fn a_client_ca_allows_a_non_loopback_listener() {
         )
         .expect("write");
         run(
-            &[TANDEMD, "--check-config", &cfg.display().to_string()],
+            &[
+                daemon::TANDEMD,
+                "--check-config",
+                &cfg.display().to_string(),
+            ],
             &[],
         )
     };

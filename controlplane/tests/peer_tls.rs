@@ -9,45 +9,28 @@
 //! directory. The tests need root (tandemd binds to the `lo` device) and `openssl` and `curl`;
 //! without them they fail saying so (`sudo bash deploy/install-deps.sh` installs both).
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "support/pki.rs"]
 mod pki;
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use pki::Pki;
 
 use tandem_controlplane::admin::peer::{self, PeerOp, PeerRequest, ScopeText, SendError};
 use tandem_controlplane::admin::tls::{PeerTlsKeys, PeerTlsSettings};
 
-const TANDEMD: &str = env!("CARGO_BIN_EXE_tandemd");
 const TANDEMCTL: &str = env!("CARGO_BIN_EXE_tandemctl");
 /// The relationship's shared secret (the same file content on both partners).
 const SECRET: &[u8] = b"peer-tls-test-secret-0123456789";
 
-fn which(tool: &str) -> bool {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .any(|d| Path::new(d).join(tool).is_file())
-}
-
 fn preflight() {
-    let missing: Vec<&str> = ["openssl", "curl", "timeout"]
-        .into_iter()
-        .filter(|t| !which(t))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "missing tools for the partner TLS tests: {missing:?}; install them with \
-         `sudo bash deploy/install-deps.sh`"
-    );
+    daemon::need_tools("the partner TLS tests", &["openssl", "curl", "timeout"]);
 }
 
 fn run(argv: &[&str]) -> Output {
@@ -254,38 +237,14 @@ impl Daemon {
         let cfg = dir.join(format!("{n}.toml"));
         fs::write(&cfg, config).expect("write config");
         let log = dir.join(format!("{n}.log"));
-        let out = fs::File::create(&log).expect("log file");
-        let err = out.try_clone().expect("dup log");
-        let child = Command::new(TANDEMD)
-            .arg("--config")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start tandemd");
-        let mut d = Daemon {
+        let mut child = daemon::spawn(&cfg, &log);
+        daemon::wait_admin(&mut child, &admin, &log, &format!("tandemd {n}"));
+        Daemon {
             child,
             log,
             config: cfg,
             admin,
-        };
-        let t0 = Instant::now();
-        loop {
-            if let Some(st) = d.child.try_wait().expect("tandemd status") {
-                panic!("tandemd {n} exited during start-up ({st}):\n{}", d.log());
-            }
-            if TcpStream::connect(&d.admin).is_ok() {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "tandemd {n} not listening after 20 s:\n{}",
-                d.log()
-            );
-            sleep(Duration::from_millis(50));
         }
-        d
     }
 
     fn log(&self) -> String {
@@ -644,33 +603,12 @@ fn plain_daemon(dir: &Path) -> Daemon {
     let cfg = dir.join("plain.toml");
     fs::write(&cfg, config).expect("write config");
     let log = dir.join("plain.log");
-    let out = fs::File::create(&log).expect("log file");
-    let err = out.try_clone().expect("dup log");
-    let child = Command::new(TANDEMD)
-        .arg("--config")
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("start tandemd");
-    let mut d = Daemon {
+    let mut child = daemon::spawn(&cfg, &log);
+    daemon::wait_admin(&mut child, &admin, &log, "plain tandemd");
+    Daemon {
         child,
         log,
         config: cfg,
         admin,
-    };
-    let t0 = Instant::now();
-    while TcpStream::connect(&d.admin).is_err() {
-        if let Some(st) = d.child.try_wait().expect("status") {
-            panic!("plain tandemd exited ({st}):\n{}", d.log());
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "not listening:\n{}",
-            d.log()
-        );
-        sleep(Duration::from_millis(50));
     }
-    d
 }
