@@ -205,6 +205,54 @@ impl DdnsConfig {
     }
 }
 
+/// Decodes state-file bytes as [`Ddns::start`] reads them (`snapshot` as [`STATE_FILE`],
+/// `journal` as [`JOURNAL_FILE`], `None` for a file that is not there), loads the entries into
+/// a table with one scope covering every address, saves that table as a new snapshot and
+/// decodes it again: the entries kept. Panics if the saved table does not read back the same,
+/// or if decoding ever yields two entries for one address. No file is touched; this is the
+/// `ddns_state` fuzz target's way in.
+#[doc(hidden)]
+pub fn decode_state_for_fuzzing(snapshot: Option<&[u8]>, journal: Option<&[u8]>) -> usize {
+    let d = state::decode(snapshot, journal);
+    assert!(
+        d.loaded.entries.windows(2).all(|w| w[0].addr < w[1].addr),
+        "one entry per address, in order"
+    );
+    let (Ok(forward_zone), Ok(reverse_zone)) = (
+        Name::from_ascii("fuzz.test"),
+        Name::from_ascii("in-addr.arpa"),
+    ) else {
+        return 0;
+    };
+    let cfg = DdnsConfig::new(
+        vec![ScopeDns {
+            scope: "fuzz".into(),
+            subnet: Subnet {
+                network: Ipv4Addr::UNSPECIFIED,
+                prefix: 0,
+            },
+            forward_zone,
+            reverse_zone,
+            servers: Vec::new(),
+            key: None,
+            ttl: 300,
+            conflict: ConflictMode::Rfc4703,
+        }],
+        PathBuf::new(),
+    );
+    let mut table = Table::new(&cfg);
+    table.load(d.loaded.entries, 1_800_000_000_000);
+    let kept = table.len();
+    let again = state::decode(Some(&table.encode(d.loaded.generation + 1)), None);
+    assert!(again.unusable.is_empty(), "a saved table reads back");
+    assert_eq!(
+        again.loaded.entries.len(),
+        kept,
+        "a saved table reads back whole"
+    );
+    kept
+}
+
 /// The client identity a DHCID is computed over (RFC 4701 §3.3, through
 /// [`tandem_ddns::Identity::for_dhcpv4`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

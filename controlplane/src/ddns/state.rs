@@ -127,91 +127,110 @@ pub(super) struct Loaded {
     pub found: bool,
 }
 
-/// Reads the snapshot and replays the journal on it. A file that cannot be read or parsed is
-/// renamed aside with the suffix `.bad-<now_secs>` (logged); what remains is returned.
-pub(super) fn load(dir: &Path, now_secs: u64) -> Loaded {
-    let mut out = Loaded::default();
-    let path = dir.join(STATE_FILE);
+/// Why a file read back cannot be used (it is set aside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Unusable {
+    /// The snapshot, and why.
+    Snapshot(String),
+    /// The journal's first line is not a valid header.
+    JournalHeader,
+}
+
+/// What [`decode`] makes of the two files' bytes.
+#[derive(Debug, Default)]
+pub(super) struct Decoded {
+    /// As [`Loaded`]; `found` is left false.
+    pub loaded: Loaded,
+    /// The files to set aside.
+    pub unusable: Vec<Unusable>,
+}
+
+/// Decodes the snapshot and the journal (no file access): the entries after the replay, and
+/// which file cannot be used. `None`: the file is not there.
+pub(super) fn decode(snapshot: Option<&[u8]>, journal: Option<&[u8]>) -> Decoded {
+    let mut out = Decoded::default();
     let mut rows: BTreeMap<Ipv4Addr, Saved> = BTreeMap::new();
-    let problem = match fs::read(&path) {
-        Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
+    if let Some(bytes) = snapshot {
+        match serde_json::from_slice::<StateFile>(bytes) {
             Ok(f) if f.version == VERSION => {
-                out.generation = f.generation;
+                out.loaded.generation = f.generation;
                 for s in f.entries {
                     rows.insert(s.addr, s);
                 }
-                None
             }
-            Ok(f) => Some(format!("has an unknown format version ({})", f.version)),
-            Err(e) => Some(format!("is not valid ({e})")),
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => Some(format!("cannot be read ({e})")),
-    };
-    out.found = path.exists();
-    if let Some(problem) = problem {
-        set_aside(
-            &path,
-            now_secs,
-            &problem,
-            "pending DNS updates are lost; names are published again at their next renewal",
-        );
-    }
-    let jpath = dir.join(JOURNAL_FILE);
-    match fs::read(&jpath) {
-        Ok(bytes) => {
-            out.found = true;
-            out.replayed = replay(&jpath, &bytes, out.generation, &mut rows, now_secs);
+            Ok(f) => out.unusable.push(Unusable::Snapshot(format!(
+                "has an unknown format version ({})",
+                f.version
+            ))),
+            Err(e) => out
+                .unusable
+                .push(Unusable::Snapshot(format!("is not valid ({e})"))),
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => set_aside(
-            &jpath,
-            now_secs,
-            &format!("cannot be read ({e})"),
-            "the changes since the last snapshot are lost",
-        ),
     }
-    out.entries = rows.into_values().collect();
+    if let Some(bytes) = journal {
+        match replay(bytes, out.loaded.generation, &mut rows) {
+            Some(n) => out.loaded.replayed = n,
+            None => out.unusable.push(Unusable::JournalHeader),
+        }
+    }
+    out.loaded.entries = rows.into_values().collect();
     out
 }
 
-/// Applies the journal `bytes` to `rows` when it continues snapshot `generation`; returns the
-/// lines applied.
-fn replay(
-    path: &Path,
-    bytes: &[u8],
-    generation: u64,
-    rows: &mut BTreeMap<Ipv4Addr, Saved>,
-    now_secs: u64,
-) -> usize {
+/// Reads the snapshot and replays the journal on it. A file that cannot be read or parsed is
+/// renamed aside with the suffix `.bad-<now_secs>` (logged); what remains is returned.
+pub(super) fn load(dir: &Path, now_secs: u64) -> Loaded {
+    let (path, jpath) = (dir.join(STATE_FILE), dir.join(JOURNAL_FILE));
+    let read = |p: &Path, consequence: &str| match fs::read(p) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            set_aside(p, now_secs, &format!("cannot be read ({e})"), consequence);
+            None
+        }
+    };
+    const LOST_ALL: &str =
+        "pending DNS updates are lost; names are published again at their next renewal";
+    const LOST_CHANGES: &str = "the changes since the last snapshot are lost";
+    let snapshot = read(&path, LOST_ALL);
+    let journal = read(&jpath, LOST_CHANGES);
+    let found = path.exists() || jpath.exists();
+    let d = decode(snapshot.as_deref(), journal.as_deref());
+    for u in &d.unusable {
+        match u {
+            Unusable::Snapshot(problem) => set_aside(&path, now_secs, problem, LOST_ALL),
+            Unusable::JournalHeader => set_aside(
+                &jpath,
+                now_secs,
+                "does not start with a valid header",
+                LOST_CHANGES,
+            ),
+        }
+    }
+    Loaded { found, ..d.loaded }
+}
+
+/// Applies the journal `bytes` to `rows` when it continues snapshot `generation`: the lines
+/// applied, or `None` when its header is not valid.
+fn replay(bytes: &[u8], generation: u64, rows: &mut BTreeMap<Ipv4Addr, Saved>) -> Option<usize> {
     let mut lines = bytes.split_inclusive(|b| *b == b'\n');
     let head = lines
         .next()
-        .and_then(|l| serde_json::from_slice::<JournalHead>(l).ok());
-    let Some(head) = head.filter(|h| h.journal == JOURNAL_VERSION) else {
-        set_aside(
-            path,
-            now_secs,
-            "does not start with a valid header",
-            "the changes since the last snapshot are lost",
-        );
-        return 0;
-    };
+        .and_then(|l| serde_json::from_slice::<JournalHead>(l).ok())
+        .filter(|h| h.journal == JOURNAL_VERSION)?;
     if head.generation != generation {
         // Written before the snapshot that contains it (a crash between the two writes).
         tracing::info!(
-            file = %path.display(),
             journal = head.generation,
             snapshot = generation,
             "ddns: the journal belongs to an older snapshot; not replayed"
         );
-        return 0;
+        return Some(0);
     }
     let mut n = 0usize;
     for (i, line) in lines.enumerate() {
         if line.last() != Some(&b'\n') {
             tracing::warn!(
-                file = %path.display(),
                 line = i + 2,
                 "ddns: the journal's last line was cut short (a crash while writing); ignored"
             );
@@ -226,7 +245,6 @@ fn replay(
             }
             Err(e) => {
                 tracing::error!(
-                    file = %path.display(),
                     line = i + 2,
                     error = %e,
                     "ddns: a journal line is not valid; the changes from it on are ignored"
@@ -236,7 +254,7 @@ fn replay(
         }
         n += 1;
     }
-    n
+    Some(n)
 }
 
 /// Renames `path` to `<path>.bad-<now_secs>` (or `-1`, `-2`... when taken), logging why.
@@ -462,6 +480,25 @@ mod tests {
         .unwrap();
         let l = load(dir.path(), 1);
         assert_eq!((l.entries, l.generation), (vec![saved([10, 77, 0, 5])], 0));
+    }
+
+    #[test]
+    fn decoding_says_which_file_is_unusable_and_touches_nothing() {
+        let d = decode(None, None);
+        assert!(d.loaded.entries.is_empty() && d.unusable.is_empty());
+        let d = decode(Some(b"{"), Some(b"nope\n"));
+        assert!(
+            matches!(&d.unusable[..], [Unusable::Snapshot(p), Unusable::JournalHeader] if p.starts_with("is not valid")),
+            "{:?}",
+            d.unusable
+        );
+        let mut journal = br#"{"journal": 1, "generation": 0}"#.to_vec();
+        journal.push(b'\n');
+        journal.extend(encode_changes(&[Change::Put(Box::new(saved([
+            10, 77, 0, 5,
+        ])))]));
+        let d = decode(Some(&encode(0, Vec::new())), Some(&journal));
+        assert_eq!((d.loaded.entries.len(), d.loaded.replayed), (1, 1));
     }
 
     #[test]
