@@ -159,9 +159,24 @@ impl Name {
 
     /// The reverse-mapping name of an IPv4 address: `d.c.b.a.in-addr.arpa.` (RFC 1035 §3.5).
     pub fn reverse_ipv4(addr: Ipv4Addr) -> Name {
+        // Built label by label (no text round trip): the DNS updater asks for one per lease.
         let [a, b, c, d] = addr.octets();
-        let text = format!("{d}.{c}.{b}.{a}.in-addr.arpa.");
-        Name::from_ascii(&text).expect("a reverse IPv4 name is always valid")
+        let mut wire = Vec::with_capacity(30);
+        for octet in [d, c, b, a] {
+            let digits = [octet / 100, octet / 10 % 10, octet % 10];
+            let skip = if octet >= 100 {
+                0
+            } else if octet >= 10 {
+                1
+            } else {
+                2
+            };
+            // Cannot truncate: 1 to 3 digits.
+            wire.push((3 - skip) as u8);
+            wire.extend(digits[skip..].iter().map(|d| b'0' + d));
+        }
+        wire.extend_from_slice(b"\x07in-addr\x04arpa\x00");
+        Name { wire }
     }
 
     /// Uncompressed wire form as given (case preserved).
@@ -348,5 +363,28 @@ mod tests {
         assert!(!Name::from_ascii("x.78.10.in-addr.arpa")
             .unwrap()
             .is_subdomain_of(&zone));
+    }
+
+    #[test]
+    fn reverse_names_match_their_presentation_form() {
+        // Every octet value in every position, against the text form parsed.
+        for v in 0..=255u8 {
+            for addr in [
+                Ipv4Addr::new(v, 1, 20, 200),
+                Ipv4Addr::new(9, v, 99, 100),
+                Ipv4Addr::new(255, 0, v, 7),
+                Ipv4Addr::new(0, 10, 255, v),
+            ] {
+                let [a, b, c, d] = addr.octets();
+                let text = format!("{d}.{c}.{b}.{a}.in-addr.arpa.");
+                let r = Name::reverse_ipv4(addr);
+                assert_eq!(
+                    r.as_wire(),
+                    Name::from_ascii(&text).unwrap().as_wire(),
+                    "{addr}"
+                );
+                assert_eq!(r.to_string(), text);
+            }
+        }
     }
 }

@@ -757,6 +757,19 @@ impl Table {
     }
 
     fn granted(&mut self, now: Ms, addr: Ipv4Addr, rec: Record, expires: u32, by: Granter) {
+        let known = self
+            .entries
+            .get(&addr)
+            .and_then(|e| e.want.as_ref())
+            .is_some_and(|w| w.same(&rec));
+        if known {
+            // Every ACK of a renewal: refresh the lease only, no DNS traffic. The name was
+            // checked against its scope's zones when it was first granted (a reload keeps the
+            // entries of the scopes it keeps, see `reconfigure`), so that check is not redone
+            // for each of the renewals.
+            self.renewed(now, addr, expires, by);
+            return;
+        }
         let Some(scope) = self.scope_for(addr).cloned() else {
             self.stats.ignored_no_scope += 1;
             tracing::debug!(%addr, name = %show(&rec.fqdn), "ddns: the address is in no scope with DNS; name ignored");
@@ -775,16 +788,6 @@ impl Table {
                     show(&scope.reverse_zone)
                 );
             }
-            return;
-        }
-        let known = self
-            .entries
-            .get(&addr)
-            .and_then(|e| e.want.as_ref())
-            .is_some_and(|w| w.same(&rec));
-        if known {
-            // Every ACK of a renewal: refresh the lease only, no DNS traffic.
-            self.renewed(now, addr, expires, by);
             return;
         }
         let e = match self.entries.get(&addr) {
