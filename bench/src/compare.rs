@@ -48,6 +48,7 @@ use crate::dora::{Config, Mix};
 use crate::latency::Summary;
 use crate::run::{run, Endpoint, RunOptions};
 
+mod cgroup;
 mod dns;
 pub use dns::{DdnsCounters, DdnsFigures, Dns};
 
@@ -300,6 +301,12 @@ pub struct Args {
     /// generator, and at a nice of 10 or more it takes little CPU from them while both are busy.
     #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=19))]
     pub named_nice: u8,
+    /// tandem-xdp-ddns: hold BIND 9 to this share of one CPU, % (1..=100; cgroup CPU
+    /// bandwidth, v2 or v1). A DNS server on another machine takes none of the server's and
+    /// the generator's CPU; capped here, BIND takes little of it and answers slower (updates
+    /// wait in the updater's queue and drain after the load). 0: no cap.
+    #[arg(long, default_value_t = 0, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub named_cpu: u8,
     /// Seconds of load per target (0 < SECS <= 60).
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub duration: f64,
@@ -1582,7 +1589,7 @@ fn start_tandem_ddns(
     lab: &mut Lab,
     tandemd: &Path,
     tag: &str,
-    named_nice: u8,
+    named: dns::NamedLimits,
 ) -> Result<Started, LabError> {
     let (scope, net, prefix) = dns::scope_of(TANDEM_SINGLE).ok_or_else(|| {
         LabError::NotReady("no [[scope]] name and subnet in tandem-single.toml".into())
@@ -1593,8 +1600,11 @@ fn start_tandem_ddns(
         ))
     })?;
     let mut bind = Dns::start(lab, Role::Srv, tag, &reverse)?;
-    if named_nice > 0 {
-        bind.renice(named_nice)?;
+    if named.nice > 0 {
+        bind.renice(named.nice)?;
+    }
+    if named.cpu_pct > 0 {
+        bind.cap_cpu(named.cpu_pct)?;
     }
     let extra = TandemExtra {
         tail: dns::ddns_table(&scope, bind.listen(), bind.key_file()),
@@ -1751,7 +1761,7 @@ fn start_target(
     t: Target,
     tandemd: &Path,
     echo: &Path,
-    named_nice: u8,
+    named: dns::NamedLimits,
 ) -> Result<Started, LabError> {
     match t {
         Target::TandemXdp => {
@@ -1761,7 +1771,7 @@ fn start_target(
             start_tandem_single(lab, tandemd, "udp", &TandemExtra::default(), "udp")
         }
         Target::TandemXdp2w => start_tandem_single(lab, tandemd, "xdp", &two_workers(), "xdp-2w"),
-        Target::TandemXdpDdns => start_tandem_ddns(lab, tandemd, "xdp-ddns", named_nice),
+        Target::TandemXdpDdns => start_tandem_ddns(lab, tandemd, "xdp-ddns", named),
         Target::TandemXdpRelaxed => {
             let relaxed = TandemExtra {
                 durability: Some("relaxed".into()),
@@ -2519,6 +2529,10 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
         }
     }
     let echo_src = a.echo_source.clone().unwrap_or_else(default_echo_source);
+    let named = dns::NamedLimits {
+        nice: a.named_nice,
+        cpu_pct: a.named_cpu,
+    };
     let load = Load {
         rate: (!a.flat_out).then_some(a.rate),
         duration: a.duration,
@@ -2576,7 +2590,7 @@ pub fn compare(a: &Args, stop: Arc<AtomicBool>) -> Result<(Comparison, Vec<Run>)
         let bin = tandemd.clone().unwrap_or_default();
         let started = lab
             .set_queues(t.queues())
-            .and_then(|()| start_target(&mut lab, t, &bin, &echo_bin, a.named_nice));
+            .and_then(|()| start_target(&mut lab, t, &bin, &echo_bin, named));
         let row = match started {
             Err(LabError::Interrupted) => return Err(CompareError::Interrupted),
             Err(e) => Row::failed(t, format!("could not start: {e}")),

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::cgroup::CpuCap;
 use super::{curl, sh, which, Lab, LabError, Role};
 use crate::cpu;
 
@@ -147,6 +148,16 @@ pub struct Dns {
     reverse: String,
     key_file: PathBuf,
     nice: u8,
+    cap: Option<CpuCap>,
+}
+
+/// How `named` is held back (`compare --named-nice`, `--named-cpu`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NamedLimits {
+    /// Its nice value (0: the servers').
+    pub nice: u8,
+    /// Its share of one CPU, % (0: no cap).
+    pub cpu_pct: u8,
 }
 
 /// `dig @server ARGS` in network namespace `ns` (through `nsenter`): the answer lines, without
@@ -249,6 +260,7 @@ impl Dns {
             reverse: reverse.to_string(),
             key_file,
             nice: 0,
+            cap: None,
         };
         let (ns, listen) = (dns.ns.clone(), dns.listen);
         lab.wait_ready(&name, 20, |_| {
@@ -294,6 +306,12 @@ impl Dns {
         cmd.extend(tids.iter().map(String::as_str));
         sh(&cmd)?;
         self.nice = nice;
+        Ok(())
+    }
+
+    /// Holds `named` to `pct` % of one CPU until it stops ([`CpuCap`]).
+    pub fn cap_cpu(&mut self, pct: u8) -> Result<(), LabError> {
+        self.cap = Some(CpuCap::apply(self.pid, pct, &self.name)?);
         Ok(())
     }
 
@@ -367,6 +385,7 @@ impl Dns {
         let mut f = DdnsFigures {
             clients,
             named_nice: self.nice,
+            named_cpu_cap: self.cap.as_ref().map_or(0, CpuCap::pct),
             sample: names.len() as u32,
             ..DdnsFigures::default()
         };
@@ -631,6 +650,8 @@ pub struct DdnsFigures {
     pub named_cpu_pct: Option<f64>,
     /// BIND's nice value (`--named-nice`).
     pub named_nice: u8,
+    /// BIND's CPU cap, % of one CPU (`--named-cpu`; 0: none).
+    pub named_cpu_cap: u8,
     /// Records BIND holds after the wait, by type (both zones; SOA, NS and the name server's
     /// own address left out).
     pub records: BTreeMap<String, u64>,
@@ -698,10 +719,15 @@ impl DdnsFigures {
             self.named_cpu_pct,
         ) {
             (u, Some(l), Some(p)) => format!(
-                "; named CPU {} µs/update, {l:.1} µs/lease ({p:.0} % of a core){}",
+                "; named CPU {} µs/update, {l:.1} µs/lease ({p:.0} % of a core){}{}",
                 u.map_or("-".into(), |u| format!("{u:.1}")),
                 if self.named_nice > 0 {
                     format!(", at nice {}", self.named_nice)
+                } else {
+                    String::new()
+                },
+                if self.named_cpu_cap > 0 {
+                    format!(", capped at {} % of a CPU", self.named_cpu_cap)
                 } else {
                     String::new()
                 }
@@ -914,6 +940,7 @@ mod tests {
             named_cpu_us_per_lease: Some(80.0),
             named_cpu_pct: Some(55.0),
             named_nice: 0,
+            named_cpu_cap: 0,
             records: [("A".to_string(), 20_000), ("PTR".to_string(), 20_000)]
                 .into_iter()
                 .collect(),
@@ -946,6 +973,12 @@ mod tests {
         f.named_nice = 10;
         assert!(
             f.lines("t")[2].ends_with("(55 % of a core), at nice 10"),
+            "{:?}",
+            f.lines("t")
+        );
+        f.named_cpu_cap = 10;
+        assert!(
+            f.lines("t")[2].ends_with("(55 % of a core), at nice 10, capped at 10 % of a CPU"),
             "{:?}",
             f.lines("t")
         );
