@@ -467,7 +467,9 @@ impl Settings {
 /// The table.
 pub(super) struct Table {
     cfg: Settings,
-    entries: HashMap<Ipv4Addr, Entry>,
+    /// Boxed: the map grows by rehashing (a burst that moves every value), and sync takes
+    /// an entry out and puts it back; both then move a pointer, not a few hundred bytes.
+    entries: HashMap<Ipv4Addr, Box<Entry>>,
     /// (next try, address) of the entries with work, not in flight.
     due: BTreeSet<(Ms, Ipv4Addr)>,
     /// (expiry, address) of the entries with a name.
@@ -791,7 +793,7 @@ impl Table {
             return;
         }
         let e = match self.entries.get(&addr) {
-            None => Entry::new(&scope.scope, rec.clone(), expires, by, now),
+            None => Box::new(Entry::new(&scope.scope, rec.clone(), expires, by, now)),
             Some(old) => {
                 let mut e = old.clone();
                 // A new name, a new client, or granted again after an end (if the removal has
@@ -842,10 +844,25 @@ impl Table {
         if (who, exp) == (e.by, e.expires) {
             return;
         }
-        let work = who != e.by;
+        if who == e.by {
+            // Only the lease's end moved (every renewal): the entry's class, name and failover
+            // flags are what they were, so only the expiry backstop moves and the change is
+            // saved with the others of its kind (see `take_changes`).
+            e.expires = exp;
+            if let Some(x) = e.expiry_at.take() {
+                self.expiring.remove(&(x, addr));
+            }
+            if exp != 0 {
+                self.expiring.insert((exp, addr));
+                e.expiry_at = Some(exp);
+            }
+            self.dirty_expiry = true;
+            self.unsaved_soft.insert(addr);
+            return;
+        }
         e.by = who;
         e.expires = exp;
-        self.sync(addr, now, work);
+        self.sync(addr, now, true);
     }
 
     fn ended(&mut self, now: Ms, addr: Ipv4Addr, takeover: &dyn Fn(&str) -> bool) {
@@ -1270,7 +1287,7 @@ impl Table {
                 bad += 1;
                 continue;
             };
-            if let Some(mut old) = self.entries.insert(addr, e) {
+            if let Some(mut old) = self.entries.insert(addr, Box::new(e)) {
                 // A duplicate in the file: the last one counts.
                 self.uncount(&mut old);
                 if let Some(t) = old.due_at {
@@ -1392,7 +1409,8 @@ impl Table {
                 })
             })
             .collect();
-        let mut list: Vec<(&Ipv4Addr, &Entry)> = self.entries.iter().collect();
+        let mut list: Vec<(&Ipv4Addr, &Entry)> =
+            self.entries.iter().map(|(a, e)| (a, &**e)).collect();
         // Pending work first (oldest first), then the rest by address.
         list.sort_by_key(|(a, e)| {
             (

@@ -284,6 +284,52 @@ fn the_expiry_backstop_ends_the_lease() {
 }
 
 #[test]
+fn a_renewal_moves_the_expiry_backstop_and_nothing_else() {
+    let mut t = table();
+    let end = (T0 / 1000) as u32 + 2;
+    let mut ev = granted(12, "renewing", 12, Granter::Local);
+    if let Event::Granted { expires, .. } = &mut ev {
+        *expires = end;
+    }
+    t.handle_event(T0, ev, &never);
+    step(&mut t, T0, JobOutcome::Completed);
+    t.take_changed();
+    t.encode(1);
+    assert_eq!(t.poll_timeout(), Some(T0 + 2_000));
+    // Renewed twice (by the ACK's grant, then by the commit), each time for 60 s more.
+    t.handle_event(
+        T0 + 1_000,
+        granted(12, "renewing", 12, Granter::Local),
+        &never,
+    );
+    t.handle_event(
+        T0 + 1_000,
+        Event::Renewed {
+            addr: addr(12),
+            expires: end + 60,
+            by: Granter::Local,
+        },
+        &never,
+    );
+    assert_eq!(t.poll_timeout(), Some(T0 + 62_000), "the backstop moved");
+    assert!(
+        t.take_changed().is_empty(),
+        "the failover name and flags did not change"
+    );
+    assert!(t.dirty() && !t.dirty_work());
+    t.handle_timeout(T0 + 2_000, &never);
+    assert_eq!(t.stats().expired, 0, "not at the old end");
+    assert_eq!(t.pending(), 0);
+    t.handle_timeout(T0 + 62_000, &never);
+    assert_eq!(t.stats().expired, 1);
+    assert_eq!(
+        step(&mut t, T0 + 62_000, JobOutcome::Completed).0,
+        Op::Remove
+    );
+    assert_eq!(t.len(), 0);
+}
+
+#[test]
 fn the_queue_bound_drops_grants_not_ends() {
     let mut t = Table::new(&cfg(&[S1], 2));
     for i in 0..5 {
