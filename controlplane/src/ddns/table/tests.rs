@@ -253,6 +253,14 @@ fn the_partner_echoing_our_lease_keeps_it_ours() {
     assert_eq!(t.len(), 0);
 }
 
+/// At `at` the one entry's lease expires: its records are removed and the entry goes.
+fn expires_and_goes(t: &mut Table, at: Ms) {
+    t.handle_timeout(at, &never);
+    assert_eq!(t.stats().expired, 1);
+    assert_eq!(step(t, at, JobOutcome::Completed).0, Op::Remove);
+    assert_eq!(t.len(), 0);
+}
+
 #[test]
 fn the_expiry_backstop_ends_the_lease() {
     let mut t = table();
@@ -265,13 +273,7 @@ fn the_expiry_backstop_ends_the_lease() {
     t.handle_timeout(T0 + 1_000, &never);
     assert!(t.poll_job(T0 + 1_000).is_none());
     assert_eq!(t.poll_timeout(), Some(T0 + 2_000));
-    t.handle_timeout(T0 + 2_000, &never);
-    assert_eq!(t.stats().expired, 1);
-    assert_eq!(
-        step(&mut t, T0 + 2_000, JobOutcome::Completed).0,
-        Op::Remove
-    );
-    assert_eq!(t.len(), 0);
+    expires_and_goes(&mut t, T0 + 2_000);
     // A partner's lease that expires is forgotten (no takeover).
     let mut ev = granted(11, "theirs", 11, Granter::Partner);
     if let Event::Granted { expires, .. } = &mut ev {
@@ -320,13 +322,7 @@ fn a_renewal_moves_the_expiry_backstop_and_nothing_else() {
     t.handle_timeout(T0 + 2_000, &never);
     assert_eq!(t.stats().expired, 0, "not at the old end");
     assert_eq!(t.pending(), 0);
-    t.handle_timeout(T0 + 62_000, &never);
-    assert_eq!(t.stats().expired, 1);
-    assert_eq!(
-        step(&mut t, T0 + 62_000, JobOutcome::Completed).0,
-        Op::Remove
-    );
-    assert_eq!(t.len(), 0);
+    expires_and_goes(&mut t, T0 + 62_000);
 }
 
 #[test]
