@@ -925,14 +925,13 @@ impl<S: StateStore> Peer<S> {
         }
         // The operator says the partner is not serving: our pool is ours again.
         self.hold_until_contact = false;
-        if self
-            .fence_end()
-            .is_some_and(|f| secs(now) >= f && self.state != PeerState::PartnerDown)
-        {
+        if self.fence_end().is_some_and(|f| secs(now) >= f) {
             // Past the split-brain fence the partner may have taken our unleased addresses in
             // an automatic PARTNER-DOWN before it went silent. Its leases there are capped at
             // MCLT, so they have ended MCLT from now (the operator says it is down): until
-            // then our own pool stays closed to new clients, like the partner's.
+            // then our own pool stays closed to new clients, like the partner's. This holds
+            // too when we are in automatic PARTNER-DOWN ourselves: there we left our own pool
+            // to the partner, and the declaration gives it back to us only after MCLT.
             let until = secs(now)
                 .saturating_add(self.mclt)
                 .saturating_add(self.cfg.skew_allowance());

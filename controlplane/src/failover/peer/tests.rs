@@ -1039,6 +1039,35 @@ fn automatic_partner_down_fences_and_swaps_pools() {
 }
 
 #[test]
+fn declaring_the_partner_down_from_automatic_partner_down_holds_our_pool_for_mclt() {
+    // Both sides in automatic PARTNER-DOWN in a partition: each left its own unleased pool to
+    // the other (sim seed 17743). The operator then declares the partner down on the primary:
+    // the partner's leases from our pool (capped at MCLT) may still run, so our pool opens
+    // MCLT (+ skew) after the declaration, not at once.
+    let mut a = cfg(Role::Primary);
+    a.switchover_secs = Some(300);
+    let mut p = Pair::with(a, cfg(Role::Secondary), Start::Fresh, Start::Fresh);
+    p.connect();
+    let fence = T0 as u32 + 300 - 61 + 600;
+    p.cut();
+    p.advance(300);
+    assert_eq!(p.state(0), PeerState::PartnerDown);
+    p.advance(u64::from(fence) + 100 - p.now.secs());
+    assert_eq!(p.s[0].peer.snapshot().alloc_from(p.now), AllocFrom::Backup);
+    let declared = p.now;
+    p.s[0].peer.partner_down(declared).expect("allowed");
+    p.pump();
+    assert_eq!(p.state(0), PeerState::PartnerDown);
+    let snap = p.s[0].peer.snapshot();
+    let open = declared.secs() as u32 + 600 + 61;
+    assert_eq!(snap.own_pool_held_until(), Some(open));
+    let free = Binding::empty(addr(1), BindingState::Free);
+    assert!(!snap.may_allocate(&free, declared.plus_secs(10)));
+    assert!(!snap.may_allocate(&free, Time::from_secs(u64::from(open) - 1)));
+    assert!(snap.may_allocate(&free, Time::from_secs(u64::from(open) + 1)));
+}
+
+#[test]
 fn grant_follows_the_mclt_rule_in_each_state() {
     let mut p = Pair::new(Start::Fresh, Start::Fresh);
     p.connect();
