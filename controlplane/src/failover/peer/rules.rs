@@ -75,7 +75,7 @@ impl OwnershipSnapshot {
     ///   EXPIRED for a lease it issued (our copy came from it, same client, no later end here)
     ///   is accepted even while our copy still runs on the skew allowance: the partner expires
     ///   its own leases.
-    /// - FREE/BACKUP (pool transfers): on the primary, the secondary's pool record older (by
+    /// - FREE/BACKUP (pool transfers): the partner's pool record older (by
     ///   client-last-transaction time) than our ended lease of the address is outdated. The
     ///   partner claiming one of our own unleased addresses
     ///   is accepted only from the primary; giving an address to us is accepted, except on the
@@ -175,11 +175,14 @@ impl OwnershipSnapshot {
                 }
                 if let Some(l) = local {
                     let pooled = matches!(l.state, BindingState::Free | BindingState::Backup);
-                    if self.role == Role::Primary && !pooled && r.cltt < l.cltt {
-                        // The secondary's pool record predates the lease we know ended since
-                        // (it sends what it had before that lease, say in a full update after
-                        // a restart): between two non-active views the primary's wins, and
-                        // accepting would put the address in a pool the secondary has left.
+                    if !pooled && r.cltt < l.cltt {
+                        // The partner's pool record predates the lease we know ended since (it
+                        // sends what it had before that lease, say in a full update after a
+                        // restart, or its answer to an UPDREQALL crossing our RELEASED):
+                        // accepting would put the address in a pool the partner has left. On
+                        // the secondary too: the primary, taking our newer end, frees the
+                        // address into its own pool, so its older BACKUP must not also put it
+                        // in ours (sim seed 10798: both leased it).
                         return resend(l, RejectReason::OutdatedBindingInfo);
                     }
                     let claim = r.state == self.partner_pool() && l.state == self.own_pool();

@@ -1122,6 +1122,58 @@ fn recover_done_renews_only_and_never_past_acked_plus_mclt() {
 // ----- judge ----------------------------------------------------------------------------------
 
 #[test]
+fn a_release_crossing_the_primarys_older_backup_record_leaves_one_pool() {
+    // Sim seed 10798: the primary gave an address to the secondary's pool (BACKUP, no lease
+    // yet); the secondary leased it, the client released it, and on reconnection the two
+    // views crossed: the primary's old BACKUP record (an UPDREQALL answer) and the secondary's
+    // RELEASED. The primary frees the address into its own pool (the release is newer than its
+    // record), so the secondary must not take the old BACKUP record into its pool.
+    let mut p = Pair::new(Start::Fresh, Start::Fresh);
+    p.connect();
+    let now = p.now;
+    let t = T0 as u32;
+    let prim = p.s[0].peer.snapshot();
+    let sec = p.s[1].peer.snapshot();
+    let mut pooled = Binding::empty(addr(9), BindingState::Backup);
+    pooled.acked_expiry = t - 900;
+    pooled.sent_expiry = t - 900;
+    let mut released = lease(9, 3, t - 30, t + 60);
+    released.state = BindingState::Released;
+    released.start = t - 400;
+    released.cltt = t - 60;
+    // The primary takes the newer release: FREE, in its own pool.
+    match prim.judge(
+        Some(&pooled),
+        &{
+            let mut r = released;
+            r.from_partner = true;
+            r
+        },
+        now,
+    ) {
+        Judgement::Accept(b) => assert_eq!(b.state, BindingState::Free),
+        other => panic!("the primary must take the newer release: {other:?}"),
+    }
+    // The secondary refuses the primary's older BACKUP record and re-sends its release.
+    let mut old = pooled;
+    old.from_partner = true;
+    assert_eq!(
+        sec.judge(Some(&released), &old, now),
+        Judgement::Reject {
+            reason: RejectReason::OutdatedBindingInfo,
+            resend: Some(released)
+        }
+    );
+    // A transfer made after the release (it carries the release's time) is still taken.
+    let mut fresh = old;
+    fresh.cltt = released.cltt;
+    assert!(matches!(
+        sec.judge(Some(&released), &fresh, now),
+        Judgement::Accept(_)
+    ));
+}
+
+#[test]
 fn conflict_resolution_rules() {
     let mut p = Pair::new(Start::Fresh, Start::Fresh);
     p.connect();
