@@ -659,12 +659,18 @@ fn losing_contact_in_potential_conflict_means_resolution_interrupted() {
 
 // ----- automatic and administrative transitions -----------------------------------------------
 
-#[test]
-fn automatic_partner_down_after_the_switchover_interval_only_when_configured() {
+/// A pair in NORMAL whose primary moves to PARTNER-DOWN 300 s out of contact.
+fn switchover_pair() -> Pair {
     let mut a = cfg(Role::Primary);
     a.switchover_secs = Some(300);
     let mut p = Pair::with(a, cfg(Role::Secondary), Start::Fresh, Start::Fresh);
     p.connect();
+    p
+}
+
+#[test]
+fn automatic_partner_down_after_the_switchover_interval_only_when_configured() {
+    let mut p = switchover_pair();
     p.cut();
     p.advance(299);
     assert_eq!(p.state(0), PeerState::CommunicationsInterrupted);
@@ -997,10 +1003,7 @@ fn partner_down_takeover_waits_mclt() {
 
 #[test]
 fn automatic_partner_down_fences_and_swaps_pools() {
-    let mut a = cfg(Role::Primary);
-    a.switchover_secs = Some(300);
-    let mut p = Pair::with(a, cfg(Role::Secondary), Start::Fresh, Start::Fresh);
-    p.connect();
+    let mut p = switchover_pair();
     let heard = T0 as u32;
     p.cut();
     let snap = p.s[0].peer.snapshot();
@@ -1044,10 +1047,7 @@ fn declaring_the_partner_down_from_automatic_partner_down_holds_our_pool_for_mcl
     // the other (sim seed 17743). The operator then declares the partner down on the primary:
     // the partner's leases from our pool (capped at MCLT) may still run, so our pool opens
     // MCLT (+ skew) after the declaration, not at once.
-    let mut a = cfg(Role::Primary);
-    a.switchover_secs = Some(300);
-    let mut p = Pair::with(a, cfg(Role::Secondary), Start::Fresh, Start::Fresh);
-    p.connect();
+    let mut p = switchover_pair();
     let fence = T0 as u32 + 300 - 61 + 600;
     p.cut();
     p.advance(300);
@@ -1121,6 +1121,14 @@ fn recover_done_renews_only_and_never_past_acked_plus_mclt() {
 
 // ----- judge ----------------------------------------------------------------------------------
 
+/// A fresh pair in NORMAL: the time, and the primary's and the secondary's snapshots (their
+/// `judge` rules).
+fn judges_in_normal() -> (Time, OwnershipSnapshot, OwnershipSnapshot) {
+    let mut p = Pair::new(Start::Fresh, Start::Fresh);
+    p.connect();
+    (p.now, p.s[0].peer.snapshot(), p.s[1].peer.snapshot())
+}
+
 #[test]
 fn a_release_crossing_the_primarys_older_backup_record_leaves_one_pool() {
     // Sim seed 10798: the primary gave an address to the secondary's pool (BACKUP, no lease
@@ -1128,12 +1136,8 @@ fn a_release_crossing_the_primarys_older_backup_record_leaves_one_pool() {
     // views crossed: the primary's old BACKUP record (an UPDREQALL answer) and the secondary's
     // RELEASED. The primary frees the address into its own pool (the release is newer than its
     // record), so the secondary must not take the old BACKUP record into its pool.
-    let mut p = Pair::new(Start::Fresh, Start::Fresh);
-    p.connect();
-    let now = p.now;
+    let (now, prim, sec) = judges_in_normal();
     let t = T0 as u32;
-    let prim = p.s[0].peer.snapshot();
-    let sec = p.s[1].peer.snapshot();
     let mut pooled = Binding::empty(addr(9), BindingState::Backup);
     pooled.acked_expiry = t - 900;
     pooled.sent_expiry = t - 900;
@@ -1175,12 +1179,8 @@ fn a_release_crossing_the_primarys_older_backup_record_leaves_one_pool() {
 
 #[test]
 fn conflict_resolution_rules() {
-    let mut p = Pair::new(Start::Fresh, Start::Fresh);
-    p.connect();
-    let now = p.now;
+    let (now, prim, sec) = judges_in_normal();
     let t = T0 as u32;
-    let prim = p.s[0].peer.snapshot();
-    let sec = p.s[1].peer.snapshot();
     let mut mine = lease(1, 1, t + 500, t + 900);
     mine.cltt = t - 10;
     let mut theirs = lease(1, 2, t + 500, t + 900);
@@ -1287,11 +1287,7 @@ fn conflict_resolution_rules() {
 
 #[test]
 fn transfers_and_claims() {
-    let mut p = Pair::new(Start::Fresh, Start::Fresh);
-    p.connect();
-    let now = p.now;
-    let prim = p.s[0].peer.snapshot();
-    let sec = p.s[1].peer.snapshot();
+    let (now, prim, sec) = judges_in_normal();
     let free = Binding::empty(addr(5), BindingState::Free);
     let mut backup = Binding::empty(addr(5), BindingState::Backup);
     backup.from_partner = true;
@@ -1328,12 +1324,8 @@ fn transfers_and_claims() {
 /// pool while we were apart) is news, and frees it.
 #[test]
 fn stale_end_of_lease_does_not_pull_a_transferred_address_back() {
-    let mut p = Pair::new(Start::Fresh, Start::Fresh);
-    p.connect();
-    let now = p.now;
+    let (now, prim, sec) = judges_in_normal();
     let t = T0 as u32;
-    let prim = p.s[0].peer.snapshot();
-    let sec = p.s[1].peer.snapshot();
     let old = lease(6, 3, t - 1000, t - 1000);
     // Ours: the lease ended, went FREE, and was handed to the secondary's pool (acknowledged
     // long ago, so not in transit); the record keeps the lease's times.
