@@ -67,8 +67,8 @@
 //! `tandem-ddns-save` writes the snapshot and the journal. The DNS and save threads run
 //! [`BACKGROUND_NICE`] nicer than the daemon, so a CPU-bound server serves leases first and
 //! publishes names when it has CPU to spare; the table thread runs [`TABLE_NICE`] nicer, so it
-//! never holds back a worker or a journal sync woken on its CPU. All are created by [`Ddns::start`] on the calling
-//! thread, so they share its network namespace.
+//! never holds back a worker or a journal sync woken on its CPU. All are created by
+//! [`Ddns::start`] on the calling thread, so they share its network namespace.
 
 #![forbid(unsafe_code)]
 
@@ -139,7 +139,7 @@ fn nicer_by(by: i32) {
     let r = rustix::process::getpriority_process(Some(tid))
         .and_then(|nice| rustix::process::setpriority_process(Some(tid), (nice + by).min(19)));
     if let Err(e) = r {
-        tracing::warn!(error = %e, "ddns: cannot lower the priority of a DNS thread; it runs at the daemon's");
+        tracing::warn!(error = %e, "ddns: cannot lower the priority of an updater thread; it runs at the daemon's");
     }
 }
 
